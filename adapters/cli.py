@@ -1,0 +1,285 @@
+"""The ``optout-hub`` command: the one place that wires ``inbound``, ``webhooks`` and the core.
+
+Every subcommand takes ``--config PATH`` (else ``$OPTOUT_HUB_CONFIG``, else the defaults).
+A configuration error prints one line naming the key and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import logging.config
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+from . import db
+from .config import Config, load_config
+from .errors import ConfigError, OptOutHubError
+from .events import GLOBAL_SCOPE, Kind, topic_scope
+from .hub import Hub
+from .importer import import_csv, open_csv
+from .recipients import RecipientRequest, issue_tokens
+from .store import address_state, export_suppressions
+
+log = logging.getLogger(__name__)
+
+
+class Component(Protocol):
+    """A long-running part of ``serve``: started, then stopped on SIGTERM."""
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+def configure_logging(config: Config) -> None:
+    logging.config.dictConfig(
+        {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+            "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"}},
+            "root": {"level": config.logging.level.upper(), "handlers": ["stderr"]},
+            "loggers": {"waitress.queue": {"level": "ERROR"}},
+        }
+    )
+
+
+class HTTPComponent:
+    """The Flask app under waitress, in a thread."""
+
+    def __init__(self, hub: Hub) -> None:
+        from waitress import create_server
+
+        from webhooks import create_app
+
+        self.hub = hub
+        http = hub.config.http
+        self.server = create_server(create_app(hub=hub), host=http.host, port=http.port, threads=http.threads, ident="optout-hub")
+        self._thread = threading.Thread(target=self.server.run, name="http", daemon=True)
+
+    @property
+    def address(self) -> str:
+        return f"http://{self.server.effective_host}:{self.server.effective_port}"
+
+    def start(self) -> None:
+        self._thread.start()
+        print(f"optout-hub: HTTP listening on {self.address}", flush=True)
+
+    def stop(self) -> None:
+        self.server.close()
+        self._thread.join(timeout=10)
+
+
+def _components(hub: Hub, parts: Sequence[str]) -> list[Component]:
+    """Build the parts named in ``parts`` (``smtp``, ``http``, ``worker``)."""
+    built: list[Component] = []
+    for part in parts:
+        if part == "http":
+            built.append(HTTPComponent(hub))
+    return built
+
+
+def run_components(hub: Hub, parts: Sequence[str]) -> int:
+    """Start the parts, wait for SIGINT/SIGTERM, stop them in reverse order, exit 0."""
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    components = _components(hub, parts)
+    started: list[Component] = []
+    try:
+        for component in components:
+            component.start()
+            started.append(component)
+        print("optout-hub: ready (stop with Ctrl-C or SIGTERM)", flush=True)
+        stop.wait()
+        print("optout-hub: shutting down", flush=True)
+    finally:
+        for component in reversed(started):
+            component.stop()
+        hub.close()
+    return 0
+
+
+# --- commands ------------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace, config: Config) -> int:
+    hub = Hub.open(config)
+    print(f"optout-hub: database {hub.engine.url.render_as_string(hide_password=True)}", flush=True)
+    return run_components(hub, ["smtp", "http", "worker"])
+
+
+def cmd_part(part: str) -> Callable[[argparse.Namespace, Config], int]:
+    def run(args: argparse.Namespace, config: Config) -> int:
+        return run_components(Hub.open(config), [part])
+
+    return run
+
+
+def cmd_db_upgrade(args: argparse.Namespace, config: Config) -> int:
+    engine = db.make_engine(config.database.url)
+    try:
+        db.upgrade(engine, args.revision)
+    finally:
+        engine.dispose()
+    print(f"optout-hub: database at revision {args.revision}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, config: Config) -> int:
+    hub = Hub.open(config)
+    try:
+        with hub.sessions() as session:
+            state = address_state(session, args.email)
+    finally:
+        hub.close()
+    json.dump(state, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+    return 0
+
+
+def cmd_headers(args: argparse.Namespace, config: Config) -> int:
+    hub = Hub.open(config)
+    try:
+        with hub.sessions.begin() as session:
+            (issued,) = issue_tokens(session, hub.signer, config, [RecipientRequest(args.email, args.topic, args.campaign)], now=hub.clock())
+    finally:
+        hub.close()
+    print(f"List-Unsubscribe: {issued.list_unsubscribe}")
+    print(f"List-Unsubscribe-Post: {issued.list_unsubscribe_post}")
+    return 0
+
+
+class ProgressBar:
+    """A one-line progress bar on a terminal (``stderr``); nothing when piped."""
+
+    def __init__(self, stream: Any, source: Any) -> None:
+        self.stream = stream
+        self.enabled = stream.isatty()
+        self.buffer = getattr(source, "buffer", None)
+        try:
+            self.total = os.fstat(source.fileno()).st_size if self.enabled else 0
+        except (OSError, ValueError):
+            self.total = 0
+
+    def __call__(self, rows: int) -> None:
+        if not self.enabled:
+            return
+        if self.total and self.buffer is not None and self.buffer.seekable():
+            frac = min(self.buffer.tell() / self.total, 1.0)
+            self.stream.write(f"\r[{'#' * int(frac * 30):<30}] {frac:6.1%} {rows:,} rows")
+        else:
+            self.stream.write(f"\r{rows:,} rows")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+
+
+def cmd_import(args: argparse.Namespace, config: Config) -> int:
+    scope = GLOBAL_SCOPE
+    if args.topic:
+        if config.topic(args.topic) is None:
+            raise ConfigError("topics", f"no topic named {args.topic!r}")
+        scope = topic_scope(args.topic)
+    hub = Hub.open(config)
+    try:
+        with open_csv(args.file) as stream:
+            bar = ProgressBar(sys.stderr, stream)
+            summary = import_csv(hub, stream, kind=Kind(args.kind), scope=scope, origin=args.source, progress=bar)
+            bar.close()
+    except OSError as exc:
+        raise OptOutHubError(f"cannot read {args.file}: {exc.strerror}") from None
+    finally:
+        hub.close()
+    print(summary.line())
+    return 0
+
+
+def cmd_export(args: argparse.Namespace, config: Config) -> int:
+    since = None
+    if args.since:
+        try:
+            since = datetime.fromisoformat(args.since)
+        except ValueError:
+            raise OptOutHubError(f"--since: not an ISO 8601 time: {args.since!r}") from None
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=timezone.utc)
+    hub = Hub.open(config)
+    try:
+        with hub.sessions() as session:
+            rows = export_suppressions(session, since=since)
+            if args.format == "json":
+                sys.stdout.write("[")
+                for i, row in enumerate(rows):
+                    sys.stdout.write(("," if i else "") + "\n  " + json.dumps(row, ensure_ascii=False))
+                sys.stdout.write("\n]\n")
+            else:
+                writer = csv.DictWriter(sys.stdout, fieldnames=["email", "scope", "kind", "source", "reason", "first_at", "last_at"], lineterminator="\n")
+                writer.writeheader()
+                writer.writerows(rows)
+    finally:
+        hub.close()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="PATH", help="TOML configuration (default: $OPTOUT_HUB_CONFIG, else built-in defaults)")
+    parser = argparse.ArgumentParser(prog="optout-hub", description="Catch every opt-out and push it to every mail provider.", parents=[common])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Callable[[argparse.Namespace, Config], int], help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[common], help=help, description=help)
+        p.set_defaults(func=func)
+        return p
+
+    add("serve", cmd_serve, "run the SMTP listener, the HTTP app and the push worker in one process")
+    add("smtp", cmd_part("smtp"), "run the SMTP listener alone")
+    add("web", cmd_part("http"), "run the HTTP app alone (development; production: gunicorn 'webhooks:create_app()')")
+    add("worker", cmd_part("worker"), "run the push worker alone")
+    p = add("db", lambda a, c: 2, "database schema commands")
+    dbsub = p.add_subparsers(dest="db_command", required=True, metavar="SUBCOMMAND")
+    up = dbsub.add_parser("upgrade", parents=[common], help="create or migrate the schema (Alembic)")
+    up.add_argument("revision", nargs="?", default="head")
+    up.set_defaults(func=cmd_db_upgrade)
+    p = add("status", cmd_status, "print an address's state as JSON")
+    p.add_argument("email")
+    p = add("headers", cmd_headers, "print the List-Unsubscribe headers for one recipient")
+    p.add_argument("email")
+    p.add_argument("--topic", help="a topic from the configuration")
+    p.add_argument("--campaign", help="a campaign id to record with the token")
+    p = add("import", cmd_import, "bulk-load an existing suppression list (CSV with an 'email' column)")
+    p.add_argument("file", help="CSV file, or - for standard input")
+    p.add_argument("--source", metavar="NAME", help="where the list came from (kept with each event)")
+    p.add_argument("--kind", choices=[k.value for k in Kind if k is not Kind.RESUBSCRIBE], default="unsubscribe")
+    p.add_argument("--topic", help="import as opt-outs of this topic instead of global ones")
+    p = add("export", cmd_export, "print every suppressed address with scope, kind, source, first and last time")
+    p.add_argument("--format", choices=["csv", "json"], default="csv")
+    p.add_argument("--since", metavar="ISO", help="only addresses changed at or after this time")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+        configure_logging(config)
+        return args.func(args, config)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    except OptOutHubError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        return 0

@@ -1,0 +1,97 @@
+"""The one normalized opt-out event that every source produces (contract §6)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from enum import StrEnum
+from typing import Any
+
+GLOBAL_SCOPE = "global"
+TOPIC_PREFIX = "topic:"
+
+
+class Kind(StrEnum):
+    UNSUBSCRIBE = "unsubscribe"
+    COMPLAINT = "complaint"
+    BOUNCE = "bounce"
+    RESUBSCRIBE = "resubscribe"
+
+    @property
+    def opts_out(self) -> bool:
+        """Kinds that suppress an address (a bounce only when policy says so; see the store)."""
+        return self in (Kind.UNSUBSCRIBE, Kind.COMPLAINT, Kind.BOUNCE)
+
+
+class Source(StrEnum):
+    SMTP = "smtp"
+    ONECLICK = "oneclick"
+    PREFERENCES = "preferences"
+    MAILCHIMP = "mailchimp"
+    SENDGRID = "sendgrid"
+    HUBSPOT = "hubspot"
+    API = "api"
+    IMPORT = "import"
+
+
+class Verification(StrEnum):
+    TOKEN = "token"
+    SIGNATURE = "signature"
+    DKIM = "dkim"
+    NONE = "none"
+
+
+def topic_scope(name: str) -> str:
+    """The scope string of a topic: ``topic:<name>``."""
+    return f"{TOPIC_PREFIX}{name}"
+
+
+def scope_topic(scope: str) -> str | None:
+    """The topic name of a scope, or ``None`` for the global scope."""
+    return scope[len(TOPIC_PREFIX):] if scope.startswith(TOPIC_PREFIX) else None
+
+
+def validate_scope(scope: str) -> str:
+    if scope == GLOBAL_SCOPE or (scope.startswith(TOPIC_PREFIX) and len(scope) > len(TOPIC_PREFIX)):
+        return scope
+    raise ValueError(f"scope must be 'global' or 'topic:<name>', not {scope!r}")
+
+
+def utcnow() -> datetime:
+    """The default clock: aware UTC. Everything time-dependent takes a clock like this."""
+    return datetime.now(timezone.utc)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OptOutEvent:
+    """One request about one address, from one source.
+
+    ``email`` is already normalized (see :func:`adapters.addresses.normalize_address`).
+    ``provider_event_id`` makes a provider's retried delivery idempotent: the store keeps one
+    event per (source, provider_event_id). ``evidence_id`` points at the stored raw message
+    or payload that proves the request.
+    """
+
+    email: str
+    kind: Kind
+    source: Source
+    scope: str = GLOBAL_SCOPE
+    verification: Verification = Verification.NONE
+    provider_event_id: str | None = None
+    occurred_at: datetime | None = None
+    received_at: datetime | None = None
+    reason: str | None = None
+    campaign: str | None = None
+    evidence_id: int | None = None
+    metadata: Mapping[str, Any] | None = dataclasses.field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        validate_scope(self.scope)
+        for name in ("occurred_at", "received_at"):
+            value = getattr(self, name)
+            if value is not None and value.tzinfo is None:
+                raise ValueError(f"{name} must be timezone-aware")
+
+    def replace(self, **changes: Any) -> "OptOutEvent":
+        return dataclasses.replace(self, **changes)

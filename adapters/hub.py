@@ -1,0 +1,101 @@
+"""The wired core of one process: config, database, token signer, metrics, clock.
+
+Built once by the entry point (CLI, ``webhooks.create_app``) and passed to every part.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import secrets
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from . import db
+from .config import Config
+from .errors import StoreError
+from .events import OptOutEvent, utcnow
+from .metrics import Metrics
+from .models import InstanceSetting, OutboxRow
+from .store import RecordResult, StorePolicy, _insert, record_events
+from .tokens import TokenSigner
+
+log = logging.getLogger(__name__)
+GENERATED_SECRET = "token_secret"
+
+
+@dataclasses.dataclass
+class Hub:
+    config: Config
+    engine: Engine
+    sessions: sessionmaker[Session]
+    signer: TokenSigner
+    metrics: Metrics
+    policy: StorePolicy
+    clock: Callable[[], datetime] = utcnow
+
+    @classmethod
+    def open(cls, config: Config, *, clock: Callable[[], datetime] = utcnow, metrics: Metrics | None = None, upgrade: bool | None = None) -> "Hub":
+        """Connect to the database and build the signer.
+
+        ``upgrade`` migrates the schema first; by default only an SQLite database is migrated
+        on start (PostgreSQL deployments run ``optout-hub db upgrade`` once).
+        """
+        engine = db.make_engine(config.database.url)
+        if upgrade if upgrade is not None else engine.dialect.name == "sqlite":
+            db.upgrade(engine)
+        sessions = db.make_sessionmaker(engine)
+        signer = TokenSigner(_token_secrets(config, sessions))
+        metrics = metrics or Metrics()
+        hub = cls(config, engine, sessions, signer, metrics, StorePolicy.from_config(config), clock)
+        metrics.watch_outbox(hub.outbox_pending)
+        return hub
+
+    def record(self, events: Sequence[OptOutEvent]) -> RecordResult:
+        """Record events in a transaction of their own and count them once committed.
+
+        An edge that stores evidence with the events calls :func:`record_events` in its own
+        transaction instead, then :meth:`count_events`.
+        """
+        try:
+            with self.sessions.begin() as session:
+                result = record_events(session, events, self.policy, now=self.clock())
+        except SQLAlchemyError as exc:
+            raise StoreError(f"could not record events: {exc.__class__.__name__}") from exc
+        self.count_events(result)
+        return result
+
+    def count_events(self, result: RecordResult) -> None:
+        """Count stored events; call after the transaction that stored them has committed."""
+        for source, kind, n in result.counts:
+            self.metrics.events.labels(source, kind).inc(n)
+
+    def outbox_pending(self) -> list[tuple[str, int]]:
+        try:
+            with self.sessions() as session:
+                stmt = select(OutboxRow.provider, func.count()).where(OutboxRow.state == "pending").group_by(OutboxRow.provider)
+                counts = dict(session.execute(stmt).tuples().all())
+        except SQLAlchemyError:
+            log.warning("outbox_pending: database unavailable")
+            return []
+        return [(p, counts.get(p, 0)) for p in self.config.providers.enabled()]
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _token_secrets(config: Config, sessions: sessionmaker[Session]) -> list[bytes]:
+    """The configured token secrets, or one generated on first start and kept in the database
+    (so the embedded default works with no configuration and survives restarts)."""
+    sec = config.security
+    if sec.token_secret is not None:
+        return [sec.token_secret.reveal().encode()] + [s.reveal().encode() for s in sec.previous_token_secrets]
+    with sessions.begin() as session:
+        session.execute(_insert(session, InstanceSetting).on_conflict_do_nothing(index_elements=["name"]), [{"name": GENERATED_SECRET, "value": secrets.token_urlsafe(32)}])
+        value = session.get(InstanceSetting, GENERATED_SECRET).value
+    log.info("no token secret configured (%s): using the instance's generated secret", sec.token_secret_env)
+    return [value.encode()]

@@ -1,0 +1,44 @@
+"""Prometheus metrics (contract §8), one registry per process, passed in like the config."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+
+class _PendingCollector(Collector):
+    """``optout_outbox_pending{provider}``, read from the store at scrape time."""
+
+    def __init__(self, pending: Callable[[], Iterable[tuple[str, int]]]) -> None:
+        self._pending = pending
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        family = GaugeMetricFamily("optout_outbox_pending", "Outbox rows not yet pushed, per provider", labels=["provider"])
+        for provider, count in self._pending():
+            family.add_metric([provider], count)
+        yield family
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.events = Counter("optout_events", "Opt-out events stored", ["source", "kind"], registry=r)
+        self.smtp_messages = Counter("optout_smtp_messages", "Inbound messages by classification", ["classification"], registry=r)
+        self.webhook_requests = Counter("optout_webhook_requests", "Webhook requests by provider and status", ["provider", "status"], registry=r)
+        self.push = Counter("optout_push", "Outbox pushes by provider and result", ["provider", "result"], registry=r)
+        self.push_latency = Histogram(
+            "optout_push_latency_seconds",
+            "From receipt of a request to the provider's 2xx",
+            buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600, 86400),
+            registry=r,
+        )
+
+    def watch_outbox(self, pending: Callable[[], Iterable[tuple[str, int]]]) -> None:
+        self.registry.register(_PendingCollector(pending))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

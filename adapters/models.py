@@ -1,0 +1,190 @@
+"""The store's tables (SQLAlchemy 2.0 typed models). Migrations live in ``adapters/migrations``.
+
+- ``events``: append-only log of every request, unique on (source, provider_event_id).
+- ``suppressions``: current state per (address, scope), written in the same transaction as
+  the events that change it.
+- ``recipients``: what an unsubscribe token points at (address, topic, campaign).
+- ``evidence``: raw inbound messages and webhook payloads, kept for audit; inbound messages
+  wait here (state ``pending``) until classified, and ambiguous ones (``review``) for an admin.
+- ``pending_lookups``: provider events that name a contact id, not an address, until the
+  worker resolves them (HubSpot).
+- ``outbox``: one row per (event, provider) to push, claimed by workers under a lease.
+- ``instance_settings``: generated instance secrets (the token key when none is configured).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+BigId = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements only INTEGER
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every dialect (SQLite has no time zones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON()}
+
+
+class Evidence(Base):
+    __tablename__ = "evidence"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16))  # smtp, webhook, http, api, import
+    source: Mapped[str] = mapped_column(String(16))
+    received_at: Mapped[datetime]
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    content_type: Mapped[str] = mapped_column(String(120), default="")
+    meta: Mapped[dict[str, Any] | None]
+    state: Mapped[str] = mapped_column(String(16), default="done", index=True)
+    result: Mapped[dict[str, Any] | None]
+    processed_at: Mapped[datetime | None]
+
+    def __repr__(self) -> str:
+        return f"<Evidence {self.id} {self.channel}/{self.source} {self.state}>"
+
+
+class Event(Base):
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    email: Mapped[str] = mapped_column(String(254))
+    email_key: Mapped[str] = mapped_column(String(254), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    scope: Mapped[str] = mapped_column(String(100))
+    source: Mapped[str] = mapped_column(String(16))
+    verification: Mapped[str] = mapped_column(String(16))
+    provider_event_id: Mapped[str | None] = mapped_column(String(200))
+    occurred_at: Mapped[datetime]
+    received_at: Mapped[datetime] = mapped_column(index=True)
+    reason: Mapped[str | None] = mapped_column(Text)
+    campaign: Mapped[str | None] = mapped_column(String(200))
+    evidence_id: Mapped[int | None] = mapped_column(ForeignKey("evidence.id"))
+    meta: Mapped[dict[str, Any] | None]
+
+    __table_args__ = (UniqueConstraint("source", "provider_event_id"),)
+
+    def __repr__(self) -> str:
+        return f"<Event {self.id} {self.kind} {self.scope} {self.source}>"
+
+
+class Suppression(Base):
+    __tablename__ = "suppressions"
+    email_key: Mapped[str] = mapped_column(String(254), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(100), primary_key=True)
+    email: Mapped[str] = mapped_column(String(254))
+    suppressed: Mapped[bool]
+    kind: Mapped[str] = mapped_column(String(16))  # kind of the event that set the state
+    source: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    first_at: Mapped[datetime]  # first opt-out at this scope
+    last_at: Mapped[datetime] = mapped_column(index=True)  # occurrence of the last change
+    event_id: Mapped[int] = mapped_column(BigId)
+
+    def __repr__(self) -> str:
+        return f"<Suppression {self.scope} {'on' if self.suppressed else 'off'}>"
+
+
+class Recipient(Base):
+    __tablename__ = "recipients"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    email: Mapped[str] = mapped_column(String(254))
+    email_key: Mapped[str] = mapped_column(String(254))
+    topic: Mapped[str] = mapped_column(String(100), default="")  # "" for none
+    campaign: Mapped[str] = mapped_column(String(200), default="")  # "" for none
+    created_at: Mapped[datetime]
+
+    __table_args__ = (UniqueConstraint("email_key", "topic", "campaign"),)
+
+    def __repr__(self) -> str:
+        return f"<Recipient {self.id}>"
+
+
+class PendingLookup(Base):
+    __tablename__ = "pending_lookups"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    provider: Mapped[str] = mapped_column(String(16))
+    object_id: Mapped[str] = mapped_column(String(64))
+    provider_event_id: Mapped[str] = mapped_column(String(200))
+    event: Mapped[dict[str, Any]]  # the OptOutEvent fields other than the address
+    evidence_id: Mapped[int | None] = mapped_column(ForeignKey("evidence.id"))
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+    __table_args__ = (UniqueConstraint("provider", "provider_event_id"),)
+
+    def __repr__(self) -> str:
+        return f"<PendingLookup {self.id} {self.provider} {self.object_id}>"
+
+
+class OutboxRow(Base):
+    __tablename__ = "outbox"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id"))
+    provider: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(16))  # unsubscribe | resubscribe
+    email: Mapped[str] = mapped_column(String(254))
+    scope: Mapped[str] = mapped_column(String(100))
+    state: Mapped[str] = mapped_column(String(12), default="pending")  # pending | done | dead
+    attempts: Mapped[int] = mapped_column(default=0)
+    due_at: Mapped[datetime]
+    lease_until: Mapped[datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    received_at: Mapped[datetime]  # when the original request reached us (latency metric)
+    created_at: Mapped[datetime]
+    done_at: Mapped[datetime | None]
+    last_status: Mapped[int | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_outbox_state_provider_due_at", "state", "provider", "due_at"),)
+
+    def __repr__(self) -> str:
+        return f"<OutboxRow {self.id} {self.provider} {self.action} {self.state}>"
+
+
+class InstanceSetting(Base):
+    __tablename__ = "instance_settings"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,124 @@
+"""The JSON API for admins and senders (contract §4), behind a bearer token."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from typing import Any
+
+from flask import Blueprint, jsonify, request
+
+from adapters import store
+from adapters.addresses import normalize_address
+from adapters.errors import PayloadError
+from adapters.events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, Verification, topic_scope
+from adapters.models import Evidence
+from adapters.recipients import RecipientRequest, issue_tokens
+
+from .context import current_hub
+from .errors import error_response
+
+log = logging.getLogger(__name__)
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+MAX_CHECK = 100_000
+
+
+@bp.before_request
+def _authenticate():  # noqa: ANN202
+    expected = current_hub().config.security.admin_token
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    if expected is None or scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.reveal().encode()):
+        response = error_response(401, "missing or invalid bearer token")
+        response.headers["WWW-Authenticate"] = 'Bearer realm="optout-hub"'
+        return response
+    return None
+
+
+def read_json_object() -> dict[str, Any]:
+    """The request body as a JSON object, or :class:`PayloadError`."""
+    if not request.is_json:
+        raise PayloadError("expected Content-Type: application/json")
+    try:
+        body = json.loads(request.get_data())
+    except (ValueError, UnicodeDecodeError):
+        raise PayloadError("body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise PayloadError("body must be a JSON object")
+    return body
+
+
+def _optional_str(body: dict[str, Any], key: str) -> str | None:
+    value = body.get(key)
+    if value is not None and not isinstance(value, str):
+        raise PayloadError(f"{key} must be a string")
+    return value or None
+
+
+@bp.get("/suppressions/<path:email>")
+def get_suppression(email: str):  # noqa: ANN201
+    with current_hub().sessions() as session:
+        return jsonify(store.address_state(session, email))
+
+
+@bp.post("/suppressions")
+def add_suppression():  # noqa: ANN201
+    """Add one opt-out by hand (or, with ``"kind": "resubscribe"``, undo one), with a reason."""
+    hub = current_hub()
+    body = read_json_object()
+    if not isinstance(body.get("email"), str):
+        raise PayloadError("email is required")
+    reason = _optional_str(body, "reason")
+    if reason is None:
+        raise PayloadError("reason is required")
+    try:
+        kind = Kind(body.get("kind", "unsubscribe"))
+    except ValueError:
+        raise PayloadError("kind must be one of unsubscribe, complaint, bounce, resubscribe") from None
+    topic = _optional_str(body, "topic")
+    if topic is not None and hub.config.topic(topic) is None:
+        raise PayloadError(f"unknown topic {topic!r}")
+    address = normalize_address(body["email"])
+    now = hub.clock()
+    with hub.sessions.begin() as session:
+        evidence = Evidence(channel="api", source=Source.API.value, received_at=now, content=request.get_data(), content_type="application/json", meta={"remote_addr": request.remote_addr}, state="done")
+        session.add(evidence)
+        session.flush()
+        event = OptOutEvent(email=address.email, kind=kind, source=Source.API, scope=topic_scope(topic) if topic else GLOBAL_SCOPE, verification=Verification.NONE, occurred_at=now, received_at=now, reason=reason, evidence_id=evidence.id)
+        result = store.record_events(session, [event], hub.policy, now=now)
+        state = store.address_state(session, address.email)
+    hub.count_events(result)
+    log.info("api: %s %s recorded (changed=%d)", kind.value, event.scope, result.changed)
+    return jsonify(stored=bool(result.new), changed=bool(result.changed), state=state), 201
+
+
+@bp.post("/suppressions/check")
+def check_suppressions():  # noqa: ANN201
+    body = read_json_object()
+    emails = body.get("emails")
+    if not isinstance(emails, list) or not all(isinstance(e, str) for e in emails):
+        raise PayloadError("emails must be a list of strings")
+    if len(emails) > MAX_CHECK:
+        raise PayloadError(f"at most {MAX_CHECK} emails per call")
+    topic = _optional_str(body, "topic")
+    with current_hub().sessions() as session:
+        result = store.check_addresses(session, emails, topic=topic)
+    return jsonify(suppressed=result.suppressed, invalid=result.invalid)
+
+
+@bp.post("/headers")
+def issue_headers():  # noqa: ANN201
+    hub = current_hub()
+    body = read_json_object()
+    recipients = body.get("recipients")
+    if not isinstance(recipients, list):
+        raise PayloadError("recipients must be a list")
+    requests = []
+    for i, item in enumerate(recipients):
+        if not isinstance(item, dict) or not isinstance(item.get("email"), str):
+            raise PayloadError(f"recipients[{i}].email is required")
+        requests.append(RecipientRequest(item["email"], _optional_str(item, "topic"), _optional_str(item, "campaign")))
+    with hub.sessions.begin() as session:
+        issued = issue_tokens(session, hub.signer, hub.config, requests, now=hub.clock())
+    return jsonify(headers=[{"email": h.email, "List-Unsubscribe": h.list_unsubscribe, "List-Unsubscribe-Post": h.list_unsubscribe_post} for h in issued])

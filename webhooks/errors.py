@@ -1,0 +1,43 @@
+"""Translate the core's exceptions into HTTP answers: JSON ``{"error": ...}``, 4xx for bad
+input, 503 when the store fails (so the sender retries), never a bare 500 page."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from adapters.errors import PayloadError, SignatureError, StoreError
+
+log = logging.getLogger(__name__)
+
+
+def error_response(status: int, message: str):  # noqa: ANN201 - a Flask response
+    response = jsonify(error=message)
+    response.status_code = status
+    return response
+
+
+def init_app(app: Flask) -> None:
+    @app.errorhandler(PayloadError)
+    def _payload(exc: PayloadError):  # noqa: ANN202
+        return error_response(400, str(exc))
+
+    @app.errorhandler(SignatureError)
+    def _signature(exc: SignatureError):  # noqa: ANN202
+        return error_response(403, "invalid signature")
+
+    @app.errorhandler(StoreError)
+    def _store(exc: StoreError):  # noqa: ANN202
+        log.error("store error: %s", exc)
+        return error_response(503, "temporarily unable to store the request; retry")
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException):  # noqa: ANN202
+        return error_response(exc.code or 500, exc.description or exc.name)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):  # noqa: ANN202
+        log.exception("unexpected error")
+        return error_response(500, "internal error")
