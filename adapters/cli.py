@@ -232,9 +232,12 @@ def cmd_export(args: argparse.Namespace, config: Config) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    config_help = "TOML configuration (default: $OPTOUT_HUB_CONFIG, else built-in defaults)"
+    parser = argparse.ArgumentParser(prog="optout-hub", description="Catch every opt-out and push it to every mail provider.")
+    parser.add_argument("--config", metavar="PATH", help=config_help)
+    # Subcommands accept --config too; SUPPRESS keeps a value given before the subcommand.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", metavar="PATH", help="TOML configuration (default: $OPTOUT_HUB_CONFIG, else built-in defaults)")
-    parser = argparse.ArgumentParser(prog="optout-hub", description="Catch every opt-out and push it to every mail provider.", parents=[common])
+    common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help=config_help)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, func: Callable[[argparse.Namespace, Config], int], help: str) -> argparse.ArgumentParser:

@@ -309,7 +309,7 @@ def _validate(config: Config) -> None:
     for i, topic in enumerate(config.topics):
         if not topic.name or not topic.name.replace("-", "").replace("_", "").isalnum():
             raise ConfigError(f"topics[{i}].name", "must be letters, digits, '-' or '_'")
-        if names.count(topic.name) > 1:
+        if topic.name in names[:i]:
             raise ConfigError(f"topics[{i}].name", f"duplicate topic {topic.name!r}")
         for slug, attr in (("mailchimp", "mailchimp_list"), ("sendgrid", "sendgrid_group"), ("hubspot", "hubspot_subscription")):
             if getattr(topic, attr) is not None and not getattr(config.providers, slug).enabled:

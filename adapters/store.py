@@ -233,8 +233,12 @@ def export_suppressions(session: Session, *, since: datetime | None = None) -> I
     stmt = select(Suppression).where(Suppression.suppressed.is_(True))
     if since is not None:
         stmt = stmt.where(Suppression.last_at >= since)
-    for s in session.scalars(stmt.order_by(Suppression.first_at, Suppression.email_key).execution_options(yield_per=5000)):
-        yield {"email": s.email, "scope": s.scope, "kind": s.kind, "source": s.source, "reason": s.reason, "first_at": s.first_at.isoformat(), "last_at": s.last_at.isoformat()}
+    result = session.scalars(stmt.order_by(Suppression.first_at, Suppression.email_key).execution_options(yield_per=5000))
+    try:
+        for s in result:
+            yield {"email": s.email, "scope": s.scope, "kind": s.kind, "source": s.source, "reason": s.reason, "first_at": s.first_at.isoformat(), "last_at": s.last_at.isoformat()}
+    finally:
+        result.close()  # a server-side cursor on PostgreSQL, also when the caller stops early
 
 
 def suppressed_keys(session: Session, keys: Sequence[str], scope: str) -> set[str]:

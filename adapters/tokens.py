@@ -50,6 +50,11 @@ class TokenSigner:
         raw = head + self._mac(secret, head)
         return base64.b32encode(raw).decode("ascii").rstrip("=").lower()
 
+    def derive_key(self, label: str) -> bytes:
+        """A key for another purpose (``label``: session cookies, CSRF), derived from the newest
+        secret by HMAC so the secret itself is never used twice."""
+        return hmac.new(self._keys[0][1], b"optout-hub derived key\x00" + label.encode(), hashlib.sha256).digest()
+
     def verify(self, token: str) -> int:
         """The recipient id a token names; :class:`TokenError` if malformed or forged."""
         text = token.strip().upper()
@@ -59,8 +64,8 @@ class TokenSigner:
             raw = base64.b32decode(text + "====")
         except (binascii.Error, ValueError):
             raise TokenError("malformed token") from None
-        if len(raw) != _TOKEN_BYTES:
-            raise TokenError("malformed token")
+        if len(raw) != _TOKEN_BYTES or base64.b32encode(raw).decode("ascii").rstrip("=") != text:
+            raise TokenError("malformed token")  # wrong length, or non-canonical trailing bits
         head, mac = raw[: 1 + _ID_BYTES], raw[1 + _ID_BYTES :]
         for kid, secret in self._keys:
             if kid == head[0] and hmac.compare_digest(self._mac(secret, head), mac):

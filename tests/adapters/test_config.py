@@ -1,0 +1,135 @@
+"""Configuration: defaults, the example file, and every error path (one line naming the key)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from adapters.config import Config, Secret, load_config, parse_config
+from adapters.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_defaults_match_the_contract() -> None:
+    config = load_config(None, {})
+    assert config.database.url == "sqlite:///optout-hub.db"
+    assert (config.smtp.host, config.smtp.port) == ("127.0.0.1", 2525)
+    assert config.smtp.domains == ("unsubscribe.example.com",)
+    assert config.smtp.max_message_bytes == 1_048_576
+    assert (config.http.host, config.http.port) == ("127.0.0.1", 8025)
+    assert config.http.public_url == "https://unsubscribe.example.com"
+    assert config.security.token_secret_env == "OPTOUT_HUB_SECRET"
+    assert config.security.admin_token_env == "OPTOUT_HUB_ADMIN_TOKEN"
+    assert config.providers.enabled() == ()
+    assert config.topics == ()
+    assert config.security.token_secret is None and config.security.admin_token is None
+
+
+def test_example_file_documents_every_key_and_loads() -> None:
+    env = {"OPTOUT_HUB_SECRET": "s" * 32, "OPTOUT_HUB_ADMIN_TOKEN": "admin"}
+    config = load_config(ROOT / "config.example.toml", env)
+    assert config.security.token_secret == Secret("s" * 32)
+    text = (ROOT / "config.example.toml").read_text()
+    sections = {
+        "database": Config().database, "smtp": Config().smtp, "http": Config().http,
+        "security": Config().security, "inbound": Config().inbound, "worker": Config().worker,
+        "confirmations": Config().confirmations, "logging": Config().logging,
+        "providers.mailchimp": Config().providers.mailchimp, "providers.sendgrid": Config().providers.sendgrid,
+        "providers.hubspot": Config().providers.hubspot,
+    }
+    import dataclasses
+
+    for section, obj in sections.items():
+        assert f"[{section}]" in text
+        for field in dataclasses.fields(obj):
+            if "secret_of" not in field.metadata:
+                assert f"{field.name} =" in text, f"{section}.{field.name} is not documented"
+
+
+def test_env_and_path_lookup(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[smtp]\nport = 2600\n')
+    assert load_config(None, {"OPTOUT_HUB_CONFIG": str(path)}).smtp.port == 2600
+    assert load_config(path, {}).smtp.port == 2600
+
+
+def test_secrets_resolve_and_never_show() -> None:
+    config = parse_config({"security": {"token_secret_env": "S", "admin_token_env": "A", "previous_token_secrets_env": ["OLD"]}}, {"S": "x" * 20, "A": "adm1n-value", "OLD": "y" * 20})
+    assert config.security.token_secret.reveal() == "x" * 20
+    assert [s.reveal() for s in config.security.previous_token_secrets] == ["y" * 20]
+    assert "adm1n-value" not in repr(config) and "x" * 20 not in repr(config) and "adm1n-value" not in str(config.security.admin_token)
+
+
+def test_topics_and_enabled_providers() -> None:
+    env = {"SENDGRID_API_KEY": "k", "SENDGRID_WEBHOOK_PUBLIC_KEY": "p"}
+    config = parse_config({"providers": {"sendgrid": {"enabled": True}}, "topics": [{"name": "news", "sendgrid_group": 12}]}, env)
+    assert config.providers.enabled() == ("sendgrid",)
+    assert config.topic("news").sendgrid_group == 12
+    assert config.topic("other") is None
+
+
+@pytest.mark.parametrize(
+    ("data", "env", "key", "message"),
+    [
+        ({"smtp": {"bogus": 1}}, {}, "smtp.bogus", "unknown key"),
+        ({"bogus": {}}, {}, "bogus", "unknown key"),
+        ({"providers": {"postmark": {}}}, {}, "providers.postmark", "unknown provider"),
+        ({"providers": {"sendgrid": {"colour": "red"}}}, {}, "providers.sendgrid.colour", "unknown key"),
+        ({"smtp": {"port": "25"}}, {}, "smtp.port", "must be an integer"),
+        ({"smtp": {"port": True}}, {}, "smtp.port", "must be an integer"),
+        ({"smtp": {"port": 70000}}, {}, "smtp.port", "between 0 and 65535"),
+        ({"smtp": {"domains": "a.example"}}, {}, "smtp.domains", "must be a list"),
+        ({"smtp": {"domains": [1]}}, {}, "smtp.domains[0]", "must be a string"),
+        ({"smtp": {"domains": []}}, {}, "smtp.domains", "at least one domain"),
+        ({"smtp": 3}, {}, "smtp", "must be a table"),
+        ({"http": {"public_url": "unsubscribe.example.com"}}, {}, "http.public_url", "http(s) URL"),
+        ({"worker": {"enabled": "yes"}}, {}, "worker.enabled", "must be a boolean"),
+        ({"security": {"token_secret_env": "MY_SECRET"}}, {}, "security.token_secret_env", "MY_SECRET is not set"),
+        ({"security": {"token_secret_env": "MY_SECRET"}}, {"MY_SECRET": "short"}, "security.token_secret_env", "at least 16 bytes"),
+        ({"providers": {"sendgrid": {"enabled": True}}}, {}, "providers.sendgrid.api_key_env", "SENDGRID_API_KEY is not set"),
+        ({"providers": {"hubspot": {"enabled": True}}}, {"HUBSPOT_ACCESS_TOKEN": "t"}, "providers.hubspot.client_secret_env", "HUBSPOT_CLIENT_SECRET is not set"),
+        ({"topics": [{"name": "n", "sendgrid_group": 3}]}, {}, "topics[0].sendgrid_group", "not enabled"),
+        ({"topics": [{"name": "n", "colour": 3}]}, {}, "topics[0].colour", "unknown key"),
+        ({"topics": [{"title": "x"}]}, {}, "topics[0].name", "missing"),
+        ({"topics": [{"name": "n"}, {"name": "n"}]}, {}, "topics[1].name", "duplicate"),
+        ({"topics": [{"name": "a b"}]}, {}, "topics[0].name", "letters, digits"),
+        ({"topics": {"name": "n"}}, {}, "topics", "array of tables"),
+    ],
+)
+def test_config_errors_name_the_key(data: dict, env: dict, key: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, env)
+    assert info.value.key == key
+    assert message in str(info.value)
+    assert str(info.value).startswith(f"{key}: ")
+
+
+def test_unreadable_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config(tmp_path / "missing.toml", {})
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[smtp\nport = 1\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad, {})
+
+
+@pytest.mark.parametrize(
+    ("toml", "line"),
+    [
+        ("[smtp]\nbogus = 1\n", "config error: smtp.bogus: unknown key"),
+        ("[providers.mailchimp]\nenabled = true\n", "config error: providers.mailchimp.api_key_env: environment variable MAILCHIMP_API_KEY is not set"),
+        ("[[topics]]\nname = \"news\"\nhubspot_subscription = \"1\"\n", "config error: topics[0].hubspot_subscription: names provider hubspot, which is not enabled"),
+    ],
+)
+def test_cli_prints_one_line_and_exits_2(tmp_path: Path, toml: str, line: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(toml)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-m", "adapters", "--config", str(path), "status", "a@example.com"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == line
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
