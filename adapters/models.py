@@ -10,6 +10,7 @@
   worker resolves them (HubSpot).
 - ``outbox``: one row per (event, provider) to push, claimed by workers under a lease.
 - ``instance_settings``: generated instance secrets (the token key when none is configured).
+- ``confirmation_sends``: one row per address and UTC day a confirmation mail went out.
 """
 
 from __future__ import annotations
@@ -188,3 +189,16 @@ class InstanceSetting(Base):
     __tablename__ = "instance_settings"
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class ConfirmationSend(Base):
+    __tablename__ = "confirmation_sends"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    email_key: Mapped[str] = mapped_column(String(254))
+    day: Mapped[str] = mapped_column(String(10))  # UTC date, YYYY-MM-DD
+    sent_at: Mapped[datetime]
+
+    __table_args__ = (UniqueConstraint("email_key", "day"),)
+
+    def __repr__(self) -> str:
+        return f"<ConfirmationSend {self.id} {self.day}>"

@@ -12,7 +12,7 @@ from flask import Flask
 from adapters.config import Config, load_config
 from adapters.hub import Hub
 
-from . import api, errors, ops
+from . import api, errors, oneclick, ops, pages, preferences, providers, security
 
 
 def create_app(config: Config | None = None, *, hub: Hub | None = None) -> Flask:
@@ -26,4 +26,9 @@ def create_app(config: Config | None = None, *, hub: Hub | None = None) -> Flask
     errors.init_app(app)
     app.register_blueprint(ops.bp)
     app.register_blueprint(api.bp)
+    security.init_app(app)
+    pages.init_app(app)
+    app.register_blueprint(oneclick.bp)
+    app.register_blueprint(preferences.bp)
+    providers.init_app(app, hub)
     return app

@@ -1,0 +1,81 @@
+"""What every HTML page shares: language choice (Flask-Babel catalogues in
+``webhooks/translations``), the base template's context, and HTML error pages.
+
+The language comes from ``?lang=`` (the switcher's links), else ``Accept-Language``, else
+English. It is never kept in a cookie: recipients' pages set no cookies at all.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import Blueprint, Flask, Response, render_template, request
+from flask_babel import Babel, get_locale, gettext
+
+from adapters.errors import PayloadError, TokenError
+
+log = logging.getLogger(__name__)
+LANGUAGES = {"en": "English", "zh": "简体中文", "ar": "العربية"}
+RTL = frozenset({"ar"})
+DEFAULT_LANGUAGE = "en"
+
+
+def select_language() -> str:
+    asked = request.args.get("lang", "")
+    if asked in LANGUAGES:
+        return asked
+    return request.accept_languages.best_match(list(LANGUAGES)) or DEFAULT_LANGUAGE
+
+
+def current_language() -> str:
+    return str(get_locale() or DEFAULT_LANGUAGE)
+
+
+def lang_url(code: str) -> str:
+    """The current page in another language."""
+    args = request.args.to_dict()
+    args["lang"] = code
+    return f"{request.path}?{urlencode(sorted(args.items()))}"
+
+
+def mask_email(email: str) -> str:
+    """``alice@example.com`` → ``al•••@example.com``: enough to recognise, not to harvest."""
+    local, _, domain = email.rpartition("@")
+    shown = local[:2] if len(local) > 3 else local[:1]
+    return f"{shown}•••@{domain}"
+
+
+def _context() -> dict[str, Any]:
+    lang = current_language()
+    return {"lang": lang, "text_dir": "rtl" if lang in RTL else "ltr", "languages": LANGUAGES, "lang_url": lang_url}
+
+
+def render_page(template: str, *, status: int = 200, token_page: bool = False, **context: Any) -> Response:
+    """Render an HTML page; token pages are never cached or indexed."""
+    response = Response(render_template(template, **context), status=status, mimetype="text/html")
+    if token_page:
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Robots-Tag"] = "noindex, nofollow"
+    response.headers["Content-Language"] = current_language()
+    return response
+
+
+def error_page(exc: PayloadError) -> Response:
+    """HTML answer for bad input on a page: 404 for an invalid link, else 400."""
+    if isinstance(exc, TokenError):
+        return render_page("error.html", status=404, token_page=True, title=gettext("This link is not valid"), message=gettext("The link may be incomplete or may have been copied wrongly. Please use the link from the most recent email."))
+    return render_page("error.html", status=400, token_page=True, title=gettext("Your request could not be processed"), message=str(exc))
+
+
+def init_app(app: Flask) -> None:
+    Babel(app, locale_selector=select_language)
+    app.context_processor(_context)
+
+
+def page_blueprint(name: str, import_name: str, **kwargs: Any) -> Blueprint:
+    """A blueprint whose bad input is answered with an HTML page instead of JSON."""
+    bp = Blueprint(name, import_name, **kwargs)
+    bp.register_error_handler(PayloadError, error_page)
+    return bp

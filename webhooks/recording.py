@@ -1,0 +1,58 @@
+"""Recording what a recipient asked for on a page: the request as evidence and its events,
+in one transaction, then the metrics and the confirmation mail once committed."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from flask import request
+from sqlalchemy.orm import Session
+
+from adapters import store
+from adapters.confirmations import send_confirmation
+from adapters.events import Kind, OptOutEvent, Source
+from adapters.hub import Hub
+from adapters.models import Evidence, Recipient
+from adapters.recipients import resolve_token
+from adapters.store import RecordResult
+
+from .pages import current_language
+from .security import redact_tokens
+
+log = logging.getLogger(__name__)
+
+
+def record_token_request(hub: Hub, token: str, source: Source, build: Callable[[Session, Recipient], Sequence[OptOutEvent]]) -> tuple[Recipient, list[OptOutEvent], RecordResult]:
+    """Resolve ``token``, let ``build`` decide the events, store them with the request.
+
+    ``build`` runs inside the transaction (it may read the current state) and may raise
+    :class:`~adapters.errors.PayloadError`; then nothing is stored.
+    """
+    now = hub.clock()
+    body = request.get_data(cache=True)  # read first: the form is then parsed from this copy
+    with hub.sessions.begin() as session:
+        recipient = resolve_token(session, hub.signer, token)
+        events = list(build(session, recipient))
+        if not events:
+            return recipient, [], RecordResult(0, (), 0, 0)
+        evidence = Evidence(
+            channel="http",
+            source=source.value,
+            received_at=now,
+            content=body,
+            content_type=(request.content_type or "")[:120],
+            meta={"path": redact_tokens(request.path), "recipient_id": recipient.id, "user_agent": request.user_agent.string[:300], "remote_addr": request.remote_addr, "lang": current_language()},
+            state="done",
+            processed_at=now,
+        )
+        session.add(evidence)
+        session.flush()
+        events = [e.replace(evidence_id=evidence.id, received_at=now, occurred_at=e.occurred_at or now) for e in events]
+        result = store.record_events(session, events, hub.policy, now=now)
+    hub.count_events(result)
+    log.info("%s: recipient %d, %d event(s) stored, %d change(s)", source.value, recipient.id, result.new, result.changed)
+    opt_out = next((e for e in events if e.kind is Kind.UNSUBSCRIBE), None)
+    if opt_out is not None:
+        send_confirmation(hub, opt_out, auto_submitted=False, lang=current_language())
+    return recipient, events, result

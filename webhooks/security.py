@@ -1,0 +1,79 @@
+"""Browser-facing protections: security headers, stateless CSRF tokens, token redaction in logs.
+
+CSRF tokens are ``<unix time>.<HMAC>`` over a *binding* (the recipient id on token pages, the
+session nonce on admin pages), keyed by a key derived from the token secret. They need no
+cookie, so recipients' pages stay cookie-free, and a form posted more than ``max_age`` after
+it was rendered is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+from datetime import datetime
+
+from flask import Flask, Response
+
+from adapters.errors import PayloadError
+
+CSRF_FIELD = "csrf_token"
+CSRF_MAX_AGE = 24 * 3600
+CSP = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+_TOKEN_PATH = re.compile(r"(/(?:u|preferences)/)([A-Za-z0-9]{4})[A-Za-z0-9]*")
+REDACTED_LOGGERS = ("gunicorn.access", "werkzeug", "waitress")
+
+
+def csrf_token(key: bytes, binding: str, *, now: datetime) -> str:
+    issued = int(now.timestamp())
+    return f"{issued}.{_csrf_mac(key, binding, issued)}"
+
+
+def check_csrf(key: bytes, binding: str, given: str | None, *, now: datetime, max_age: int = CSRF_MAX_AGE) -> datetime:
+    """Raise :class:`PayloadError` unless ``given`` was issued for ``binding`` within ``max_age``
+    seconds; return the time the form was rendered."""
+    issued_text, _, mac = (given or "").partition(".")
+    if not issued_text.isdigit() or not hmac.compare_digest(_csrf_mac(key, binding, int(issued_text)), mac):
+        raise PayloadError("missing or invalid form token; reload the page and try again")
+    issued = datetime.fromtimestamp(int(issued_text), now.tzinfo)
+    if not 0 <= (now - issued).total_seconds() <= max_age:
+        raise PayloadError("the form has expired; reload the page and try again")
+    return issued
+
+
+def _csrf_mac(key: bytes, binding: str, issued: int) -> str:
+    return hmac.new(key, f"csrf\x00{binding}\x00{issued}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def redact_tokens(text: str) -> str:
+    """``/u/<token>`` and ``/preferences/<token>`` with only the token's first 4 characters."""
+    return _TOKEN_PATH.sub(r"\1\2…", text)
+
+
+class TokenRedactingFilter(logging.Filter):
+    """Rewrites log records (access logs included) so that no token appears in full."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = redact_tokens(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+def _set_headers(response: Response) -> Response:
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", CSP)
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    return response
+
+
+def init_app(app: Flask) -> None:
+    app.after_request(_set_headers)
+    for name in REDACTED_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, TokenRedactingFilter) for f in logger.filters):
+            logger.addFilter(TokenRedactingFilter())
