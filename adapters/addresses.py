@@ -20,7 +20,9 @@ from .errors import AddressError
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
 _LOCAL_RE = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*")
 _LABEL_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
-_SIMPLE_RE = re.compile(rf"({_ATEXT}+(?:\.{_ATEXT}+)*)@((?:[A-Za-z0-9-]{{1,63}}\.)+[A-Za-z0-9-]{{2,63}})")
+# The common case in one match: dot-atom local part, ASCII domain of well-formed labels.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_SIMPLE_RE = re.compile(rf"({_ATEXT}{{1,64}}(?:\.{_ATEXT}+)*)@((?:{_LABEL}\.)+{_LABEL})")
 
 MAX_LOCAL = 64
 MAX_ADDRESS = 254
@@ -57,11 +59,10 @@ def normalize_address(raw: str) -> Address:
         raise AddressError("address must be a string")
     text = raw.strip()
     fast = _SIMPLE_RE.fullmatch(text)
-    if fast is not None and len(text) <= MAX_ADDRESS and len(fast.group(1)) <= MAX_LOCAL:
-        local, domain = fast.group(1), fast.group(2)
-        if "--" not in domain and ".-" not in domain and "-." not in domain and not domain.startswith("-"):
-            domain = domain.lower()
-            return Address(f"{local}@{domain}", f"{local.lower()}@{domain}")
+    if fast is not None and fast.end(1) <= MAX_LOCAL and len(text) <= MAX_ADDRESS:
+        domain = fast.group(2)
+        email = text if domain.islower() else f"{fast.group(1)}@{domain.lower()}"
+        return Address(email, email.lower())
     return _normalize_slow(text)
 
 

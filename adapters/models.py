@@ -97,7 +97,7 @@ class Event(Base):
     verification: Mapped[str] = mapped_column(String(16))
     provider_event_id: Mapped[str | None] = mapped_column(String(200))
     occurred_at: Mapped[datetime]
-    received_at: Mapped[datetime] = mapped_column(index=True)
+    received_at: Mapped[datetime]
     reason: Mapped[str | None] = mapped_column(Text)
     campaign: Mapped[str | None] = mapped_column(String(200))
     evidence_id: Mapped[int | None] = mapped_column(ForeignKey("evidence.id"))

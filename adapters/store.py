@@ -19,13 +19,14 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import String, any_, bindparam, select
+from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from .addresses import normalize_address
+from .bulk import execute_many, in_values, insert_new, parse_time
 from .config import Config
 from .errors import AddressError, PayloadError
 from .events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, topic_scope
@@ -34,7 +35,6 @@ from .models import Event, OutboxRow, Suppression
 log = logging.getLogger(__name__)
 
 CHECK_CHUNK = 20_000
-PUSH_ACTIONS = {Kind.UNSUBSCRIBE: "unsubscribe", Kind.COMPLAINT: "unsubscribe", Kind.BOUNCE: "unsubscribe", Kind.RESUBSCRIBE: "resubscribe"}
 PROVIDER_SOURCES = frozenset({Source.MAILCHIMP, Source.SENDGRID, Source.HUBSPOT})
 
 
@@ -68,11 +68,15 @@ class RecordResult:
     counts: tuple[tuple[str, str, int], ...] = ()  # (source, kind, new events)
 
 
-def _insert(session: Session, table: Any) -> Any:
-    return (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(table)
+def _insert(session: Session, model: Any) -> Any:
+    """The dialect's INSERT (for ON CONFLICT) on a model's Core table: bulk rows skip the ORM."""
+    return (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(model.__table__)
 
 
-_RETURNED = (Event.id, Event.email, Event.email_key, Event.kind, Event.scope, Event.source, Event.occurred_at, Event.received_at, Event.reason)
+_EVENT_COLUMNS = ("email", "email_key", "kind", "scope", "source", "verification", "provider_event_id", "occurred_at", "received_at", "reason", "campaign", "evidence_id", "meta")
+_RETURNED = ("id", "email", "email_key", "kind", "scope", "source", "occurred_at", "received_at", "reason")
+_SUPPRESSION_COLUMNS = ("email_key", "scope", "email", "suppressed", "kind", "source", "reason", "first_at", "last_at", "event_id")
+_OUTBOX_COLUMNS = ("event_id", "provider", "action", "email", "scope", "state", "attempts", "due_at", "received_at", "created_at")
 
 
 def record_events(session: Session, events: Sequence[OptOutEvent], policy: StorePolicy, *, now: datetime) -> RecordResult:
@@ -87,77 +91,79 @@ def record_events(session: Session, events: Sequence[OptOutEvent], policy: Store
     for ev in events:
         if ev.kind is Kind.RESUBSCRIBE and ev.source is Source.IMPORT:
             raise PayloadError("an import cannot resubscribe anyone")
+        received = ev.received_at or now
         rows.append(
-            {
-                "email": ev.email,
-                "email_key": ev.email.lower(),
-                "kind": ev.kind.value,
-                "scope": ev.scope,
-                "source": ev.source.value,
-                "verification": ev.verification.value,
-                "provider_event_id": ev.provider_event_id,
-                "occurred_at": ev.occurred_at or ev.received_at or now,
-                "received_at": ev.received_at or now,
-                "reason": ev.reason,
-                "campaign": ev.campaign,
-                "evidence_id": ev.evidence_id,
-                "meta": dict(ev.metadata) if ev.metadata else None,
-            }
+            (ev.email, ev.email.lower(), ev.kind.value, ev.scope, ev.source.value, ev.verification.value, ev.provider_event_id,
+             ev.occurred_at or received, received, ev.reason, ev.campaign, ev.evidence_id, dict(ev.metadata) if ev.metadata else None)
         )
-    stmt = _insert(session, Event).on_conflict_do_nothing(index_elements=["source", "provider_event_id"]).returning(*_RETURNED)
-    stored = session.execute(stmt, rows).all() if len(rows) > 1 else session.execute(stmt.values(rows[0])).all()
+    new_rows = insert_new(session, Event.__table__, _EVENT_COLUMNS, rows, unique=("source", "provider_event_id"), returning=_RETURNED)
+    stored = [_Stored(r[0], r[1], r[2], r[3], r[4], r[5], parse_time(r[6]), parse_time(r[7]), r[8]) for r in new_rows]
     if not stored:
         return RecordResult(0, (), 0, 0)
+    stored.sort(key=lambda r: (r.occurred_at, r.id))
     changed, pushes = _apply(session, stored, policy, now)
     counts = Counter((r.source, r.kind) for r in stored)
     return RecordResult(len(stored), tuple(r.id for r in stored), changed, pushes, tuple((s, k, n) for (s, k), n in counts.items()))
 
 
-def _apply(session: Session, stored: Sequence[Any], policy: StorePolicy, now: datetime) -> tuple[int, int]:
-    """Fold new events into ``suppressions`` and queue pushes for the states that changed."""
-    keys = {r.email_key for r in stored}
-    current: dict[tuple[str, str], dict[str, Any]] = {}
-    for chunk in _chunks(sorted(keys), CHECK_CHUNK):
-        for s in session.execute(select(Suppression.__table__).where(Suppression.email_key.in_(chunk))).mappings():
-            current[(s["email_key"], s["scope"])] = dict(s)
-    dirty: dict[tuple[str, str], dict[str, Any]] = {}
+class _Stored(NamedTuple):
+    id: int
+    email: str
+    email_key: str
+    kind: str
+    scope: str
+    source: str
+    occurred_at: datetime
+    received_at: datetime
+    reason: str | None
+
+
+def _apply(session: Session, stored: Sequence[_Stored], policy: StorePolicy, now: datetime) -> tuple[int, int]:
+    """Fold new events (in order of occurrence) into ``suppressions`` and queue pushes for the
+    states that changed."""
+    table = Suppression.__table__
+    keys = list({r.email_key for r in stored})
+    current: dict[tuple[str, str], list[Any]] = {}
+    for s in session.connection().execute(select(*(table.c[n] for n in _SUPPRESSION_COLUMNS)).where(in_values(session, table.c.email_key, keys))):
+        current[(s.email_key, s.scope)] = list(s)
+    dirty: dict[tuple[str, str], list[Any]] = {}
     transitions = 0
-    outbox: list[dict[str, Any]] = []
-    for r in sorted(stored, key=lambda r: (r.occurred_at, r.id)):
-        kind = Kind(r.kind)
+    outbox: list[tuple[Any, ...]] = []
+    resubscribe, bounce = Kind.RESUBSCRIBE.value, Kind.BOUNCE.value
+    targets: dict[str, Sequence[str]] = {}
+    for r in stored:
         key = (r.email_key, r.scope)
-        state = current.get(key)
-        if kind is Kind.RESUBSCRIBE:
-            if state is None or not state["suppressed"] or state["last_at"] > r.occurred_at:
+        state = current.get(key)  # [email_key, scope, email, suppressed, kind, source, reason, first_at, last_at, event_id]
+        if r.kind == resubscribe:
+            if state is None or not state[3] or state[8] > r.occurred_at:
                 continue
-            state.update(suppressed=False, kind=r.kind, source=r.source, reason=r.reason, last_at=r.occurred_at, event_id=r.id)
+            state[3:7] = [False, r.kind, r.source, r.reason]
+            state[8:10] = [r.occurred_at, r.id]
         else:
-            if kind is Kind.BOUNCE and not policy.suppress_bounces:
+            if r.kind == bounce and not policy.suppress_bounces:
                 continue
-            if state is not None and state["suppressed"]:
-                if r.occurred_at > state["last_at"]:
-                    state["last_at"] = r.occurred_at
+            if state is not None and state[3]:
+                if r.occurred_at > state[8]:
+                    state[8] = r.occurred_at
                     dirty[key] = state
                 continue
-            first = state["first_at"] if state is not None else r.occurred_at
-            state = {"email_key": r.email_key, "scope": r.scope, "email": r.email, "suppressed": True, "kind": r.kind, "source": r.source, "reason": r.reason, "first_at": first, "last_at": r.occurred_at, "event_id": r.id}
-            current[key] = state
+            first = state[7] if state is not None else r.occurred_at
+            state = current[key] = [r.email_key, r.scope, r.email, True, r.kind, r.source, r.reason, first, r.occurred_at, r.id]
         dirty[key] = state
         transitions += 1
-        globally_off = r.scope != GLOBAL_SCOPE and current.get((r.email_key, GLOBAL_SCOPE), {}).get("suppressed")
-        if globally_off and kind is not Kind.RESUBSCRIBE:
-            continue  # the global opt-out was pushed already and covers this topic
-        for provider in policy.push_targets(r.scope):
-            if provider == r.source:
-                continue  # never echo a provider's own event back to it
-            outbox.append({"event_id": r.id, "provider": provider, "action": PUSH_ACTIONS[kind], "email": r.email, "scope": r.scope, "state": "pending", "attempts": 0, "due_at": now, "received_at": r.received_at, "created_at": now})
-    if dirty:
-        stmt = _insert(session, Suppression)
-        cols = ("email", "suppressed", "kind", "source", "reason", "first_at", "last_at", "event_id")
-        stmt = stmt.on_conflict_do_update(index_elements=["email_key", "scope"], set_={c: stmt.excluded[c] for c in cols})
-        session.execute(stmt, list(dirty.values()))
-    if outbox:
-        session.execute(_insert(session, OutboxRow), outbox)
+        if r.scope != GLOBAL_SCOPE and r.kind != resubscribe:
+            glob = current.get((r.email_key, GLOBAL_SCOPE))
+            if glob is not None and glob[3]:
+                continue  # the global opt-out was pushed already and covers this topic
+        action = "resubscribe" if r.kind == resubscribe else "unsubscribe"
+        providers = targets.get(r.scope)
+        if providers is None:
+            providers = targets[r.scope] = policy.push_targets(r.scope)
+        for provider in providers:
+            if provider != r.source:  # never echo a provider's own event back to it
+                outbox.append((r.id, provider, action, r.email, r.scope, "pending", 0, now, r.received_at, now))
+    execute_many(session, table, _SUPPRESSION_COLUMNS, list(dirty.values()), upsert_on=("email_key", "scope"))
+    execute_many(session, OutboxRow.__table__, _OUTBOX_COLUMNS, outbox)
     return transitions, len(outbox)
 
 
@@ -207,24 +213,22 @@ class CheckResult:
 
 
 def check_addresses(session: Session, emails: Iterable[str], *, topic: str | None = None) -> CheckResult:
-    """Which of many addresses are suppressed, globally or (with ``topic``) for that topic."""
-    by_key: dict[str, list[str]] = {}
+    """Which of many addresses are suppressed, globally or (with ``topic``) for that topic;
+    both lists keep the inputs as given, in input order."""
+    pairs: list[tuple[str, str]] = []
     invalid: list[str] = []
     for raw in emails:
         try:
-            by_key.setdefault(normalize_address(raw).key, []).append(raw)
+            pairs.append((raw, normalize_address(raw).key))
         except AddressError:
             invalid.append(raw)
     scopes = [GLOBAL_SCOPE] if topic is None else [GLOBAL_SCOPE, topic_scope(topic)]
     hits: set[str] = set()
-    keys = list(by_key)
-    postgres = session.get_bind().dialect.name == "postgresql"
-    for chunk in _chunks(keys, max(len(keys), 1) if postgres else CHECK_CHUNK):
-        # PostgreSQL takes the whole list as one array parameter; SQLite as bound IN lists.
-        cond = Suppression.email_key == any_(bindparam("keys", list(chunk), type_=postgresql.ARRAY(String))) if postgres else Suppression.email_key.in_(chunk)
-        stmt = select(Suppression.email_key).where(cond, Suppression.scope.in_(scopes), Suppression.suppressed.is_(True))
+    keys = list({key for _, key in pairs})
+    for chunk in _chunks(keys, CHECK_CHUNK):
+        stmt = select(Suppression.email_key).where(in_values(session, Suppression.email_key, chunk), Suppression.scope.in_(scopes), Suppression.suppressed.is_(True))
         hits.update(session.scalars(stmt))
-    suppressed = [raw for key in keys if key in hits for raw in by_key[key]]
+    suppressed = [raw for raw, key in pairs if key in hits]
     return CheckResult(suppressed, invalid)
 
 
@@ -239,12 +243,3 @@ def export_suppressions(session: Session, *, since: datetime | None = None) -> I
             yield {"email": s.email, "scope": s.scope, "kind": s.kind, "source": s.source, "reason": s.reason, "first_at": s.first_at.isoformat(), "last_at": s.last_at.isoformat()}
     finally:
         result.close()  # a server-side cursor on PostgreSQL, also when the caller stops early
-
-
-def suppressed_keys(session: Session, keys: Sequence[str], scope: str) -> set[str]:
-    """The subset of ``keys`` already suppressed at ``scope`` (or globally)."""
-    found: set[str] = set()
-    for chunk in _chunks(list(keys), CHECK_CHUNK):
-        stmt = select(Suppression.email_key).where(Suppression.email_key.in_(chunk), Suppression.scope.in_({GLOBAL_SCOPE, scope}), Suppression.suppressed.is_(True))
-        found.update(session.scalars(stmt))
-    return found

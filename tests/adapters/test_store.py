@@ -162,8 +162,7 @@ def test_check_many_addresses_in_chunks(hub: Hub, monkeypatch) -> None:
     emails = [f"S{i}@Example.com" for i in range(60)] + ["bad", "s0@example.com"]
     with hub.sessions() as session:
         result = store.check_addresses(session, emails)
-    # in input order, each address's spellings together
-    assert result.suppressed == ["S0@Example.com", "s0@example.com"] + [f"S{i}@Example.com" for i in range(3, 60, 3)]
+    assert result.suppressed == [f"S{i}@Example.com" for i in range(0, 60, 3)] + ["s0@example.com"]  # as given, in order
     assert result.invalid == ["bad"]
 
 

@@ -88,7 +88,6 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('events', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_events_email_key'), ['email_key'], unique=False)
-        batch_op.create_index(batch_op.f('ix_events_received_at'), ['received_at'], unique=False)
 
     op.create_table('pending_lookups',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -140,7 +139,6 @@ def downgrade() -> None:
     op.drop_table('outbox')
     op.drop_table('pending_lookups')
     with op.batch_alter_table('events', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_events_received_at'))
         batch_op.drop_index(batch_op.f('ix_events_email_key'))
 
     op.drop_table('events')

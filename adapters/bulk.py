@@ -1,0 +1,151 @@
+"""Bulk statements that carry many rows in ONE JSON parameter.
+
+SQLAlchemy's executemany binds and type-processes every value of every row in Python; for
+the store's hot path (1,000-event batches) that costs more than the database work. Here the
+rows travel as one JSON array and the database unpacks it (``json_each`` on SQLite,
+``jsonb_array_elements`` on PostgreSQL) inside ``INSERT ... SELECT``, so ``ON CONFLICT`` and
+``RETURNING`` still apply. Statements are built once per (dialect, table, columns) and cached.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import DateTime, String, Table, any_, bindparam, cast, func, literal, select, true, type_coerce
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+from sqlalchemy.sql import Select
+from sqlalchemy.types import JSON
+
+PAYLOAD = "bulk_rows"
+
+
+def _is_time(column: Any) -> bool:
+    return isinstance(column.type, DateTime) or isinstance(getattr(column.type, "impl", None), DateTime)
+
+
+def _dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
+@functools.cache
+def _rows_select(dialect: str, table: Table, names: tuple[str, ...]) -> Select:
+    """SELECT yielding the rows of the JSON array parameter, typed as ``table``'s columns."""
+    param = bindparam(PAYLOAD, type_=String)
+    columns = []
+    if dialect == "postgresql":
+        elements = func.jsonb_array_elements(cast(param, postgresql.JSONB)).table_valued("value")
+        for i, name in enumerate(names):
+            col_type = table.c[name].type
+            value = elements.c.value.op("->")(i) if isinstance(col_type, JSON) else cast(elements.c.value.op("->>")(i), col_type)
+            columns.append(value.label(name))
+        return select(*columns).select_from(elements)
+    elements = func.json_each(param).table_valued("value")
+    for i, name in enumerate(names):
+        value = func.json_extract(elements.c.value, f"$[{i}]")
+        # json_extract gives objects back as text; json() keeps SQL NULL for a JSON null
+        columns.append((func.json(value) if isinstance(table.c[name].type, JSON) else value).label(name))
+    # SQLite needs a WHERE before ON CONFLICT in INSERT ... SELECT (a parsing ambiguity).
+    return select(*columns).select_from(elements).where(true())
+
+
+def _time_encoder(postgres: bool) -> Callable[[datetime], Any]:
+    """Datetime → what the driver stores: psycopg takes aware datetimes; SQLite gets
+    SQLAlchemy's own DATETIME text form in UTC (cached: a batch shares few distinct times)."""
+    if postgres:
+        return lambda value: value
+    cache: dict[datetime, str] = {}
+
+    def encode(value: datetime) -> str:
+        text = cache.get(value)
+        if text is None:
+            text = cache[value] = value.astimezone(timezone.utc).replace(tzinfo=None).isoformat(" ", "microseconds")
+        return text
+
+    return encode
+
+
+def _prepare(session: Session, table: Table, names: Sequence[str], rows: Sequence[Sequence[Any]], *, as_json: bool) -> list[list[Any]]:
+    """Rows with times and JSON values encoded for the driver, or for a JSON payload."""
+    postgres = _dialect(session) == "postgresql"
+    encode: Callable[[datetime], Any] = (lambda value: value.isoformat()) if as_json and postgres else _time_encoder(postgres)
+    times = [i for i, n in enumerate(names) if _is_time(table.c[n])]
+    blobs = [] if as_json else [i for i, n in enumerate(names) if isinstance(table.c[n].type, JSON)]
+    out = [list(row) for row in rows]
+    for row in out:
+        for i in times:
+            if row[i] is not None:
+                row[i] = encode(row[i])
+        for i in blobs:
+            if row[i] is not None:
+                row[i] = json.dumps(row[i])
+    return out
+
+
+def encode_rows(session: Session, table: Table, names: Sequence[str], rows: Sequence[Sequence[Any]]) -> dict[str, str]:
+    """The parameter for :func:`bulk_insert`: ``rows`` are value lists in the order of ``names``."""
+    return {PAYLOAD: json.dumps(_prepare(session, table, names, rows, as_json=True), separators=(",", ":"))}
+
+
+def execute_many(session: Session, table: Table, names: Sequence[str], rows: Sequence[Sequence[Any]], *, upsert_on: Sequence[str] = ()) -> None:
+    """``INSERT`` many rows through the driver's own executemany (no per-value processing in
+    SQLAlchemy); with ``upsert_on``, conflicting rows update every other column."""
+    if not rows:
+        return
+    mark = "%s" if _dialect(session) == "postgresql" else "?"
+    sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join([mark] * len(names))})"
+    if upsert_on:
+        updates = ", ".join(f"{n} = excluded.{n}" for n in names if n not in upsert_on)
+        sql += f" ON CONFLICT ({', '.join(upsert_on)}) DO UPDATE SET {updates}"
+    session.connection().exec_driver_sql(sql, [tuple(r) for r in _prepare(session, table, names, rows, as_json=False)])
+
+
+def insert_new(session: Session, table: Table, names: Sequence[str], rows: Sequence[Sequence[Any]], *, unique: Sequence[str], returning: Sequence[str]) -> list[Any]:
+    """Insert rows, skipping those that conflict on ``unique``; return the ``returning``
+    columns of the rows actually inserted (times raw, for :func:`parse_time`).
+
+    PostgreSQL: one ``INSERT ... SELECT`` from a JSON payload with ``ON CONFLICT DO NOTHING
+    RETURNING``, safe under concurrent writers. SQLite: the transaction already holds the
+    write lock (``BEGIN IMMEDIATE``), so the rows above the previous largest id are exactly
+    this batch's new rows, and the driver's executemany is the fastest way in.
+    """
+    conn = session.connection()
+    if _dialect(session) == "postgresql":
+        stmt = bulk_insert(session, table, names).on_conflict_do_nothing(index_elements=list(unique)).returning(*(table.c[n] for n in returning))
+        return list(conn.execute(stmt, encode_rows(session, table, names, rows)))
+    pk = table.primary_key.columns[0]
+    before = conn.execute(select(func.coalesce(func.max(pk), 0))).scalar_one()
+    sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) ON CONFLICT ({', '.join(unique)}) DO NOTHING"
+    conn.exec_driver_sql(sql, [tuple(r) for r in _prepare(session, table, names, rows, as_json=False)])
+    return list(conn.exec_driver_sql(f"SELECT {', '.join(returning)} FROM {table.name} WHERE {pk.name} > ? ORDER BY {pk.name}", (before,)))
+
+
+def bulk_insert(session: Session, table: Table, names: Sequence[str]) -> Any:
+    """``INSERT INTO table (names) SELECT ...`` over the rows of :func:`encode_rows`, as the
+    dialect's insert (so ``on_conflict_*`` and ``returning`` can be added)."""
+    dialect = _dialect(session)
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(table).from_select(list(names), _rows_select(dialect, table, tuple(names)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_sqlite_time(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+
+
+def parse_time(value: datetime | str) -> datetime:
+    """A time read back raw (SQLite text, or a PostgreSQL datetime) as aware UTC."""
+    return value if isinstance(value, datetime) else _parse_sqlite_time(value)
+
+
+def in_values(session: Session, column: Any, values: Sequence[str]) -> Any:
+    """``column IN (values)`` with the values as one parameter (a JSON array on SQLite, an
+    array on PostgreSQL), instead of one bound parameter per value."""
+    if _dialect(session) == "postgresql":
+        return column == any_(cast(literal(list(values)), postgresql.ARRAY(String)))
+    elements = func.json_each(literal(json.dumps(list(values), separators=(",", ":")))).table_valued("value")
+    return column.in_(select(elements.c.value))

@@ -1,0 +1,124 @@
+"""Store throughput on this machine, each figure beside a bare baseline measured in the same run.
+
+    python bench/store.py [--database-url URL] [--events 100000] [--check 100000] [--import-rows 1000000]
+
+- record: events/s stored through ``record_events`` in 1,000-event batches (one transaction
+  each: events + suppressions), against a plain ``executemany`` into a one-column table;
+- check: addresses/s answered by ``check_addresses`` for one 100,000-address call (half of
+  them suppressed), against a plain ``SELECT ... IN`` of the same keys;
+- import: rows/s of ``import_csv`` over a generated CSV (target: 1 million rows < 60 s).
+
+The default database is a fresh SQLite file in a temporary directory (WAL, synchronous=FULL).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import io
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sqlalchemy import text  # noqa: E402
+
+from adapters import store  # noqa: E402
+from adapters.config import parse_config  # noqa: E402
+from adapters.events import Kind, OptOutEvent, Source  # noqa: E402
+from adapters.hub import Hub  # noqa: E402
+from adapters.importer import import_csv  # noqa: E402
+
+BATCH = 1000
+
+
+def open_hub(url: str) -> Hub:
+    config = parse_config({}, {"OPTOUT_HUB_SECRET": "bench-secret-0123456789abcdef"})
+    config = dataclasses.replace(config, database=dataclasses.replace(config.database, url=url))
+    hub = Hub.open(config, upgrade=True)
+    if hub.engine.dialect.name == "postgresql":
+        with hub.engine.begin() as conn:
+            conn.execute(text("TRUNCATE events, suppressions, outbox, evidence, recipients CASCADE"))
+    return hub
+
+
+def bench_record(hub: Hub, n: int) -> tuple[float, float]:
+    batches = [
+        [OptOutEvent(email=f"user{b * BATCH + i}@example.com", kind=Kind.UNSUBSCRIBE, source=Source.SENDGRID, provider_event_id=f"ev-{b}-{i}") for i in range(BATCH)]
+        for b in range(n // BATCH)
+    ]
+    start = time.perf_counter()
+    for batch in batches:
+        with hub.sessions.begin() as session:
+            store.record_events(session, batch, hub.policy, now=hub.clock())
+    ours = n / (time.perf_counter() - start)
+
+    with hub.engine.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS bench_bare"))
+        conn.execute(text("CREATE TABLE bench_bare (email VARCHAR(254))"))
+    rows = [[{"e": f"bare{b * BATCH + i}@example.com"} for i in range(BATCH)] for b in range(n // BATCH)]
+    start = time.perf_counter()
+    for batch in rows:
+        with hub.engine.begin() as conn:
+            conn.execute(text("INSERT INTO bench_bare (email) VALUES (:e)"), batch)
+    bare = n / (time.perf_counter() - start)
+    with hub.engine.begin() as conn:
+        conn.execute(text("DROP TABLE bench_bare"))
+    return ours, bare
+
+
+def bench_check(hub: Hub, n: int) -> tuple[float, float, int]:
+    # addresses user0..user{events} are suppressed; ask about n addresses, half of them known
+    emails = [f"User{i}@Example.com" if i % 2 == 0 else f"nobody{i}@example.org" for i in range(n)]
+    start = time.perf_counter()
+    with hub.sessions() as session:
+        result = store.check_addresses(session, emails)
+    ours = n / (time.perf_counter() - start)
+
+    keys = [e.lower() for e in emails]
+    start = time.perf_counter()
+    found = 0
+    with hub.engine.connect() as conn:
+        for i in range(0, n, store.CHECK_CHUNK):
+            chunk = keys[i : i + store.CHECK_CHUNK]
+            params = {f"k{j}": k for j, k in enumerate(chunk)}
+            placeholders = ", ".join(f":k{j}" for j in range(len(chunk)))
+            found += len(conn.execute(text(f"SELECT email_key FROM suppressions WHERE email_key IN ({placeholders})"), params).all())
+    bare = n / (time.perf_counter() - start)
+    assert found == len(result.suppressed), (found, len(result.suppressed))
+    return ours, bare, len(result.suppressed)
+
+
+def bench_import(hub: Hub, n: int) -> tuple[float, float, str]:
+    csv_text = "email,list\n" + "".join(f"imported{i}@example.net,legacy\n" for i in range(n))
+    start = time.perf_counter()
+    summary = import_csv(hub, io.StringIO(csv_text), origin="bench")
+    seconds = time.perf_counter() - start
+    return n / seconds, seconds, summary.line()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database-url")
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--check", type=int, default=100_000)
+    parser.add_argument("--import-rows", type=int, default=1_000_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        url = args.database_url or f"sqlite:///{tmp}/bench.db"
+        hub = open_hub(url)
+        print(f"database: {hub.engine.dialect.name} ({hub.engine.url.render_as_string(hide_password=True)})")
+        ours, bare = bench_record(hub, args.events)
+        print(f"record  {args.events:>9,} events in {BATCH}-event batches: {ours:>10,.0f} events/s   bare executemany: {bare:>10,.0f} rows/s   ratio {ours / bare:.2f}   (target >= 30,000 events/s on SQLite)")
+        ours, bare, hits = bench_check(hub, args.check)
+        print(f"check   {args.check:>9,} addresses in one call:     {ours:>10,.0f} addr/s     bare SELECT ... IN:  {bare:>10,.0f} addr/s   ratio {ours / bare:.2f}   ({hits:,} suppressed; target >= 200,000 addr/s)")
+        if args.import_rows:
+            rate, seconds, line = bench_import(hub, args.import_rows)
+            print(f"import  {args.import_rows:>9,} CSV rows:                 {rate:>10,.0f} rows/s     {seconds:.1f} s   ({line}; target < 60 s for 1,000,000)")
+        hub.close()
+
+
+if __name__ == "__main__":
+    main()
