@@ -6,7 +6,258 @@ an injected `requests.Session`.
 
 from __future__ import annotations
 
+import base64
+import dataclasses
+import hashlib
+import hmac
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import requests
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from . import payloads
+from .config import HubSpotConfig, Secret
+from .errors import PayloadError, ProviderAPIError, SignatureError
+from .events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, Verification
+from .models import PendingLookup
+from .store import _insert, record_events
+
+if TYPE_CHECKING:
+    from .hub import Hub
+
+log = logging.getLogger(__name__)
+
 # --- inbound: webhook verification and parsing ----------------------------------------------
+
+SIGNATURE_HEADER = "X-HubSpot-Signature-v3"
+TIMESTAMP_HEADER = "X-HubSpot-Request-Timestamp"
+SIGNATURE_WINDOW = timedelta(minutes=5)
+OPTOUT_PROPERTY = "hs_email_optout"
+PROVIDER = "hubspot"
+CONTACTS_ORIGIN = "https://api.hubapi.com"
+BATCH_READ_PATH = "/crm/v3/objects/contacts/batch/read"
+MAX_BATCH_READ = 100
+
+# (subscription type, property, new value) -> our kind; everything else is no opt-out.
+EVENT_KINDS = {
+    ("contact.propertyChange", OPTOUT_PROPERTY, "true"): Kind.UNSUBSCRIBE,
+    ("contact.propertyChange", OPTOUT_PROPERTY, "false"): Kind.RESUBSCRIBE,
+}
+# HubSpot decodes these in the URI before signing it; the rest of the URI is hashed as sent.
+_URI_DECODE = {"%3A": ":", "%2F": "/", "%3F": "?", "%40": "@", "%21": "!", "%24": "$", "%27": "'", "%28": "(", "%29": ")", "%2A": "*", "%2C": ",", "%3B": ";"}
+
+
+def signature_uri(public_url: str, path: str, query: str) -> str:
+    """The URI HubSpot signed: our public URL (not the Host seen behind a proxy), the path and
+    the query in its original order, with HubSpot's escapes decoded."""
+    uri = public_url.rstrip("/") + path + (f"?{query}" if query else "")
+    for escaped, char in _URI_DECODE.items():
+        uri = uri.replace(escaped, char).replace(escaped.lower(), char)
+    return uri
+
+
+def verify_signature(body: bytes, headers: Mapping[str, str], *, method: str, uri: str, secret: Secret | None, now: datetime) -> None:
+    """Check ``X-HubSpot-Signature-v3``: base64 HMAC-SHA256, keyed with the app's client
+    secret, of ``method + uri + body + timestamp``, and a timestamp (epoch ms) at most five
+    minutes from ``now``. Any failure, or no configured secret, raises :class:`SignatureError`."""
+    if secret is None:
+        raise SignatureError("no HubSpot client secret configured (providers.hubspot.client_secret_env)")
+    signature = payloads.header(headers, SIGNATURE_HEADER)
+    timestamp = payloads.header(headers, TIMESTAMP_HEADER)
+    if not signature or not timestamp or not timestamp.isdigit():
+        raise SignatureError("HubSpot signature or timestamp header missing")
+    age_ms = abs(now.timestamp() * 1000 - int(timestamp))
+    if age_ms > SIGNATURE_WINDOW.total_seconds() * 1000:
+        raise SignatureError("HubSpot request timestamp is outside the 5-minute window")
+    message = method.upper().encode() + uri.encode() + body + timestamp.encode()
+    expected = base64.b64encode(hmac.new(secret.reveal().encode(), message, hashlib.sha256).digest())
+    if not hmac.compare_digest(expected, signature.strip().encode()):
+        raise SignatureError("HubSpot signature does not verify (check providers.hubspot.client_secret_env)")
+
+
+@dataclasses.dataclass(frozen=True)
+class ContactEvent:
+    """A HubSpot opt-out that names a contact id, not an address, until it is resolved."""
+
+    object_id: str
+    kind: Kind
+    provider_event_id: str
+    occurred_at: datetime | None
+    received_at: datetime
+    metadata: Mapping[str, Any]
+    scope: str = GLOBAL_SCOPE
+
+    def to_json(self) -> dict[str, Any]:
+        """The fields kept in ``pending_lookups.event``."""
+        return {
+            "kind": self.kind.value,
+            "scope": self.scope,
+            "occurred_at": self.occurred_at.isoformat() if self.occurred_at else None,
+            "received_at": self.received_at.isoformat(),
+            "reason": OPTOUT_PROPERTY,
+            "metadata": dict(self.metadata),
+        }
+
+
+def parse_events(body: bytes, content_type: str, *, received_at: datetime) -> list[ContactEvent]:
+    """The opt-out changes in a webhook delivery (a JSON array of up to 100 events).
+
+    ``hs_email_optout`` turning ``true`` is a global opt-out, turning ``false`` HubSpot's own
+    resubscribe; other events are skipped. ``eventId`` alone is not unique, so the idempotency
+    key combines portal, subscription, event, object and time.
+    """
+    events = []
+    for i, item in enumerate(payloads.json_array(body, content_type)):
+        where = f"events[{i}]"
+        kind_name = item.get("subscriptionType", item.get("eventType"))
+        if not isinstance(kind_name, str):
+            raise PayloadError(f"{where}.subscriptionType: missing or not a string")
+        value = item.get("propertyValue")
+        kind = EVENT_KINDS.get((kind_name, item.get("propertyName"), str(value).lower() if isinstance(value, (str, bool)) else None))
+        if kind is None:
+            continue
+        object_id = payloads.text(item.get("objectId"), f"{where}.objectId")
+        key = ":".join(payloads.text(item.get(f), f"{where}.{f}") for f in ("portalId", "subscriptionId", "eventId", "objectId", "occurredAt"))
+        events.append(
+            ContactEvent(
+                object_id=object_id,
+                kind=kind,
+                provider_event_id=key,
+                occurred_at=payloads.epoch(item.get("occurredAt"), f"{where}.occurredAt", scale=1000),
+                received_at=received_at,
+                metadata={"object_id": object_id, "portal_id": item.get("portalId"), "change_source": item.get("changeSource")},
+            )
+        )
+    return events
+
+
+def queue_lookups(session: Session, events: Sequence[ContactEvent], *, evidence_id: int, now: datetime) -> None:
+    """Keep each event in ``pending_lookups`` until the worker resolves its contact id; a
+    retried delivery's events are already there and are skipped."""
+    if not events:
+        return
+    rows = [
+        {"provider": PROVIDER, "object_id": e.object_id, "provider_event_id": e.provider_event_id, "event": e.to_json(), "evidence_id": evidence_id, "attempts": 0, "next_attempt_at": now, "created_at": now}
+        for e in events
+    ]
+    session.execute(_insert(session, PendingLookup).on_conflict_do_nothing(index_elements=["provider", "provider_event_id"]), rows)
+
+
+def read_contact_emails(http: requests.Session, config: HubSpotConfig, ids: Sequence[str]) -> dict[str, str]:
+    """Contact id -> email address, by one batch read (at most 100 ids). Contacts that are
+    missing, or have no address, are absent from the answer."""
+    if config.access_token is None:
+        raise ProviderAPIError(PROVIDER, "no access token configured (providers.hubspot.access_token_env)")
+    url = (config.base_url.rstrip("/") or CONTACTS_ORIGIN) + BATCH_READ_PATH
+    body = {"properties": ["email"], "propertiesWithHistory": [], "inputs": [{"id": i} for i in ids]}
+    try:
+        response = http.post(url, json=body, headers={"Authorization": f"Bearer {config.access_token.reveal()}"}, timeout=config.timeout_seconds)
+    except requests.RequestException as exc:
+        raise ProviderAPIError(PROVIDER, f"contacts batch read failed: {exc.__class__.__name__}") from None
+    if response.status_code not in (200, 207):
+        retry_after = response.headers.get("Retry-After", "")
+        text = response.text[:500].replace(config.access_token.reveal(), "***")
+        raise ProviderAPIError(PROVIDER, f"contacts batch read answered {response.status_code}", status=response.status_code, body=text, retry_after=float(retry_after) if retry_after.isdigit() else None)
+    try:
+        results = response.json().get("results", [])
+        return {str(r["id"]): r["properties"]["email"] for r in results if (r.get("properties") or {}).get("email")}
+    except (ValueError, AttributeError, KeyError, TypeError):
+        raise ProviderAPIError(PROVIDER, "contacts batch read answered an unexpected body", status=response.status_code) from None
+
+
+def resolve_pending_lookups(hub: "Hub", http: requests.Session, *, limit: int = 1000) -> int:
+    """Resolve due HubSpot contact ids to addresses and record their events.
+
+    Claims up to ``limit`` due rows (pushing them back by the worker lease, so a crashed worker
+    only delays them), reads the contacts in batches, then in one transaction records the
+    resolved events and deletes their rows. Rows that could not be resolved (HubSpot down, a
+    429, a contact gone or without an address) stay, with ``attempts``, ``last_error`` and a
+    backed-off ``next_attempt_at``; none is dropped. Returns the number of rows resolved.
+    """
+    config = hub.config.providers.hubspot
+    now = hub.clock()
+    rows = _claim_due(hub, now, limit)
+    if not rows:
+        return 0
+    emails: dict[str, str] = {}
+    failure: ProviderAPIError | None = None
+    ids = sorted({r.object_id for r in rows})
+    size = max(1, min(config.batch_size, MAX_BATCH_READ))
+    read: set[str] = set()
+    for start in range(0, len(ids), size):
+        chunk = ids[start : start + size]
+        try:
+            emails.update(read_contact_emails(http, config, chunk))
+        except ProviderAPIError as exc:
+            failure = exc  # HubSpot is failing: leave the remaining ids for the next attempt
+            break
+        read.update(chunk)
+    events: list[OptOutEvent] = []
+    resolved: list[int] = []
+    waiting: list[tuple[PendingLookup, str, float | None]] = []
+    for row in rows:
+        if row.object_id not in read:
+            assert failure is not None
+            waiting.append((row, str(failure), failure.retry_after))
+            continue
+        try:
+            events.append(_resolved_event(row, payloads.address(emails.get(row.object_id), "properties.email")))
+            resolved.append(row.id)
+        except PayloadError as exc:
+            waiting.append((row, f"contact not found or without a usable address: {exc}", None))
+    with hub.sessions.begin() as session:
+        result = record_events(session, events, hub.policy, now=now)
+        if resolved:
+            session.execute(delete(PendingLookup).where(PendingLookup.id.in_(resolved)))
+        for row, error, retry_after in waiting:
+            session.execute(
+                update(PendingLookup)
+                .where(PendingLookup.id == row.id)
+                .values(attempts=row.attempts + 1, next_attempt_at=now + _backoff(hub, row.attempts, retry_after), last_error=error[:1000])
+            )
+    hub.count_events(result)
+    log.info("hubspot lookups: resolved=%d stored=%d waiting=%d%s", len(resolved), result.new, len(waiting), f" error={failure}" if failure else "")
+    return len(resolved)
+
+
+def _claim_due(hub: "Hub", now: datetime, limit: int) -> list[PendingLookup]:
+    lease = timedelta(seconds=hub.config.worker.lease_seconds)
+    with hub.sessions.begin() as session:
+        stmt = select(PendingLookup).where(PendingLookup.provider == PROVIDER, PendingLookup.next_attempt_at <= now).order_by(PendingLookup.next_attempt_at, PendingLookup.id).limit(limit)
+        if session.get_bind().dialect.name == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        rows = list(session.scalars(stmt))
+        for row in rows:
+            row.next_attempt_at = now + lease
+    return rows
+
+
+def _resolved_event(row: PendingLookup, email: str) -> OptOutEvent:
+    data = row.event
+    return OptOutEvent(
+        email=email,
+        kind=Kind(data["kind"]),
+        source=Source.HUBSPOT,
+        scope=data["scope"],
+        verification=Verification.SIGNATURE,
+        provider_event_id=row.provider_event_id,
+        occurred_at=datetime.fromisoformat(data["occurred_at"]) if data.get("occurred_at") else None,
+        received_at=datetime.fromisoformat(data["received_at"]),
+        reason=data.get("reason"),
+        evidence_id=row.evidence_id,
+        metadata=data.get("metadata"),
+    )
+
+
+def _backoff(hub: "Hub", attempts: int, retry_after: float | None) -> timedelta:
+    worker = hub.config.worker
+    delay = min(worker.backoff_base_seconds * 2**attempts, worker.backoff_max_seconds)
+    return timedelta(seconds=max(delay, retry_after or 0))
+
 
 
 # --- push-back: API client ------------------------------------------------------------------

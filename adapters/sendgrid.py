@@ -6,7 +6,118 @@ an injected `requests.Session`.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import functools
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from . import payloads
+from .config import Topic
+from .errors import ConfigError, PayloadError, SignatureError
+from .events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, Verification, topic_scope
+
 # --- inbound: webhook verification and parsing ----------------------------------------------
+
+SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
+TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
+KEY_SETTING = "providers.sendgrid.webhook_public_key_env"
+
+# SendGrid event name -> our kind; every other event type is skipped without reading further.
+EVENT_KINDS = {
+    "unsubscribe": Kind.UNSUBSCRIBE,
+    "group_unsubscribe": Kind.UNSUBSCRIBE,
+    "group_resubscribe": Kind.RESUBSCRIBE,
+    "spamreport": Kind.COMPLAINT,
+    "bounce": Kind.BOUNCE,
+}
+GROUP_EVENTS = frozenset({"group_unsubscribe", "group_resubscribe"})
+
+
+@functools.lru_cache(maxsize=8)
+def load_public_key(encoded: str) -> ec.EllipticCurvePublicKey:
+    """The P-256 key from its base64 DER SubjectPublicKeyInfo (the value SendGrid shows)."""
+    try:
+        key = serialization.load_der_public_key(base64.b64decode(encoded, validate=True))
+    except (binascii.Error, ValueError):
+        raise ConfigError(KEY_SETTING, "not a base64 DER public key") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
+        raise ConfigError(KEY_SETTING, "not a P-256 (secp256r1) public key")
+    return key
+
+
+def verify_signature(body: bytes, headers: Mapping[str, str], *, public_key: str, now: datetime, max_age_seconds: int = 0) -> None:
+    """Check the Signed Event Webhook signature over ``timestamp + body`` (the raw bytes).
+
+    A missing header, bad base64, bad DER, a wrong signature and (with ``max_age_seconds``) a
+    timestamp too far from ``now`` all raise the same :class:`SignatureError`.
+    """
+    signature = payloads.header(headers, SIGNATURE_HEADER)
+    timestamp = payloads.header(headers, TIMESTAMP_HEADER)
+    if not signature or not timestamp:
+        raise SignatureError("SendGrid signature or timestamp header missing")
+    try:
+        load_public_key(public_key).verify(base64.b64decode(signature, validate=True), timestamp.encode("ascii") + body, ec.ECDSA(hashes.SHA256()))
+    except (binascii.Error, UnicodeEncodeError, ValueError, InvalidSignature):
+        raise SignatureError(f"SendGrid signature does not verify (check {KEY_SETTING})") from None
+    if max_age_seconds:
+        if not timestamp.isdigit() or abs(now.timestamp() - int(timestamp)) > max_age_seconds:
+            raise SignatureError("SendGrid signature timestamp is outside the allowed age")
+
+
+def parse_events(body: bytes, content_type: str, *, topics: Sequence[Topic], received_at: datetime, verification: Verification = Verification.SIGNATURE) -> list[OptOutEvent]:
+    """The opt-out events in an Event Webhook body (a JSON array); other event types are skipped.
+
+    ``group_*`` events are scoped to the topic whose ``sendgrid_group`` is the event's
+    ``asm_group_id`` (global when no topic maps it); a ``bounce`` of type ``blocked`` is a
+    temporary refusal, not a bounce.
+    """
+    items = payloads.json_array(body, content_type)
+    groups = {t.sendgrid_group: topic_scope(t.name) for t in topics if t.sendgrid_group is not None}
+    events = []
+    for i, item in enumerate(items):
+        name = item.get("event")
+        if not isinstance(name, str):
+            raise PayloadError(f"events[{i}].event: missing or not a string")
+        kind = EVENT_KINDS.get(name)
+        if kind is None or (kind is Kind.BOUNCE and item.get("type", "bounce") != "bounce"):
+            continue
+        where = f"events[{i}]"
+        scope = GLOBAL_SCOPE
+        if name in GROUP_EVENTS:
+            scope = groups.get(_group_id(item.get("asm_group_id"), f"{where}.asm_group_id"), GLOBAL_SCOPE)
+        event_id = payloads.text(item.get("sg_event_id"), f"{where}.sg_event_id")
+        if len(event_id) > 200:
+            raise PayloadError(f"{where}.sg_event_id: longer than 200 characters")
+        reason = item.get("reason")
+        events.append(
+            OptOutEvent(
+                email=payloads.address(item.get("email"), f"{where}.email"),
+                kind=kind,
+                source=Source.SENDGRID,
+                scope=scope,
+                verification=verification,
+                provider_event_id=event_id,
+                occurred_at=payloads.epoch(item.get("timestamp"), f"{where}.timestamp"),
+                received_at=received_at,
+                reason=reason if isinstance(reason, str) and reason else None,
+                metadata={k: item[k] for k in ("event", "sg_message_id", "asm_group_id", "category") if k in item},
+            )
+        )
+    return events
+
+
+def _group_id(value: object, where: str) -> int:
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PayloadError(f"{where}: missing or not an integer")
+    return value
+
 
 
 # --- push-back: API client ------------------------------------------------------------------

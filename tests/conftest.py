@@ -148,7 +148,16 @@ class LiveServer:
         self.thread.start()
 
     def close(self) -> None:
-        self.server.close()
+        """Finish in-flight requests, then close every socket from the server's own loop
+        thread (closing them from here races its select() and leaks keep-alive channels)."""
+        server = self.server
+        server.task_dispatcher.shutdown()
+
+        def close_all() -> None:
+            for channel in list(server._map.values()):
+                channel.handle_close() if hasattr(channel, "requests_lock") else channel.close()
+
+        server.trigger.pull_trigger(close_all)
         self.thread.join(timeout=5)
 
 

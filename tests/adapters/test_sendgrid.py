@@ -1,0 +1,141 @@
+"""SendGrid inbound: signature verification and parsing, on bytes (no server)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from adapters import sendgrid
+from adapters.config import Topic
+from adapters.errors import ConfigError, PayloadError, SignatureError
+from adapters.events import Kind, Source, Verification
+from tests.conftest import SHARED
+
+PAYLOADS = Path(__file__).with_name("payloads")
+VECTOR = json.loads((SHARED / "vectors" / "sendgrid_official.json").read_text())
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
+TOPICS = (Topic("newsletter", sendgrid_group=1234),)
+
+
+def make_key() -> tuple[ec.EllipticCurvePrivateKey, str]:
+    """A fresh P-256 key and its public half encoded as SendGrid shows it."""
+    private = ec.generate_private_key(ec.SECP256R1())
+    der = private.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return private, base64.b64encode(der).decode()
+
+
+def sign(private: ec.EllipticCurvePrivateKey, body: bytes, timestamp: str) -> dict[str, str]:
+    signature = private.sign(timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
+    return {sendgrid.SIGNATURE_HEADER: base64.b64encode(signature).decode(), sendgrid.TIMESTAMP_HEADER: timestamp}
+
+
+def test_official_vector_verifies() -> None:
+    sendgrid.verify_signature(VECTOR["payload"].encode(), VECTOR["headers"], public_key=VECTOR["public_key"], now=NOW)
+
+
+@pytest.mark.parametrize("case", VECTOR["negative_cases"], ids=lambda c: c["what"])
+def test_official_negative_cases_are_refused(case: dict[str, str]) -> None:
+    headers = {sendgrid.SIGNATURE_HEADER: case.get("signature", VECTOR["signature"]), sendgrid.TIMESTAMP_HEADER: case.get("timestamp", VECTOR["timestamp"])}
+    with pytest.raises(SignatureError):
+        sendgrid.verify_signature(case.get("payload", VECTOR["payload"]).encode(), headers, public_key=case.get("public_key", VECTOR["public_key"]), now=NOW)
+
+
+def test_generated_key_and_header_names_are_case_insensitive() -> None:
+    private, public = make_key()
+    body = (PAYLOADS / "sendgrid_mixed.json").read_bytes()
+    headers = {k.lower(): v for k, v in sign(private, body, "1764000000").items()}
+    sendgrid.verify_signature(body, headers, public_key=public, now=NOW)
+
+
+def test_trailing_crlf_is_part_of_the_signed_bytes() -> None:
+    private, public = make_key()
+    body = (PAYLOADS / "sendgrid_mixed.json").read_bytes()
+    assert body.endswith(b"\r\n")
+    headers = sign(private, body, "1764000000")
+    with pytest.raises(SignatureError):
+        sendgrid.verify_signature(body.rstrip(b"\r\n"), headers, public_key=public, now=NOW)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {sendgrid.TIMESTAMP_HEADER: "1764000000"},
+        {sendgrid.SIGNATURE_HEADER: "not base64!!", sendgrid.TIMESTAMP_HEADER: "1764000000"},
+        {sendgrid.SIGNATURE_HEADER: base64.b64encode(b"not DER").decode(), sendgrid.TIMESTAMP_HEADER: "1764000000"},
+        {sendgrid.SIGNATURE_HEADER: VECTOR["signature"], sendgrid.TIMESTAMP_HEADER: "17640000é"},
+    ],
+    ids=["none", "no-signature", "bad-base64", "bad-der", "non-ascii-timestamp"],
+)
+def test_every_malformed_signature_gets_the_same_error(headers: dict[str, str]) -> None:
+    with pytest.raises(SignatureError, match="does not verify|missing"):
+        sendgrid.verify_signature(b"[]", headers, public_key=VECTOR["public_key"], now=NOW)
+
+
+def test_maximum_timestamp_age_both_edges() -> None:
+    private, public = make_key()
+    ts = int(NOW.timestamp()) - 600
+    headers = sign(private, b"[]", str(ts))
+    sendgrid.verify_signature(b"[]", headers, public_key=public, now=NOW, max_age_seconds=600)
+    with pytest.raises(SignatureError, match="age"):
+        sendgrid.verify_signature(b"[]", headers, public_key=public, now=NOW, max_age_seconds=599)
+    sendgrid.verify_signature(b"[]", headers, public_key=public, now=NOW, max_age_seconds=0)  # 0: no limit
+
+
+def test_a_bad_configured_key_is_a_config_error_naming_the_setting() -> None:
+    with pytest.raises(ConfigError, match="webhook_public_key_env"):
+        sendgrid.load_public_key("not a key")
+    rsa_like = base64.b64encode(ec.generate_private_key(ec.SECP384R1()).public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).decode()
+    with pytest.raises(ConfigError, match="P-256"):
+        sendgrid.load_public_key(rsa_like)
+
+
+def test_mixed_batch_keeps_only_opt_outs() -> None:
+    events = sendgrid.parse_events((PAYLOADS / "sendgrid_mixed.json").read_bytes(), "application/json; charset=utf-8", topics=TOPICS, received_at=NOW)
+    got = [(e.email, e.kind, e.scope, e.provider_event_id) for e in events]
+    assert got == [
+        ("Unsub@example.com", Kind.UNSUBSCRIBE, "global", "sg-unsub-1"),
+        ("example@test.com", Kind.UNSUBSCRIBE, "topic:newsletter", "ahSCB7xYcXFb-hEaawsPRw=="),
+        ("unmapped@example.com", Kind.UNSUBSCRIBE, "global", "sg-group-unmapped"),
+        ("spam@example.com", Kind.COMPLAINT, "global", "sg-spam-1"),
+        ("bounce@example.com", Kind.BOUNCE, "global", "sg-bounce-1"),
+        ("resub@example.com", Kind.RESUBSCRIBE, "topic:newsletter", "sg-resub-1"),
+    ]
+    first = events[0]
+    assert first.source is Source.SENDGRID and first.verification is Verification.SIGNATURE
+    assert first.occurred_at == datetime.fromtimestamp(1513299569, tz=timezone.utc)
+    assert first.received_at == NOW
+    assert events[4].reason == "550 5.1.1 no such user"
+    assert events[1].metadata["category"] == "cat facts"
+
+
+def test_unknown_event_types_are_not_validated_further() -> None:
+    body = json.dumps([{"event": "delivered"}, {"event": "brand_new_type", "email": 42}]).encode()
+    assert sendgrid.parse_events(body, "application/json", topics=(), received_at=NOW) == []
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "message"),
+    [
+        (b"[{", "application/json", "not valid JSON"),
+        (b'{"event": "unsubscribe"}', "application/json", "JSON array"),
+        (b"[1, 2]", "application/json", r"events\[0\] must be a JSON object"),
+        (b"[]", "text/plain", "Content-Type"),
+        (b"\xff\xfe[]", "application/json", "not valid JSON"),
+        (b'[{"email": "a@example.com"}]', "application/json", r"events\[0\]\.event"),
+        (b'[{"event": "unsubscribe", "sg_event_id": "x"}]', "application/json", r"events\[0\]\.email"),
+        (b'[{"event": "unsubscribe", "email": "not-an-address", "sg_event_id": "x"}]', "application/json", r"events\[0\]\.email"),
+        (b'[{"event": "spamreport", "email": "a@example.com"}]', "application/json", r"events\[0\]\.sg_event_id"),
+        (b'[{"event": "group_unsubscribe", "email": "a@example.com", "sg_event_id": "x"}]', "application/json", "asm_group_id"),
+        (b'[{"event": "unsubscribe", "email": "a@example.com", "sg_event_id": "x", "timestamp": "yesterday"}]', "application/json", "timestamp"),
+    ],
+)
+def test_malformed_bodies_raise_payload_error(body: bytes, content_type: str, message: str) -> None:
+    with pytest.raises(PayloadError, match=message):
+        sendgrid.parse_events(body, content_type, topics=TOPICS, received_at=NOW)
