@@ -44,3 +44,77 @@ def test_bad_input_is_400_json(live_app: LiveServer, admin_headers: dict[str, st
         assert "error" in r.json()
     r = requests.get(f"{live_app.url}/api/v1/suppressions/a@example.com", headers=admin_headers, timeout=5)
     assert r.json()["events"] == []
+
+
+def test_headers_in_bulk_resolve_to_their_recipients(live_app: LiveServer, admin_headers: dict[str, str], hub) -> None:
+    from adapters.recipients import resolve_token
+
+    recipients = [{"email": f"R{i}@Example.com", "campaign": f"c{i % 3}"} for i in range(500)]
+    r = requests.post(f"{live_app.url}/api/v1/headers", json={"recipients": recipients}, headers=admin_headers, timeout=30)
+    assert r.status_code == 200, r.text
+    issued = r.json()["headers"]
+    assert len(issued) == 500
+    first = issued[0]
+    assert first["email"] == "R0@example.com"
+    assert first["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    mailto, url = [part.strip(" <>") for part in first["List-Unsubscribe"].split(",")]
+    assert mailto.startswith("mailto:unsub-") and mailto.endswith("@unsubscribe.example.com")
+    token = url.rsplit("/", 1)[1]
+    assert url == f"https://unsubscribe.example.com/u/{token}"
+    with hub.sessions() as session:
+        recipient = resolve_token(session, hub.signer, token)
+    assert (recipient.email, recipient.topic, recipient.campaign) == ("R0@example.com", "", "c0")
+
+
+def test_headers_limits_and_errors(live_app: LiveServer, admin_headers: dict[str, str]) -> None:
+    url = f"{live_app.url}/api/v1/headers"
+    too_many = {"recipients": [{"email": f"a{i}@example.com"} for i in range(10_001)]}
+    for body, fragment in [
+        (too_many, "at most 10000"),
+        ({"recipients": [{"email": "a@example.com", "topic": "nope"}]}, "unknown topic"),
+        ({"recipients": [{"mail": "a@example.com"}]}, "recipients[0].email"),
+        ({"recipients": "a@example.com"}, "must be a list"),
+        ({"recipients": [{"email": "bad"}]}, "exactly one @"),
+    ]:
+        r = requests.post(url, json=body, headers=admin_headers, timeout=30)
+        assert r.status_code == 400 and fragment in r.json()["error"], (fragment, r.text)
+
+
+def test_check_limits(live_app: LiveServer, admin_headers: dict[str, str]) -> None:
+    url = f"{live_app.url}/api/v1/suppressions/check"
+    r = requests.post(url, json={"emails": ["a@example.com"] * 100_001}, headers=admin_headers, timeout=60)
+    assert r.status_code == 400 and "at most 100000" in r.json()["error"]
+    r = requests.post(url, json={"emails": "a@example.com"}, headers=admin_headers, timeout=5)
+    assert r.status_code == 400
+    r = requests.post(url, json={"emails": ["a@example.com"] * 100_000}, headers=admin_headers, timeout=60)
+    assert r.status_code == 200 and r.json() == {"suppressed": [], "invalid": []}
+
+
+def test_oversized_body_is_413(make_config, make_hub, serve_app, admin_headers: dict[str, str]) -> None:
+    from webhooks import create_app
+
+    config = make_config({"http": {"max_content_length": 1024}})
+    server = serve_app(create_app(hub=make_hub(config)))
+    r = requests.post(f"{server.url}/api/v1/suppressions/check", json={"emails": ["a@example.com"] * 200}, headers=admin_headers, timeout=5)
+    assert r.status_code == 413 and "error" in r.json()
+
+
+def test_healthz_and_metrics(live_app: LiveServer, admin_headers: dict[str, str]) -> None:
+    assert requests.get(f"{live_app.url}/healthz", timeout=5).json() == {"status": "ok", "database": "ok"}
+    requests.post(f"{live_app.url}/api/v1/suppressions", json={"email": "m@example.com", "reason": "phone"}, headers=admin_headers, timeout=5)
+    text = requests.get(f"{live_app.url}/metrics", timeout=5).text
+    assert 'optout_events_total{kind="unsubscribe",source="api"} 1.0' in text
+    for name in ("optout_smtp_messages_total", "optout_webhook_requests_total", "optout_push_total", "optout_push_latency_seconds", "optout_outbox_pending"):
+        assert f"# TYPE {name.removesuffix('_total')}" in text
+
+
+def test_healthz_reports_a_dead_database(make_config, make_hub, serve_app) -> None:
+    from adapters import db
+    from webhooks import create_app
+
+    hub = make_hub(make_config())
+    server = serve_app(create_app(hub=hub))
+    hub.engine.dispose()
+    hub.engine = db.make_engine("postgresql+psycopg://postgres@127.0.0.1:9/gone?connect_timeout=2")  # nothing listens there
+    r = requests.get(f"{server.url}/healthz", timeout=5)
+    assert r.status_code == 503 and r.json() == {"error": "database unavailable"}
