@@ -19,12 +19,16 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
+import requests
+
 from . import db
+from .base import make_clients
 from .config import Config, load_config
-from .errors import ConfigError, OptOutHubError
-from .events import GLOBAL_SCOPE, Kind, topic_scope
+from .errors import ConfigError, OptOutHubError, ProviderAPIError
+from .events import GLOBAL_SCOPE, Kind, topic_scope, utcnow
 from .hub import Hub
 from .importer import import_csv, open_csv
+from .outbox import Worker
 from .recipients import RecipientRequest, issue_tokens
 from .store import address_state, export_suppressions
 
@@ -77,12 +81,36 @@ class HTTPComponent:
         self._thread.join(timeout=10)
 
 
+class WorkerComponent:
+    """The push worker in a thread; on stop it finishes the call under way, then returns."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.http = requests.Session()
+        self.worker = Worker(hub, make_clients(hub.config, self.http, now=hub.clock), http=self.http)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self.worker.run, args=(self._stop,), name="worker", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        print(f"optout-hub: push worker running for {', '.join(self.worker.clients) or 'no provider'}", flush=True)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+        self.http.close()
+
+
 def _components(hub: Hub, parts: Sequence[str]) -> list[Component]:
     """Build the parts named in ``parts`` (``smtp``, ``http``, ``worker``)."""
     built: list[Component] = []
     for part in parts:
         if part == "http":
             built.append(HTTPComponent(hub))
+        elif part == "worker":
+            if hub.config.worker.enabled:
+                built.append(WorkerComponent(hub))
+            else:
+                print("optout-hub: push worker off ([worker] enabled = false)", flush=True)
     return built
 
 
@@ -204,6 +232,38 @@ def cmd_import(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def cmd_sync(args: argparse.Namespace, config: Config) -> int:
+    hub = Hub.open(config)
+    try:
+        with requests.Session() as http:
+            tallies = Worker(hub, make_clients(config, http, now=hub.clock), http=http).drain()
+    finally:
+        hub.close()
+    if not tallies:
+        print("no provider enabled")
+    for slug, tally in tallies.items():
+        print(f"{slug}: pushed {tally.pushed}, retried {tally.retried}, dead {tally.dead}")
+        for row_id, email, scope, detail in tally.failures:
+            print(f"  dead: row {row_id} {email} {scope}: {detail}")
+    return 0
+
+
+def cmd_providers_check(args: argparse.Namespace, config: Config) -> int:
+    """One read-only round per enabled provider; exit 1 if any failed."""
+    failed = 0
+    with requests.Session() as http:
+        clients = make_clients(config, http, now=utcnow)
+        for slug, client in clients.items():
+            try:
+                print(f"{slug}: ok ({client.check()})")
+            except ProviderAPIError as exc:
+                failed += 1
+                print(f"{slug}: error: {str(exc).removeprefix(slug + ': ')}")
+    if not clients:
+        print("no provider enabled")
+    return 1 if failed else 0
+
+
 def cmd_export(args: argparse.Namespace, config: Config) -> int:
     since = None
     if args.since:
@@ -254,6 +314,11 @@ def build_parser() -> argparse.ArgumentParser:
     up = dbsub.add_parser("upgrade", parents=[common], help="create or migrate the schema (Alembic)")
     up.add_argument("revision", nargs="?", default="head")
     up.set_defaults(func=cmd_db_upgrade)
+    add("sync", cmd_sync, "drain the push outbox once and print per provider: pushed, retried, dead")
+    p = add("providers", lambda a, c: 2, "provider commands")
+    psub = p.add_subparsers(dest="providers_command", required=True, metavar="SUBCOMMAND")
+    check = psub.add_parser("check", parents=[common], help="one read-only call per enabled provider: ok, or its error")
+    check.set_defaults(func=cmd_providers_check)
     p = add("status", cmd_status, "print an address's state as JSON")
     p.add_argument("email")
     p = add("headers", cmd_headers, "print the List-Unsubscribe headers for one recipient")

@@ -10,8 +10,9 @@ import base64
 import dataclasses
 import hashlib
 import hmac
+import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -20,9 +21,10 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from . import payloads
-from .config import HubSpotConfig, Secret
-from .errors import PayloadError, ProviderAPIError, SignatureError
-from .events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, Verification
+from .base import APIClient, Outcome, PushResult, email_key, push_each
+from .config import Config, HubSpotConfig, Secret
+from .errors import ConfigError, PayloadError, ProviderAPIError, SignatureError
+from .events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, Verification, scope_topic
 from .models import PendingLookup
 from .store import _insert, record_events
 
@@ -261,3 +263,95 @@ def _backoff(hub: "Hub", attempts: int, retry_after: float | None) -> timedelta:
 
 
 # --- push-back: API client ------------------------------------------------------------------
+
+DISPLAY_NAME = "HubSpot"
+DEFAULT_BASE_URL = "https://api.hubapi.com"
+UNSUBSCRIBE_ALL_PATH = "/communication-preferences/v4/statuses/batch/unsubscribe-all"
+LEGAL_BASIS = {"legalBasis": "LEGITIMATE_INTEREST_CLIENT"}
+_POLICY_WAIT = {"TEN_SECONDLY_ROLLING": 10.0, "SECONDLY": 1.0}
+
+
+def _policy_wait(resp: requests.Response, body: Any, now: datetime) -> float | None:
+    """The wait a 429's ``policyName`` implies: the ten-second window, or until the next UTC day."""
+    policy = body.get("policyName") if isinstance(body, dict) else None
+    if policy == "DAILY":
+        tomorrow = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+        return (tomorrow - now).total_seconds()
+    return _POLICY_WAIT.get(policy or "")
+
+
+class HubSpotClient:
+    """Unsubscribes from all email in batches (v4 ``unsubscribe-all``), or from one topic's
+    subscription type (v3, one call per address, as the API has no batch form).
+
+    A global resubscribe is not pushed: HubSpot offers no undo for "unsubscribed from all".
+    """
+
+    slug = "hubspot"
+
+    def __init__(self, api: APIClient, *, subscription_ids: Sequence[str], topic_subscriptions: Mapping[str, str], batch_size: int) -> None:
+        self.api = api
+        self.subscription_ids = tuple(subscription_ids)
+        self.topic_subscriptions = dict(topic_subscriptions)
+        self.batch_size = min(batch_size, 100)
+
+    def push(self, scope: str, action: str, emails: Sequence[str]) -> dict[str, PushResult]:
+        topic = scope_topic(scope)
+        if topic is None:
+            if action == "resubscribe":
+                dead = PushResult(Outcome.DEAD, None, "HubSpot has no API to undo unsubscribe-from-all: resubscribe the contact in HubSpot")
+                return {email_key(e): dead for e in emails}
+            return self._unsubscribe_all(emails)
+        subscription = self.topic_subscriptions.get(topic)
+        if subscription is None:
+            return {email_key(e): PushResult(Outcome.DONE, None, "no HubSpot subscription for this scope") for e in emails}
+        return push_each(emails, lambda address: self._set_subscription(address, subscription, action))
+
+    def _unsubscribe_all(self, emails: Sequence[str]) -> dict[str, PushResult]:
+        status, body = self.api.request("POST", UNSUBSCRIBE_ALL_PATH, params={"channel": "EMAIL"}, json_body={"inputs": list(emails)})
+        body = body if isinstance(body, dict) else {}
+        answered = {email_key(str(r.get("subscriberIdString", ""))) for r in body.get("results") or [] if isinstance(r, dict)}
+        errors = [e for e in body.get("errors") or [] if isinstance(e, dict)]
+        results = {}
+        for address in emails:
+            key = email_key(address)
+            if key in answered:  # includes NO_STATUS_CHANGE: already unsubscribed
+                results[key] = PushResult(Outcome.DONE, status)
+                continue
+            error = next((e for e in errors if key in json.dumps(e).lower()), None)
+            if error is None:  # neither a result nor an error: ask again later
+                results[key] = PushResult(Outcome.RETRY, status, "HubSpot's answer has no result for this address")
+            else:
+                results[key] = PushResult(Outcome.DEAD, status, str(error.get("message") or error)[:500])
+        return results
+
+    def _set_subscription(self, address: str, subscription: str, action: str) -> PushResult:
+        verb = "unsubscribe" if action == "unsubscribe" else "subscribe"
+        body = {"emailAddress": address, "subscriptionId": subscription, **LEGAL_BASIS, "legalBasisExplanation": f"The recipient asked to {verb}"}
+        try:
+            status, _ = self.api.request("POST", f"/communication-preferences/v3/{verb}", json_body=body)
+        except ProviderAPIError as exc:
+            if f"is already {verb}d" in f"{exc} {exc.body}":
+                return PushResult(Outcome.DONE, exc.status, f"already {verb}d")
+            raise
+        return PushResult(Outcome.DONE, status)
+
+    def check(self) -> str:
+        _, body = self.api.request("GET", "/communication-preferences/v3/definitions")
+        defined = {str(d.get("id")): d.get("name", "?") for d in (body or {}).get("subscriptionDefinitions") or [] if isinstance(d, dict)}
+        wanted = dict.fromkeys(self.subscription_ids + tuple(self.topic_subscriptions.values()))
+        missing = [s for s in wanted if s not in defined]
+        if missing:
+            raise ProviderAPIError("hubspot", f"subscription types not found in this portal: {', '.join(missing)}")
+        names = ", ".join(f"{s} ({defined[s]})" for s in wanted) or "none configured"
+        return f"token ok; subscriptions: {names} (write scopes are proven only by a push)"
+
+
+def make_client(config: Config, http: requests.Session, *, now: Callable[[], datetime]) -> HubSpotClient:
+    cfg = config.providers.hubspot
+    if cfg.access_token is None:
+        raise ConfigError("providers.hubspot.access_token_env", "no access token")
+    token = cfg.access_token.reveal()
+    api = APIClient("hubspot", http, cfg.base_url or DEFAULT_BASE_URL, f"Bearer {token}", timeout=cfg.timeout_seconds, secrets=(token,), now=now, retry_hint=_policy_wait)
+    subscriptions = {t.name: t.hubspot_subscription for t in config.topics if t.hubspot_subscription}
+    return HubSpotClient(api, subscription_ids=cfg.subscription_ids, topic_subscriptions=subscriptions, batch_size=cfg.batch_size)

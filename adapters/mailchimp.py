@@ -6,16 +6,20 @@ an injected `requests.Session`.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote
+
+import requests
 
 from . import payloads
-from .config import Secret, Topic
-from .errors import PayloadError, SignatureError
-from .events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, Verification, topic_scope
+from .base import APIClient, Outcome, PushResult, email_key, push_each, result_for_error
+from .config import Config, Secret, Topic
+from .errors import ConfigError, PayloadError, ProviderAPIError, SignatureError
+from .events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, Verification, scope_topic, topic_scope
 
 # --- inbound: webhook verification and parsing ----------------------------------------------
 
@@ -107,3 +111,99 @@ def _fired_at(value: str) -> datetime | None:
 
 
 # --- push-back: API client ------------------------------------------------------------------
+
+DISPLAY_NAME = "Mailchimp"
+
+
+def data_centre(api_key: str) -> str:
+    """The data centre of a Marketing API key: its suffix after the last ``-`` (``…-us6``)."""
+    prefix, dash, dc = api_key.rpartition("-")
+    if not (prefix and dash and dc.isalnum()):
+        raise ConfigError("providers.mailchimp.api_key_env", "the API key has no data-centre suffix (…-usN); set base_url instead")
+    return dc
+
+
+def subscriber_hash(address: str) -> str:
+    """Mailchimp's member id: MD5 of the lower-cased address."""
+    return hashlib.md5(address.lower().encode(), usedforsecurity=False).hexdigest()
+
+
+class MailchimpClient:
+    """Pushes opt-outs to audiences: a global one to every configured list, a topic's to its list.
+
+    Unsubscribes go through the list batch call (up to 500 members, ``update_existing``), which
+    answers per address inside its 200. A resubscribe sets an existing member to ``pending``,
+    so Mailchimp asks the person to confirm (its rules forbid re-subscribing them directly).
+    """
+
+    slug = "mailchimp"
+
+    def __init__(self, api: APIClient, *, lists: Sequence[str], topic_lists: Mapping[str, str], batch_size: int) -> None:
+        self.api = api
+        self.lists = tuple(lists)
+        self.topic_lists = dict(topic_lists)
+        self.batch_size = min(batch_size, 500)
+
+    def lists_for(self, scope: str) -> tuple[str, ...]:
+        topic = scope_topic(scope)
+        if topic is None:
+            return self.lists
+        return (self.topic_lists[topic],) if topic in self.topic_lists else ()
+
+    def push(self, scope: str, action: str, emails: Sequence[str]) -> dict[str, PushResult]:
+        results = {email_key(e): PushResult(Outcome.DONE, None, "no Mailchimp list for this scope") for e in emails}
+        for i, list_id in enumerate(self.lists_for(scope)):
+            part = self._push_list(list_id, action, emails)
+            results = part if i == 0 else {k: results[k].worse(r) for k, r in part.items()}
+        return results
+
+    def _push_list(self, list_id: str, action: str, emails: Sequence[str]) -> dict[str, PushResult]:
+        if action == "resubscribe":
+            return push_each(emails, lambda address: self._resubscribe(list_id, address))
+        members = [{"email_address": e, "status": "unsubscribed"} for e in emails]
+        try:
+            status, body = self.api.request("POST", f"/3.0/lists/{quote(list_id, safe='')}", json_body={"members": members, "update_existing": True})
+        except ProviderAPIError as exc:
+            failed = result_for_error(exc)
+            return {email_key(e): failed for e in emails}
+        errors = {email_key(str(err.get("email_address", ""))): err for err in (body or {}).get("errors") or [] if isinstance(err, dict)}
+        results = {}
+        for address in emails:
+            err = errors.get(email_key(address))
+            if err is None:
+                results[email_key(address)] = PushResult(Outcome.DONE, status)
+                continue
+            detail = f"list {list_id}: {err.get('error_code') or 'error'}: {err.get('error') or ''}".strip()
+            gone = "forgotten email" in str(err.get("error", "")).lower()  # permanently deleted: nothing to suppress
+            results[email_key(address)] = PushResult(Outcome.DONE if gone else Outcome.DEAD, status, detail)
+        return results
+
+    def _resubscribe(self, list_id: str, address: str) -> PushResult:
+        path = f"/3.0/lists/{quote(list_id, safe='')}/members/{subscriber_hash(address)}"
+        try:
+            status, _ = self.api.request("PATCH", path, json_body={"status": "pending"})
+        except ProviderAPIError as exc:
+            if exc.status == 404:
+                return PushResult(Outcome.DONE, 404, f"list {list_id}: no such member")
+            raise
+        return PushResult(Outcome.DONE, status)
+
+    def check(self) -> str:
+        self.api.request("GET", "/3.0/ping")
+        names = []
+        for list_id in dict.fromkeys(self.lists + tuple(self.topic_lists.values())):
+            _, body = self.api.request("GET", f"/3.0/lists/{quote(list_id, safe='')}", params={"fields": "id,name"})
+            names.append(f"{list_id} ({(body or {}).get('name', '?')})")
+        return "ping ok; lists: " + (", ".join(names) or "none configured")
+
+
+def make_client(config: Config, http: requests.Session, *, now: Callable[[], datetime]) -> MailchimpClient:
+    cfg = config.providers.mailchimp
+    if cfg.api_key is None:
+        raise ConfigError("providers.mailchimp.api_key_env", "no API key")
+    key = cfg.api_key.reveal()
+    base_url = cfg.base_url or f"https://{data_centre(key)}.api.mailchimp.com"
+    credentials = base64.b64encode(f"optout-hub:{key}".encode()).decode()
+    api = APIClient("mailchimp", http, base_url, f"Basic {credentials}", timeout=cfg.timeout_seconds, secrets=(key, credentials), now=now)
+    topic_lists = {t.name: t.mailchimp_list for t in config.topics if t.mailchimp_list}
+    return MailchimpClient(api, lists=cfg.lists, topic_lists=topic_lists, batch_size=cfg.batch_size)

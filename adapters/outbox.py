@@ -9,15 +9,31 @@ second push does no harm.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
+import dataclasses
+import logging
+import os
+import random
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+import requests
+from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from . import hubspot
+from .base import Outcome, PushClient, PushResult, email_key, result_for_error
+from .errors import ProviderAPIError
+from .hub import Hub
 from .models import OutboxRow
 
+log = logging.getLogger(__name__)
+
 STATES = ("pending", "done", "dead")
+CLAIM_MAX = 1000  # rows one worker takes per provider and round (bounds the work under one lease)
 
 
 # --- admin: summary, dead letters, retry --------------------------------------------------
@@ -51,3 +67,224 @@ def retry_row(session: Session, row_id: int, *, now: datetime) -> bool:
         .values(state="pending", due_at=now, attempts=0, lease_until=None, lease_owner=None)
     )
     return session.execute(stmt).rowcount == 1
+
+
+# --- the worker: claim, push in batches, settle ------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Claimed:
+    id: int
+    email: str
+    scope: str
+    action: str
+    attempts: int  # including this one
+    received_at: datetime
+
+
+@dataclasses.dataclass
+class Tally:
+    """What one provider's pushes came to; ``failures`` lists the rows that went dead."""
+
+    pushed: int = 0
+    retried: int = 0
+    dead: int = 0
+    failures: list[tuple[int, str, str, str]] = dataclasses.field(default_factory=list)  # (row, email, scope, detail)
+
+    @property
+    def rows(self) -> int:
+        return self.pushed + self.retried + self.dead
+
+    def add(self, other: "Tally") -> None:
+        self.pushed += other.pushed
+        self.retried += other.retried
+        self.dead += other.dead
+        self.failures.extend(other.failures)
+
+
+def worker_id() -> str:
+    """A lease owner unique to this process and worker: ``host:pid:random``."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Worker:
+    """Pushes due outbox rows to the providers.
+
+    Each round claims up to ``CLAIM_MAX`` due rows per provider under a lease (``FOR UPDATE SKIP
+    LOCKED`` on PostgreSQL, so concurrent workers take disjoint rows; SQLite's write lock
+    serializes claims), groups them by scope and action into the provider's batch calls, and
+    settles each row after its call in a transaction of its own. ``rng`` jitters back-off.
+    """
+
+    def __init__(self, hub: Hub, clients: Mapping[str, PushClient], *, http: requests.Session, owner: str | None = None, rng: Callable[[], float] = random.random) -> None:
+        self.hub = hub
+        self.clients = dict(clients)
+        self.http = http
+        self.owner = owner or worker_id()
+        self.rng = rng
+
+    # The loop ---------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Work until ``stop`` is set. An idle worker polls; when rows turn up it waits the
+        collection window, so that a burst leaves in few calls; a backlog (a round that took
+        all it could) is drained without waiting."""
+        cfg = self.hub.config.worker
+        busy = False
+        while not stop.is_set():
+            try:
+                if not busy:
+                    self.resolve_lookups()
+                    if not self.has_due():
+                        stop.wait(cfg.poll_interval_seconds)
+                        continue
+                    if stop.wait(cfg.collect_window_seconds):
+                        break
+                tallies = self.push_due()
+                busy = any(tally.rows >= self.claim_limit(self.clients[slug]) for slug, tally in tallies.items())
+            except SQLAlchemyError as exc:
+                log.error("outbox: database unavailable (%s); trying again", exc.__class__.__name__)
+                busy = False
+                stop.wait(cfg.poll_interval_seconds)
+
+    def drain(self) -> dict[str, Tally]:
+        """Push everything due now, round after round, then return (``optout-hub sync``).
+        Rows put back for a retry are due later, so this ends."""
+        self.resolve_lookups()
+        totals = {slug: Tally() for slug in self.clients}
+        while tallies := self.push_due():
+            for slug, tally in tallies.items():
+                totals[slug].add(tally)
+        return totals
+
+    def resolve_lookups(self) -> None:
+        """Turn HubSpot contact ids from its webhooks into recorded events (and so into pushes)."""
+        if self.hub.config.providers.hubspot.enabled:
+            hubspot.resolve_pending_lookups(self.hub, self.http)
+
+    def has_due(self) -> bool:
+        now = self.hub.clock()
+        with self.hub.sessions() as session:
+            return session.execute(_due(select(OutboxRow.id), list(self.clients), now).limit(1)).first() is not None
+
+    def push_due(self) -> dict[str, Tally]:
+        """One round: claim and push each provider's due rows. Empty when nothing was due."""
+        tallies = {}
+        for slug, client in self.clients.items():
+            rows = self.claim(slug, self.claim_limit(client))
+            if rows:
+                tallies[slug] = self.push(client, rows)
+        return tallies
+
+    @staticmethod
+    def claim_limit(client: PushClient) -> int:
+        """Rows per provider and round: ten batch calls' worth, at most ``CLAIM_MAX``."""
+        return min(CLAIM_MAX, client.batch_size * 10)
+
+    # Claim, push, settle ----------------------------------------------------------------
+
+    def claim(self, provider: str, limit: int) -> list[Claimed]:
+        now = self.hub.clock()
+        lease_until = now + timedelta(seconds=self.hub.config.worker.lease_seconds)
+        cols = (OutboxRow.id, OutboxRow.email, OutboxRow.scope, OutboxRow.action, OutboxRow.attempts, OutboxRow.received_at)
+        with self.hub.sessions.begin() as session:
+            stmt = _due(select(*cols), [provider], now).order_by(OutboxRow.due_at, OutboxRow.id).limit(limit)
+            if session.get_bind().dialect.name == "postgresql":
+                stmt = stmt.with_for_update(skip_locked=True)
+            rows = session.execute(stmt).all()
+            if not rows:
+                return []
+            ids = [r.id for r in rows]
+            session.execute(update(OutboxRow).where(OutboxRow.id.in_(ids)).values(lease_until=lease_until, lease_owner=self.owner, attempts=OutboxRow.attempts + 1))
+        return [Claimed(r.id, r.email, r.scope, r.action, r.attempts + 1, r.received_at) for r in rows]
+
+    def push(self, client: PushClient, rows: Sequence[Claimed]) -> Tally:
+        """Push claimed rows of one provider, a batch call per scope, action and chunk."""
+        tally = Tally()
+        latest: dict[tuple[str, str], Claimed] = {}
+        superseded: list[Claimed] = []
+        for row in sorted(rows, key=lambda r: r.id):
+            key = (email_key(row.email), row.scope)
+            if key in latest:
+                superseded.append(latest[key])  # a later change of the same address and scope wins
+            latest[key] = row
+        if superseded:
+            tally.add(self.settle(client.slug, superseded, {email_key(r.email): PushResult(Outcome.DONE, None, "superseded by a later change") for r in superseded}))
+        groups: dict[tuple[str, str], list[Claimed]] = {}
+        for row in latest.values():
+            groups.setdefault((row.scope, row.action), []).append(row)
+        for (scope, action), group in groups.items():
+            for chunk in _chunks(group, client.batch_size):
+                try:
+                    results = client.push(scope, action, [r.email for r in chunk])
+                except ProviderAPIError as exc:
+                    failed = result_for_error(exc)
+                    results = {email_key(r.email): failed for r in chunk}
+                result = self.settle(client.slug, chunk, results)
+                log.info("push %s %s %s: %d rows, done=%d retry=%d dead=%d", client.slug, action, scope, len(chunk), result.pushed, result.retried, result.dead)
+                tally.add(result)
+        return tally
+
+    def settle(self, provider: str, rows: Sequence[Claimed], results: Mapping[str, PushResult]) -> Tally:
+        """Mark each row done, due again later, or dead, in one transaction, and count it."""
+        cfg = self.hub.config.worker
+        now = self.hub.clock()
+        tally = Tally()
+        params = []
+        latencies = []
+        missing = PushResult(Outcome.RETRY, None, "no answer for this address")
+        for row in rows:
+            result = results.get(email_key(row.email), missing)
+            outcome, due, detail = result.outcome, now, result.detail
+            if outcome is Outcome.RETRY and row.attempts >= cfg.max_attempts:
+                outcome, detail = Outcome.DEAD, f"gave up after {row.attempts} attempts: {detail}"
+            if outcome is Outcome.RETRY:
+                due = now + timedelta(seconds=self.backoff(row.attempts, result.retry_after))
+                tally.retried += 1
+            elif outcome is Outcome.DEAD:
+                tally.dead += 1
+                tally.failures.append((row.id, row.email, row.scope, detail))
+            else:
+                tally.pushed += 1
+                if result.status is not None and 200 <= result.status < 300:
+                    latencies.append((now - row.received_at).total_seconds())
+            state = "pending" if outcome is Outcome.RETRY else outcome.value
+            params.append({"row_id": row.id, "new_state": state, "new_due": due, "new_done": now if outcome is Outcome.DONE else None, "status": result.status, "error": detail or None})
+        table = OutboxRow.__table__
+        stmt = (
+            update(table)
+            .where(table.c.id == bindparam("row_id"), table.c.lease_owner == self.owner, table.c.state == "pending")
+            .values(state=bindparam("new_state"), due_at=bindparam("new_due"), done_at=bindparam("new_done"), lease_until=None, last_status=bindparam("status"), last_error=bindparam("error"))
+        )
+        with self.hub.sessions.begin() as session:
+            session.connection().execute(stmt, params)
+        metrics = self.hub.metrics
+        for result_name, count in (("done", tally.pushed), ("retry", tally.retried), ("dead", tally.dead)):
+            if count:
+                metrics.push.labels(provider, result_name).inc(count)
+        for seconds in latencies:
+            metrics.push_latency.observe(max(seconds, 0.0))
+        return tally
+
+    def backoff(self, attempts: int, retry_after: float | None) -> float:
+        """Seconds before the next attempt: exponential from the base, capped, jittered
+        (half to full), and never sooner than the provider's ``Retry-After``."""
+        cfg = self.hub.config.worker
+        delay = min(cfg.backoff_base_seconds * 2 ** max(attempts - 1, 0), cfg.backoff_max_seconds)
+        delay *= 0.5 + self.rng() / 2
+        return max(delay, retry_after or 0.0)
+
+
+def _due(stmt, providers: Sequence[str], now: datetime):  # noqa: ANN001, ANN202 - a Select
+    """Rows of ``providers`` that are pending, due, and not under a live lease."""
+    return stmt.where(
+        OutboxRow.state == "pending",
+        OutboxRow.provider.in_(providers),
+        OutboxRow.due_at <= now,
+        or_(OutboxRow.lease_until.is_(None), OutboxRow.lease_until <= now),
+    )
+
+
+def _chunks(items: Sequence[Claimed], size: int) -> Iterator[Sequence[Claimed]]:
+    for start in range(0, len(items), max(size, 1)):
+        yield items[start : start + size]

@@ -9,17 +9,20 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from urllib.parse import quote
 
+import requests
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from . import payloads
-from .config import Topic
-from .errors import ConfigError, PayloadError, SignatureError
-from .events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, Verification, topic_scope
+from .base import APIClient, Outcome, PushResult, email_key, push_each
+from .config import Config, Topic
+from .errors import ConfigError, PayloadError, ProviderAPIError, SignatureError
+from .events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, Verification, scope_topic, topic_scope
 
 # --- inbound: webhook verification and parsing ----------------------------------------------
 
@@ -121,3 +124,82 @@ def _group_id(value: object, where: str) -> int:
 
 
 # --- push-back: API client ------------------------------------------------------------------
+
+DISPLAY_NAME = "SendGrid"
+DEFAULT_BASE_URL = "https://api.sendgrid.com"
+REQUIRED_SCOPES = ("asm.suppressions.global.create", "asm.groups.suppressions.create")
+
+
+def _rate_limit_reset(resp: requests.Response, body: object, now: datetime) -> float | None:
+    """Seconds until ``X-RateLimit-Reset`` (unix time), SendGrid's answer to "when again"."""
+    try:
+        return max(float(resp.headers["X-RateLimit-Reset"]) - now.timestamp(), 0.0)
+    except (KeyError, ValueError):
+        return None
+
+
+class SendGridClient:
+    """Adds addresses to the global suppression list, or to a topic's unsubscribe group.
+
+    Both calls take many ``recipient_emails`` and answer 201 even for an address already
+    suppressed. A resubscribe deletes the address's suppression, one address per call.
+    """
+
+    slug = "sendgrid"
+
+    def __init__(self, api: APIClient, *, topic_groups: Mapping[str, int], batch_size: int) -> None:
+        self.api = api
+        self.topic_groups = dict(topic_groups)
+        self.batch_size = batch_size
+
+    def _suppressions_path(self, scope: str) -> str | None:
+        topic = scope_topic(scope)
+        if topic is None:
+            return "/v3/asm/suppressions/global"
+        group = self.topic_groups.get(topic)
+        return None if group is None else f"/v3/asm/groups/{group}/suppressions"
+
+    def push(self, scope: str, action: str, emails: Sequence[str]) -> dict[str, PushResult]:
+        path = self._suppressions_path(scope)
+        if path is None:
+            return {email_key(e): PushResult(Outcome.DONE, None, "no SendGrid group for this scope") for e in emails}
+        if action == "resubscribe":
+            return push_each(emails, lambda address: self._delete(f"{path}/{quote(address, safe='@')}"))
+        status, _ = self.api.request("POST", path, json_body={"recipient_emails": list(emails)})
+        return {email_key(e): PushResult(Outcome.DONE, status) for e in emails}
+
+    def _delete(self, path: str) -> PushResult:
+        try:
+            status, _ = self.api.request("DELETE", path)
+        except ProviderAPIError as exc:
+            if exc.status == 404:
+                return PushResult(Outcome.DONE, 404, "not suppressed")
+            raise
+        return PushResult(Outcome.DONE, status)
+
+    def check(self) -> str:
+        _, body = self.api.request("GET", "/v3/scopes")
+        granted = set((body or {}).get("scopes") or ())
+        missing = [s for s in REQUIRED_SCOPES if s not in granted]
+        if missing:
+            raise ProviderAPIError("sendgrid", f"the API key lacks the scopes {', '.join(missing)}")
+        groups = []
+        for group in dict.fromkeys(self.topic_groups.values()):
+            try:
+                _, info = self.api.request("GET", f"/v3/asm/groups/{group}")
+            except ProviderAPIError as exc:
+                if exc.status == 404:
+                    raise ProviderAPIError("sendgrid", f"unsubscribe group {group} does not exist: its opt-outs would land on the global list", status=404) from None
+                raise
+            groups.append(f"{group} ({(info or {}).get('name', '?')})")
+        return "scopes ok; groups: " + (", ".join(groups) or "none configured")
+
+
+def make_client(config: Config, http: requests.Session, *, now: Callable[[], datetime]) -> SendGridClient:
+    cfg = config.providers.sendgrid
+    if cfg.api_key is None:
+        raise ConfigError("providers.sendgrid.api_key_env", "no API key")
+    key = cfg.api_key.reveal()
+    api = APIClient("sendgrid", http, cfg.base_url or DEFAULT_BASE_URL, f"Bearer {key}", timeout=cfg.timeout_seconds, secrets=(key,), now=now, retry_hint=_rate_limit_reset)
+    groups = {t.name: t.sendgrid_group for t in config.topics if t.sendgrid_group is not None}
+    return SendGridClient(api, topic_groups=groups, batch_size=cfg.batch_size)

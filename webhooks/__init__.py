@@ -12,7 +12,7 @@ from flask import Flask
 from adapters.config import Config, load_config
 from adapters.hub import Hub
 
-from . import api, errors, oneclick, ops, pages, preferences, providers, security
+from . import admin, api, errors, oneclick, ops, pages, preferences, providers, security
 
 
 def create_app(config: Config | None = None, *, hub: Hub | None = None) -> Flask:
@@ -30,5 +30,6 @@ def create_app(config: Config | None = None, *, hub: Hub | None = None) -> Flask
     pages.init_app(app)
     app.register_blueprint(oneclick.bp)
     app.register_blueprint(preferences.bp)
+    admin.init_app(app)
     providers.init_app(app, hub)
     return app

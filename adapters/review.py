@@ -1,0 +1,74 @@
+"""The review queue: inbound messages the classifier could not decide, waiting for an admin.
+
+The SMTP side stores them as ``evidence`` rows (``channel="smtp"``, ``state="review"``) whose
+``result`` holds the candidate ``address`` (or null), ``scope``, ``verification``,
+``campaign``, ``reason`` and ``detail``. Approving one records the opt-out it asked for,
+idempotently (``provider_event_id = "smtp:<id>"``); rejecting one only closes it. Either
+decision is taken once: the state change is guarded by the current state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from .addresses import normalize_address
+from .errors import PayloadError
+from .events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, Verification, validate_scope
+from .models import Evidence
+from .store import RecordResult, StorePolicy, record_events
+
+REVIEW, APPROVED, REJECTED = "review", "approved", "rejected"
+APPROVED_REASON = "approved by admin"
+
+
+def review_items(session: Session, *, limit: int = 50) -> Sequence[Evidence]:
+    """The oldest undecided items first."""
+    stmt = select(Evidence).where(Evidence.channel == "smtp", Evidence.state == REVIEW).order_by(Evidence.received_at, Evidence.id).limit(limit)
+    return session.scalars(stmt).all()
+
+
+def _decide(session: Session, evidence_id: int, state: str, now: datetime) -> Evidence:
+    """Move an item out of review, or :class:`PayloadError` if it is not (or no longer) there."""
+    stmt = update(Evidence).where(Evidence.id == evidence_id, Evidence.channel == "smtp", Evidence.state == REVIEW).values(state=state, processed_at=now)
+    if session.execute(stmt).rowcount != 1:
+        raise PayloadError(f"review item {evidence_id} does not exist or was already decided")
+    row = session.get(Evidence, evidence_id)
+    session.refresh(row)
+    return row
+
+
+def approve(session: Session, evidence_id: int, policy: StorePolicy, *, now: datetime, email: str | None = None) -> RecordResult:
+    """Record the item's opt-out (``email`` overrides or supplies the address) and close it."""
+    row = _decide(session, evidence_id, APPROVED, now)
+    result = row.result or {}
+    raw = email or result.get("address")
+    if not raw:
+        raise PayloadError("this message names no address: enter the address to opt out")
+    try:
+        scope = validate_scope(result.get("scope") or GLOBAL_SCOPE)
+        verification = Verification(result.get("verification") or Verification.NONE)
+    except ValueError as exc:
+        raise PayloadError(f"review item {evidence_id}: {exc}") from None
+    event = OptOutEvent(
+        email=normalize_address(raw).email,
+        kind=Kind.UNSUBSCRIBE,
+        source=Source.SMTP,
+        scope=scope,
+        verification=verification,
+        provider_event_id=f"smtp:{row.id}",
+        occurred_at=row.received_at,
+        received_at=row.received_at,
+        reason=APPROVED_REASON,
+        campaign=result.get("campaign"),
+        evidence_id=row.id,
+        metadata={"approved_at": now.isoformat(), "classification": result.get("classification")},
+    )
+    return record_events(session, [event], policy, now=now)
+
+
+def reject(session: Session, evidence_id: int, *, now: datetime) -> None:
+    _decide(session, evidence_id, REJECTED, now)

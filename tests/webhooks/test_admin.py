@@ -1,0 +1,186 @@
+"""The admin dashboard over real HTTP: login, counts, chart, review queue, dead letters, search."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import requests
+from sqlalchemy import select, update
+
+from adapters.config import Config
+from adapters.events import Kind, OptOutEvent, Source
+from adapters.hub import Hub
+from adapters.models import Event, Evidence, OutboxRow
+from tests.conftest import ADMIN_TOKEN, TEST_SECRET, Clock, LiveServer
+from tests.webhooks.pagehelpers import TOPICS, events, form_field, issue_token
+from webhooks import create_app
+from webhooks.security import CSRF_FIELD
+
+ADMIN_CONFIG = {
+    "topics": TOPICS,
+    "http": {"public_url": "http://127.0.0.1"},
+    "providers": {"sendgrid": {"enabled": True, "webhook_public_key_env": ""}},
+}
+ADMIN_ENV = {"SENDGRID_API_KEY": "SG.test-key"}
+
+
+@pytest.fixture
+def admin_hub(make_config: Callable[..., Config], make_hub: Callable[[Config], Hub]) -> Hub:
+    return make_hub(make_config(ADMIN_CONFIG, env=ADMIN_ENV))
+
+
+@pytest.fixture
+def app_url(admin_hub: Hub, serve_app: Callable[[Any], LiveServer]) -> str:
+    return serve_app(create_app(hub=admin_hub)).url
+
+
+def login(url: str, token: str = ADMIN_TOKEN) -> tuple[requests.Session, requests.Response]:
+    browser = requests.Session()
+    page = browser.get(f"{url}/admin/login", timeout=10)
+    r = browser.post(f"{url}/admin/login", data={"token": token, CSRF_FIELD: form_field(page.text, CSRF_FIELD)}, allow_redirects=False, timeout=10)
+    return browser, r
+
+
+def admin_post(browser: requests.Session, url: str, path: str, **fields: str) -> requests.Response:
+    page = browser.get(f"{url}/admin", timeout=10)
+    return browser.post(f"{url}{path}", data={CSRF_FIELD: form_field(page.text, CSRF_FIELD), **fields}, allow_redirects=False, timeout=10)
+
+
+def add_review_item(hub: Hub, address: str | None, raw: bytes = b"From: x@example.com\r\nSubject: please\r\n\r\nmaybe stop?\r\n") -> int:
+    with hub.sessions.begin() as session:
+        row = Evidence(channel="smtp", source="smtp", received_at=hub.clock(), content=raw, content_type="message/rfc822", state="review",
+                       result={"classification": "review", "address": address, "scope": "global", "verification": "none", "campaign": None, "reason": None, "detail": "unclear request"})
+        session.add(row)
+        session.flush()
+        return row.id
+
+
+def test_without_a_session_every_admin_url_redirects_to_login(admin_hub: Hub, app_url: str) -> None:
+    for method, path in (("get", "/admin"), ("get", "/admin/search?email=a@example.com"), ("post", "/admin/outbox/1/retry"), ("post", "/admin/review/1/approve")):
+        r = requests.request(method, f"{app_url}{path}", allow_redirects=False, timeout=10)
+        assert r.status_code == 303, path
+        assert r.headers["Location"].startswith("/admin/login")
+    assert requests.get(f"{app_url}/admin", timeout=10).url.startswith(f"{app_url}/admin/login?next=/admin")
+
+
+def test_wrong_token_is_401_and_grants_nothing(app_url: str) -> None:
+    browser, r = login(app_url, "wrong-token")
+    assert r.status_code == 401 and "Wrong admin token." in r.text
+    assert browser.get(f"{app_url}/admin", allow_redirects=False, timeout=10).status_code == 303
+
+
+def test_login_form_needs_its_csrf_token(app_url: str) -> None:
+    browser = requests.Session()
+    browser.get(f"{app_url}/admin/login", timeout=10)
+    r = browser.post(f"{app_url}/admin/login", data={"token": ADMIN_TOKEN}, allow_redirects=False, timeout=10)
+    assert r.status_code == 400
+    assert browser.get(f"{app_url}/admin", allow_redirects=False, timeout=10).status_code == 303
+
+
+def test_login_sets_a_strict_httponly_cookie_keyed_by_a_derived_key(admin_hub: Hub, app_url: str) -> None:
+    browser, r = login(app_url)
+    assert r.status_code == 303 and r.headers["Location"] == "/admin"
+    cookie = r.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/admin" in cookie
+    assert browser.get(f"{app_url}/admin", timeout=10).status_code == 200
+    app = create_app(hub=admin_hub)
+    assert app.secret_key == admin_hub.signer.derive_key("admin session cookie") != TEST_SECRET.encode()
+
+
+def test_session_cookie_is_secure_behind_https(make_config: Callable[..., Config], make_hub: Callable[[Config], Hub]) -> None:
+    app = create_app(hub=make_hub(make_config()))
+    client = app.test_client()
+    page = client.get("/admin/login")
+    assert "Secure" in page.headers["Set-Cookie"]
+
+
+def test_no_admin_token_configured_refuses_login(make_config: Callable[..., Config], make_hub: Callable[[Config], Hub], serve_app: Callable[[Any], LiveServer]) -> None:
+    hub = make_hub(make_config({"http": {"public_url": "http://127.0.0.1"}, "security": {"token_secret_env": "OPTOUT_HUB_SECRET", "admin_token_env": ""}}))
+    url = serve_app(create_app(hub=hub)).url
+    _, r = login(url, "")
+    assert r.status_code == 401 and "Admin access is off" in r.text
+
+
+def test_counts_and_chart_follow_opt_outs(admin_hub: Hub, app_url: str) -> None:
+    browser, _ = login(app_url)
+    before = browser.get(f"{app_url}/admin", timeout=10).text
+    assert "<rect x=" not in before
+    token = issue_token(admin_hub, "pat@example.com", campaign="autumn")
+    issue_token(admin_hub, "quinn@example.com", campaign="autumn")
+    requests.post(f"{app_url}/u/{token}", data="List-Unsubscribe=One-Click", headers={"Content-Type": "application/x-www-form-urlencoded"}, timeout=10)
+    page = browser.get(f"{app_url}/admin", timeout=10).text
+    assert "<td>oneclick</td><td class=\"num\">1</td>" in page
+    assert "<td>unsubscribe</td><td class=\"num\">1</td>" in page
+    assert '<title>2026-11-24 oneclick: 1</title>' in page
+    assert "<td>autumn</td><td class=\"num\">2</td><td class=\"num\">1</td><td class=\"num\">50.0%</td>" in page
+    assert "<td>sendgrid</td><td class=\"num\">1</td>" in page  # one pending push
+
+
+def test_approve_and_reject_review_items(admin_hub: Hub, app_url: str) -> None:
+    browser, _ = login(app_url)
+    named = add_review_item(admin_hub, "rae@example.com")
+    unnamed = add_review_item(admin_hub, None)
+    rejected = add_review_item(admin_hub, "sam@example.com")
+    page = browser.get(f"{app_url}/admin", timeout=10).text
+    assert f'id="review-{named}"' in page and "maybe stop?" in page
+    r = admin_post(browser, app_url, f"/admin/review/{named}/approve")
+    assert r.status_code == 303
+    assert admin_post(browser, app_url, f"/admin/review/{named}/approve").status_code == 400  # decided once
+    assert admin_post(browser, app_url, f"/admin/review/{unnamed}/approve").status_code == 400  # needs an address
+    assert admin_post(browser, app_url, f"/admin/review/{unnamed}/approve", email="Tia@Example.com").status_code == 303
+    assert admin_post(browser, app_url, f"/admin/review/{rejected}/reject").status_code == 303
+    stored = events(admin_hub)
+    assert [(e.email, e.kind, e.source, e.provider_event_id, e.reason, e.evidence_id) for e in stored] == [
+        ("rae@example.com", "unsubscribe", "smtp", f"smtp:{named}", "approved by admin", named),
+        ("Tia@example.com", "unsubscribe", "smtp", f"smtp:{unnamed}", "approved by admin", unnamed),
+    ]
+    with admin_hub.sessions() as session:
+        assert [session.get(Evidence, i).state for i in (named, unnamed, rejected)] == ["approved", "approved", "rejected"]
+    assert "Nothing to review." in browser.get(f"{app_url}/admin", timeout=10).text
+
+
+def test_retry_a_dead_letter(admin_hub: Hub, app_url: str, clock: Clock) -> None:
+    admin_hub.record([OptOutEvent(email="uma@example.com", kind=Kind.UNSUBSCRIBE, source=Source.API, reason="phone")])
+    with admin_hub.sessions.begin() as session:
+        session.execute(update(OutboxRow).values(state="dead", attempts=25, last_status=400, last_error="invalid email"))
+        row_id = session.scalar(select(OutboxRow.id))
+    browser, _ = login(app_url)
+    page = browser.get(f"{app_url}/admin", timeout=10).text
+    assert f'id="retry-{row_id}"' in page and "invalid email" in page
+    clock.advance(30)
+    assert admin_post(browser, app_url, f"/admin/outbox/{row_id}/retry").status_code == 303
+    with admin_hub.sessions() as session:
+        row = session.get(OutboxRow, row_id)
+        assert (row.state, row.attempts, row.due_at) == ("pending", 0, clock.now)
+    assert admin_post(browser, app_url, f"/admin/outbox/{row_id}/retry").status_code == 400  # no longer dead
+
+
+def test_admin_forms_need_csrf(admin_hub: Hub, app_url: str) -> None:
+    item = add_review_item(admin_hub, "vic@example.com")
+    browser, _ = login(app_url)
+    r = browser.post(f"{app_url}/admin/review/{item}/approve", allow_redirects=False, timeout=10)
+    assert r.status_code == 400
+    assert events(admin_hub) == []
+
+
+def test_search_shows_history_with_evidence(admin_hub: Hub, app_url: str, clock: Clock) -> None:
+    token = issue_token(admin_hub, "wes@example.com", topic="offers")
+    requests.post(f"{app_url}/u/{token}", data="List-Unsubscribe=One-Click", headers={"Content-Type": "application/x-www-form-urlencoded", "User-Agent": "TestMail/1.0"}, timeout=10)
+    browser, _ = login(app_url)
+    page = browser.get(f"{app_url}/admin/search", params={"email": "WES@example.com"}, timeout=10).text
+    assert "Suppressed at: topic:offers" in page
+    assert "List-Unsubscribe=One-Click" in page and "TestMail/1.0" in page
+    assert token not in page
+    bad = browser.get(f"{app_url}/admin/search", params={"email": "not an address"}, timeout=10)
+    assert bad.status_code == 400
+
+
+def test_changing_the_admin_token_ends_sessions(admin_hub: Hub, app_url: str, make_config: Callable[..., Config], make_hub: Callable[[Config], Hub], serve_app: Callable[[Any], LiveServer]) -> None:
+    browser, _ = login(app_url)
+    rotated = make_hub(make_config(ADMIN_CONFIG, env={**ADMIN_ENV, "OPTOUT_HUB_ADMIN_TOKEN": "another-admin-token-123456"}))
+    url = serve_app(create_app(hub=rotated)).url
+    cookie = browser.cookies.get("optout_admin")
+    r = requests.get(f"{url}/admin", cookies={"optout_admin": cookie}, allow_redirects=False, timeout=10)
+    assert r.status_code == 303

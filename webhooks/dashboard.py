@@ -1,0 +1,147 @@
+"""What the admin dashboard shows, read from the store (no Flask here).
+
+Each function takes the caller's session and returns plain values; ``daily_chart`` also lays
+out the bars of the server-rendered SVG chart, so the page needs no script.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta, timezone
+
+from sqlalchemy import Date, cast, distinct, func, select
+from sqlalchemy.orm import Session
+
+from adapters.events import TOPIC_PREFIX, Kind, Source
+from adapters.models import Event, OutboxRow, Recipient
+
+OPT_OUT_KINDS = (Kind.UNSUBSCRIBE.value, Kind.COMPLAINT.value, Kind.BOUNCE.value)
+SOURCE_COLOURS = {
+    Source.SMTP: "#4e79a7", Source.ONECLICK: "#f28e2b", Source.PREFERENCES: "#e15759", Source.MAILCHIMP: "#76b7b2",
+    Source.SENDGRID: "#59a14f", Source.HUBSPOT: "#edc948", Source.API: "#b07aa1", Source.IMPORT: "#9c755f",
+}
+
+
+def counts_by(session: Session, column: str, *, opt_outs_only: bool = True, limit: int = 20) -> list[tuple[str, int]]:
+    """Event counts grouped by ``source``, ``kind`` or ``reason``, largest first."""
+    col = getattr(Event, column)
+    stmt = select(col, func.count()).group_by(col).order_by(func.count().desc(), col).limit(limit)
+    if opt_outs_only:
+        stmt = stmt.where(Event.kind.in_(OPT_OUT_KINDS))
+    if column == "reason":
+        stmt = stmt.where(Event.reason.is_not(None))
+    return [(value, n) for value, n in session.execute(stmt)]
+
+
+def _day(session: Session):  # noqa: ANN202 - a SQL expression
+    """The UTC date of an event, on either dialect."""
+    if session.get_bind().dialect.name == "postgresql":
+        return cast(func.timezone("UTC", Event.received_at), Date)
+    return func.date(Event.received_at)
+
+
+@dataclasses.dataclass(frozen=True)
+class Bar:
+    x: float
+    y: float
+    width: float
+    height: float
+    colour: str
+    label: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Chart:
+    width: int
+    height: int
+    bars: list[Bar]
+    legend: list[tuple[str, str]]
+    first_day: str
+    last_day: str
+    peak: int
+
+
+def daily_chart(session: Session, *, today: date, days: int = 30, width: int = 720, height: int = 200) -> Chart:
+    """Opt-outs per UTC day and source over ``days`` days up to ``today``, as stacked bars."""
+    first = today - timedelta(days=days - 1)
+    day = _day(session)
+    stmt = (
+        select(day, Event.source, func.count())
+        .where(Event.kind.in_(OPT_OUT_KINDS), Event.received_at >= datetime(first.year, first.month, first.day, tzinfo=timezone.utc))
+        .group_by(day, Event.source)
+    )
+    per_day: dict[str, dict[str, int]] = {}
+    for d, source, n in session.execute(stmt):
+        per_day.setdefault(str(d), {})[source] = n
+    peak = max((sum(v.values()) for v in per_day.values()), default=0)
+    slot = width / days
+    bars = []
+    for i in range(days):
+        d = (first + timedelta(days=i)).isoformat()
+        y = float(height)
+        for source, colour in SOURCE_COLOURS.items():
+            n = per_day.get(d, {}).get(source.value, 0)
+            if n:
+                h = height * n / peak
+                y -= h
+                bars.append(Bar(round(i * slot + 1, 2), round(y, 2), round(slot - 2, 2), round(h, 2), colour, f"{d} {source.value}: {n}"))
+    used = {s for v in per_day.values() for s in v}
+    legend = [(s.value, c) for s, c in SOURCE_COLOURS.items() if s.value in used]
+    return Chart(width, height, bars, legend, first.isoformat(), today.isoformat(), peak)
+
+
+@dataclasses.dataclass(frozen=True)
+class Rate:
+    name: str  # campaign id, or topic:<name>
+    recipients: int
+    opted_out: int
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.opted_out / self.recipients if self.recipients else 0.0
+
+
+def unsubscribe_rates(session: Session, *, limit: int = 20) -> list[Rate]:
+    """Per campaign and per topic: addresses that were issued a token, and those that opted out."""
+    rates = []
+    issued = select(Recipient.campaign, func.count(distinct(Recipient.email_key))).where(Recipient.campaign != "").group_by(Recipient.campaign).order_by(func.count(distinct(Recipient.email_key)).desc()).limit(limit)
+    campaigns = dict(session.execute(issued).tuples().all())
+    if campaigns:
+        out = select(Event.campaign, func.count(distinct(Event.email_key))).where(Event.kind.in_(OPT_OUT_KINDS), Event.campaign.in_(list(campaigns))).group_by(Event.campaign)
+        opted = dict(session.execute(out).tuples().all())
+        rates += [Rate(c, n, opted.get(c, 0)) for c, n in campaigns.items()]
+    issued = select(Recipient.topic, func.count(distinct(Recipient.email_key))).where(Recipient.topic != "").group_by(Recipient.topic).limit(limit)
+    topics = {f"{TOPIC_PREFIX}{t}": n for t, n in session.execute(issued)}
+    if topics:
+        out = select(Event.scope, func.count(distinct(Event.email_key))).where(Event.kind.in_(OPT_OUT_KINDS), Event.scope.in_(list(topics))).group_by(Event.scope)
+        opted = dict(session.execute(out).tuples().all())
+        rates += [Rate(t, n, opted.get(t, 0)) for t, n in topics.items()]
+    return rates
+
+
+@dataclasses.dataclass(frozen=True)
+class Latency:
+    provider: str
+    pushes: int
+    median_seconds: float
+    p95_seconds: float
+    max_seconds: float
+
+
+def push_latencies(session: Session, *, since: datetime, sample: int = 10_000) -> list[Latency]:
+    """Time from receipt of a request to the provider's confirmation, per provider."""
+    stmt = select(OutboxRow.provider, OutboxRow.received_at, OutboxRow.done_at).where(OutboxRow.state == "done", OutboxRow.done_at >= since).order_by(OutboxRow.done_at.desc()).limit(sample)
+    seconds: dict[str, list[float]] = {}
+    for provider, received, done in session.execute(stmt):
+        seconds.setdefault(provider, []).append(max((done - received).total_seconds(), 0.0))
+    return [Latency(p, len(v), statistics.median(v), _percentile(sorted(v), 0.95), max(v)) for p, v in sorted(seconds.items())]
+
+
+def _percentile(ordered: Sequence[float], q: float) -> float:
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def recent_events(session: Session, *, limit: int = 20) -> Sequence[Event]:
+    return session.scalars(select(Event).order_by(Event.received_at.desc(), Event.id.desc()).limit(limit)).all()
