@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from . import payloads
 from .base import APIClient, Outcome, PushResult, email_key, push_each
-from .config import Config, HubSpotConfig, Secret
+from .config import Config, Secret
 from .errors import ConfigError, PayloadError, ProviderAPIError, SignatureError
 from .events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, Verification, scope_topic
 from .models import PendingLookup
@@ -40,7 +40,6 @@ TIMESTAMP_HEADER = "X-HubSpot-Request-Timestamp"
 SIGNATURE_WINDOW = timedelta(minutes=5)
 OPTOUT_PROPERTY = "hs_email_optout"
 PROVIDER = "hubspot"
-CONTACTS_ORIGIN = "https://api.hubapi.com"
 BATCH_READ_PATH = "/crm/v3/objects/contacts/batch/read"
 MAX_BATCH_READ = 100
 
@@ -149,26 +148,14 @@ def queue_lookups(session: Session, events: Sequence[ContactEvent], *, evidence_
     session.execute(_insert(session, PendingLookup).on_conflict_do_nothing(index_elements=["provider", "provider_event_id"]), rows)
 
 
-def read_contact_emails(http: requests.Session, config: HubSpotConfig, ids: Sequence[str]) -> dict[str, str]:
+def read_contact_emails(api: APIClient, ids: Sequence[str]) -> dict[str, str]:
     """Contact id -> email address, by one batch read (at most 100 ids). Contacts that are
-    missing, or have no address, are absent from the answer."""
-    if config.access_token is None:
-        raise ProviderAPIError(PROVIDER, "no access token configured (providers.hubspot.access_token_env)")
-    url = (config.base_url.rstrip("/") or CONTACTS_ORIGIN) + BATCH_READ_PATH
-    body = {"properties": ["email"], "propertiesWithHistory": [], "inputs": [{"id": i} for i in ids]}
+    missing (a 207 lists them in ``errors``), or have no address, are absent from the answer."""
+    _, body = api.request("POST", BATCH_READ_PATH, json_body={"properties": ["email"], "propertiesWithHistory": [], "inputs": [{"id": i} for i in ids]})
     try:
-        response = http.post(url, json=body, headers={"Authorization": f"Bearer {config.access_token.reveal()}"}, timeout=config.timeout_seconds)
-    except requests.RequestException as exc:
-        raise ProviderAPIError(PROVIDER, f"contacts batch read failed: {exc.__class__.__name__}") from None
-    if response.status_code not in (200, 207):
-        retry_after = response.headers.get("Retry-After", "")
-        text = response.text[:500].replace(config.access_token.reveal(), "***")
-        raise ProviderAPIError(PROVIDER, f"contacts batch read answered {response.status_code}", status=response.status_code, body=text, retry_after=float(retry_after) if retry_after.isdigit() else None)
-    try:
-        results = response.json().get("results", [])
-        return {str(r["id"]): r["properties"]["email"] for r in results if (r.get("properties") or {}).get("email")}
-    except (ValueError, AttributeError, KeyError, TypeError):
-        raise ProviderAPIError(PROVIDER, "contacts batch read answered an unexpected body", status=response.status_code) from None
+        return {str(r["id"]): r["properties"]["email"] for r in body.get("results", []) if (r.get("properties") or {}).get("email")}
+    except (AttributeError, KeyError, TypeError):
+        raise ProviderAPIError(PROVIDER, "contacts batch read answered an unexpected body") from None
 
 
 def resolve_pending_lookups(hub: "Hub", http: requests.Session, *, limit: int = 1000) -> int:
@@ -180,20 +167,20 @@ def resolve_pending_lookups(hub: "Hub", http: requests.Session, *, limit: int = 
     429, a contact gone or without an address) stay, with ``attempts``, ``last_error`` and a
     backed-off ``next_attempt_at``; none is dropped. Returns the number of rows resolved.
     """
-    config = hub.config.providers.hubspot
     now = hub.clock()
     rows = _claim_due(hub, now, limit)
     if not rows:
         return 0
+    api = make_client(hub.config, http, now=hub.clock).api
     emails: dict[str, str] = {}
     failure: ProviderAPIError | None = None
     ids = sorted({r.object_id for r in rows})
-    size = max(1, min(config.batch_size, MAX_BATCH_READ))
+    size = max(1, min(hub.config.providers.hubspot.batch_size, MAX_BATCH_READ))
     read: set[str] = set()
     for start in range(0, len(ids), size):
         chunk = ids[start : start + size]
         try:
-            emails.update(read_contact_emails(http, config, chunk))
+            emails.update(read_contact_emails(api, chunk))
         except ProviderAPIError as exc:
             failure = exc  # HubSpot is failing: leave the remaining ids for the next attempt
             break

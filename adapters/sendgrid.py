@@ -89,29 +89,37 @@ def parse_events(body: bytes, content_type: str, *, topics: Sequence[Topic], rec
         kind = EVENT_KINDS.get(name)
         if kind is None or (kind is Kind.BOUNCE and item.get("type", "bounce") != "bounce"):
             continue
-        where = f"events[{i}]"
-        scope = GLOBAL_SCOPE
-        if name in GROUP_EVENTS:
-            scope = groups.get(_group_id(item.get("asm_group_id"), f"{where}.asm_group_id"), GLOBAL_SCOPE)
-        event_id = payloads.text(item.get("sg_event_id"), f"{where}.sg_event_id")
-        if len(event_id) > 200:
-            raise PayloadError(f"{where}.sg_event_id: longer than 200 characters")
-        reason = item.get("reason")
-        events.append(
-            OptOutEvent(
-                email=payloads.address(item.get("email"), f"{where}.email"),
-                kind=kind,
-                source=Source.SENDGRID,
-                scope=scope,
-                verification=verification,
-                provider_event_id=event_id,
-                occurred_at=payloads.epoch(item.get("timestamp"), f"{where}.timestamp"),
-                received_at=received_at,
-                reason=reason if isinstance(reason, str) and reason else None,
-                metadata={k: item[k] for k in ("event", "sg_message_id", "asm_group_id", "category") if k in item},
-            )
-        )
+        try:
+            events.append(_event(item, name, kind, groups, received_at, verification))
+        except PayloadError as exc:
+            raise PayloadError(f"events[{i}].{exc}") from None
     return events
+
+
+def _event(item: dict[str, object], name: str, kind: Kind, groups: Mapping[int, str], received_at: datetime, verification: Verification) -> OptOutEvent:
+    """One opt-out event; errors name the field, the caller adds the event's index."""
+    metadata = None
+    scope = GLOBAL_SCOPE
+    if name in GROUP_EVENTS:
+        group = _group_id(item.get("asm_group_id"), "asm_group_id")
+        scope = groups.get(group, GLOBAL_SCOPE)
+        metadata = {"asm_group_id": group}  # kept: an unmapped group became a global opt-out
+    event_id = payloads.text(item.get("sg_event_id"), "sg_event_id")
+    if len(event_id) > 200:
+        raise PayloadError("sg_event_id: longer than 200 characters")
+    reason = item.get("reason")
+    return OptOutEvent(
+        email=payloads.address(item.get("email"), "email"),
+        kind=kind,
+        source=Source.SENDGRID,
+        scope=scope,
+        verification=verification,
+        provider_event_id=event_id,
+        occurred_at=payloads.epoch(item.get("timestamp"), "timestamp"),
+        received_at=received_at,
+        reason=reason if isinstance(reason, str) and reason else None,
+        metadata=metadata,
+    )
 
 
 def _group_id(value: object, where: str) -> int:

@@ -79,8 +79,10 @@ _SUPPRESSION_COLUMNS = ("email_key", "scope", "email", "suppressed", "kind", "so
 _OUTBOX_COLUMNS = ("event_id", "provider", "action", "email", "scope", "state", "attempts", "due_at", "received_at", "created_at")
 
 
-def record_events(session: Session, events: Sequence[OptOutEvent], policy: StorePolicy, *, now: datetime) -> RecordResult:
+def record_events(session: Session, events: Sequence[OptOutEvent], policy: StorePolicy, *, now: datetime, evidence_id: int | None = None) -> RecordResult:
     """Store a batch of events and apply them to the current state and the outbox.
+
+    ``evidence_id`` is given to every event that has none (one delivery's stored payload).
 
     Duplicates of a stored (source, provider_event_id) are skipped by the database's unique
     key (``ON CONFLICT DO NOTHING``), so concurrent retries of one delivery count once.
@@ -94,7 +96,7 @@ def record_events(session: Session, events: Sequence[OptOutEvent], policy: Store
         received = ev.received_at or now
         rows.append(
             (ev.email, ev.email.lower(), ev.kind.value, ev.scope, ev.source.value, ev.verification.value, ev.provider_event_id,
-             ev.occurred_at or received, received, ev.reason, ev.campaign, ev.evidence_id, dict(ev.metadata) if ev.metadata else None)
+             ev.occurred_at or received, received, ev.reason, ev.campaign, ev.evidence_id or evidence_id, dict(ev.metadata) if ev.metadata else None)
         )
     new_rows = insert_new(session, Event.__table__, _EVENT_COLUMNS, rows, unique=("source", "provider_event_id"), returning=_RETURNED)
     stored = [_Stored(r[0], r[1], r[2], r[3], r[4], r[5], parse_time(r[6]), parse_time(r[7]), r[8]) for r in new_rows]

@@ -85,7 +85,7 @@ def _store_delivery(slug: str, body: bytes, now: datetime, events: Sequence[OptO
             evidence = Evidence(channel="webhook", source=slug, received_at=now, content=body, content_type=request.content_type or "", meta=meta, state="done")
             session.add(evidence)
             session.flush()
-            result = store.record_events(session, [e.replace(evidence_id=evidence.id) for e in events], hub.policy, now=now)
+            result = store.record_events(session, events, hub.policy, now=now, evidence_id=evidence.id)
             if also is not None:
                 also(session, evidence.id)
     except SQLAlchemyError as exc:

@@ -112,7 +112,7 @@ def test_mixed_batch_keeps_only_opt_outs() -> None:
     assert first.occurred_at == datetime.fromtimestamp(1513299569, tz=timezone.utc)
     assert first.received_at == NOW
     assert events[4].reason == "550 5.1.1 no such user"
-    assert events[1].metadata["category"] == "cat facts"
+    assert events[1].metadata == {"asm_group_id": 1234} and events[0].metadata is None
 
 
 def test_unknown_event_types_are_not_validated_further() -> None:

@@ -1,0 +1,225 @@
+"""SendGrid webhook throughput: durable events/s of optout-hub under gunicorn, beside two
+baselines measured in the same run on the same load.
+
+    pip install -e '.[bench]'
+    python bench/webhooks.py [--batches 60] [--anymail-batches 6] [--clients 4] [--workers 2]
+
+The load is signed Event Webhook deliveries of 1,000 opt-out events each (unique addresses
+and ``sg_event_id``s; a CRLF after each event as SendGrid sends them), posted by several
+client threads over keep-alive connections. Each server runs under gunicorn with the same
+worker count, on a fresh SQLite file:
+
+- optout-hub: ``gunicorn 'webhooks:create_app()'``; verify, parse and store every delivery in
+  one transaction (evidence + events + suppressions) before the 200;
+- django-anymail: its SendGrid tracking webhook (signature verification on) in the minimal
+  Django project in ``bench/anymail_site``, with a receiver that stores each event with one
+  ``get_or_create`` (Django's default SQLite settings), as its users wire it;
+- a bare Flask sink that reads the body and stores nothing (the HTTP ceiling).
+
+Durable events/s counts the rows found in the database afterwards, divided by the wall time of
+the load. Targets: optout-hub >= 30,000 durable events/s, >= 10x django-anymail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench"
+BATCH = 1000
+KINDS = ("unsubscribe", "unsubscribe", "group_unsubscribe", "spamreport", "bounce")
+
+
+@dataclass
+class Load:
+    bodies: list[bytes]
+    headers: list[dict[str, str]]
+    events: int
+
+
+def make_load(key: ec.EllipticCurvePrivateKey, batches: int, offset: int) -> Load:
+    """Signed 1,000-event deliveries; ``offset`` keeps each server's addresses and ids apart."""
+    bodies, headers = [], []
+    timestamp = str(int(time.time()))
+    for b in range(offset, offset + batches):
+        events = []
+        for i in range(BATCH):
+            n = b * BATCH + i
+            kind = KINDS[n % len(KINDS)]
+            event = {"email": f"person{n}@example.com", "timestamp": 1764000000 + i, "event": kind, "sg_event_id": f"bench-{n:09d}-Hq1xVb2Yc3", "sg_message_id": f"14c5d75ce93.dfd.{n}.filter0001.16648.5515E0B88.0", "category": ["newsletter"]}
+            if kind == "group_unsubscribe":
+                event["asm_group_id"] = 1234
+            if kind == "bounce":
+                event |= {"type": "bounce", "reason": "550 5.1.1 The email account does not exist", "status": "5.1.1"}
+            events.append(json.dumps(event, separators=(",", ":")))
+        body = ("[" + ",\r\n".join(events) + "]\r\n").encode()
+        signature = key.sign(timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
+        bodies.append(body)
+        headers.append({"Content-Type": "application/json", "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode(), "X-Twilio-Email-Event-Webhook-Timestamp": timestamp})
+    return Load(bodies, headers, batches * BATCH)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Gunicorn:
+    """One gunicorn on a free port, stopped with SIGTERM; its output goes to a log file."""
+
+    def __init__(self, app: str, *, chdir: Path, env: dict[str, str], workers: int, log: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        cmd = [sys.executable, "-m", "gunicorn", "--chdir", str(chdir), "-w", str(workers), "-b", f"127.0.0.1:{self.port}", "--timeout", "120", "--keep-alive", "30", app]
+        self.proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+
+    def wait_ready(self, path: str) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"gunicorn exited ({self.proc.returncode}); see {self.log}:\n{self.log.read_text()[-2000:]}")
+            try:
+                requests.get(self.url + path, timeout=2)
+                return
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        raise SystemExit(f"gunicorn did not start; see {self.log}")
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def post_all(url: str, load: Load, clients: int) -> tuple[float, dict[int, int]]:
+    """Post every delivery from ``clients`` threads; answer wall time and status counts."""
+    statuses: dict[int, int] = {}
+    lock = threading.Lock()
+    next_index = iter(range(len(load.bodies)))
+
+    def client() -> None:
+        with requests.Session() as http:
+            for i in next_index:
+                try:
+                    status = http.post(url, data=load.bodies[i], headers=load.headers[i], timeout=120).status_code
+                except requests.RequestException:
+                    status = 0
+                with lock:
+                    statuses[status] = statuses.get(status, 0) + 1
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - start, statuses
+
+
+def count_rows(db: Path, table: str) -> int:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def run_hub(tmp: Path, load: Load, public_key: str, args: argparse.Namespace) -> tuple[float, dict[int, int], int]:
+    db = tmp / "hub.db"
+    config = tmp / "optout-hub.toml"
+    config.write_text(
+        f'[database]\nurl = "sqlite:///{db}"\n[logging]\nlevel = "WARNING"\n'
+        '[providers.sendgrid]\nenabled = true\n[[topics]]\nname = "newsletter"\nsendgrid_group = 1234\n'
+    )
+    env = {"OPTOUT_HUB_CONFIG": str(config), "OPTOUT_HUB_SECRET": "bench-token-secret-0123456789", "SENDGRID_API_KEY": "SG.bench", "SENDGRID_WEBHOOK_PUBLIC_KEY": public_key}
+    subprocess.run([sys.executable, "-m", "adapters", "db", "upgrade"], cwd=ROOT, env={**os.environ, **env}, check=True, stdout=subprocess.DEVNULL)
+    server = Gunicorn("webhooks:create_app()", chdir=ROOT, env=env, workers=args.workers, log=tmp / "hub.log")
+    try:
+        server.wait_ready("/healthz")
+        elapsed, statuses = post_all(server.url + "/webhooks/sendgrid", load, args.clients)
+    finally:
+        server.stop()
+    return elapsed, statuses, count_rows(db, "events")
+
+
+def run_anymail(tmp: Path, load: Load, public_key: str, args: argparse.Namespace) -> tuple[float, dict[int, int], int]:
+    db = tmp / "anymail.db"
+    env = {"DJANGO_SETTINGS_MODULE": "anymail_site.settings", "BENCH_DJANGO_DB": str(db), "SENDGRID_WEBHOOK_PUBLIC_KEY": public_key, "PYTHONPATH": str(BENCH), "PYTHONWARNINGS": "ignore"}
+    subprocess.run([sys.executable, "-m", "django", "migrate", "--run-syncdb", "-v", "0"], cwd=BENCH, env={**os.environ, **env}, check=True)
+    server = Gunicorn("anymail_site.wsgi:application", chdir=BENCH, env=env, workers=args.workers, log=tmp / "anymail.log")
+    try:
+        server.wait_ready("/anymail/sendgrid/tracking/")
+        elapsed, statuses = post_all(server.url + "/anymail/sendgrid/tracking/", load, args.clients)
+    finally:
+        server.stop()
+    return elapsed, statuses, count_rows(db, "receiver_trackedevent")
+
+
+def run_sink(tmp: Path, load: Load, args: argparse.Namespace) -> tuple[float, dict[int, int]]:
+    server = Gunicorn("sink:create_app()", chdir=BENCH, env={}, workers=args.workers, log=tmp / "sink.log")
+    try:
+        server.wait_ready("/")
+        return post_all(server.url + "/webhooks/sendgrid", load, args.clients)
+    finally:
+        server.stop()
+
+
+def line(name: str, events: int, elapsed: float, statuses: dict[int, int], durable: int | None) -> str:
+    answers = ", ".join(f"{n} x {s or 'error'}" for s, n in sorted(statuses.items()))
+    rate = (durable if durable is not None else events) / elapsed
+    what = "durable events/s" if durable is not None else "events/s (nothing stored)"
+    stored = f"{durable:>7,} stored" if durable is not None else " " * 14
+    return f"{name:<44} {events:>7,} sent {stored} {elapsed:7.2f} s {rate:>10,.0f} {what}   [{answers}]"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batches", type=int, default=60, help="1,000-event deliveries sent to optout-hub and the sink")
+    parser.add_argument("--anymail-batches", type=int, default=6, help="deliveries sent to django-anymail (it stores one event at a time)")
+    parser.add_argument("--clients", type=int, default=4, help="client threads")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers for every server")
+    args = parser.parse_args()
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    public_key = base64.b64encode(key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).decode()
+    hub_load = make_load(key, args.batches, 0)
+    anymail_load = make_load(key, args.anymail_batches, args.batches)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-webhooks-"))
+    try:
+        print(f"SendGrid webhook bench: signed {BATCH:,}-event deliveries, {args.clients} client threads, gunicorn {args.workers} sync workers each, SQLite, {os.cpu_count()} CPUs", flush=True)
+        hub_time, hub_status, hub_rows = run_hub(tmp, hub_load, public_key, args)
+        print(line("optout-hub  POST /webhooks/sendgrid", hub_load.events, hub_time, hub_status, hub_rows), flush=True)
+        any_time, any_status, any_rows = run_anymail(tmp, anymail_load, public_key, args)
+        print(line("django-anymail tracking + get_or_create", anymail_load.events, any_time, any_status, any_rows), flush=True)
+        sink_time, sink_status = run_sink(tmp, hub_load, args)
+        print(line("bare Flask sink (stores nothing)", hub_load.events, sink_time, sink_status, None), flush=True)
+        ours, theirs, ceiling = hub_rows / hub_time, any_rows / any_time if any_rows else 0.0, hub_load.events / sink_time
+        ratio = f"{ours / theirs:,.1f}x" if theirs else "n/a (it stored nothing)"
+        print(f"optout-hub: {ours:,.0f} durable events/s (target >= 30,000); {ratio} django-anymail (target >= 10x); {ours / ceiling:.0%} of the bare sink's rate")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
