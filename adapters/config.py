@@ -130,6 +130,7 @@ class HubSpotConfig:
     base_url: str = ""
     timeout_seconds: float = 10.0
     batch_size: int = 100
+    batch_unsubscribe_all: bool = True  # false: one call per address (portals without Marketing Hub Enterprise)
     access_token: Secret | None = _secret("access_token_env")
     client_secret: Secret | None = _secret("client_secret_env")
 

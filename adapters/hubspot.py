@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import requests
 from sqlalchemy import delete, select, update
@@ -268,19 +269,21 @@ def _policy_wait(resp: requests.Response, body: Any, now: datetime) -> float | N
 
 
 class HubSpotClient:
-    """Unsubscribes from all email in batches (v4 ``unsubscribe-all``), or from one topic's
-    subscription type (v3, one call per address, as the API has no batch form).
+    """Unsubscribes from all email in batches (v4 ``unsubscribe-all``; with ``batch=False``, for
+    portals without the batch scope, one call per address), or from one topic's subscription
+    type (v3, one call per address, as the API has no batch form).
 
     A global resubscribe is not pushed: HubSpot offers no undo for "unsubscribed from all".
     """
 
     slug = "hubspot"
 
-    def __init__(self, api: APIClient, *, subscription_ids: Sequence[str], topic_subscriptions: Mapping[str, str], batch_size: int) -> None:
+    def __init__(self, api: APIClient, *, subscription_ids: Sequence[str], topic_subscriptions: Mapping[str, str], batch_size: int, batch: bool = True) -> None:
         self.api = api
         self.subscription_ids = tuple(subscription_ids)
         self.topic_subscriptions = dict(topic_subscriptions)
         self.batch_size = min(batch_size, 100)
+        self.batch = batch
 
     def push(self, scope: str, action: str, emails: Sequence[str]) -> dict[str, PushResult]:
         topic = scope_topic(scope)
@@ -288,6 +291,8 @@ class HubSpotClient:
             if action == "resubscribe":
                 dead = PushResult(Outcome.DEAD, None, "HubSpot has no API to undo unsubscribe-from-all: resubscribe the contact in HubSpot")
                 return {email_key(e): dead for e in emails}
+            if not self.batch:
+                return push_each(emails, self._unsubscribe_all_one)
             return self._unsubscribe_all(emails)
         subscription = self.topic_subscriptions.get(topic)
         if subscription is None:
@@ -312,6 +317,10 @@ class HubSpotClient:
                 results[key] = PushResult(Outcome.DEAD, status, str(error.get("message") or error)[:500])
         return results
 
+    def _unsubscribe_all_one(self, address: str) -> PushResult:
+        status, _ = self.api.request("POST", f"/communication-preferences/v4/statuses/{quote(address, safe='@')}/unsubscribe-all", params={"channel": "EMAIL"})
+        return PushResult(Outcome.DONE, status)
+
     def _set_subscription(self, address: str, subscription: str, action: str) -> PushResult:
         verb = "unsubscribe" if action == "unsubscribe" else "subscribe"
         body = {"emailAddress": address, "subscriptionId": subscription, **LEGAL_BASIS, "legalBasisExplanation": f"The recipient asked to {verb}"}
@@ -331,7 +340,8 @@ class HubSpotClient:
         if missing:
             raise ProviderAPIError("hubspot", f"subscription types not found in this portal: {', '.join(missing)}")
         names = ", ".join(f"{s} ({defined[s]})" for s in wanted) or "none configured"
-        return f"token ok; subscriptions: {names} (write scopes are proven only by a push)"
+        path = "batch (needs communication_preferences.statuses.batch.write)" if self.batch else "one call per address"
+        return f"token ok; subscriptions: {names}; unsubscribe-all: {path}; write scopes are proven only by a push"
 
 
 def make_client(config: Config, http: requests.Session, *, now: Callable[[], datetime]) -> HubSpotClient:
@@ -341,4 +351,4 @@ def make_client(config: Config, http: requests.Session, *, now: Callable[[], dat
     token = cfg.access_token.reveal()
     api = APIClient("hubspot", http, cfg.base_url or DEFAULT_BASE_URL, f"Bearer {token}", timeout=cfg.timeout_seconds, secrets=(token,), now=now, retry_hint=_policy_wait)
     subscriptions = {t.name: t.hubspot_subscription for t in config.topics if t.hubspot_subscription}
-    return HubSpotClient(api, subscription_ids=cfg.subscription_ids, topic_subscriptions=subscriptions, batch_size=cfg.batch_size)
+    return HubSpotClient(api, subscription_ids=cfg.subscription_ids, topic_subscriptions=subscriptions, batch_size=cfg.batch_size, batch=cfg.batch_unsubscribe_all)

@@ -340,6 +340,12 @@ class FakeHubSpot(FakeAPI):
                 self.unsubscribed_all.add(address.lower())
                 results.append({"subscriberIdString": address, "statuses": [{"subscriptionId": int(s), "status": "NOT_SUBSCRIBED", "channel": "EMAIL", "setStatusSuccessReason": reason} for s in sorted(self.subscriptions)]})
             return 200, {"status": "COMPLETE", "results": results, "startedAt": "2026-11-24T12:00:00Z", "completedAt": "2026-11-24T12:00:00Z"}
+        if method == "POST" and path.startswith("/communication-preferences/v4/statuses/") and path.endswith("/unsubscribe-all") and path.count("/") == 5:
+            address = path.split("/")[4]
+            if query != {"channel": ["EMAIL"]} or body is not None or "@" not in address:
+                raise Reject(400, {"status": "error", "message": "channel=EMAIL and no body", "category": "VALIDATION_ERROR"})
+            self.unsubscribed_all.add(address.lower())
+            return 200, {"status": "COMPLETE", "results": [{"subscriberIdString": address, "statuses": []}]}
         if method == "POST" and path in ("/communication-preferences/v3/unsubscribe", "/communication-preferences/v3/subscribe"):
             if not isinstance(body, dict) or not {"emailAddress", "subscriptionId"} <= set(body) or not set(body) <= {"emailAddress", "subscriptionId", "legalBasis", "legalBasisExplanation"}:
                 raise Reject(400, {"status": "error", "message": "Cannot build PublicUpdateSubscriptionStatusRequest, some of required attributes are not set", "category": "VALIDATION_ERROR"})

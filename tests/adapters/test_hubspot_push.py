@@ -28,6 +28,15 @@ def test_global_is_a_batch_unsubscribe_all_and_repeats_are_done(client: hubspot.
     assert fake_providers.hubspot.unsubscribed_all == {"a@example.com", "b@example.com"}
 
 
+def test_without_the_batch_scope_unsubscribe_all_is_one_call_per_address(push_config: Config, fake_providers: FakeProviders, clock) -> None:  # noqa: ANN001
+    with requests.Session() as http:
+        client = hubspot.make_client(push_config, http, now=clock)
+        client.batch = False  # providers.hubspot.batch_unsubscribe_all = false
+        assert {r.outcome for r in client.push("global", "unsubscribe", ["a@example.com", "b@example.com"]).values()} == {Outcome.DONE}
+    assert [(c.path, c.query) for c in fake_providers.hubspot.calls] == [(f"/communication-preferences/v4/statuses/{e}/unsubscribe-all", {"channel": ["EMAIL"]}) for e in ("a@example.com", "b@example.com")]
+    assert fake_providers.hubspot.unsubscribed_all == {"a@example.com", "b@example.com"}
+
+
 def test_topic_is_one_v3_call_per_address_and_already_unsubscribed_is_done(client: hubspot.HubSpotClient, fake_providers: FakeProviders) -> None:
     fake_providers.hubspot.unsubscribed["5678"].add("b@example.com")
     results = client.push("topic:newsletter", "unsubscribe", ["a@example.com", "b@example.com"])
@@ -62,7 +71,7 @@ def test_daily_limit_waits_until_the_next_utc_day(client: hubspot.HubSpotClient,
 
 
 def test_check_lists_subscriptions_and_names_missing_ones(client: hubspot.HubSpotClient, fake_providers: FakeProviders) -> None:
-    assert client.check().startswith("token ok; subscriptions: 5678 (Subscription 5678)")
+    assert client.check() == "token ok; subscriptions: 5678 (Subscription 5678); unsubscribe-all: batch (needs communication_preferences.statuses.batch.write); write scopes are proven only by a push"
     fake_providers.hubspot.subscriptions.clear()
     with pytest.raises(ProviderAPIError, match="not found in this portal: 5678"):
         client.check()

@@ -255,7 +255,16 @@ def test_the_running_worker_pushes_a_lone_opt_out_within_a_second(push_config: C
 # --- worker processes: killed mid-push, and two at once on PostgreSQL ------------------------
 
 
-def write_worker_config(path, database_url: str, fakes: FakeProviders, *, lease_seconds: int = 120, batch_size: int = 1000):  # noqa: ANN001, ANN201
+PROVIDER_TABLES = {
+    "mailchimp": 'lists = ["list1", "list2"]\nwebhook_secret_env = ""',
+    "sendgrid": 'webhook_public_key_env = ""',
+    "hubspot": 'subscription_ids = ["5678"]\nclient_secret_env = ""',
+}
+
+
+def write_worker_config(path, database_url: str, fakes: FakeProviders, *, providers: tuple[str, ...] = ("sendgrid",), lease_seconds: int = 120, batch_size: int = 1000):  # noqa: ANN001, ANN201
+    """A TOML file for a child process: the test's database, the fakes, short polls."""
+    tables = "".join(f'\n[providers.{slug}]\nenabled = true\nbase_url = "{fakes.url(slug)}"\nbatch_size = {batch_size}\n{PROVIDER_TABLES[slug]}\n' for slug in providers)
     path.write_text(
         f"""
 [database]
@@ -269,13 +278,7 @@ admin_token_env = "OPTOUT_HUB_ADMIN_TOKEN"
 collect_window_seconds = 0.0
 poll_interval_seconds = 0.05
 lease_seconds = {lease_seconds}
-
-[providers.sendgrid]
-enabled = true
-webhook_public_key_env = ""
-base_url = "{fakes.url("sendgrid")}"
-batch_size = {batch_size}
-"""
+{tables}"""
     )
     return path
 
@@ -357,3 +360,49 @@ def test_two_worker_processes_on_postgresql_push_each_row_exactly_once(tmp_path,
         assert len({r.lease_owner for r in done}) == 2  # both took part
     finally:
         hub.close()
+
+
+# --- commands: sync, providers check -----------------------------------------------------
+
+
+def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "adapters", *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
+
+
+def test_sync_prints_pushed_retried_and_dead_per_provider(tmp_path, database_url: str, fake_providers: FakeProviders, worker_env: dict[str, str]) -> None:  # noqa: ANN001
+    path = write_worker_config(tmp_path / "sync.toml", database_url, fake_providers, providers=("mailchimp", "sendgrid", "hubspot"))
+    hub = Hub.open(load_config(path, worker_env), upgrade=True)
+    try:
+        hub.record([optout("s1@example.com"), optout("s2@example.com", source=Source.MAILCHIMP)])
+    finally:
+        hub.close()
+    key = worker_env["SENDGRID_API_KEY"]
+    fake_providers.sendgrid.fail_next(400, body={"errors": [{"field": None, "message": f"key {key} may not do this"}]})
+    fake_providers.hubspot.fail_next(503)
+    done = run_cli(["sync", "--config", str(path)], worker_env)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "mailchimp: pushed 1, retried 0, dead 0"
+    assert lines[1] == "sendgrid: pushed 0, retried 0, dead 2"
+    assert lines[2].startswith("  dead: row ") and "s1@example.com global" in lines[2] and "400 key *** may not do this" in lines[2]
+    assert lines[4] == "hubspot: pushed 0, retried 2, dead 0"
+    assert key not in done.stdout + done.stderr
+    assert "push sendgrid unsubscribe global: 2 rows, done=0 retry=0 dead=2" in done.stderr  # one log line per call
+
+
+def test_providers_check_prints_ok_or_the_providers_error(tmp_path, database_url: str, fake_providers: FakeProviders, worker_env: dict[str, str]) -> None:  # noqa: ANN001
+    path = write_worker_config(tmp_path / "check.toml", database_url, fake_providers, providers=("mailchimp", "sendgrid", "hubspot"))
+    ok = run_cli(["providers", "check", "--config", str(path)], worker_env)
+    assert (ok.returncode, ok.stdout.splitlines()) == (0, [
+        "mailchimp: ok (ping ok; lists: list1 (List list1), list2 (List list2))",
+        "sendgrid: ok (scopes ok; groups: none configured)",
+        "hubspot: ok (token ok; subscriptions: 5678 (Subscription 5678); unsubscribe-all: batch (needs communication_preferences.statuses.batch.write); write scopes are proven only by a push)",
+    ])
+    fake_providers.sendgrid.scopes = ["mail.send"]
+    bad = run_cli(["providers", "check", "--config", str(path)], {**worker_env, "HUBSPOT_ACCESS_TOKEN": "pat-revoked"})
+    assert bad.returncode == 1
+    assert bad.stdout.splitlines()[1:] == [
+        "sendgrid: error: the API key lacks the scopes asm.suppressions.global.create, asm.groups.suppressions.create",
+        "hubspot: error: GET /communication-preferences/v3/definitions: 401 Authentication credentials not found.",
+    ]
+    assert "pat-revoked" not in bad.stdout + bad.stderr
