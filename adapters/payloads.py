@@ -58,6 +58,8 @@ def address(value: Any, where: str) -> str:
 
 def text(value: Any, where: str) -> str:
     """A required non-empty string (numbers, as some providers send ids, become strings)."""
+    if type(value) is str and value:
+        return value
     if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
         raise PayloadError(f"{where}: missing or not a string")
     return str(value)

@@ -81,6 +81,7 @@ def parse_events(body: bytes, content_type: str, *, topics: Sequence[Topic], rec
     """
     items = payloads.json_array(body, content_type)
     groups = {t.sendgrid_group: topic_scope(t.name) for t in topics if t.sendgrid_group is not None}
+    times: dict[object, datetime | None] = {}  # a batch repeats few distinct timestamps
     events = []
     for i, item in enumerate(items):
         name = item.get("event")
@@ -90,14 +91,20 @@ def parse_events(body: bytes, content_type: str, *, topics: Sequence[Topic], rec
         if kind is None or (kind is Kind.BOUNCE and item.get("type", "bounce") != "bounce"):
             continue
         try:
-            events.append(_event(item, name, kind, groups, received_at, verification))
+            events.append(_event(item, name, kind, groups, times, received_at, verification))
         except PayloadError as exc:
             raise PayloadError(f"events[{i}].{exc}") from None
     return events
 
 
-def _event(item: dict[str, object], name: str, kind: Kind, groups: Mapping[int, str], received_at: datetime, verification: Verification) -> OptOutEvent:
+def _event(item: dict[str, object], name: str, kind: Kind, groups: Mapping[int, str], times: dict[object, datetime | None], received_at: datetime, verification: Verification) -> OptOutEvent:
     """One opt-out event; errors name the field, the caller adds the event's index."""
+    stamp = item.get("timestamp")
+    occurred_at = times.get(stamp) if type(stamp) is int else None
+    if occurred_at is None:
+        occurred_at = payloads.epoch(stamp, "timestamp")
+        if type(stamp) is int:
+            times[stamp] = occurred_at
     metadata = None
     scope = GLOBAL_SCOPE
     if name in GROUP_EVENTS:
@@ -115,7 +122,7 @@ def _event(item: dict[str, object], name: str, kind: Kind, groups: Mapping[int, 
         scope=scope,
         verification=verification,
         provider_event_id=event_id,
-        occurred_at=payloads.epoch(item.get("timestamp"), "timestamp"),
+        occurred_at=occurred_at,
         received_at=received_at,
         reason=reason if isinstance(reason, str) and reason else None,
         metadata=metadata,
