@@ -99,9 +99,9 @@ class Gunicorn:
             if self.proc.poll() is not None:
                 raise SystemExit(f"gunicorn exited ({self.proc.returncode}); see {self.log}:\n{self.log.read_text()[-2000:]}")
             try:
-                requests.get(self.url + path, timeout=2)
+                requests.get(self.url + path, timeout=10)
                 return
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or still importing the app
                 time.sleep(0.1)
         raise SystemExit(f"gunicorn did not start; see {self.log}")
 
