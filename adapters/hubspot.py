@@ -118,8 +118,8 @@ def parse_events(body: bytes, content_type: str, *, received_at: datetime) -> li
         kind_name = item.get("subscriptionType", item.get("eventType"))
         if not isinstance(kind_name, str):
             raise PayloadError(f"{where}.subscriptionType: missing or not a string")
-        value = item.get("propertyValue")
-        kind = EVENT_KINDS.get((kind_name, item.get("propertyName"), str(value).lower() if isinstance(value, (str, bool)) else None))
+        prop, value = item.get("propertyName"), item.get("propertyValue")
+        kind = EVENT_KINDS.get((kind_name, prop if isinstance(prop, str) else None, str(value).lower() if isinstance(value, (str, bool)) else None))
         if kind is None:
             continue
         object_id = payloads.text(item.get("objectId"), f"{where}.objectId")

@@ -11,6 +11,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import requests
 from sqlalchemy import func, select
 
@@ -203,3 +205,22 @@ def test_unreachable_api_keeps_rows(make_config, make_hub, clock: Clock) -> None
     assert hubspot.resolve_pending_lookups(hub, requests.Session()) == 0
     [row] = pending(hub)
     assert row.attempts == 1 and "ConnectionError" in row.last_error
+
+
+JSON_SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20)
+VALUES = st.sampled_from(["contact.propertyChange", "hs_email_optout", "true", "false", "contact.creation"]) | JSON_SCALARS
+FIELDS = st.sampled_from(["subscriptionType", "eventType", "propertyName", "propertyValue", "objectId", "eventId", "portalId", "subscriptionId", "occurredAt"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.dictionaries(FIELDS, VALUES | st.lists(JSON_SCALARS, max_size=2), max_size=9), max_size=4) | st.binary(max_size=200).map(lambda b: b.decode("latin-1")))
+def test_any_body_is_events_or_a_payload_error(data: object) -> None:
+    """Whatever arrives, parsing answers contact events or a PayloadError (a 400)."""
+    body = data.encode("latin-1") if isinstance(data, str) else json.dumps(data).encode()
+    try:
+        events = hubspot.parse_events(body, "application/json", received_at=NOW)
+    except PayloadError:
+        return
+    for e in events:
+        assert e.object_id and e.provider_event_id.count(":") >= 4
+        json.dumps(e.to_json())

@@ -7,6 +7,8 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from adapters import mailchimp
 from adapters.config import Secret, Topic
@@ -102,3 +104,18 @@ def test_unconfigured_list_is_refused_unless_no_list_is_configured() -> None:
 def test_malformed_bodies_raise_payload_error(body: bytes, content_type: str, message: str) -> None:
     with pytest.raises(PayloadError, match=message):
         parse(body, content_type)
+
+
+KEYS = st.sampled_from(["type", "fired_at", "data[list_id]", "data[email]", "data[reason]", "data[action]", "data[campaign_id]"])
+VALUES = st.sampled_from(["unsubscribe", "cleaned", "subscribe", "profile", "abuse", "hard", "delete", "abc123", "a6b5da1054", "a@example.com", "2026-11-24 11:59:00"]) | st.text(max_size=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(KEYS, VALUES), max_size=8).map(lambda pairs: urlencode(pairs).encode()) | st.binary(max_size=200))
+def test_any_body_is_at_most_one_event_or_a_payload_error(body: bytes) -> None:
+    """Whatever arrives, parsing answers at most one event or a PayloadError (a 400)."""
+    try:
+        events = parse(body)
+    except PayloadError:
+        return
+    assert len(events) <= 1 and all(e.provider_event_id.startswith("mc:") for e in events)

@@ -8,6 +8,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -139,3 +141,20 @@ def test_unknown_event_types_are_not_validated_further() -> None:
 def test_malformed_bodies_raise_payload_error(body: bytes, content_type: str, message: str) -> None:
     with pytest.raises(PayloadError, match=message):
         sendgrid.parse_events(body, content_type, topics=TOPICS, received_at=NOW)
+
+
+JSON_SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30)
+EVENT_VALUES = st.sampled_from(["unsubscribe", "group_unsubscribe", "group_resubscribe", "spamreport", "bounce", "open"]) | JSON_SCALARS
+FIELDS = st.sampled_from(["email", "sg_event_id", "timestamp", "asm_group_id", "type", "reason", "event"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.dictionaries(FIELDS, EVENT_VALUES | st.lists(JSON_SCALARS, max_size=2), max_size=7), max_size=5) | st.binary(max_size=200).map(lambda b: b.decode("latin-1")))
+def test_any_body_is_events_or_a_payload_error(data: object) -> None:
+    """Whatever arrives, parsing answers events or a PayloadError (a 400), never anything else."""
+    body = data.encode("latin-1") if isinstance(data, str) else json.dumps(data).encode()
+    try:
+        events = sendgrid.parse_events(body, "application/json", topics=TOPICS, received_at=NOW)
+    except PayloadError:
+        return
+    assert all(e.source is Source.SENDGRID and e.provider_event_id for e in events)
