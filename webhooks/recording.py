@@ -1,12 +1,12 @@
 """Recording what a recipient asked for on a page: the request as evidence and its events,
-in one transaction, then the metrics and the confirmation mail once committed."""
+in one transaction, then the metrics, and the confirmation mail once the answer is sent."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
 
-from flask import request
+from flask import Response, after_this_request, request
 from sqlalchemy.orm import Session
 
 from adapters import store
@@ -54,5 +54,14 @@ def record_token_request(hub: Hub, token: str, source: Source, build: Callable[[
     log.info("%s: recipient %d, %d event(s) stored, %d change(s)", source.value, recipient.id, result.new, result.changed)
     opt_out = next((e for e in events if e.kind is Kind.UNSUBSCRIBE), None)
     if opt_out is not None:
-        send_confirmation(hub, opt_out, auto_submitted=False, lang=current_language())
+        confirm_after_response(hub, opt_out, current_language())
     return recipient, events, result
+
+
+def confirm_after_response(hub: Hub, event: OptOutEvent, lang: str) -> None:
+    """Mail the confirmation once the answer has gone out, so a slow relay never delays it."""
+
+    @after_this_request
+    def _schedule(response: Response) -> Response:
+        response.call_on_close(lambda: send_confirmation(hub, event, auto_submitted=False, lang=lang))
+        return response

