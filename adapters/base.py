@@ -80,8 +80,6 @@ class PushClient(Protocol):
 class ProviderModule(Protocol):
     """What a provider module exposes for push-back."""
 
-    DISPLAY_NAME: str
-
     def make_client(self, config: Config, http: requests.Session, *, now: Callable[[], datetime]) -> PushClient: ...
 
 

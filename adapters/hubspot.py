@@ -252,7 +252,6 @@ def _backoff(hub: "Hub", attempts: int, retry_after: float | None) -> timedelta:
 
 # --- push-back: API client ------------------------------------------------------------------
 
-DISPLAY_NAME = "HubSpot"
 DEFAULT_BASE_URL = "https://api.hubapi.com"
 UNSUBSCRIBE_ALL_PATH = "/communication-preferences/v4/statuses/batch/unsubscribe-all"
 LEGAL_BASIS = {"legalBasis": "LEGITIMATE_INTEREST_CLIENT"}

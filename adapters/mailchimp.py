@@ -112,8 +112,6 @@ def _fired_at(value: str) -> datetime | None:
 
 # --- push-back: API client ------------------------------------------------------------------
 
-DISPLAY_NAME = "Mailchimp"
-
 
 def data_centre(api_key: str) -> str:
     """The data centre of a Marketing API key: its suffix after the last ``-`` (``…-us6``)."""
@@ -166,7 +164,8 @@ class MailchimpClient:
         except ProviderAPIError as exc:
             failed = result_for_error(exc)
             return {email_key(e): failed for e in emails}
-        errors = {email_key(str(err.get("email_address", ""))): err for err in (body or {}).get("errors") or [] if isinstance(err, dict)}
+        body = body if isinstance(body, dict) else {}
+        errors = {email_key(str(err.get("email_address", ""))): err for err in body.get("errors") or [] if isinstance(err, dict)}
         results = {}
         for address in emails:
             err = errors.get(email_key(address))

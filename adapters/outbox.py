@@ -18,9 +18,10 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 import requests
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import Select, bindparam, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -142,8 +143,8 @@ class Worker:
                         break
                 tallies = self.push_due()
                 busy = any(tally.rows >= self.claim_limit(self.clients[slug]) for slug, tally in tallies.items())
-            except SQLAlchemyError as exc:
-                log.error("outbox: database unavailable (%s); trying again", exc.__class__.__name__)
+            except Exception as exc:  # the database went away, or a bug: never stop pushing for good
+                log.error("outbox: round failed (%s); trying again", exc.__class__.__name__, exc_info=not isinstance(exc, SQLAlchemyError))
                 busy = False
                 stop.wait(cfg.poll_interval_seconds)
 
@@ -220,6 +221,10 @@ class Worker:
                 except ProviderAPIError as exc:
                     failed = result_for_error(exc)
                     results = {email_key(r.email): failed for r in chunk}
+                except Exception:  # an answer we cannot read: retry with back-off, dead after max_attempts
+                    log.exception("push %s %s %s: unexpected failure", client.slug, action, scope)
+                    failed = PushResult(Outcome.RETRY, None, "unexpected failure; see the worker log")
+                    results = {email_key(r.email): failed for r in chunk}
                 result = self.settle(client.slug, chunk, results)
                 log.info("push %s %s %s: %d rows, done=%d retry=%d dead=%d", client.slug, action, scope, len(chunk), result.pushed, result.retried, result.dead)
                 tally.add(result)
@@ -275,7 +280,7 @@ class Worker:
         return max(delay, retry_after or 0.0)
 
 
-def _due(stmt, providers: Sequence[str], now: datetime):  # noqa: ANN001, ANN202 - a Select
+def _due(stmt: Select[Any], providers: Sequence[str], now: datetime) -> Select[Any]:
     """Rows of ``providers`` that are pending, due, and not under a live lease."""
     return stmt.where(
         OutboxRow.state == "pending",

@@ -140,7 +140,6 @@ def _group_id(value: object, where: str) -> int:
 
 # --- push-back: API client ------------------------------------------------------------------
 
-DISPLAY_NAME = "SendGrid"
 DEFAULT_BASE_URL = "https://api.sendgrid.com"
 REQUIRED_SCOPES = ("asm.suppressions.global.create", "asm.groups.suppressions.create")
 
