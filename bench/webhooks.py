@@ -86,11 +86,11 @@ def free_port() -> int:
 class Gunicorn:
     """One gunicorn on a free port, stopped with SIGTERM; its output goes to a log file."""
 
-    def __init__(self, app: str, *, chdir: Path, env: dict[str, str], workers: int, log: Path) -> None:
+    def __init__(self, app: str, *, chdir: Path, env: dict[str, str], workers: int, threads: int, log: Path) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
-        cmd = [sys.executable, "-m", "gunicorn", "--chdir", str(chdir), "-w", str(workers), "-b", f"127.0.0.1:{self.port}", "--timeout", "120", "--keep-alive", "30", app]
+        cmd = [sys.executable, "-m", "gunicorn", "--chdir", str(chdir), "-w", str(workers), "--threads", str(threads), "-b", f"127.0.0.1:{self.port}", "--timeout", "120", "--keep-alive", "30", app]
         self.proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=log.open("wb"), stderr=subprocess.STDOUT)
 
     def wait_ready(self, path: str) -> None:
@@ -153,7 +153,7 @@ def run_hub(tmp: Path, load: Load, public_key: str, args: argparse.Namespace) ->
     )
     env = {"OPTOUT_HUB_CONFIG": str(config), "OPTOUT_HUB_SECRET": "bench-token-secret-0123456789", "SENDGRID_API_KEY": "SG.bench", "SENDGRID_WEBHOOK_PUBLIC_KEY": public_key}
     subprocess.run([sys.executable, "-m", "adapters", "db", "upgrade"], cwd=ROOT, env={**os.environ, **env}, check=True, stdout=subprocess.DEVNULL)
-    server = Gunicorn("webhooks:create_app()", chdir=ROOT, env=env, workers=args.workers, log=tmp / "hub.log")
+    server = Gunicorn("webhooks:create_app()", chdir=ROOT, env=env, workers=args.workers, threads=args.threads, log=tmp / "hub.log")
     try:
         server.wait_ready("/healthz")
         elapsed, statuses = post_all(server.url + "/webhooks/sendgrid", load, args.clients)
@@ -166,7 +166,7 @@ def run_anymail(tmp: Path, load: Load, public_key: str, args: argparse.Namespace
     db = tmp / "anymail.db"
     env = {"DJANGO_SETTINGS_MODULE": "anymail_site.settings", "BENCH_DJANGO_DB": str(db), "SENDGRID_WEBHOOK_PUBLIC_KEY": public_key, "PYTHONPATH": str(BENCH), "PYTHONWARNINGS": "ignore"}
     subprocess.run([sys.executable, "-m", "django", "migrate", "--run-syncdb", "-v", "0"], cwd=BENCH, env={**os.environ, **env}, check=True)
-    server = Gunicorn("anymail_site.wsgi:application", chdir=BENCH, env=env, workers=args.workers, log=tmp / "anymail.log")
+    server = Gunicorn("anymail_site.wsgi:application", chdir=BENCH, env=env, workers=args.workers, threads=args.threads, log=tmp / "anymail.log")
     try:
         server.wait_ready("/anymail/sendgrid/tracking/")
         elapsed, statuses = post_all(server.url + "/anymail/sendgrid/tracking/", load, args.clients)
@@ -176,7 +176,7 @@ def run_anymail(tmp: Path, load: Load, public_key: str, args: argparse.Namespace
 
 
 def run_sink(tmp: Path, load: Load, args: argparse.Namespace) -> tuple[float, dict[int, int]]:
-    server = Gunicorn("sink:create_app()", chdir=BENCH, env={}, workers=args.workers, log=tmp / "sink.log")
+    server = Gunicorn("sink:create_app()", chdir=BENCH, env={}, workers=args.workers, threads=args.threads, log=tmp / "sink.log")
     try:
         server.wait_ready("/")
         return post_all(server.url + "/webhooks/sendgrid", load, args.clients)
@@ -198,6 +198,7 @@ def main() -> int:
     parser.add_argument("--anymail-batches", type=int, default=6, help="deliveries sent to django-anymail (it stores one event at a time)")
     parser.add_argument("--clients", type=int, default=4, help="client threads")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers for every server")
+    parser.add_argument("--threads", type=int, default=1, help="threads per gunicorn worker (more than 1: gthread workers)")
     args = parser.parse_args()
 
     key = ec.generate_private_key(ec.SECP256R1())
@@ -206,7 +207,7 @@ def main() -> int:
     anymail_load = make_load(key, args.anymail_batches, args.batches)
     tmp = Path(tempfile.mkdtemp(prefix="bench-webhooks-"))
     try:
-        print(f"SendGrid webhook bench: signed {BATCH:,}-event deliveries, {args.clients} client threads, gunicorn {args.workers} sync workers each, SQLite, {os.cpu_count()} CPUs", flush=True)
+        print(f"SendGrid webhook bench: signed {BATCH:,}-event deliveries, {args.clients} client threads, gunicorn {args.workers} workers x {args.threads} threads each, SQLite, {os.cpu_count()} CPUs", flush=True)
         hub_time, hub_status, hub_rows = run_hub(tmp, hub_load, public_key, args)
         print(line("optout-hub  POST /webhooks/sendgrid", hub_load.events, hub_time, hub_status, hub_rows), flush=True)
         any_time, any_status, any_rows = run_anymail(tmp, anymail_load, public_key, args)

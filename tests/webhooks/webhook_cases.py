@@ -107,6 +107,8 @@ class WebhookCases:
         kept = " ".join(f"{k}={v}" for e in evidence for k, v in e.meta.items()).lower()
         assert "signature" not in kept and "secret" not in kept
         assert running.requests_counted(self.provider, 200) == len(deliveries)
+        metrics = requests.get(running.server.url + "/metrics", timeout=5).text
+        assert f'optout_webhook_requests_total{{provider="{self.provider}",status="200"}} {len(deliveries)}.0' in metrics
 
     def test_replayed_delivery_is_stored_once(self, running: Running) -> None:
         [delivery] = self.optouts(["ann@example.com"])
