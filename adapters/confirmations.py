@@ -21,6 +21,7 @@ from importlib.resources import files
 from babel.support import NullTranslations, Translations
 from sqlalchemy import delete
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from .config import Config, ConfirmationsConfig
 from .events import Kind, OptOutEvent, Source, scope_topic
@@ -69,7 +70,7 @@ def compose_confirmation(event: OptOutEvent, config: Config, *, link: str, now: 
     return msg
 
 
-def claim_daily_slot(session, email_key: str, *, now: datetime) -> bool:  # noqa: ANN001 - Session
+def claim_daily_slot(session: Session, email_key: str, *, now: datetime) -> bool:
     """Take today's slot for ``email_key``; ``False`` if a confirmation went out today already."""
     stmt = _insert(session, ConfirmationSend).on_conflict_do_nothing(index_elements=["email_key", "day"]).returning(ConfirmationSend.id)
     return session.execute(stmt.values(email_key=email_key, day=now.date().isoformat(), sent_at=now)).first() is not None

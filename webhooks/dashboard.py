@@ -10,8 +10,9 @@ import dataclasses
 import statistics
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta, timezone
+from typing import Any
 
-from sqlalchemy import Date, cast, distinct, func, select
+from sqlalchemy import ColumnElement, Date, cast, distinct, func, select
 from sqlalchemy.orm import Session
 
 from adapters.events import TOPIC_PREFIX, Kind, Source
@@ -35,7 +36,7 @@ def counts_by(session: Session, column: str, *, opt_outs_only: bool = True, limi
     return [(value, n) for value, n in session.execute(stmt)]
 
 
-def _day(session: Session):  # noqa: ANN202 - a SQL expression
+def _day(session: Session) -> ColumnElement[Any]:
     """The UTC date of an event, on either dialect."""
     if session.get_bind().dialect.name == "postgresql":
         return cast(func.timezone("UTC", Event.received_at), Date)

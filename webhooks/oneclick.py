@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from flask import Response, request
 from flask_babel import gettext
+from sqlalchemy.orm import Session
 
 from adapters import store
 from adapters.errors import PayloadError
@@ -48,7 +49,7 @@ def confirm_page(token: str) -> Response:
 
 @bp.post("/u/<token>")
 def one_click(token: str) -> Response:
-    def build(session, recipient: Recipient) -> list[OptOutEvent]:  # noqa: ANN001 - Session
+    def build(session: Session, recipient: Recipient) -> list[OptOutEvent]:
         if request.form.get(ONE_CLICK_FIELD) != ONE_CLICK_VALUE:
             raise PayloadError(f"the body must be {ONE_CLICK_FIELD}={ONE_CLICK_VALUE}")
         return [

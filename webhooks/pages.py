@@ -7,7 +7,6 @@ English. It is never kept in a cookie: recipients' pages set no cookies at all.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 from urllib.parse import urlencode
 
@@ -16,7 +15,6 @@ from flask_babel import Babel, get_locale, gettext
 
 from adapters.errors import PayloadError, TokenError
 
-log = logging.getLogger(__name__)
 LANGUAGES = {"en": "English", "zh": "简体中文", "ar": "العربية"}
 RTL = frozenset({"ar"})
 DEFAULT_LANGUAGE = "en"

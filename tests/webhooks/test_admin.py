@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 from adapters.config import Config
 from adapters.events import Kind, OptOutEvent, Source
 from adapters.hub import Hub
-from adapters.models import Event, Evidence, OutboxRow
+from adapters.models import Evidence, OutboxRow
 from tests.conftest import ADMIN_TOKEN, TEST_SECRET, Clock, LiveServer
 from tests.webhooks.pagehelpers import TOPICS, events, form_field, issue_token
 from webhooks import create_app

@@ -149,3 +149,11 @@ def test_tokens_are_redacted_from_logs(caplog: pytest.LogCaptureFixture) -> None
     with caplog.at_level(logging.INFO, logger="test.access"):
         logger.info("%(r)s %(s)s", {"r": f"GET /u/{token} HTTP/1.1", "s": "200"})
     assert token not in caplog.text and "/u/abcd…" in caplog.text
+
+
+def test_app_redacts_gunicorn_access_lines(topic_hub: Hub, caplog: pytest.LogCaptureFixture) -> None:
+    create_app(hub=topic_hub)
+    token = issue_token(topic_hub, "jay@example.com")
+    with caplog.at_level(logging.INFO, logger="gunicorn.access"):
+        logging.getLogger("gunicorn.access").info('%(h)s "%(r)s" %(s)s', {"h": "127.0.0.1", "r": f"POST /u/{token} HTTP/1.1", "s": "200"})
+    assert token not in caplog.text and f"/u/{token[:4]}…" in caplog.text
