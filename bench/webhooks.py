@@ -207,7 +207,8 @@ def main() -> int:
     anymail_load = make_load(key, args.anymail_batches, args.batches)
     tmp = Path(tempfile.mkdtemp(prefix="bench-webhooks-"))
     try:
-        print(f"SendGrid webhook bench: signed {BATCH:,}-event deliveries, {args.clients} client threads, gunicorn {args.workers} workers x {args.threads} threads each, SQLite, {os.cpu_count()} CPUs", flush=True)
+        load_avg = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+        print(f"SendGrid webhook bench: signed {BATCH:,}-event deliveries, {args.clients} client threads, gunicorn {args.workers} workers x {args.threads} threads each, SQLite, {os.cpu_count()} CPUs (load average {load_avg})", flush=True)
         hub_time, hub_status, hub_rows = run_hub(tmp, hub_load, public_key, args)
         print(line("optout-hub  POST /webhooks/sendgrid", hub_load.events, hub_time, hub_status, hub_rows), flush=True)
         any_time, any_status, any_rows = run_anymail(tmp, anymail_load, public_key, args)
