@@ -3,7 +3,11 @@ against the fake provider servers (real HTTP)."""
 
 from __future__ import annotations
 
+import base64
 import collections
+import hashlib
+import hmac
+import json
 import os
 import subprocess
 import sys
@@ -362,6 +366,20 @@ def test_two_worker_processes_on_postgresql_push_each_row_exactly_once(tmp_path,
         hub.close()
 
 
+
+def test_the_worker_part_of_serve_starts_stops_and_honours_enabled(make_config: Callable[..., Config], make_hub: Callable[[Config], Hub], push_config: Config, capsys: pytest.CaptureFixture[str]) -> None:
+    from adapters.cli import WorkerComponent, _components
+
+    assert _components(make_hub(make_config({"worker": {"enabled": False}})), ["worker"]) == []
+    assert "push worker off" in capsys.readouterr().out
+    (component,) = _components(make_hub(push_config), ["worker"])
+    assert isinstance(component, WorkerComponent)
+    component.start()
+    assert "push worker running for mailchimp, sendgrid, hubspot" in capsys.readouterr().out
+    component.stop()
+    assert not component._thread.is_alive()
+
+
 # --- commands: sync, providers check -----------------------------------------------------
 
 
@@ -406,3 +424,45 @@ def test_providers_check_prints_ok_or_the_providers_error(tmp_path, database_url
         "hubspot: error: GET /communication-preferences/v3/definitions: 401 Authentication credentials not found.",
     ]
     assert "pat-revoked" not in bad.stdout + bad.stderr
+
+
+# --- end to end: provider webhooks in, pushes out to the other providers ------------------
+
+
+def test_webhook_opt_outs_reach_the_other_providers_and_never_echo(make_config: Callable[..., Config], make_hub: Callable[[Config], Hub], serve_app, fake_providers: FakeProviders, provider_env: dict[str, str], make_worker: Callable[..., Worker], clock: Clock) -> None:  # noqa: ANN001
+    from webhooks import create_app
+
+    providers = {
+        "mailchimp": {"enabled": True, "base_url": fake_providers.url("mailchimp"), "lists": ["list1", "list2"], "webhook_secret_env": ""},
+        "sendgrid": {"enabled": True, "base_url": fake_providers.url("sendgrid"), "webhook_public_key_env": ""},
+        "hubspot": {"enabled": True, "base_url": fake_providers.url("hubspot"), "subscription_ids": ["5678"]},
+    }
+    topics = [{"name": "newsletter", "mailchimp_list": "list1", "sendgrid_group": 1234, "hubspot_subscription": "5678"}]
+    hub = make_hub(make_config({"providers": providers, "topics": topics}, env={**provider_env, "HUBSPOT_CLIENT_SECRET": "hubspot-client-secret"}))
+    app = serve_app(create_app(hub=hub))
+    ts = int(clock().timestamp())
+    sendgrid_events = [
+        {"email": "sg-person@example.com", "timestamp": ts, "event": "unsubscribe", "sg_event_id": "sg-1"},
+        {"email": "grp@example.com", "timestamp": ts, "event": "group_unsubscribe", "asm_group_id": 1234, "sg_event_id": "sg-2"},
+    ]
+    answer = requests.post(f"{app.url}/webhooks/sendgrid", data=json.dumps(sendgrid_events), headers={"Content-Type": "application/json"}, timeout=10)
+    assert answer.status_code == 200, answer.text
+    fake_providers.hubspot.contacts["1246965"] = "hs-person@example.com"
+    body = json.dumps([{"objectId": 1246965, "propertyName": "hs_email_optout", "propertyValue": "true", "changeSource": "CRM", "eventId": 3816279340, "subscriptionId": 25, "portalId": 33, "appId": 1160452, "occurredAt": ts * 1000, "subscriptionType": "contact.propertyChange", "attemptNumber": 0}])
+    stamp = str(ts * 1000)
+    message = ("POST" + hub.config.http.public_url + "/webhooks/hubspot" + body + stamp).encode()
+    signature = base64.b64encode(hmac.new(b"hubspot-client-secret", message, hashlib.sha256).digest()).decode()
+    answer = requests.post(f"{app.url}/webhooks/hubspot", data=body, headers={"Content-Type": "application/json", "X-HubSpot-Signature-v3": signature, "X-HubSpot-Request-Timestamp": stamp}, timeout=10)
+    assert answer.status_code in (200, 204), answer.text
+
+    make_worker(hub).drain()  # resolves the HubSpot contact id, then pushes
+
+    assert fake_providers.mailchimp.members == {
+        "list1": {"sg-person@example.com": "unsubscribed", "grp@example.com": "unsubscribed", "hs-person@example.com": "unsubscribed"},
+        "list2": {"sg-person@example.com": "unsubscribed", "hs-person@example.com": "unsubscribed"},
+    }
+    assert fake_providers.sendgrid.global_suppressions == {"hs-person@example.com"}  # nothing echoed back to SendGrid
+    assert fake_providers.sendgrid.group_suppressions == {1234: set()}
+    assert fake_providers.hubspot.unsubscribed_all == {"sg-person@example.com"}  # nor to HubSpot
+    assert fake_providers.hubspot.unsubscribed == {"5678": {"grp@example.com"}}
+    assert {r.state for r in rows(hub)} == {"done"}
