@@ -190,8 +190,7 @@ def resolve_pending_lookups(hub: "Hub", http: requests.Session, *, limit: int = 
     resolved: list[int] = []
     waiting: list[tuple[PendingLookup, str, float | None]] = []
     for row in rows:
-        if row.object_id not in read:
-            assert failure is not None
+        if failure is not None and row.object_id not in read:
             waiting.append((row, str(failure), failure.retry_after))
             continue
         try:
@@ -203,11 +202,10 @@ def resolve_pending_lookups(hub: "Hub", http: requests.Session, *, limit: int = 
         result = record_events(session, events, hub.policy, now=now)
         if resolved:
             session.execute(delete(PendingLookup).where(PendingLookup.id.in_(resolved)))
-        for row, error, retry_after in waiting:
+        if waiting:  # ORM bulk UPDATE by primary key: one statement, many rows
             session.execute(
-                update(PendingLookup)
-                .where(PendingLookup.id == row.id)
-                .values(attempts=row.attempts + 1, next_attempt_at=now + _backoff(hub, row.attempts, retry_after), last_error=error[:1000])
+                update(PendingLookup),
+                [{"id": row.id, "attempts": row.attempts + 1, "next_attempt_at": now + _backoff(hub, row.attempts, retry_after), "last_error": error[:1000]} for row, error, retry_after in waiting],
             )
     hub.count_events(result)
     log.info("hubspot lookups: resolved=%d stored=%d waiting=%d%s", len(resolved), result.new, len(waiting), f" error={failure}" if failure else "")
