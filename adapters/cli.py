@@ -104,7 +104,11 @@ def _components(hub: Hub, parts: Sequence[str]) -> list[Component]:
     """Build the parts named in ``parts`` (``smtp``, ``http``, ``worker``)."""
     built: list[Component] = []
     for part in parts:
-        if part == "http":
+        if part == "smtp":
+            from inbound.listener import SMTPComponent
+
+            built.append(SMTPComponent(hub))
+        elif part == "http":
             built.append(HTTPComponent(hub))
         elif part == "worker":
             if hub.config.worker.enabled:

@@ -1,0 +1,222 @@
+"""End to end: ``optout-hub smtp`` as a real process on a free port, driven by Python's
+``smtplib`` and by ``swaks`` (Debian package; ``.ci/run`` installs it), then checked with
+``optout-hub status``. Includes the crash test: the process is killed (SIGKILL) after it
+answered ``250`` and before it classified the message, and after a restart the address is
+opted out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import smtplib
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from adapters.tokens import TOKEN_LENGTH
+from inbound.listener import DELAY_ENV
+
+from ..conftest import TEST_SECRET
+from .support import DOMAIN, REPLIES, message
+
+SWAKS = shutil.which("swaks")
+needs_swaks = pytest.mark.skipif(SWAKS is None and not os.environ.get("CI"), reason="swaks is not installed (.ci/run installs it)")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Hub:
+    """One configuration (database, port) and the ``optout-hub`` processes run on it."""
+
+    def __init__(self, tmp_path: Path, database_url: str) -> None:
+        self.port = _free_port()
+        self.config = tmp_path / "optout-hub.toml"
+        self.config.write_text(
+            f"""
+[database]
+url = "{database_url}"
+
+[smtp]
+port = {self.port}
+domains = ["{DOMAIN}"]
+max_message_bytes = 20000
+timeout_seconds = 10
+
+[worker]
+enabled = false
+
+[[topics]]
+name = "newsletter"
+""",
+            encoding="utf-8",
+        )
+        self.env = {**os.environ, "OPTOUT_HUB_SECRET": TEST_SECRET, "PYTHONUNBUFFERED": "1"}
+        self.env.pop("OPTOUT_HUB_CONFIG", None)
+        self.proc: subprocess.Popen[str] | None = None
+        self.cli("db", "upgrade")
+
+    def cli(self, *args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "adapters", *args, "--config", str(self.config)], env=self.env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def start(self, **env: str) -> None:
+        assert self.proc is None
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "adapters", "smtp", "--config", str(self.config)],
+            env={**self.env, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                code = self.proc.wait()
+                self._close()
+                raise AssertionError(f"optout-hub smtp exited with {code}")
+            if line.startswith("optout-hub: SMTP listening on"):
+                assert line.strip().endswith(f"127.0.0.1:{self.port}")
+                return
+        raise AssertionError("optout-hub smtp did not start")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        self._close()
+
+    def stop(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=30)
+        self._close()
+        return code
+
+    def _close(self) -> None:
+        assert self.proc is not None
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self.proc = None
+
+    def status(self, email: str) -> dict:
+        return json.loads(self.cli("status", email))
+
+    def wait_suppressed(self, email: str, timeout: float = 20.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.status(email)
+            if state["suppressed"] or time.monotonic() > deadline:
+                return state
+            time.sleep(0.2)
+
+    def mailto(self, email: str, topic: str | None = None) -> str:
+        args = ["headers", email] + (["--topic", topic] if topic else [])
+        out = self.cli(*args)
+        match = re.search(r"<mailto:([^>]+)>", out)
+        assert match, out
+        return match.group(1)
+
+    def swaks(self, *args: str) -> subprocess.CompletedProcess[str]:
+        assert SWAKS is not None
+        return subprocess.run([SWAKS, "--server", f"127.0.0.1:{self.port}", "--helo", "client.example.org", *args], capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def hub_process(tmp_path: Path, database_url: str) -> Iterator[Hub]:
+    hub = Hub(tmp_path, database_url)
+    yield hub
+    if hub.proc is not None:
+        hub.kill()
+
+
+def _smtplib_send(hub: Hub, raw: bytes, rcpt: str, mail_from: str = "jane@example.org") -> tuple[int, bytes]:
+    with smtplib.SMTP("127.0.0.1", hub.port, timeout=20) as smtp:
+        smtp.ehlo("client.example.org")
+        smtp.mail(mail_from)
+        assert smtp.rcpt(rcpt)[0] == 250
+        return smtp.data(raw)
+
+
+def test_smtplib_mailto_unsubscribe_with_a_lower_cased_token(hub_process: Hub) -> None:
+    hub_process.start()
+    mailto = hub_process.mailto("Ann.Example@Example.COM", topic="newsletter")
+    local, _, domain = mailto.partition("@")
+    assert len(local) == len("unsub-") + TOKEN_LENGTH
+    lowered = mailto.lower()  # what a case-folding sending server delivers
+    raw = message("This message was automatically generated by Gmail.", subject="Unsubscribe", sender="ann.example@example.com", to=lowered)
+    code, _ = _smtplib_send(hub_process, raw, lowered, mail_from="ann.example@example.com")
+    assert code == 250
+    state = hub_process.wait_suppressed("ann.example@example.com")
+    assert state["scopes"] == ["topic:newsletter"]
+    (event,) = state["events"]
+    assert (event["source"], event["kind"], event["verification"]) == ("smtp", "unsubscribe", "token")
+    assert hub_process.stop() == 0
+
+
+@needs_swaks
+def test_swaks_mailto_unsubscribe_with_an_upper_cased_address(hub_process: Hub) -> None:
+    hub_process.start()
+    mailto = hub_process.mailto("bob@example.net").upper()
+    done = hub_process.swaks("--from", "bob@example.net", "--to", mailto, "--header", "Subject: unsubscribe", "--header", "X-Apple-Unsubscribe: true", "--header", "Auto-Submitted: auto-replied", "--body", "Apple Mail sent this email to unsubscribe from the message.")
+    assert done.returncode == 0, done.stdout
+    assert "250 2.0.0" in done.stdout
+    state = hub_process.wait_suppressed("bob@example.net")
+    assert state["scopes"] == ["global"] and state["events"][0]["verification"] == "token"
+
+
+@needs_swaks
+def test_swaks_stop_reply(hub_process: Hub) -> None:
+    hub_process.start()
+    done = hub_process.swaks("--from", "carol@example.org", "--to", REPLIES, "--header", "From: Carol <carol@example.org>", "--header", "Subject: Re: Our spring newsletter", "--body", "STOP\n\nOn Mon, Jun 3, 2024, Shop <news@shop.example> wrote:\n> Spring sale! To unsubscribe click here.\n")
+    assert done.returncode == 0, done.stdout
+    state = hub_process.wait_suppressed("carol@example.org")
+    assert state["suppressed"] and state["events"][0]["verification"] == "none"
+
+
+@needs_swaks
+def test_swaks_relay_attempt_is_refused(hub_process: Hub) -> None:
+    hub_process.start()
+    done = hub_process.swaks("--from", "spammer@example.net", "--to", "victim@elsewhere.example", "--body", "relay me")
+    assert done.returncode != 0
+    assert "550 5.1.1" in done.stdout
+    assert "354" not in done.stdout  # never got to DATA
+
+
+@needs_swaks
+def test_swaks_oversized_message_is_refused(hub_process: Hub, tmp_path: Path) -> None:
+    hub_process.start()
+    body = tmp_path / "big.txt"
+    body.write_text(("unsubscribe " * 10 + "\n") * 300, encoding="ascii")  # ~36 kB > 20 kB
+    done = hub_process.swaks("--from", "dave@example.org", "--to", REPLIES, "--header", "Subject: unsubscribe", "--body", f"@{body}")
+    assert done.returncode != 0
+    assert "552" in done.stdout
+    assert not hub_process.status("dave@example.org")["suppressed"]
+
+
+def test_crash_after_250_before_classification_still_opts_out(hub_process: Hub) -> None:
+    hub_process.start(**{DELAY_ENV: "120"})  # classification waits; the message is stored
+    code, reply = _smtplib_send(hub_process, message("Please unsubscribe me.", subject="Re: news", sender="erin@example.org"), REPLIES, mail_from="erin@example.org")
+    assert code == 250 and b"stored as" in reply
+    hub_process.kill()  # SIGKILL: no clean-up, no chance to classify
+    assert not hub_process.status("erin@example.org")["suppressed"]
+    hub_process.start()  # no delay: pending rows are classified at start
+    state = hub_process.wait_suppressed("erin@example.org")
+    assert state["suppressed"], state
+    assert len(state["events"]) == 1
+    assert hub_process.stop() == 0
