@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import requests
-from sqlalchemy import Select, bindparam, func, or_, select, update
+from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -196,7 +196,8 @@ class Worker:
             if not rows:
                 return []
             ids = [r.id for r in rows]
-            session.execute(update(OutboxRow).where(OutboxRow.id.in_(ids)).values(lease_until=lease_until, lease_owner=self.owner, attempts=OutboxRow.attempts + 1))
+            table = OutboxRow.__table__
+            session.connection().execute(update(table).where(table.c.id.in_(ids)).values(lease_until=lease_until, lease_owner=self.owner, attempts=table.c.attempts + 1))
         return [Claimed(r.id, r.email, r.scope, r.action, r.attempts + 1, r.received_at) for r in rows]
 
     def push(self, client: PushClient, rows: Sequence[Claimed]) -> Tally:
@@ -226,16 +227,23 @@ class Worker:
                     failed = PushResult(Outcome.RETRY, None, "unexpected failure; see the worker log")
                     results = {email_key(r.email): failed for r in chunk}
                 result = self.settle(client.slug, chunk, results)
-                log.info("push %s %s %s: %d rows, done=%d retry=%d dead=%d", client.slug, action, scope, len(chunk), result.pushed, result.retried, result.dead)
+                statuses = sorted({str(r.status) for r in results.values()})
+                log.info("push %s %s %s: %d rows, status %s, done=%d retry=%d dead=%d", client.slug, action, scope, len(chunk), "/".join(statuses), result.pushed, result.retried, result.dead)
                 tally.add(result)
         return tally
 
     def settle(self, provider: str, rows: Sequence[Claimed], results: Mapping[str, PushResult]) -> Tally:
-        """Mark each row done, due again later, or dead, in one transaction, and count it."""
+        """Mark each row done, due again later, or dead, in one transaction, and count it.
+
+        Rows that share an answer share one UPDATE (and one back-off draw: they were pushed
+        together and will be again); the lease owner in the WHERE clause leaves alone a row
+        that another worker reclaimed after this one's lease ran out.
+        """
         cfg = self.hub.config.worker
         now = self.hub.clock()
         tally = Tally()
-        params = []
+        groups: dict[tuple[str, datetime, int | None, str | None], list[int]] = {}
+        delays: dict[tuple[int, float | None], datetime] = {}
         latencies = []
         missing = PushResult(Outcome.RETRY, None, "no answer for this address")
         for row in rows:
@@ -244,7 +252,8 @@ class Worker:
             if outcome is Outcome.RETRY and row.attempts >= cfg.max_attempts:
                 outcome, detail = Outcome.DEAD, f"gave up after {row.attempts} attempts: {detail}"
             if outcome is Outcome.RETRY:
-                due = now + timedelta(seconds=self.backoff(row.attempts, result.retry_after))
+                key = (row.attempts, result.retry_after)
+                due = delays.setdefault(key, now + timedelta(seconds=self.backoff(*key)))
                 tally.retried += 1
             elif outcome is Outcome.DEAD:
                 tally.dead += 1
@@ -254,15 +263,16 @@ class Worker:
                 if result.status is not None and 200 <= result.status < 300:
                     latencies.append((now - row.received_at).total_seconds())
             state = "pending" if outcome is Outcome.RETRY else outcome.value
-            params.append({"row_id": row.id, "new_state": state, "new_due": due, "new_done": now if outcome is Outcome.DONE else None, "status": result.status, "error": detail or None})
+            groups.setdefault((state, due, result.status, detail or None), []).append(row.id)
         table = OutboxRow.__table__
-        stmt = (
-            update(table)
-            .where(table.c.id == bindparam("row_id"), table.c.lease_owner == self.owner, table.c.state == "pending")
-            .values(state=bindparam("new_state"), due_at=bindparam("new_due"), done_at=bindparam("new_done"), lease_until=None, last_status=bindparam("status"), last_error=bindparam("error"))
-        )
         with self.hub.sessions.begin() as session:
-            session.connection().execute(stmt, params)
+            for (state, due, status, error), ids in groups.items():
+                stmt = (
+                    update(table)
+                    .where(table.c.id.in_(ids), table.c.lease_owner == self.owner, table.c.state == "pending")
+                    .values(state=state, due_at=due, done_at=now if state == "done" else None, lease_until=None, last_status=status, last_error=error)
+                )
+                session.connection().execute(stmt)
         metrics = self.hub.metrics
         for result_name, count in (("done", tally.pushed), ("retry", tally.retried), ("dead", tally.dead)):
             if count:

@@ -405,7 +405,7 @@ def test_sync_prints_pushed_retried_and_dead_per_provider(tmp_path, database_url
     assert lines[2].startswith("  dead: row ") and "s1@example.com global" in lines[2] and "400 key *** may not do this" in lines[2]
     assert lines[4] == "hubspot: pushed 0, retried 2, dead 0"
     assert key not in done.stdout + done.stderr
-    assert "push sendgrid unsubscribe global: 2 rows, done=0 retry=0 dead=2" in done.stderr  # one log line per call
+    assert "push sendgrid unsubscribe global: 2 rows, status 400, done=0 retry=0 dead=2" in done.stderr  # one log line per call
 
 
 def test_providers_check_prints_ok_or_the_providers_error(tmp_path, database_url: str, fake_providers: FakeProviders, worker_env: dict[str, str]) -> None:  # noqa: ANN001
