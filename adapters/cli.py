@@ -50,7 +50,7 @@ def configure_logging(config: Config) -> None:
             "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
             "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"}},
             "root": {"level": config.logging.level.upper(), "handlers": ["stderr"]},
-            "loggers": {"waitress.queue": {"level": "ERROR"}},
+            "loggers": {"waitress.queue": {"level": "ERROR"}, "alembic": {"level": "WARNING"}},
         }
     )
 
