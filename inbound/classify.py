@@ -95,6 +95,8 @@ class Classification:
     ``address`` is the address to opt out (unsubscribe, complaint), the hard-bounced address
     (bounce), or for ``review`` the candidate requester; ``addresses`` lists every address
     the decision covers (an ARF report may name several recipients, a DSN several failures).
+    ``automatic`` marks a request that a program wrote for the person (a mail client's
+    List-Unsubscribe message): honoured, but never answered with a confirmation mail.
     """
 
     category: Category
@@ -105,6 +107,7 @@ class Classification:
     reason: str = ""
     detail: str = ""
     addresses: tuple[str, ...] = ()
+    automatic: bool = False
 
     def __post_init__(self) -> None:
         if self.address is not None and not self.addresses:
@@ -126,6 +129,7 @@ class Classification:
             "campaign": self.campaign,
             "reason": self.reason,
             "detail": self.detail[:2000],
+            "automatic": self.automatic,
         }
 
 
@@ -721,6 +725,7 @@ def _token(m: _Message, resolve_token: ResolveToken | None) -> Classification | 
             verification=Verification.TOKEN,
             campaign=target.campaign or None,
             reason="sent to a valid tokenized unsubscribe address",
+            automatic=True,
             detail=f"RCPT TO {rcpt}; From {m.from_addr or '-'}; subject {m.subject[:120]!r}",
         )
     requester = _requester(m)[0]
@@ -850,4 +855,4 @@ def _reply(m: _Message) -> Classification:
     if broken and client is None:
         return Classification(Category.REVIEW, address=requester, reason="a request in a malformed MIME message", detail=f"{evidence}; defects: {', '.join(broken)}")
     reason = "mail client's List-Unsubscribe message" if client is not None else "request in the sender's own text"
-    return Classification(Category.UNSUBSCRIBE, address=requester, verification=verification, reason=reason, detail=evidence)
+    return Classification(Category.UNSUBSCRIBE, address=requester, verification=verification, reason=reason, detail=evidence, automatic=client is not None)

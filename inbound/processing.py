@@ -25,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from adapters.addresses import normalize_address
+from adapters.confirmations import send_confirmation
 from adapters.errors import OptOutHubError, StoreError, TokenError
 from adapters.events import Kind, OptOutEvent, Source
 from adapters.hub import Hub
@@ -310,6 +311,9 @@ def process_batch(hub: Hub, evidence_ids: Sequence[int], *, dkim_dns: DNSLookup 
     except SQLAlchemyError as exc:
         raise StoreError(f"could not classify evidence {list(evidence_ids)[:5]}: {exc.__class__.__name__}") from exc
     hub.count_events(result)
+    if result.new and hub.config.confirmations.enabled:
+        for event in events:  # after the commit, off the 250 path; at most one a day per address
+            send_confirmation(hub, event, auto_submitted=verdicts[event.evidence_id].automatic)
     done = {evidence_id: verdicts[evidence_id] for evidence_id in current}
     for evidence_id, verdict in done.items():
         hub.metrics.smtp_messages.labels(verdict.category.value).inc()

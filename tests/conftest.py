@@ -12,16 +12,22 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import os
+import socket
+import time
 import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from email.message import EmailMessage
 from typing import Any
 
 import pytest
+from aiosmtpd.controller import Controller
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -186,3 +192,46 @@ def live_app(hub: Hub, serve_app: Callable[[Any], LiveServer]) -> LiveServer:
 @pytest.fixture
 def admin_headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+# --- a local SMTP sink (confirmation mail) ------------------------------------------------
+
+
+class Sink:
+    """An aiosmtpd handler that keeps every message it is given."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+        self.envelopes: list[tuple[str, list[str]]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: ANN401
+        self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+        self.messages.append(email.message_from_bytes(envelope.original_content, policy=email.policy.default))
+        return "250 2.0.0 OK"
+
+
+def delivered(handler: Sink, count: int, *, settle: float = 0.3) -> list[EmailMessage]:
+    """The sink's messages once ``count`` have arrived (sent after the HTTP answer), after
+    ``settle`` more seconds in which no other may arrive."""
+    deadline = time.monotonic() + 10
+    while len(handler.messages) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(settle)
+    assert len(handler.messages) == count, [m["Subject"] for m in handler.messages]
+    return handler.messages
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def sink() -> Iterator[tuple[Sink, int]]:
+    """A real SMTP server on a free port that keeps what it receives: (handler, port)."""
+    handler, port = Sink(), free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield handler, port
+    controller.stop()

@@ -13,7 +13,6 @@ import re
 import shutil
 import signal
 import smtplib
-import socket
 import subprocess
 import sys
 import time
@@ -25,24 +24,18 @@ import pytest
 from adapters.tokens import TOKEN_LENGTH
 from inbound.listener import DELAY_ENV
 
-from ..conftest import TEST_SECRET
+from ..conftest import TEST_SECRET, free_port
 from .support import DOMAIN, REPLIES, message
 
 SWAKS = shutil.which("swaks")
 needs_swaks = pytest.mark.skipif(SWAKS is None and not os.environ.get("CI"), reason="swaks is not installed (.ci/run installs it)")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Hub:
     """One configuration (database, port) and the ``optout-hub`` processes run on it."""
 
     def __init__(self, tmp_path: Path, database_url: str) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.config = tmp_path / "optout-hub.toml"
         self.config.write_text(
             f"""

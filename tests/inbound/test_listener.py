@@ -25,6 +25,7 @@ from adapters.store import address_state
 from inbound.listener import SMTPComponent
 from inbound.processing import EvidenceWriter, Received, process_evidence
 
+from ..conftest import Sink, delivered
 from .support import DOMAIN, REPLIES, corpus_message, message
 
 STORED = re.compile(rb"stored as (\d+)")
@@ -335,3 +336,20 @@ def test_idle_connections_time_out_and_do_not_starve_a_client(start_smtp: Callab
     finally:
         for sock in idle:
             sock.close()
+
+
+def test_a_stop_reply_gets_one_confirmation_a_client_request_none(start_smtp: Callable[..., SMTPComponent], make_config: Callable[..., Config], make_hub: Callable[[Config], Hub], sink: tuple[Sink, int]) -> None:
+    handler, port = sink
+    hub = make_hub(make_config({"smtp": {"port": 0}, "confirmations": {"enabled": True, "smtp_port": port}}))
+    component = start_smtp(hub=hub)
+    wait_classified(hub, send(component, message("STOP", subject="Re: news")))
+    (mail,) = delivered(handler, 1)
+    assert mail["To"] == "jane@example.org" and mail["Auto-Submitted"] == "auto-generated"
+    assert "/preferences/" in mail.get_content()
+    # the same person again the same day: no second mail
+    wait_classified(hub, send(component, message("unsubscribe", subject="Re: news")))
+    # a mail client's List-Unsubscribe message (Apple Mail) is honoured, not answered
+    apple = corpus_message("unsubscribe_mailto/sisimai_arf-26_apple_mail.eml")
+    row = wait_classified(hub, send(component, apple, mail_from="example@icloud.com"))
+    assert row.result["classification"] == "unsubscribe" and row.result["automatic"] is True
+    assert len(delivered(handler, 1)) == 1

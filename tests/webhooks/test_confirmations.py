@@ -2,70 +2,27 @@
 
 from __future__ import annotations
 
-import email
-import email.policy
 import re
-import socket
-import time
 from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-import requests
 from aiosmtpd.controller import Controller
+import requests
 
 from adapters.confirmations import send_confirmation
 from adapters.config import Config
 from adapters.events import Kind, OptOutEvent, Source
 from adapters.hub import Hub
 from adapters.store import address_state
-from tests.conftest import Clock, LiveServer
+from tests.conftest import Clock, LiveServer, Sink, delivered, free_port
 from tests.webhooks.pagehelpers import TOPICS, form_field, issue_token
 from webhooks import create_app
 from webhooks.security import CSRF_FIELD
 
 ONE_CLICK = {"data": "List-Unsubscribe=One-Click", "headers": {"Content-Type": "application/x-www-form-urlencoded"}}
-
-
-class Sink:
-    """An aiosmtpd handler that keeps every message it is given."""
-
-    def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
-        self.envelopes: list[tuple[str, list[str]]] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: ANN401
-        self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
-        self.messages.append(email.message_from_bytes(envelope.original_content, policy=email.policy.default))
-        return "250 2.0.0 OK"
-
-
-def delivered(handler: Sink, count: int, *, settle: float = 0.3) -> list[EmailMessage]:
-    """The sink's messages once ``count`` have arrived (sent after the HTTP answer), after
-    ``settle`` more seconds in which no other may arrive."""
-    deadline = time.monotonic() + 10
-    while len(handler.messages) < count and time.monotonic() < deadline:
-        time.sleep(0.02)
-    time.sleep(settle)
-    assert len(handler.messages) == count, [m["Subject"] for m in handler.messages]
-    return handler.messages
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def sink() -> Iterator[tuple[Sink, int]]:
-    handler, port = Sink(), free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield handler, port
-    controller.stop()
 
 
 @pytest.fixture
