@@ -150,12 +150,14 @@ class Worker:
 
     def drain(self) -> dict[str, Tally]:
         """Push everything due now, round after round, then return (``optout-hub sync``).
-        Rows put back for a retry are due later, so this ends."""
+        It ends when nothing is due, or when a round only put rows back for a retry."""
         self.resolve_lookups()
         totals = {slug: Tally() for slug in self.clients}
         while tallies := self.push_due():
             for slug, tally in tallies.items():
                 totals[slug].add(tally)
+            if all(tally.retried == tally.rows for tally in tallies.values()):
+                break
         return totals
 
     def resolve_lookups(self) -> None:

@@ -212,6 +212,14 @@ def test_gives_up_after_max_attempts(make_push_config: Callable[..., Config], ma
     assert row.state == "dead" and row.last_error.startswith("gave up after 2 attempts")
 
 
+def test_drain_stops_when_a_round_only_put_rows_back(make_push_config: Callable[..., Config], make_hub: Callable[[Config], Hub], make_worker: Callable[..., Worker], fake_providers: FakeProviders) -> None:
+    hub = make_hub(make_push_config(fake_providers, providers=("sendgrid",), worker={"backoff_base_seconds": 0.0}))
+    hub.record([optout("f@example.com")])
+    fake_providers.sendgrid.fail_next(500, times=5)
+    assert make_worker(hub).drain()["sendgrid"].retried == 1  # due again at once, but not hammered
+    assert len(fake_providers.sendgrid.calls) == 1
+
+
 def test_a_dead_workers_lease_runs_out_and_the_row_is_pushed(push_hub: Hub, make_worker: Callable[..., Worker], fake_providers: FakeProviders, clock: Clock) -> None:
     push_hub.record([optout("l@example.com")])
     crashed = make_worker(push_hub, owner="crashed")
