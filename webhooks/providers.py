@@ -22,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from adapters import hubspot, mailchimp, sendgrid, store
-from adapters.errors import SignatureError, StoreError
+from adapters.errors import PayloadError, SignatureError, StoreError
 from adapters.events import OptOutEvent, Verification
 from adapters.hub import Hub
 from adapters.models import Evidence
@@ -51,6 +51,11 @@ def _blueprint(slug: str, bad_signature_status: int, bad_signature_message: str)
     def _refused(exc: SignatureError) -> Response:
         log.warning("%s webhook refused from %s: %s", slug, request.remote_addr, exc)
         return error_response(bad_signature_status, bad_signature_message)
+
+    @bp.errorhandler(PayloadError)
+    def _malformed(exc: PayloadError) -> Response:
+        log.warning("%s webhook with a bad body from %s: %s", slug, request.remote_addr, exc)
+        return error_response(400, str(exc))
 
     @bp.after_request
     def _count(response: Response) -> Response:

@@ -10,6 +10,7 @@ failure is a 5xx, and every request is counted.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
@@ -76,6 +77,10 @@ class WebhookCases:
         """Correctly signed deliveries whose bodies are not acceptable."""
         raise NotImplementedError
 
+    def secrets(self, delivery: Delivery) -> list[str]:
+        """What must never reach a log line: configured secrets and the delivery's proof."""
+        return [v for v in self.env().values() if len(v) >= 12] + [v for k, v in delivery.headers.items() if "signature" in k.lower()]
+
     def tampered(self, delivery: Delivery) -> Delivery:
         """One byte of the body changed after signing."""
         i = delivery.body.index(b"@")
@@ -134,6 +139,16 @@ class WebhookCases:
             assert r.status_code == 400, (delivery.body, r.text)
             assert r.headers["Content-Type"] == "application/json" and r.json()["error"]
         assert running.count(Evidence) == running.count(self.stored_model) == 0
+
+    def test_no_secret_or_signature_is_logged(self, running: Running, caplog: pytest.LogCaptureFixture) -> None:
+        caplog.set_level(logging.DEBUG)
+        [delivery] = self.optouts(["ann@example.com"])
+        for attempt in (delivery, self.tampered(delivery), self.unsigned(delivery), *self.malformed()):
+            running.post(attempt)
+        server_log = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith("urllib3"))  # urllib3: the test's client
+        assert "webhook" in server_log
+        for secret in self.secrets(delivery):
+            assert secret not in server_log
 
     def test_database_failure_is_503_and_the_retry_succeeds(self, running: Running) -> None:
         with running.hub.engine.begin() as conn:
