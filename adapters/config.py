@@ -284,10 +284,12 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         raise ConfigError("providers", "must be a table")
     values: dict[str, Any] = {}
     hints = typing.get_type_hints(Config)
-    for key, table in data.items():
+    for key in data:
         if key not in hints or key in ("topics", "providers"):
             raise ConfigError(key, "unknown key")
-        values[key] = _build(hints[key], table, key, env)
+    for key, hint in hints.items():  # absent tables too: their default *_env names still resolve
+        if key not in ("topics", "providers"):
+            values[key] = _build(hint, data.get(key, {}), key, env)
     providers: dict[str, Any] = {}
     for slug, table in providers_raw.items():
         if slug not in PROVIDER_SLUGS:

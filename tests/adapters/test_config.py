@@ -133,3 +133,11 @@ def test_cli_prints_one_line_and_exits_2(tmp_path: Path, toml: str, line: str) -
     assert proc.returncode == 2
     assert proc.stderr.strip() == line
     assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+def test_secrets_named_by_default_resolve_without_their_table() -> None:
+    """A file with no [security] table still reads OPTOUT_HUB_SECRET and OPTOUT_HUB_ADMIN_TOKEN."""
+    config = parse_config({"smtp": {"port": 2526}}, {"OPTOUT_HUB_SECRET": "s" * 20, "OPTOUT_HUB_ADMIN_TOKEN": "a" * 20})
+    assert config.security.token_secret == Secret("s" * 20)
+    assert config.security.admin_token == Secret("a" * 20)
+    assert parse_config({}, {}).security.admin_token is None
