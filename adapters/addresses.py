@@ -96,5 +96,12 @@ def _normalize_slow(text: str) -> Address:
 
 
 def address_key(raw: str) -> str:
-    """The comparison key of an address (raises :class:`AddressError`)."""
+    """The comparison key of an address (raises :class:`AddressError`); the same as
+    ``normalize_address(raw).key``, without building the display form in the common case
+    (bulk checks call this for every address)."""
+    if isinstance(raw, str):
+        text = raw.strip()
+        fast = _SIMPLE_RE.fullmatch(text)
+        if fast is not None and fast.end(1) <= MAX_LOCAL and len(text) <= MAX_ADDRESS:
+            return text.lower()
     return normalize_address(raw).key

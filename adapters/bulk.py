@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import DateTime, String, Table, any_, bindparam, cast, func, literal, select, true, type_coerce
+from sqlalchemy import DateTime, String, Table, bindparam, cast, func, literal, select, true
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select
@@ -76,13 +76,18 @@ def _prepare(session: Session, table: Table, names: Sequence[str], rows: Sequenc
     times = [i for i, n in enumerate(names) if _is_time(table.c[n])]
     blobs = [] if as_json else [i for i, n in enumerate(names) if isinstance(table.c[n].type, JSON)]
     out = [list(row) for row in rows]
+    texts: dict[int, str] = {}  # JSON of each distinct object: rows often share one (imports)
     for row in out:
         for i in times:
             if row[i] is not None:
                 row[i] = encode(row[i])
         for i in blobs:
-            if row[i] is not None:
-                row[i] = json.dumps(row[i])
+            value = row[i]
+            if value is not None:
+                text = texts.get(id(value))
+                if text is None:
+                    text = texts[id(value)] = json.dumps(value)
+                row[i] = text
     return out
 
 
@@ -111,7 +116,9 @@ def insert_new(session: Session, table: Table, names: Sequence[str], rows: Seque
     PostgreSQL: one ``INSERT ... SELECT`` from a JSON payload with ``ON CONFLICT DO NOTHING
     RETURNING``, safe under concurrent writers. SQLite: the transaction already holds the
     write lock (``BEGIN IMMEDIATE``), so the rows above the previous largest id are exactly
-    this batch's new rows, and the driver's executemany is the fastest way in.
+    this batch's new rows, and the driver's executemany is the fastest way in; when none
+    conflicted, SQLite numbered them ``before + 1 ...`` in order (its rowid rule), so they
+    need not be read back.
     """
     conn = session.connection()
     if _dialect(session) == "postgresql":
@@ -120,7 +127,10 @@ def insert_new(session: Session, table: Table, names: Sequence[str], rows: Seque
     pk = table.primary_key.columns[0]
     before = conn.execute(select(func.coalesce(func.max(pk), 0))).scalar_one()
     sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) ON CONFLICT ({', '.join(unique)}) DO NOTHING"
-    conn.exec_driver_sql(sql, [tuple(r) for r in _prepare(session, table, names, rows, as_json=False)])
+    inserted = conn.exec_driver_sql(sql, [tuple(r) for r in _prepare(session, table, names, rows, as_json=False)]).rowcount
+    if inserted == len(rows):  # no conflict: SQLite gave the rows the ids after ``before``, in order
+        index = {n: i for i, n in enumerate(names)}
+        return [tuple(before + k if n == pk.name else row[index[n]] for n in returning) for k, row in enumerate(rows, start=1)]
     return list(conn.exec_driver_sql(f"SELECT {', '.join(returning)} FROM {table.name} WHERE {pk.name} > ? ORDER BY {pk.name}", (before,)))
 
 
@@ -142,10 +152,10 @@ def parse_time(value: datetime | str) -> datetime:
     return value if isinstance(value, datetime) else _parse_sqlite_time(value)
 
 
-def in_values(session: Session, column: Any, values: Sequence[str]) -> Any:
-    """``column IN (values)`` with the values as one parameter (a JSON array on SQLite, an
-    array on PostgreSQL), instead of one bound parameter per value."""
+def values_table(session: Session, values: Sequence[str]) -> Any:
+    """A one-column table (``.c.value``) of ``values`` passed as ONE parameter (a JSON array
+    on SQLite, an array on PostgreSQL), to join against: much cheaper than one bound
+    parameter per value in an ``IN`` list, and the join probes the primary key per value."""
     if _dialect(session) == "postgresql":
-        return column == any_(cast(literal(list(values)), postgresql.ARRAY(String)))
-    elements = func.json_each(literal(json.dumps(list(values), separators=(",", ":")))).table_valued("value")
-    return column.in_(select(elements.c.value))
+        return func.unnest(cast(literal(list(values)), postgresql.ARRAY(String))).table_valued("value").render_derived()
+    return func.json_each(literal(json.dumps(list(values), separators=(",", ":")))).table_valued("value")

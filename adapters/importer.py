@@ -50,19 +50,25 @@ def import_csv(
     """Import every row of ``stream``; ``progress`` is called with the rows read so far."""
     if kind is Kind.RESUBSCRIBE:
         raise PayloadError("an import cannot resubscribe anyone")
-    reader = csv.DictReader(stream)
-    if reader.fieldnames is None or "email" not in [f.strip().lower() for f in reader.fieldnames]:
+    reader = csv.reader(stream)
+    header = next(reader, None)
+    columns = [name.strip() for name in header or ()]
+    if "email" not in [c.lower() for c in columns]:
         raise PayloadError("the CSV file has no 'email' column")
-    email_col = next(f for f in reader.fieldnames if f.strip().lower() == "email")
+    email_at = [c.lower() for c in columns].index("email")
+    extras = [(i, name) for i, name in enumerate(columns) if i != email_at]
     summary = ImportSummary()
     seen: set[str] = set()
+    shared: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
     batch: list[OptOutEvent] = []
     rows = 0
     now = hub.clock()
     for row in reader:
+        if not row:
+            continue  # a blank line
         rows += 1
         try:
-            address = normalize_address(row.get(email_col) or "")
+            address = normalize_address(row[email_at] if email_at < len(row) else "")
         except AddressError as exc:
             summary.invalid.append((reader.line_num, str(exc)))
             continue
@@ -70,13 +76,15 @@ def import_csv(
             summary.duplicates += 1
             continue
         seen.add(address.key)
-        extra = {k: v for k, v in row.items() if k != email_col and k is not None and v}
+        extra = {name: row[i] for i, name in extras if i < len(row) and row[i]}
         if origin:
             extra["origin"] = origin
+        extra = shared.setdefault(tuple(extra.items()), extra)  # one object per distinct value
         pid = hashlib.sha256(f"{kind.value}\x00{scope}\x00{address.key}".encode()).hexdigest()[:40]
         batch.append(OptOutEvent(email=address.email, kind=kind, source=Source.IMPORT, scope=scope, verification=Verification.NONE, provider_event_id=pid, occurred_at=now, received_at=now, metadata=extra or None))
         if len(batch) >= BATCH:
             _flush(hub, batch, summary)
+            shared.clear()
             if progress:
                 progress(rows)
     _flush(hub, batch, summary)

@@ -25,8 +25,8 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from .addresses import normalize_address
-from .bulk import execute_many, in_values, insert_new, parse_time
+from .addresses import address_key, normalize_address
+from .bulk import execute_many, insert_new, parse_time, values_table
 from .config import Config
 from .errors import AddressError, PayloadError
 from .events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, topic_scope
@@ -34,7 +34,7 @@ from .models import Event, OutboxRow, Suppression
 
 log = logging.getLogger(__name__)
 
-CHECK_CHUNK = 20_000
+CHECK_CHUNK = 100_000  # addresses per statement (one JSON or array parameter each)
 PROVIDER_SOURCES = frozenset({Source.MAILCHIMP, Source.SENDGRID, Source.HUBSPOT})
 
 
@@ -96,7 +96,7 @@ def record_events(session: Session, events: Sequence[OptOutEvent], policy: Store
         received = ev.received_at or now
         rows.append(
             (ev.email, ev.email.lower(), ev.kind.value, ev.scope, ev.source.value, ev.verification.value, ev.provider_event_id,
-             ev.occurred_at or received, received, ev.reason, ev.campaign, ev.evidence_id or evidence_id, dict(ev.metadata) if ev.metadata else None)
+             ev.occurred_at or received, received, ev.reason, ev.campaign, ev.evidence_id or evidence_id, ev.metadata or None)
         )
     new_rows = insert_new(session, Event.__table__, _EVENT_COLUMNS, rows, unique=("source", "provider_event_id"), returning=_RETURNED)
     stored = [_Stored(r[0], r[1], r[2], r[3], r[4], r[5], parse_time(r[6]), parse_time(r[7]), r[8]) for r in new_rows]
@@ -126,7 +126,8 @@ def _apply(session: Session, stored: Sequence[_Stored], policy: StorePolicy, now
     table = Suppression.__table__
     keys = list({r.email_key for r in stored})
     current: dict[tuple[str, str], list[Any]] = {}
-    for s in session.connection().execute(select(*(table.c[n] for n in _SUPPRESSION_COLUMNS)).where(in_values(session, table.c.email_key, keys))):
+    wanted = values_table(session, keys)
+    for s in session.connection().execute(select(*(table.c[n] for n in _SUPPRESSION_COLUMNS)).join_from(wanted, table, table.c.email_key == wanted.c.value)):
         current[(s.email_key, s.scope)] = list(s)
     dirty: dict[tuple[str, str], list[Any]] = {}
     transitions = 0
@@ -221,15 +222,16 @@ def check_addresses(session: Session, emails: Iterable[str], *, topic: str | Non
     invalid: list[str] = []
     for raw in emails:
         try:
-            pairs.append((raw, normalize_address(raw).key))
+            pairs.append((raw, address_key(raw)))
         except AddressError:
             invalid.append(raw)
     scopes = [GLOBAL_SCOPE] if topic is None else [GLOBAL_SCOPE, topic_scope(topic)]
     hits: set[str] = set()
     keys = list({key for _, key in pairs})
     for chunk in _chunks(keys, CHECK_CHUNK):
-        stmt = select(Suppression.email_key).where(in_values(session, Suppression.email_key, chunk), Suppression.scope.in_(scopes), Suppression.suppressed.is_(True))
-        hits.update(session.scalars(stmt))
+        wanted = values_table(session, chunk)
+        stmt = select(Suppression.email_key).join_from(wanted, Suppression, Suppression.email_key == wanted.c.value).where(Suppression.scope.in_(scopes), Suppression.suppressed.is_(True))
+        hits.update(session.connection().execute(stmt).scalars().all())  # Core rows, fetched at once
     suppressed = [raw for raw, key in pairs if key in hits]
     return CheckResult(suppressed, invalid)
 

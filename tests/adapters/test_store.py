@@ -14,7 +14,7 @@ from adapters.errors import PayloadError
 from adapters.events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, Verification, topic_scope
 from adapters.hub import Hub
 from adapters.importer import import_csv
-from adapters.models import Event, OutboxRow
+from adapters.models import Event, OutboxRow, Suppression
 
 PROVIDER_ENV = {"SENDGRID_API_KEY": "k", "SENDGRID_WEBHOOK_PUBLIC_KEY": "p", "HUBSPOT_ACCESS_TOKEN": "t", "HUBSPOT_CLIENT_SECRET": "s", "MAILCHIMP_API_KEY": "m-us1", "MAILCHIMP_WEBHOOK_SECRET": "w"}
 
@@ -173,3 +173,17 @@ def test_export_since(hub: Hub, clock) -> None:
     with hub.sessions() as session:
         assert [r["email"] for r in store.export_suppressions(session)] == ["old@example.com", "new@example.com"]
         assert [r["email"] for r in store.export_suppressions(session, since=t0 - timedelta(days=1))] == ["new@example.com"]
+
+
+def test_returned_event_ids_are_the_stored_rows(hub: Hub) -> None:
+    first = hub.record([ev(f"id{i}@example.com", source=Source.SENDGRID, provider_event_id=f"i{i}") for i in range(5)])
+    # a batch where some conflict and some are new
+    second = hub.record([ev(f"id{i}@example.com", source=Source.SENDGRID, provider_event_id=f"i{i}") for i in range(3, 8)])
+    assert second.new == 3
+    with hub.sessions() as session:
+        stored = {e.id: e.provider_event_id for e in session.scalars(select(Event))}
+    assert [stored[i] for i in first.event_ids] == ["i0", "i1", "i2", "i3", "i4"]
+    assert [stored[i] for i in second.event_ids] == ["i5", "i6", "i7"]
+    with hub.sessions() as session:
+        suppression_events = set(session.scalars(select(Suppression.event_id)))
+    assert suppression_events == set(first.event_ids) | set(second.event_ids)
