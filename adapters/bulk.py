@@ -69,6 +69,11 @@ def _time_encoder(postgres: bool) -> Callable[[datetime], Any]:
     return encode
 
 
+def driver_rows(session: Session, table: Table, names: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
+    """Rows encoded for the driver's executemany (see :func:`insert_new`'s ``prepared``)."""
+    return _prepare(session, table, names, rows, as_json=False)
+
+
 def _prepare(session: Session, table: Table, names: Sequence[str], rows: Sequence[Sequence[Any]], *, as_json: bool) -> list[list[Any]]:
     """Rows with times and JSON values encoded for the driver, or for a JSON payload."""
     postgres = _dialect(session) == "postgresql"
@@ -109,7 +114,16 @@ def execute_many(session: Session, table: Table, names: Sequence[str], rows: Seq
     session.connection().exec_driver_sql(sql, [tuple(r) for r in _prepare(session, table, names, rows, as_json=False)])
 
 
-def insert_new(session: Session, table: Table, names: Sequence[str], rows: Sequence[Sequence[Any]], *, unique: Sequence[str], returning: Sequence[str]) -> list[Any]:
+def insert_new(
+    session: Session,
+    table: Table,
+    names: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    unique: Sequence[str],
+    returning: Sequence[str],
+    prepared: Sequence[Sequence[Any]] | None = None,
+) -> list[Any]:
     """Insert rows, skipping those that conflict on ``unique``; return the ``returning``
     columns of the rows actually inserted (times raw, for :func:`parse_time`).
 
@@ -118,7 +132,8 @@ def insert_new(session: Session, table: Table, names: Sequence[str], rows: Seque
     write lock (``BEGIN IMMEDIATE``), so the rows above the previous largest id are exactly
     this batch's new rows, and the driver's executemany is the fastest way in; when none
     conflicted, SQLite numbered them ``before + 1 ...`` in order (its rowid rule), so they
-    need not be read back.
+    need not be read back. ``prepared`` (SQLite) is ``rows`` already passed through
+    :func:`driver_rows`, so that the encoding can run before the write lock is taken.
     """
     conn = session.connection()
     if _dialect(session) == "postgresql":
@@ -127,10 +142,11 @@ def insert_new(session: Session, table: Table, names: Sequence[str], rows: Seque
     pk = table.primary_key.columns[0]
     before = conn.execute(select(func.coalesce(func.max(pk), 0))).scalar_one()
     sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) ON CONFLICT ({', '.join(unique)}) DO NOTHING"
-    inserted = conn.exec_driver_sql(sql, [tuple(r) for r in _prepare(session, table, names, rows, as_json=False)]).rowcount
+    params = prepared if prepared is not None else _prepare(session, table, names, rows, as_json=False)
+    inserted = conn.exec_driver_sql(sql, [tuple(r) for r in params]).rowcount
     if inserted == len(rows):  # no conflict: SQLite gave the rows the ids after ``before``, in order
-        index = {n: i for i, n in enumerate(names)}
-        return [tuple(before + k if n == pk.name else row[index[n]] for n in returning) for k, row in enumerate(rows, start=1)]
+        at = [names.index(n) if n != pk.name else -1 for n in returning]
+        return [tuple(before + k if i < 0 else row[i] for i in at) for k, row in enumerate(rows, start=1)]
     return list(conn.exec_driver_sql(f"SELECT {', '.join(returning)} FROM {table.name} WHERE {pk.name} > ? ORDER BY {pk.name}", (before,)))
 
 

@@ -15,6 +15,7 @@ State rules:
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -26,11 +27,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from .addresses import address_key, normalize_address
-from .bulk import execute_many, insert_new, parse_time, values_table
+from .bulk import driver_rows, execute_many, insert_new, parse_time, values_table
 from .config import Config
 from .errors import AddressError, PayloadError
 from .events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, topic_scope
-from .models import Event, OutboxRow, Suppression
+from .models import Event, Evidence, OutboxRow, Suppression
 
 log = logging.getLogger(__name__)
 
@@ -74,20 +75,31 @@ def _insert(session: Session, model: Any) -> Any:
 
 
 _EVENT_COLUMNS = ("email", "email_key", "kind", "scope", "source", "verification", "provider_event_id", "occurred_at", "received_at", "reason", "campaign", "evidence_id", "meta")
+_EVIDENCE_AT = _EVENT_COLUMNS.index("evidence_id")
 _RETURNED = ("id", "email", "email_key", "kind", "scope", "source", "occurred_at", "received_at", "reason")
 _SUPPRESSION_COLUMNS = ("email_key", "scope", "email", "suppressed", "kind", "source", "reason", "first_at", "last_at", "event_id")
 _OUTBOX_COLUMNS = ("event_id", "provider", "action", "email", "scope", "state", "attempts", "due_at", "received_at", "created_at")
 
 
-def record_events(session: Session, events: Sequence[OptOutEvent], policy: StorePolicy, *, now: datetime, evidence_id: int | None = None) -> RecordResult:
+def record_events(
+    session: Session,
+    events: Sequence[OptOutEvent],
+    policy: StorePolicy,
+    *,
+    now: datetime,
+    evidence_id: int | None = None,
+    evidence: Evidence | None = None,
+) -> RecordResult:
     """Store a batch of events and apply them to the current state and the outbox.
 
     ``evidence_id`` is given to every event that has none (one delivery's stored payload).
+    Or pass the unsaved ``evidence`` row itself: it is added once the rows are encoded, so on
+    SQLite that Python work runs before the transaction takes the database's write lock.
 
     Duplicates of a stored (source, provider_event_id) are skipped by the database's unique
     key (``ON CONFLICT DO NOTHING``), so concurrent retries of one delivery count once.
     """
-    if not events:
+    if not events and evidence is None:
         return RecordResult(0, (), 0, 0)
     rows = []
     for ev in events:
@@ -95,10 +107,20 @@ def record_events(session: Session, events: Sequence[OptOutEvent], policy: Store
             raise PayloadError("an import cannot resubscribe anyone")
         received = ev.received_at or now
         rows.append(
-            (ev.email, ev.email.lower(), ev.kind.value, ev.scope, ev.source.value, ev.verification.value, ev.provider_event_id,
-             ev.occurred_at or received, received, ev.reason, ev.campaign, ev.evidence_id or evidence_id, ev.metadata or None)
+            [ev.email, ev.email.lower(), ev.kind.value, ev.scope, ev.source.value, ev.verification.value, ev.provider_event_id,
+             ev.occurred_at or received, received, ev.reason, ev.campaign, ev.evidence_id or evidence_id, ev.metadata or None]
         )
-    new_rows = insert_new(session, Event.__table__, _EVENT_COLUMNS, rows, unique=("source", "provider_event_id"), returning=_RETURNED)
+    table = Event.__table__
+    prepared = driver_rows(session, table, _EVENT_COLUMNS, rows) if session.get_bind().dialect.name == "sqlite" else None
+    if evidence is not None:
+        session.add(evidence)
+        session.flush()  # the transaction's first write
+        for row in itertools.chain(rows, prepared or ()):
+            if row[_EVIDENCE_AT] is None:
+                row[_EVIDENCE_AT] = evidence.id
+    if not rows:
+        return RecordResult(0, (), 0, 0)
+    new_rows = insert_new(session, table, _EVENT_COLUMNS, rows, unique=("source", "provider_event_id"), returning=_RETURNED, prepared=prepared)
     stored = [_Stored(r[0], r[1], r[2], r[3], r[4], r[5], parse_time(r[6]), parse_time(r[7]), r[8]) for r in new_rows]
     if not stored:
         return RecordResult(0, (), 0, 0)

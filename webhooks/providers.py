@@ -88,9 +88,7 @@ def _store_delivery(slug: str, body: bytes, now: datetime, events: Sequence[OptO
     try:
         with hub.sessions.begin() as session:
             evidence = Evidence(channel="webhook", source=slug, received_at=now, content=body, content_type=request.content_type or "", meta=meta, state="done")
-            session.add(evidence)
-            session.flush()
-            result = store.record_events(session, events, hub.policy, now=now, evidence_id=evidence.id)
+            result = store.record_events(session, events, hub.policy, now=now, evidence=evidence)
             if also is not None:
                 also(session, evidence.id)
     except SQLAlchemyError as exc:

@@ -62,7 +62,8 @@ def upgrade() -> None:
     sa.Column('first_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('last_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('event_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.PrimaryKeyConstraint('email_key', 'scope', name=op.f('pk_suppressions'))
+    sa.PrimaryKeyConstraint('email_key', 'scope', name=op.f('pk_suppressions')),
+    sqlite_with_rowid=False,
     )
     with op.batch_alter_table('suppressions', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_suppressions_last_at'), ['last_at'], unique=False)
