@@ -115,9 +115,10 @@ def record_events(
     if evidence is not None:
         session.add(evidence)
         session.flush()  # the transaction's first write
+        evidence_id = evidence.id
         for row in itertools.chain(rows, prepared or ()):
             if row[_EVIDENCE_AT] is None:
-                row[_EVIDENCE_AT] = evidence.id
+                row[_EVIDENCE_AT] = evidence_id
     if not rows:
         return RecordResult(0, (), 0, 0)
     new_rows = insert_new(session, table, _EVENT_COLUMNS, rows, unique=("source", "provider_event_id"), returning=_RETURNED, prepared=prepared)
