@@ -353,3 +353,14 @@ def test_a_stop_reply_gets_one_confirmation_a_client_request_none(start_smtp: Ca
     row = wait_classified(hub, send(component, apple, mail_from="example@icloud.com"))
     assert row.result["classification"] == "unsubscribe" and row.result["automatic"] is True
     assert len(delivered(handler, 1)) == 1
+
+
+def test_accepted_connections_have_nagle_off(start_smtp: Callable[..., SMTPComponent]) -> None:
+    """Short SMTP sessions stall on Nagle + delayed ACK unless TCP_NODELAY is set (asyncio
+    sets it only when the listening socket says IPPROTO_TCP)."""
+    component = start_smtp()
+    with client(component) as smtp:
+        smtp.ehlo("client.example.org")
+        session = component.controller.smtpd  # type: ignore[union-attr]  # the session just accepted
+        accepted = session.transport.get_extra_info("socket")
+        assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
