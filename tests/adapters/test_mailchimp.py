@@ -33,9 +33,9 @@ def parse(body: bytes, content_type: str = FORM, lists: tuple[str, ...] = LISTS)
 
 def test_secret_is_compared_and_required() -> None:
     mailchimp.verify_secret("s3cret-path", secret=Secret("s3cret-path"))
-    for given, secret in (("wrong", Secret("s3cret-path")), ("", Secret("s3cret-path")), ("anything", None)):
+    for offered, secret in (("wrong", Secret("s3cret-path")), ("", Secret("s3cret-path")), ("anything", None)):
         with pytest.raises(SignatureError):
-            mailchimp.verify_secret(given, secret=secret)
+            mailchimp.verify_secret(offered, secret=secret)
 
 
 def test_documented_sample_first_value_wins_and_plus_is_kept() -> None:

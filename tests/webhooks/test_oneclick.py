@@ -13,21 +13,11 @@ from adapters.config import Config
 from adapters.hub import Hub
 from adapters.models import Evidence
 from tests.conftest import LiveServer
-from tests.webhooks.pagehelpers import TOPICS, events, forged, issue_token, stored_counts, without_cookies
+from tests.webhooks.pagehelpers import events, forged, issue_token, stored_counts, without_cookies
 from webhooks import create_app
 from webhooks.security import TokenRedactingFilter, redact_tokens
 
 BODY = "List-Unsubscribe=One-Click"
-
-
-@pytest.fixture
-def topic_hub(make_config: Callable[..., Config], make_hub: Callable[[Config], Hub]) -> Hub:
-    return make_hub(make_config({"topics": TOPICS}))
-
-
-@pytest.fixture
-def app_url(topic_hub: Hub, serve_app: Callable[[Any], LiveServer]) -> str:
-    return serve_app(create_app(hub=topic_hub)).url
 
 
 def post(url: str, **kwargs: Any) -> requests.Response:

@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-import pytest
 import requests
 
-from adapters.config import Config
 from adapters.hub import Hub
-from tests.conftest import Clock, LiveServer
-from tests.webhooks.pagehelpers import TOPICS, events, forged, form_field, issue_token, stored_counts, without_cookies
-from webhooks import create_app
+from tests.conftest import Clock
+from tests.webhooks.pagehelpers import events, forged, form_field, issue_token, stored_counts, without_cookies
 from webhooks.security import CSRF_FIELD
-
-
-@pytest.fixture
-def topic_hub(make_config: Callable[..., Config], make_hub: Callable[[Config], Hub]) -> Hub:
-    return make_hub(make_config({"topics": TOPICS}))
-
-
-@pytest.fixture
-def app_url(topic_hub: Hub, serve_app: Callable[[Any], LiveServer]) -> str:
-    return serve_app(create_app(hub=topic_hub)).url
 
 
 def open_centre(url: str, **headers: str) -> tuple[str, str]:
