@@ -72,12 +72,25 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path, _pg_database: s
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'optout-hub.db'}"
     assert _pg_database is not None
-    engine = create_engine(_pg_database, isolation_level="AUTOCOMMIT")
+    return _reset_schema(_pg_database)
+
+
+@pytest.fixture
+def postgresql_url(_pg_database: str | None) -> str:
+    """A clean PostgreSQL database, for tests of several processes sharing one database
+    (SQLite is one worker per database by design). ``.ci/run`` always provides it."""
+    if _pg_database is None:
+        pytest.skip(f"needs PostgreSQL: set {PG_ENV} (.ci/run sets it)")
+    return _reset_schema(_pg_database)
+
+
+def _reset_schema(url: str) -> str:
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
         conn.execute(text("DROP SCHEMA public CASCADE"))
         conn.execute(text("CREATE SCHEMA public"))
     engine.dispose()
-    return _pg_database
+    return url
 
 
 class Clock:

@@ -349,10 +349,8 @@ def test_a_worker_killed_mid_push_loses_nothing(tmp_path, database_url: str, fak
         hub.close()
 
 
-def test_two_worker_processes_on_postgresql_push_each_row_exactly_once(tmp_path, database_url: str, fake_providers: FakeProviders, worker_env: dict[str, str]) -> None:  # noqa: ANN001
-    if not database_url.startswith("postgresql"):
-        pytest.skip("several workers share one database on PostgreSQL only")
-    path = write_worker_config(tmp_path / "worker.toml", database_url, fake_providers, batch_size=25)
+def test_two_worker_processes_on_postgresql_push_each_row_exactly_once(tmp_path, postgresql_url: str, fake_providers: FakeProviders, worker_env: dict[str, str]) -> None:  # noqa: ANN001
+    path = write_worker_config(tmp_path / "worker.toml", postgresql_url, fake_providers, batch_size=25)
     hub = Hub.open(load_config(path, worker_env), upgrade=True)
     try:
         hub.record([optout(f"w{i}@example.com") for i in range(5000)])

@@ -69,6 +69,15 @@ def send(component: SMTPComponent, raw: bytes, rcpt: str = REPLIES, mail_from: s
     return int(match.group(1))
 
 
+def data_reply(component: SMTPComponent, raw: bytes) -> tuple[int, bytes]:
+    """The answer to DATA for one message from jane@example.org to the reply address."""
+    with client(component) as smtp:
+        smtp.ehlo("client.example.org")
+        smtp.mail("jane@example.org")
+        smtp.rcpt(REPLIES)
+        return smtp.data(raw)
+
+
 def wait_classified(hub: Hub, evidence_id: int, timeout: float = 10.0) -> Evidence:
     deadline = time.monotonic() + timeout
     while True:
@@ -140,11 +149,7 @@ def test_451_when_the_message_cannot_be_stored(start_smtp: Callable[..., SMTPCom
         raise StoreError("database is down")
 
     monkeypatch.setattr(component.writer, "store_async", broken)
-    with client(component) as smtp:
-        smtp.ehlo("client.example.org")
-        smtp.mail("jane@example.org")
-        smtp.rcpt(REPLIES)
-        code, reply = smtp.data(message("STOP"))
+    code, reply = data_reply(component, message("STOP"))
     assert code == 451 and reply.startswith(b"4.3.0")
 
 
@@ -154,11 +159,7 @@ def test_451_when_the_database_refuses_the_write_then_recovery(start_smtp: Calla
     with component.hub.engine.begin() as conn:
         conn.exec_driver_sql("ALTER TABLE evidence RENAME TO evidence_away")
     try:
-        with client(component) as smtp:
-            smtp.ehlo("client.example.org")
-            smtp.mail("jane@example.org")
-            smtp.rcpt(REPLIES)
-            code, reply = smtp.data(message("STOP"))
+        code, reply = data_reply(component, message("STOP"))
         assert code == 451 and reply.startswith(b"4.3.0")
     finally:
         with component.hub.engine.begin() as conn:
