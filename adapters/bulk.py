@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import DateTime, String, Table, bindparam, cast, func, literal, select, true
+from sqlalchemy import Connection, DateTime, Engine, String, Table, bindparam, cast, func, literal, select, true
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select
@@ -28,8 +28,8 @@ def _is_time(column: Any) -> bool:
     return isinstance(column.type, DateTime) or isinstance(getattr(column.type, "impl", None), DateTime)
 
 
-def _dialect(session: Session) -> str:
-    return session.get_bind().dialect.name
+def _dialect(bind: Session | Connection | Engine) -> str:
+    return (bind.get_bind() if isinstance(bind, Session) else bind).dialect.name
 
 
 @functools.cache
@@ -69,12 +69,12 @@ def _time_encoder(postgres: bool) -> Callable[[datetime], Any]:
     return encode
 
 
-def driver_rows(session: Session, table: Table, names: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
+def driver_rows(session: Session | Engine, table: Table, names: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
     """Rows encoded for the driver's executemany (see :func:`insert_new`'s ``prepared``)."""
     return _prepare(session, table, names, rows, as_json=False)
 
 
-def _prepare(session: Session, table: Table, names: Sequence[str], rows: Sequence[Sequence[Any]], *, as_json: bool) -> list[list[Any]]:
+def _prepare(session: Session | Engine, table: Table, names: Sequence[str], rows: Sequence[Sequence[Any]], *, as_json: bool) -> list[list[Any]]:
     """Rows with times and JSON values encoded for the driver, or for a JSON payload."""
     postgres = _dialect(session) == "postgresql"
     encode: Callable[[datetime], Any] = (lambda value: value.isoformat()) if as_json and postgres else _time_encoder(postgres)

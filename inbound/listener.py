@@ -226,11 +226,8 @@ class Classifier:
         self._stopping.set()
         self._thread.join(timeout=1)
 
-    def _take(self) -> tuple[list[int], bool]:
-        """The next batch of ids, and whether the stop marker was reached."""
-        first = self.queue.get()
-        if first is None:
-            return [], True
+    def _take(self, first: int) -> tuple[list[int], bool]:
+        """``first`` and what else is queued, up to a batch; and whether the stop marker came."""
         batch = [first]
         while len(batch) < self.max_batch:
             try:
@@ -244,20 +241,29 @@ class Classifier:
 
     def _run(self) -> None:
         while not self._stopping.is_set():
-            deferred_until = time.monotonic() + self.max_defer
+            first = self.queue.get()  # the first message of a burst wakes the thread...
+            if first is None:
+                return
+            deferred_until = time.monotonic() + self.max_defer  # ...which waits for the burst to end
             while self.busy() and time.monotonic() < deferred_until and not self._stopping.is_set():
                 time.sleep(0.05)
             flood = self.busy()  # still arriving after the whole wait: drain the backlog now
             while True:
-                batch, last = self._take()
-                if self.delay and batch:
+                batch, last = self._take(first)
+                if self.delay:
                     time.sleep(self.delay)
-                if batch and not self._stopping.is_set():
+                if not self._stopping.is_set():
                     self._process(batch)
-                if last:
+                if last or self._stopping.is_set():
                     return
-                if not flood or self.queue.empty() or self._stopping.is_set():
+                if not flood:
                     break
+                try:
+                    first = self.queue.get_nowait()
+                except queue.Empty:
+                    break
+                if first is None:
+                    return
 
     def _process(self, batch: list[int]) -> None:
         try:

@@ -156,6 +156,7 @@ def test_451_when_the_message_cannot_be_stored(start_smtp: Callable[..., SMTPCom
 def test_451_when_the_database_refuses_the_write_then_recovery(start_smtp: Callable[..., SMTPComponent]) -> None:
     component = start_smtp()
     component.classifier.delay = 30
+    assert send(component, message("STOP")) >= 1  # the writer's connection is open and idle
     with component.hub.engine.begin() as conn:
         conn.exec_driver_sql("ALTER TABLE evidence RENAME TO evidence_away")
     try:
@@ -164,7 +165,7 @@ def test_451_when_the_database_refuses_the_write_then_recovery(start_smtp: Calla
     finally:
         with component.hub.engine.begin() as conn:
             conn.exec_driver_sql("ALTER TABLE evidence_away RENAME TO evidence")
-    assert send(component, message("STOP")) >= 1  # the sender's retry is accepted
+    assert send(component, message("STOP")) >= 2  # the sender's retry is accepted, on a fresh connection
 
 
 def test_stop_reply_is_classified_after_the_answer(start_smtp: Callable[..., SMTPComponent]) -> None:
@@ -252,7 +253,9 @@ def test_complaint_is_recorded_as_a_complaint(start_smtp: Callable[..., SMTPComp
 def test_pending_rows_are_classified_at_start_and_only_once(start_smtp: Callable[..., SMTPComponent], make_config: Callable[..., Config], make_hub: Callable[[Config], Hub]) -> None:
     hub = make_hub(make_config({"smtp": {"port": 0}}))
     received = Received(message("STOP", subject="Re: x"), "jane@example.org", (REPLIES,), "127.0.0.1:1", "client", utcnow())
-    evidence_id = EvidenceWriter(hub).store(received)
+    writer = EvidenceWriter(hub)
+    evidence_id = writer.store(received)
+    writer.close()
     start_smtp(hub=hub)
     row = wait_classified(hub, evidence_id)
     assert row.result["classification"] == "unsubscribe"
