@@ -30,6 +30,7 @@ from .hub import Hub
 from .importer import import_csv, open_csv
 from .outbox import Worker
 from .recipients import RecipientRequest, issue_tokens
+from .runtime import tune_gc
 from .store import address_state, export_suppressions
 
 log = logging.getLogger(__name__)
@@ -129,6 +130,7 @@ def run_components(hub: Hub, parts: Sequence[str]) -> int:
         for component in components:
             component.start()
             started.append(component)
+        tune_gc()
         print("optout-hub: ready (stop with Ctrl-C or SIGTERM)", flush=True)
         stop.wait()
         print("optout-hub: shutting down", flush=True)
@@ -223,6 +225,7 @@ def cmd_import(args: argparse.Namespace, config: Config) -> int:
             raise ConfigError("topics", f"no topic named {args.topic!r}")
         scope = topic_scope(args.topic)
     hub = Hub.open(config)
+    tune_gc()
     try:
         with open_csv(args.file) as stream:
             bar = ProgressBar(sys.stderr, stream)

@@ -11,12 +11,15 @@ from flask import Flask
 
 from adapters.config import Config, load_config
 from adapters.hub import Hub
+from adapters.runtime import tune_gc
 
 from . import admin, api, errors, oneclick, ops, pages, preferences, providers, security
 
 
 def create_app(config: Config | None = None, *, hub: Hub | None = None) -> Flask:
-    """Build the app. With no argument, loads ``$OPTOUT_HUB_CONFIG`` or the defaults."""
+    """Build the app. With no argument (a WSGI server such as gunicorn starting a worker),
+    loads ``$OPTOUT_HUB_CONFIG`` or the defaults and tunes the process for serving."""
+    serving = config is None and hub is None
     if hub is None:
         hub = Hub.open(config if config is not None else load_config())
     app = Flask(__name__)
@@ -32,4 +35,6 @@ def create_app(config: Config | None = None, *, hub: Hub | None = None) -> Flask
     app.register_blueprint(preferences.bp)
     admin.init_app(app)
     providers.init_app(app, hub)
+    if serving:
+        tune_gc()
     return app
