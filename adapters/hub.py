@@ -11,7 +11,7 @@ import secrets
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, Select, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -20,7 +20,7 @@ from .config import Config
 from .errors import StoreError
 from .events import OptOutEvent, utcnow
 from .metrics import Metrics
-from .models import InstanceSetting, OutboxRow
+from .models import InstanceSetting, OutboxRow, PendingLookup
 from .store import RecordResult, StorePolicy, _insert, record_events
 from .tokens import TokenSigner
 
@@ -52,7 +52,7 @@ class Hub:
         signer = TokenSigner(_token_secrets(config, sessions))
         metrics = metrics or Metrics()
         hub = cls(config, engine, sessions, signer, metrics, StorePolicy.from_config(config), clock)
-        metrics.watch_outbox(hub.outbox_pending)
+        metrics.watch_backlog(hub.outbox_pending, hub.lookups_pending)
         return hub
 
     def record(self, events: Sequence[OptOutEvent]) -> RecordResult:
@@ -75,12 +75,19 @@ class Hub:
             self.metrics.events.labels(source, kind).inc(n)
 
     def outbox_pending(self) -> list[tuple[str, int]]:
+        """Outbox rows not yet pushed, per enabled provider (for the metrics)."""
+        return self._per_provider(select(OutboxRow.provider, func.count()).where(OutboxRow.state == "pending").group_by(OutboxRow.provider))
+
+    def lookups_pending(self) -> list[tuple[str, int]]:
+        """Provider events still waiting for their contact's address (HubSpot), per provider."""
+        return self._per_provider(select(PendingLookup.provider, func.count()).group_by(PendingLookup.provider))
+
+    def _per_provider(self, stmt: Select[tuple[str, int]]) -> list[tuple[str, int]]:
         try:
             with self.sessions() as session:
-                stmt = select(OutboxRow.provider, func.count()).where(OutboxRow.state == "pending").group_by(OutboxRow.provider)
                 counts = dict(session.execute(stmt).tuples().all())
         except SQLAlchemyError:
-            log.warning("outbox_pending: database unavailable")
+            log.warning("metrics: database unavailable")
             return []
         return [(p, counts.get(p, 0)) for p in self.config.providers.enabled()]
 

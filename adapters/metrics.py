@@ -9,15 +9,17 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 
-class _PendingCollector(Collector):
-    """``optout_outbox_pending{provider}``, read from the store at scrape time."""
+class _ProviderGauge(Collector):
+    """A gauge per provider, read from the store at scrape time."""
 
-    def __init__(self, pending: Callable[[], Iterable[tuple[str, int]]]) -> None:
-        self._pending = pending
+    def __init__(self, name: str, documentation: str, read: Callable[[], Iterable[tuple[str, int]]]) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._read = read
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
-        family = GaugeMetricFamily("optout_outbox_pending", "Outbox rows not yet pushed, per provider", labels=["provider"])
-        for provider, count in self._pending():
+        family = GaugeMetricFamily(self._name, self._documentation, labels=["provider"])
+        for provider, count in self._read():
             family.add_metric([provider], count)
         yield family
 
@@ -37,8 +39,10 @@ class Metrics:
             registry=r,
         )
 
-    def watch_outbox(self, pending: Callable[[], Iterable[tuple[str, int]]]) -> None:
-        self.registry.register(_PendingCollector(pending))
+    def watch_backlog(self, outbox: Callable[[], Iterable[tuple[str, int]]], lookups: Callable[[], Iterable[tuple[str, int]]]) -> None:
+        """``optout_outbox_pending{provider}`` and ``optout_lookups_pending{provider}``."""
+        self.registry.register(_ProviderGauge("optout_outbox_pending", "Outbox rows not yet pushed, per provider", outbox))
+        self.registry.register(_ProviderGauge("optout_lookups_pending", "Provider events waiting for their contact's address, per provider", lookups))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

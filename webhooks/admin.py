@@ -135,6 +135,7 @@ def home() -> Response:
             "latencies": dashboard.push_latencies(s, since=now - timedelta(days=30)),
             "outbox": outbox_summary(s),
             "dead": dead_rows(s, limit=50),
+            "lookups": dashboard.lookup_backlog(s),
             "review": review.review_items(s, limit=50),
             "recent": dashboard.recent_events(s),
         }

@@ -16,7 +16,7 @@ from sqlalchemy import ColumnElement, Date, cast, distinct, func, select
 from sqlalchemy.orm import Session
 
 from adapters.events import TOPIC_PREFIX, Kind, Source
-from adapters.models import Event, OutboxRow, Recipient
+from adapters.models import Event, OutboxRow, PendingLookup, Recipient
 
 OPT_OUT_KINDS = (Kind.UNSUBSCRIBE.value, Kind.COMPLAINT.value, Kind.BOUNCE.value)
 SOURCE_COLOURS = {
@@ -146,3 +146,19 @@ def _percentile(ordered: Sequence[float], q: float) -> float:
 
 def recent_events(session: Session, *, limit: int = 20) -> Sequence[Event]:
     return session.scalars(select(Event).order_by(Event.received_at.desc(), Event.id.desc()).limit(limit)).all()
+
+
+@dataclasses.dataclass(frozen=True)
+class LookupBacklog:
+    """Provider opt-outs stored but not yet applied because the provider named a contact id,
+    not an address (HubSpot), and the worker has not read the address yet."""
+
+    waiting: int
+    oldest: datetime | None
+    failing: Sequence[PendingLookup]  # tried and not resolved yet, most attempts first
+
+
+def lookup_backlog(session: Session, *, limit: int = 50) -> LookupBacklog:
+    waiting, oldest = session.execute(select(func.count(), func.min(PendingLookup.created_at))).one()
+    stmt = select(PendingLookup).where(PendingLookup.attempts > 0).order_by(PendingLookup.attempts.desc(), PendingLookup.id).limit(limit)
+    return LookupBacklog(waiting, oldest, session.scalars(stmt).all())

@@ -184,3 +184,23 @@ def test_changing_the_admin_token_ends_sessions(admin_hub: Hub, app_url: str, ma
     cookie = browser.cookies.get("optout_admin")
     r = requests.get(f"{url}/admin", cookies={"optout_admin": cookie}, allow_redirects=False, timeout=10)
     assert r.status_code == 303
+
+
+def test_opt_outs_waiting_for_a_hubspot_contact_address_are_shown(make_config: Callable[..., Config], make_hub: Callable[[Config], Hub], serve_app: Callable[[Any], LiveServer]) -> None:
+    from adapters import hubspot
+    from tests.adapters.test_hubspot import SECRET, TOKEN, queue
+
+    providers = {"hubspot": {"enabled": True, "base_url": "http://127.0.0.1:9"}}  # the discard port: HubSpot unreachable
+    hub = make_hub(make_config({**ADMIN_CONFIG, "providers": providers}, env={"HUBSPOT_ACCESS_TOKEN": TOKEN, "HUBSPOT_CLIENT_SECRET": SECRET}))
+    url = serve_app(create_app(hub=hub)).url
+    browser, _ = login(url)
+    assert "No opt-out waits for a contact's address." in browser.get(f"{url}/admin", timeout=10).text
+
+    queue(hub, ["501", "502"])
+    assert hubspot.resolve_pending_lookups(hub, requests.Session()) == 0
+    page = browser.get(f"{url}/admin", timeout=10).text
+    assert "2 provider opt-outs wait for the worker to read their contact's address; oldest received 2026-11-24" in page
+    assert page.count('id="lookup-') == 2
+    assert "<td>hubspot</td><td>501</td><td class=\"num\">1</td>" in page and "ConnectionError" in page
+    assert TOKEN not in page and SECRET not in page
+    assert 'optout_lookups_pending{provider="hubspot"} 2.0' in requests.get(f"{url}/metrics", timeout=10).text
