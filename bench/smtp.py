@@ -1,10 +1,10 @@
 """SMTP intake benchmark: the hub against a bare aiosmtpd sink, in the same run.
 
-    python bench/smtp.py [--connections 20] [--messages 2000] [--database-url URL]
+    python bench/smtp.py [--connections 20] [--messages 6000] [--rounds 6]
 
 Starts two servers as separate processes on free loopback ports:
 
-- the **hub**: ``optout-hub smtp`` itself, on a fresh SQLite file (or ``--database-url``),
+- the **hub**: ``optout-hub smtp`` itself, on a fresh SQLite file,
   which commits every message durably before answering ``250`` and classifies it afterwards;
 - a **bare sink**: aiosmtpd with a handler that answers ``250`` and stores nothing.
 
@@ -193,7 +193,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sink", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--connections", type=int, default=20, help="concurrent connections (default 20)")
-    parser.add_argument("--messages", type=int, default=3000, help="messages per scenario and server (default 3000)")
+    # 6,000 in 6 rounds: 1,000 a round keeps all 20 connections busy at 50 messages each
+    parser.add_argument("--messages", type=int, default=6000, help="messages per scenario and server (default 6000)")
     parser.add_argument("--rounds", type=int, default=6, help="alternating sink/hub rounds per scenario; medians are shown (default 6)")
     args = parser.parse_args()
     if args.sink:
