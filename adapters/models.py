@@ -41,6 +41,7 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
+REASON_KEY_CHARS = 200  # event_counts groups reasons by their first 200 characters
 BigId = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements only INTEGER
 
 
@@ -205,3 +206,20 @@ class ConfirmationSend(Base):
 
     def __repr__(self) -> str:
         return f"<ConfirmationSend {self.id} {self.day}>"
+
+
+class EventCount(Base):
+    """Stored events per UTC day of receipt, source, kind and reason.
+
+    Kept in step by :func:`adapters.store.record_events` (in the transaction that stores the
+    events), so the admin dashboard sums a few rows per day instead of scanning every event.
+    """
+
+    __tablename__ = "event_counts"
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # UTC date, YYYY-MM-DD
+    source: Mapped[str] = mapped_column(String(16), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(REASON_KEY_CHARS), primary_key=True)  # "" for none
+    n: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = {"sqlite_with_rowid": False}

@@ -19,7 +19,7 @@ import itertools
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
 from sqlalchemy import select
@@ -31,7 +31,7 @@ from .bulk import driver_rows, execute_many, insert_new, parse_time, values_tabl
 from .config import Config
 from .errors import AddressError, PayloadError
 from .events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, topic_scope
-from .models import Event, Evidence, OutboxRow, Suppression
+from .models import REASON_KEY_CHARS, Event, EventCount, Evidence, OutboxRow, Suppression
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +127,7 @@ def record_events(
         return RecordResult(0, (), 0, 0)
     stored.sort(key=lambda r: (r.occurred_at, r.id))
     changed, pushes = _apply(session, stored, policy, now)
+    _count(session, stored)
     counts = Counter((r.source, r.kind) for r in stored)
     return RecordResult(len(stored), tuple(r.id for r in stored), changed, pushes, tuple((s, k, n) for (s, k), n in counts.items()))
 
@@ -191,6 +192,25 @@ def _apply(session: Session, stored: Sequence[_Stored], policy: StorePolicy, now
     execute_many(session, table, _SUPPRESSION_COLUMNS, list(dirty.values()), upsert_on=("email_key", "scope"))
     execute_many(session, OutboxRow.__table__, _OUTBOX_COLUMNS, outbox)
     return transitions, len(outbox)
+
+
+def _count(session: Session, stored: Sequence[_Stored]) -> None:
+    """Add new events to ``event_counts`` (:class:`~adapters.models.EventCount`).
+
+    Last in the transaction, keys in sorted order: concurrent PostgreSQL transactions that
+    touch the same day's counters wait for each other only until the first commits, and
+    always lock them in the same order (no deadlock).
+    """
+    days: dict[datetime, str] = {}
+    counts: Counter[tuple[str, str, str, str]] = Counter()
+    for r in stored:
+        day = days.get(r.received_at)
+        if day is None:
+            day = days[r.received_at] = r.received_at.astimezone(timezone.utc).date().isoformat()
+        counts[(day, r.source, r.kind, (r.reason or "")[:REASON_KEY_CHARS])] += 1
+    stmt = _insert(session, EventCount)
+    stmt = stmt.on_conflict_do_update(index_elements=["day", "source", "kind", "reason"], set_={"n": EventCount.__table__.c.n + stmt.excluded.n})
+    session.execute(stmt, [{"day": d, "source": s, "kind": k, "reason": why, "n": n} for (d, s, k, why), n in sorted(counts.items())])
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:

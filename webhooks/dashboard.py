@@ -9,14 +9,13 @@ from __future__ import annotations
 import dataclasses
 import statistics
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta, timezone
-from typing import Any
+from datetime import date, datetime, timedelta
 
-from sqlalchemy import ColumnElement, Date, cast, distinct, func, select
+from sqlalchemy import distinct, func, select
 from sqlalchemy.orm import Session
 
 from adapters.events import TOPIC_PREFIX, Kind, Source
-from adapters.models import Event, OutboxRow, PendingLookup, Recipient
+from adapters.models import Event, EventCount, OutboxRow, PendingLookup, Recipient
 
 OPT_OUT_KINDS = (Kind.UNSUBSCRIBE.value, Kind.COMPLAINT.value, Kind.BOUNCE.value)
 SOURCE_COLOURS = {
@@ -26,21 +25,16 @@ SOURCE_COLOURS = {
 
 
 def counts_by(session: Session, column: str, *, opt_outs_only: bool = True, limit: int = 20) -> list[tuple[str, int]]:
-    """Event counts grouped by ``source``, ``kind`` or ``reason``, largest first."""
-    col = getattr(Event, column)
-    stmt = select(col, func.count()).group_by(col).order_by(func.count().desc(), col).limit(limit)
+    """Event counts grouped by ``source``, ``kind`` or ``reason``, largest first (from the
+    per-day counters, not the events)."""
+    col = getattr(EventCount, column)
+    total = func.sum(EventCount.n)
+    stmt = select(col, total).group_by(col).order_by(total.desc(), col).limit(limit)
     if opt_outs_only:
-        stmt = stmt.where(Event.kind.in_(OPT_OUT_KINDS))
+        stmt = stmt.where(EventCount.kind.in_(OPT_OUT_KINDS))
     if column == "reason":
-        stmt = stmt.where(Event.reason.is_not(None))
-    return [(value, n) for value, n in session.execute(stmt)]
-
-
-def _day(session: Session) -> ColumnElement[Any]:
-    """The UTC date of an event, on either dialect."""
-    if session.get_bind().dialect.name == "postgresql":
-        return cast(func.timezone("UTC", Event.received_at), Date)
-    return func.date(Event.received_at)
+        stmt = stmt.where(EventCount.reason != "")
+    return [(value, int(n)) for value, n in session.execute(stmt)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,15 +61,14 @@ class Chart:
 def daily_chart(session: Session, *, today: date, days: int = 30, width: int = 720, height: int = 200) -> Chart:
     """Opt-outs per UTC day and source over ``days`` days up to ``today``, as stacked bars."""
     first = today - timedelta(days=days - 1)
-    day = _day(session)
     stmt = (
-        select(day, Event.source, func.count())
-        .where(Event.kind.in_(OPT_OUT_KINDS), Event.received_at >= datetime(first.year, first.month, first.day, tzinfo=timezone.utc))
-        .group_by(day, Event.source)
+        select(EventCount.day, EventCount.source, func.sum(EventCount.n))
+        .where(EventCount.kind.in_(OPT_OUT_KINDS), EventCount.day >= first.isoformat())
+        .group_by(EventCount.day, EventCount.source)
     )
     per_day: dict[str, dict[str, int]] = {}
     for d, source, n in session.execute(stmt):
-        per_day.setdefault(str(d), {})[source] = n
+        per_day.setdefault(d, {})[source] = int(n)
     peak = max((sum(v.values()) for v in per_day.values()), default=0)
     slot = width / days
     bars = []
@@ -145,7 +138,8 @@ def _percentile(ordered: Sequence[float], q: float) -> float:
 
 
 def recent_events(session: Session, *, limit: int = 20) -> Sequence[Event]:
-    return session.scalars(select(Event).order_by(Event.received_at.desc(), Event.id.desc()).limit(limit)).all()
+    """The events stored last (by the primary key: no scan of the events)."""
+    return session.scalars(select(Event).order_by(Event.id.desc()).limit(limit)).all()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections import Counter
 import threading
 from datetime import timedelta
 
@@ -187,3 +188,22 @@ def test_returned_event_ids_are_the_stored_rows(hub: Hub) -> None:
     with hub.sessions() as session:
         suppression_events = set(session.scalars(select(Suppression.event_id)))
     assert suppression_events == set(first.event_ids) | set(second.event_ids)
+
+
+def test_event_counts_follow_every_new_event_and_only_new_ones(hub: Hub, clock) -> None:  # noqa: ANN001
+    from adapters.models import EventCount
+    from tests.adapters.test_db import expected_counts
+
+    day1 = clock.now
+    day2 = day1 + timedelta(days=1)
+    batch = [
+        OptOutEvent(email=f"p{i}@example.com", kind=Kind.UNSUBSCRIBE if i % 3 else Kind.COMPLAINT, source=Source.SENDGRID, provider_event_id=f"sg{i}", received_at=day1 if i < 5 else day2, reason=None if i % 2 else "x" * 300)
+        for i in range(10)
+    ]
+    hub.record(batch)
+    hub.record(batch[:4])  # the provider retried: nothing new to count
+    hub.record([OptOutEvent(email="q@example.com", kind=Kind.UNSUBSCRIBE, source=Source.API, reason="phone call")])
+    with hub.sessions() as session:
+        counts = Counter({(c.day, c.source, c.kind, c.reason): c.n for c in session.scalars(select(EventCount))})
+        assert counts == expected_counts(session)
+    assert sum(counts.values()) == 11

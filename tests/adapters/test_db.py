@@ -1,0 +1,52 @@
+"""Schema migrations: they build exactly the models, and 0003 counts the events stored before it."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import insert, select
+
+from adapters import db
+from adapters.models import Base, Event, EventCount
+
+
+def test_migrations_build_exactly_the_models(database_url: str) -> None:
+    engine = db.make_engine(database_url)
+    try:
+        db.upgrade(engine)
+        with engine.connect() as conn:
+            assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+    finally:
+        engine.dispose()
+
+
+def test_event_counts_migration_counts_the_events_already_stored(database_url: str) -> None:
+    engine = db.make_engine(database_url)
+    try:
+        command.upgrade(db.alembic_config(engine), "0002_confirmation_sends")
+        late = datetime(2026, 11, 23, 23, 30, tzinfo=timezone(timedelta(hours=-5)))  # 04:30 UTC on the 24th
+        rows = [
+            {"email": "a@example.com", "email_key": "a@example.com", "kind": "unsubscribe", "scope": "global", "source": "smtp", "verification": "none", "occurred_at": late, "received_at": late, "reason": "r" * 300},
+            {"email": "b@example.com", "email_key": "b@example.com", "kind": "unsubscribe", "scope": "global", "source": "smtp", "verification": "none", "occurred_at": late, "received_at": late, "reason": "r" * 250},
+            {"email": "c@example.com", "email_key": "c@example.com", "kind": "complaint", "scope": "global", "source": "api", "verification": "none", "occurred_at": late, "received_at": late - timedelta(days=1), "reason": None},
+        ]
+        with engine.begin() as conn:
+            conn.execute(insert(Event), rows)
+        db.upgrade(engine)
+        with engine.connect() as conn:
+            counts = {(c.day, c.source, c.kind, c.reason): c.n for c in conn.execute(select(EventCount))}
+        assert counts == {("2026-11-24", "smtp", "unsubscribe", "r" * 200): 2, ("2026-11-23", "api", "complaint", ""): 1}
+    finally:
+        engine.dispose()
+
+
+def expected_counts(session) -> Counter[tuple[str, str, str, str]]:  # noqa: ANN001
+    """What ``event_counts`` must hold, computed from the events themselves."""
+    expected: Counter[tuple[str, str, str, str]] = Counter()
+    for e in session.scalars(select(Event)):
+        expected[(e.received_at.astimezone(timezone.utc).date().isoformat(), e.source, e.kind, (e.reason or "")[:200])] += 1
+    return expected
