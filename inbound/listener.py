@@ -38,7 +38,7 @@ from adapters.errors import OptOutHubError, StoreError
 from adapters.hub import Hub
 
 from .classify import DNSLookup
-from .processing import EvidenceWriter, Received, pending_ids, process_batch
+from .processing import EvidenceWriter, Received, pending_ids, process_batch, take_batch
 
 log = logging.getLogger(__name__)
 if logging.getLogger("mail.log").level == logging.NOTSET:  # aiosmtpd logs every SMTP command at INFO
@@ -226,19 +226,6 @@ class Classifier:
         self._stopping.set()
         self._thread.join(timeout=1)
 
-    def _take(self, first: int) -> tuple[list[int], bool]:
-        """``first`` and what else is queued, up to a batch; and whether the stop marker came."""
-        batch = [first]
-        while len(batch) < self.max_batch:
-            try:
-                nxt = self.queue.get_nowait()
-            except queue.Empty:
-                break
-            if nxt is None:
-                return batch, True
-            batch.append(nxt)
-        return batch, False
-
     def _run(self) -> None:
         while not self._stopping.is_set():
             first = self.queue.get()  # the first message of a burst wakes the thread...
@@ -249,7 +236,7 @@ class Classifier:
                 time.sleep(0.05)
             flood = self.busy()  # still arriving after the whole wait: drain the backlog now
             while True:
-                batch, last = self._take(first)
+                batch, last = take_batch(self.queue, first, self.max_batch)
                 if self.delay:
                     time.sleep(self.delay)
                 if not self._stopping.is_set():

@@ -19,7 +19,7 @@ import queue
 import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
@@ -82,6 +82,24 @@ class _Pending:
             raise StoreError(f"could not store the message: {self.error.__class__.__name__}") from self.error
         assert self.evidence_id is not None
         return self.evidence_id
+
+
+T = TypeVar("T")
+
+
+def take_batch(source: queue.SimpleQueue[T | None] | queue.Queue[T | None], first: T, limit: int) -> tuple[list[T], bool]:
+    """``first`` and what else is queued right now, up to ``limit`` items; and whether the
+    stop marker (``None``) was reached, which ends the batch."""
+    batch = [first]
+    while len(batch) < limit:
+        try:
+            nxt = source.get_nowait()
+        except queue.Empty:
+            break
+        if nxt is None:
+            return batch, True
+        batch.append(nxt)
+    return batch, False
 
 
 def _settle(items: list[_Pending]) -> None:
@@ -161,17 +179,7 @@ class EvidenceWriter:
                 first = self._queue.get()
                 if first is None:
                     return
-                batch = [first]
-                stop = False
-                while len(batch) < self.max_batch:
-                    try:
-                        nxt = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if nxt is None:
-                        stop = True
-                        break
-                    batch.append(nxt)
+                batch, stop = take_batch(self._queue, first, self.max_batch)
                 self._write(batch)
                 if stop:
                     return
