@@ -163,6 +163,10 @@ class WorkerConfig:
     backoff_base_seconds: float = 2.0
     backoff_max_seconds: float = 3600.0
 
+    def retry_delay(self, failures: int) -> float:
+        """Seconds to wait after ``failures`` failed attempts: doubling from the base, capped."""
+        return min(self.backoff_base_seconds * 2 ** max(failures - 1, 0), self.backoff_max_seconds)
+
 
 @dataclasses.dataclass(frozen=True)
 class ConfirmationsConfig:

@@ -3,24 +3,26 @@
 Off unless ``[confirmations] enabled``. Never sent for complaints (the person told their
 mailbox provider, not us), for auto-generated or null-sender requests (nobody to tell, and
 mail loops), for provider, API or import events, nor more than once per address per UTC day
-(a unique row per address and day, claimed before sending, so concurrent requests send once).
+(a unique row per address and day, claimed with the opt-out, so concurrent requests send
+once). The worker sends what is queued, retrying while the relay is down, for up to a day.
 The wording lives in the web pages' translation catalogues (``webhooks/translations``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import smtplib
 import ssl
-from datetime import datetime
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from functools import lru_cache
 from importlib.resources import files
 
 from babel.support import NullTranslations, Translations
-from sqlalchemy import delete
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from .config import Config, ConfirmationsConfig
@@ -33,6 +35,8 @@ from .store import _insert
 log = logging.getLogger(__name__)
 CONFIRMED_SOURCES = frozenset({Source.SMTP, Source.ONECLICK, Source.PREFERENCES})
 SMTP_TIMEOUT_SECONDS = 15
+GIVE_UP_AFTER = timedelta(days=1)  # a confirmation that late would only puzzle the person
+PENDING, SENT, DEAD = "pending", "sent", "dead"
 
 
 def should_confirm(event: OptOutEvent, *, auto_submitted: bool) -> bool:
@@ -45,21 +49,21 @@ def load_translations(lang: str) -> NullTranslations:
     return Translations.load(str(files("webhooks") / "translations"), [lang, "en"])
 
 
-def compose_confirmation(event: OptOutEvent, config: Config, *, link: str, now: datetime, translations: NullTranslations) -> EmailMessage:
-    """The confirmation message (pure: no database, no network)."""
+def compose_confirmation(email: str, scope: str, config: Config, *, link: str, now: datetime, translations: NullTranslations) -> EmailMessage:
+    """The confirmation of ``email``'s opt-out at ``scope`` (pure: no database, no network)."""
     _ = translations.gettext
-    topic = config.topic(scope_topic(event.scope) or "")
+    topic = config.topic(scope_topic(scope) or "")
     what = (topic.title or topic.name) if topic else _("all our emails")
     msg = EmailMessage()
     sender = config.confirmations.from_address
     msg["From"] = sender
-    msg["To"] = event.email
+    msg["To"] = email
     msg["Subject"] = _("You are unsubscribed")
     msg["Date"] = format_datetime(now)
     msg["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or None)
     msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: auto-responders must not answer
     body = [
-        _("%(address)s will no longer receive %(list)s.") % {"address": event.email, "list": what},
+        _("%(address)s will no longer receive %(list)s.") % {"address": email, "list": what},
         "",
         _("If this was a mistake, you can subscribe again here:"),
         link,
@@ -70,54 +74,117 @@ def compose_confirmation(event: OptOutEvent, config: Config, *, link: str, now: 
     return msg
 
 
-def claim_daily_slot(session: Session, email_key: str, *, now: datetime) -> bool:
-    """Take today's slot for ``email_key``; ``False`` if a confirmation went out today already."""
+def queue_confirmation(session: Session, config: Config, event: OptOutEvent, *, auto_submitted: bool, now: datetime, lang: str = "en") -> bool:
+    """Claim today's confirmation for ``event``'s address, in the caller's transaction.
+
+    Call it in the transaction that records the event: the mail is then as durable as the
+    opt-out (a crash after the commit, or a relay that is down, delays it, never loses it),
+    and the worker sends it (:func:`send_due_confirmations`). ``auto_submitted`` is true for
+    requests no person sent: an ``Auto-Submitted`` header other than ``no``, a ``Precedence:
+    bulk/junk/list`` header, or a null envelope sender. Returns whether one was queued.
+    """
+    if not config.confirmations.enabled or not should_confirm(event, auto_submitted=auto_submitted):
+        return False
+    row = {
+        "email_key": event.email.lower(), "day": now.date().isoformat(), "email": event.email, "scope": event.scope, "campaign": event.campaign,
+        "lang": lang, "state": PENDING, "attempts": 0, "queued_at": now, "next_attempt_at": now,
+    }
     stmt = _insert(session, ConfirmationSend).on_conflict_do_nothing(index_elements=["email_key", "day"]).returning(ConfirmationSend.id)
-    return session.execute(stmt.values(email_key=email_key, day=now.date().isoformat(), sent_at=now)).first() is not None
+    return session.execute(stmt.values(**row)).first() is not None
 
 
-def deliver(settings: ConfirmationsConfig, msg: EmailMessage) -> None:
-    """Hand ``msg`` to the configured relay."""
+def send_due_confirmations(hub: Hub, *, limit: int = 100) -> int:
+    """Send the due confirmations over one relay connection; the number sent.
+
+    Claims due rows under the worker's lease (``SKIP LOCKED`` on PostgreSQL), issues each its
+    resubscribe token, sends, and settles every row in one transaction: ``sent``; or, when the
+    relay is down or answers 4xx, another attempt after the worker's back-off; or ``dead`` when
+    the relay refuses the recipient for good (5xx) or the mail is a day late (it would only
+    confuse). Errors are kept in ``last_error``, never raised.
+    """
+    settings = hub.config.confirmations
+    if not settings.enabled:
+        return 0
+    now = hub.clock()
+    rows = _claim_due(hub, now, limit)
+    if not rows:
+        return 0
+    messages = _compose_all(hub, rows, now)
+    sent: set[int] = set()
+    failures: dict[int, tuple[str, bool]] = {}  # row id -> (error, permanent)
+    try:
+        with _relay(settings) as smtp:
+            for row in rows:
+                try:
+                    smtp.send_message(messages[row.id])
+                except smtplib.SMTPRecipientsRefused as exc:
+                    code, answer = next(iter(exc.recipients.values()))
+                    failures[row.id] = (f"relay refused the recipient: {code} {_text(answer)}", code >= 500)
+                except smtplib.SMTPResponseException as exc:  # this message only; the session goes on
+                    failures[row.id] = (f"relay refused the message: {exc.smtp_code} {_text(exc.smtp_error)}", exc.smtp_code >= 500)
+                else:
+                    sent.add(row.id)
+    except (OSError, smtplib.SMTPException) as exc:
+        error = f"relay {settings.smtp_host}:{settings.smtp_port} refused or unreachable ({exc.__class__.__name__})"
+        log.warning("confirmation: %s; %d will be tried again", error, len(rows) - len(sent) - len(failures))
+        for row in rows:
+            if row.id not in sent:
+                failures.setdefault(row.id, (error, False))
+    _settle(hub, rows, failures, now)
+    log.info("confirmations: %d sent, %d waiting or dead", len(sent), len(failures))
+    return len(sent)
+
+
+def _text(answer: bytes | str) -> str:
+    return answer.decode("utf-8", "replace") if isinstance(answer, bytes) else answer
+
+
+def _claim_due(hub: Hub, now: datetime, limit: int) -> list[ConfirmationSend]:
+    lease = timedelta(seconds=hub.config.worker.lease_seconds)
+    with hub.sessions.begin() as session:
+        stmt = select(ConfirmationSend).where(ConfirmationSend.state == PENDING, ConfirmationSend.next_attempt_at <= now).order_by(ConfirmationSend.next_attempt_at, ConfirmationSend.id).limit(limit)
+        if session.get_bind().dialect.name == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        rows = list(session.scalars(stmt))
+        for row in rows:
+            row.next_attempt_at = now + lease  # another worker leaves it alone meanwhile
+    return rows
+
+
+def _compose_all(hub: Hub, rows: Sequence[ConfirmationSend], now: datetime) -> dict[int, EmailMessage]:
+    """Each row's message, with a freshly issued resubscribe link (one transaction)."""
+    with hub.sessions.begin() as session:
+        requests = [RecipientRequest(row.email, topic if hub.config.topic(topic or "") else None, row.campaign) for row in rows for topic in [scope_topic(row.scope)]]
+        tokens = [issued.token for issued in issue_tokens(session, hub.signer, hub.config, requests, now=now)]
+    base = hub.config.http.public_url.rstrip("/")
+    return {
+        row.id: compose_confirmation(row.email, row.scope, hub.config, link=f"{base}/preferences/{token}?lang={row.lang}", now=now, translations=load_translations(row.lang))
+        for row, token in zip(rows, tokens)
+    }
+
+
+@contextlib.contextmanager
+def _relay(settings: ConfirmationsConfig) -> Iterator[smtplib.SMTP]:
+    """A session with the configured relay, logged in when credentials are configured."""
     with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=SMTP_TIMEOUT_SECONDS) as smtp:
         if settings.starttls:
             smtp.starttls(context=ssl.create_default_context())
         if settings.username is not None and settings.password is not None:
             smtp.login(settings.username.reveal(), settings.password.reveal())
-        smtp.send_message(msg)
+        yield smtp
 
 
-def send_confirmation(hub: Hub, event: OptOutEvent, *, auto_submitted: bool, lang: str = "en") -> bool:
-    """Mail a confirmation of ``event`` if allowed; call after the event is committed.
-
-    ``auto_submitted`` is true for requests that no person sent: an ``Auto-Submitted`` header
-    other than ``no``, a ``Precedence: bulk/junk/list`` header, or a null envelope sender
-    (``MAIL FROM:<>``). Returns whether a mail went out; failures are logged, never raised,
-    and free the day's slot so a later opt-out can try again.
-    """
-    settings = hub.config.confirmations
-    if not settings.enabled or not should_confirm(event, auto_submitted=auto_submitted):
-        return False
-    now = hub.clock()
-    key = event.email.lower()
-    try:
-        with hub.sessions.begin() as session:
-            if not claim_daily_slot(session, key, now=now):
-                log.info("confirmation: already sent today, skipped")
-                return False
-            topic = scope_topic(event.scope)
-            request = RecipientRequest(event.email, topic if hub.config.topic(topic or "") else None, event.campaign)
-            token = issue_tokens(session, hub.signer, hub.config, [request], now=now)[0].token
-    except SQLAlchemyError as exc:
-        log.warning("confirmation: store unavailable (%s), not sent", exc.__class__.__name__)
-        return False
-    link = f"{hub.config.http.public_url.rstrip('/')}/preferences/{token}?lang={lang}"
-    msg = compose_confirmation(event, hub.config, link=link, now=now, translations=load_translations(lang))
-    try:
-        deliver(settings, msg)
-    except (OSError, smtplib.SMTPException) as exc:
-        log.warning("confirmation: relay %s:%d refused or unreachable (%s)", settings.smtp_host, settings.smtp_port, exc.__class__.__name__)
-        with hub.sessions.begin() as session:
-            session.execute(delete(ConfirmationSend).where(ConfirmationSend.email_key == key, ConfirmationSend.day == now.date().isoformat()))
-        return False
-    log.info("confirmation: sent for a %s opt-out", event.source.value)
-    return True
+def _settle(hub: Hub, rows: Sequence[ConfirmationSend], failures: dict[int, tuple[str, bool]], now: datetime) -> None:
+    updates = []
+    for row in rows:
+        attempts = row.attempts + 1
+        if row.id not in failures:
+            updates.append({"id": row.id, "state": SENT, "attempts": attempts, "sent_at": now, "last_error": None})
+            continue
+        error, permanent = failures[row.id]
+        late = now - row.queued_at >= GIVE_UP_AFTER
+        if permanent or late:
+            log.warning("confirmation %d: given up (%s)", row.id, "refused for good" if permanent else "a day late")
+        updates.append({"id": row.id, "state": DEAD if permanent or late else PENDING, "attempts": attempts, "next_attempt_at": now + timedelta(seconds=hub.config.worker.retry_delay(attempts)), "last_error": error[:1000]})
+    with hub.sessions.begin() as session:
+        session.execute(update(ConfirmationSend), updates)  # ORM bulk UPDATE by primary key

@@ -242,9 +242,7 @@ def _resolved_event(row: PendingLookup, email: str) -> OptOutEvent:
 
 
 def _backoff(hub: "Hub", attempts: int, retry_after: float | None) -> timedelta:
-    worker = hub.config.worker
-    delay = min(worker.backoff_base_seconds * 2**attempts, worker.backoff_max_seconds)
-    return timedelta(seconds=max(delay, retry_after or 0))
+    return timedelta(seconds=max(hub.config.worker.retry_delay(attempts + 1), retry_after or 0))
 
 
 

@@ -196,16 +196,28 @@ class InstanceSetting(Base):
 
 
 class ConfirmationSend(Base):
+    """One confirmation mail: at most one per address and UTC day, claimed in the transaction
+    that records the opt-out, then sent by the worker (``pending`` → ``sent``, or ``dead``)."""
+
     __tablename__ = "confirmation_sends"
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     email_key: Mapped[str] = mapped_column(String(254))
     day: Mapped[str] = mapped_column(String(10))  # UTC date, YYYY-MM-DD
-    sent_at: Mapped[datetime]
+    email: Mapped[str] = mapped_column(String(254))
+    scope: Mapped[str] = mapped_column(String(100))
+    campaign: Mapped[str | None] = mapped_column(String(200))
+    lang: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int]
+    queued_at: Mapped[datetime]
+    next_attempt_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
 
-    __table_args__ = (UniqueConstraint("email_key", "day"),)
+    __table_args__ = (UniqueConstraint("email_key", "day"), Index("ix_confirmation_sends_state_next_attempt_at", "state", "next_attempt_at"))
 
     def __repr__(self) -> str:
-        return f"<ConfirmationSend {self.id} {self.day}>"
+        return f"<ConfirmationSend {self.id} {self.day} {self.state}>"
 
 
 class EventCount(Base):

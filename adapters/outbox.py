@@ -26,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from . import hubspot
+from .confirmations import send_due_confirmations
 from .base import Outcome, PushClient, PushResult, email_key, result_for_error
 from .errors import ProviderAPIError
 from .hub import Hub
@@ -135,7 +136,7 @@ class Worker:
         while not stop.is_set():
             try:
                 if not busy:
-                    self.resolve_lookups()
+                    self.upkeep()
                     if not self.has_due():
                         stop.wait(cfg.poll_interval_seconds)
                         continue
@@ -151,7 +152,7 @@ class Worker:
     def drain(self) -> dict[str, Tally]:
         """Push everything due now, round after round, then return (``optout-hub sync``).
         It ends when nothing is due, or when a round only put rows back for a retry."""
-        self.resolve_lookups()
+        self.upkeep()
         totals = {slug: Tally() for slug in self.clients}
         while tallies := self.push_due():
             for slug, tally in tallies.items():
@@ -160,10 +161,12 @@ class Worker:
                 break
         return totals
 
-    def resolve_lookups(self) -> None:
-        """Turn HubSpot contact ids from its webhooks into recorded events (and so into pushes)."""
+    def upkeep(self) -> None:
+        """The worker's other queues: HubSpot contact ids from its webhooks become recorded
+        events (and so pushes), and queued confirmation mail goes to the relay."""
         if self.hub.config.providers.hubspot.enabled:
             hubspot.resolve_pending_lookups(self.hub, self.http)
+        send_due_confirmations(self.hub)
 
     def has_due(self) -> bool:
         now = self.hub.clock()
@@ -286,9 +289,7 @@ class Worker:
     def backoff(self, attempts: int, retry_after: float | None) -> float:
         """Seconds before the next attempt: exponential from the base, capped, jittered
         (half to full), and never sooner than the provider's ``Retry-After``."""
-        cfg = self.hub.config.worker
-        delay = min(cfg.backoff_base_seconds * 2 ** max(attempts - 1, 0), cfg.backoff_max_seconds)
-        delay *= 0.5 + self.rng() / 2
+        delay = self.hub.config.worker.retry_delay(attempts) * (0.5 + self.rng() / 2)
         return max(delay, retry_after or 0.0)
 
 

@@ -28,7 +28,7 @@ from sqlalchemy.pool import PoolProxiedConnection
 
 from adapters.addresses import normalize_address
 from adapters.bulk import driver_rows
-from adapters.confirmations import send_confirmation
+from adapters.confirmations import queue_confirmation
 from adapters.errors import OptOutHubError, StoreError, TokenError
 from adapters.events import Kind, OptOutEvent, Source
 from adapters.hub import Hub
@@ -363,6 +363,9 @@ def process_batch(hub: Hub, evidence_ids: Sequence[int], *, dkim_dns: DNSLookup 
             by_id = {row.id: row for row in rows}
             events = [event for evidence_id in current for event in events_for(hub, verdicts[evidence_id], by_id[evidence_id])]
             result: RecordResult = record_events(session, events, hub.policy, now=now)
+            if result.new:  # at most one a day per address; the worker mails them
+                for event in events:
+                    queue_confirmation(session, hub.config, event, auto_submitted=verdicts[event.evidence_id].automatic, now=now)
             for evidence_id, row in current.items():
                 verdict = verdicts[evidence_id]
                 row.state = REVIEW if verdict.category is Category.REVIEW else DONE
@@ -371,9 +374,6 @@ def process_batch(hub: Hub, evidence_ids: Sequence[int], *, dkim_dns: DNSLookup 
     except SQLAlchemyError as exc:
         raise StoreError(f"could not classify evidence {list(evidence_ids)[:5]}: {exc.__class__.__name__}") from exc
     hub.count_events(result)
-    if result.new and hub.config.confirmations.enabled:
-        for event in events:  # after the commit, off the 250 path; at most one a day per address
-            send_confirmation(hub, event, auto_submitted=verdicts[event.evidence_id].automatic)
     done = {evidence_id: verdicts[evidence_id] for evidence_id in current}
     for evidence_id, verdict in done.items():
         hub.metrics.smtp_messages.labels(verdict.category.value).inc()

@@ -1,16 +1,16 @@
-"""Recording what a recipient asked for on a page: the request as evidence and its events,
-in one transaction, then the metrics, and the confirmation mail once the answer is sent."""
+"""Recording what a recipient asked for on a page: the request as evidence, its events and
+the confirmation mail to send, in one transaction; then the metrics."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
 
-from flask import Response, after_this_request, request
+from flask import request
 from sqlalchemy.orm import Session
 
 from adapters import store
-from adapters.confirmations import send_confirmation
+from adapters.confirmations import queue_confirmation
 from adapters.events import Kind, OptOutEvent, Source
 from adapters.hub import Hub
 from adapters.models import Evidence, Recipient
@@ -50,18 +50,9 @@ def record_token_request(hub: Hub, token: str, source: Source, build: Callable[[
         session.flush()
         events = [e.replace(evidence_id=evidence.id, received_at=now, occurred_at=e.occurred_at or now) for e in events]
         result = store.record_events(session, events, hub.policy, now=now)
+        opt_out = next((e for e in events if e.kind is Kind.UNSUBSCRIBE), None)
+        if opt_out is not None:  # the worker mails it; queued with the opt-out, so never lost
+            queue_confirmation(session, hub.config, opt_out, auto_submitted=False, now=now, lang=current_language())
     hub.count_events(result)
     log.info("%s: recipient %d, %d event(s) stored, %d change(s)", source.value, recipient.id, result.new, result.changed)
-    opt_out = next((e for e in events if e.kind is Kind.UNSUBSCRIBE), None)
-    if opt_out is not None:
-        confirm_after_response(hub, opt_out, current_language())
     return recipient, events, result
-
-
-def confirm_after_response(hub: Hub, event: OptOutEvent, lang: str) -> None:
-    """Mail the confirmation once the answer has gone out, so a slow relay never delays it."""
-
-    @after_this_request
-    def _schedule(response: Response) -> Response:
-        response.call_on_close(lambda: send_confirmation(hub, event, auto_submitted=False, lang=lang))
-        return response

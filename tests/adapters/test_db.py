@@ -1,4 +1,4 @@
-"""Schema migrations: they build exactly the models, and 0003 counts the events stored before it."""
+"""Schema migrations: they build exactly the models, and carry the rows stored before them."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from datetime import datetime, timedelta, timezone
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, text
+from sqlalchemy.orm import Session
 
 from adapters import db
-from adapters.models import Base, Event, EventCount
+from adapters.models import Base, ConfirmationSend, Event, EventCount
 
 
 def test_migrations_build_exactly_the_models(database_url: str) -> None:
@@ -40,6 +41,22 @@ def test_event_counts_migration_counts_the_events_already_stored(database_url: s
         with engine.connect() as conn:
             counts = {(c.day, c.source, c.kind, c.reason): c.n for c in conn.execute(select(EventCount))}
         assert counts == {("2026-11-24", "smtp", "unsubscribe", "r" * 200): 2, ("2026-11-23", "api", "complaint", ""): 1}
+    finally:
+        engine.dispose()
+
+
+def test_confirmation_queue_migration_keeps_sent_mail_as_sent(database_url: str) -> None:
+    engine = db.make_engine(database_url)
+    try:
+        command.upgrade(db.alembic_config(engine), "0003_event_counts")
+        sent_at = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO confirmation_sends (email_key, day, sent_at) VALUES ('max@example.com', '2026-11-23', :at)"), {"at": sent_at if engine.dialect.name == "postgresql" else "2026-11-23 09:00:00.000000"})
+        db.upgrade(engine)
+        with Session(engine) as session:
+            [row] = session.scalars(select(ConfirmationSend)).all()
+        assert (row.state, row.email, row.scope, row.lang, row.attempts) == ("sent", "max@example.com", "global", "en", 1)
+        assert row.queued_at == row.next_attempt_at == row.sent_at == sent_at
     finally:
         engine.dispose()
 

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from adapters.confirmations import send_due_confirmations
 from adapters.config import Config
 from adapters.errors import OptOutHubError, StoreError
 from adapters.events import utcnow
@@ -347,6 +348,8 @@ def test_a_stop_reply_gets_one_confirmation_a_client_request_none(start_smtp: Ca
     hub = make_hub(make_config({"smtp": {"port": 0}, "confirmations": {"enabled": True, "smtp_port": port}}))
     component = start_smtp(hub=hub)
     wait_classified(hub, send(component, message("STOP", subject="Re: news")))
+    assert handler.messages == []  # queued with the opt-out; the worker mails it
+    assert send_due_confirmations(hub) == 1
     (mail,) = delivered(handler, 1)
     assert mail["To"] == "jane@example.org" and mail["Auto-Submitted"] == "auto-generated"
     assert "/preferences/" in mail.get_content()
@@ -356,6 +359,7 @@ def test_a_stop_reply_gets_one_confirmation_a_client_request_none(start_smtp: Ca
     apple = corpus_message("unsubscribe_mailto/sisimai_arf-26_apple_mail.eml")
     row = wait_classified(hub, send(component, apple, mail_from="example@icloud.com"))
     assert row.result["classification"] == "unsubscribe" and row.result["automatic"] is True
+    assert send_due_confirmations(hub) == 0
     assert len(delivered(handler, 1)) == 1
 
 
