@@ -22,7 +22,7 @@ from functools import lru_cache
 from importlib.resources import files
 
 from babel.support import NullTranslations, Translations
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from .config import Config, ConfirmationsConfig
@@ -106,7 +106,7 @@ def send_due_confirmations(hub: Hub, *, limit: int = 100) -> int:
     if not settings.enabled:
         return 0
     now = hub.clock()
-    rows = _claim_due(hub, now, limit)
+    rows = hub.claim_due(ConfirmationSend, ConfirmationSend.state == PENDING, now=now, limit=limit)
     if not rows:
         return 0
     messages = _compose_all(hub, rows, now)
@@ -137,18 +137,6 @@ def send_due_confirmations(hub: Hub, *, limit: int = 100) -> int:
 
 def _text(answer: bytes | str) -> str:
     return answer.decode("utf-8", "replace") if isinstance(answer, bytes) else answer
-
-
-def _claim_due(hub: Hub, now: datetime, limit: int) -> list[ConfirmationSend]:
-    lease = timedelta(seconds=hub.config.worker.lease_seconds)
-    with hub.sessions.begin() as session:
-        stmt = select(ConfirmationSend).where(ConfirmationSend.state == PENDING, ConfirmationSend.next_attempt_at <= now).order_by(ConfirmationSend.next_attempt_at, ConfirmationSend.id).limit(limit)
-        if session.get_bind().dialect.name == "postgresql":
-            stmt = stmt.with_for_update(skip_locked=True)
-        rows = list(session.scalars(stmt))
-        for row in rows:
-            row.next_attempt_at = now + lease  # another worker leaves it alone meanwhile
-    return rows
 
 
 def _compose_all(hub: Hub, rows: Sequence[ConfirmationSend], now: datetime) -> dict[int, EmailMessage]:

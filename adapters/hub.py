@@ -9,9 +9,10 @@ import dataclasses
 import logging
 import secrets
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import TypeVar
 
-from sqlalchemy import Engine, Select, func, select
+from sqlalchemy import ColumnElement, Engine, Select, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -26,6 +27,7 @@ from .tokens import TokenSigner
 
 log = logging.getLogger(__name__)
 GENERATED_SECRET = "token_secret"
+Q = TypeVar("Q")
 
 
 @dataclasses.dataclass
@@ -73,6 +75,21 @@ class Hub:
         """Count stored events; call after the transaction that stored them has committed."""
         for source, kind, n in result.counts:
             self.metrics.events.labels(source, kind).inc(n)
+
+    def claim_due(self, model: type[Q], *conditions: ColumnElement[bool], now: datetime, limit: int) -> list[Q]:
+        """Up to ``limit`` rows of a retry queue (``next_attempt_at``) due ``now``, oldest first,
+        claimed for the worker's lease: their next attempt moves past it, so a worker that
+        dies only delays them, and on PostgreSQL rows another worker holds are skipped."""
+        lease = timedelta(seconds=self.config.worker.lease_seconds)
+        with self.sessions.begin() as session:
+            due = model.next_attempt_at  # type: ignore[attr-defined]
+            stmt = select(model).where(due <= now, *conditions).order_by(due, model.id).limit(limit)  # type: ignore[attr-defined]
+            if session.get_bind().dialect.name == "postgresql":
+                stmt = stmt.with_for_update(skip_locked=True)
+            rows = list(session.scalars(stmt))
+            for row in rows:
+                row.next_attempt_at = now + lease  # type: ignore[attr-defined]
+        return rows
 
     def outbox_pending(self) -> list[tuple[str, int]]:
         """Outbox rows not yet pushed, per enabled provider (for the metrics)."""

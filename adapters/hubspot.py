@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import requests
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, update
 from sqlalchemy.orm import Session
 
 from . import payloads
@@ -169,7 +169,7 @@ def resolve_pending_lookups(hub: "Hub", http: requests.Session, *, limit: int = 
     backed-off ``next_attempt_at``; none is dropped. Returns the number of rows resolved.
     """
     now = hub.clock()
-    rows = _claim_due(hub, now, limit)
+    rows = hub.claim_due(PendingLookup, PendingLookup.provider == PROVIDER, now=now, limit=limit)
     if not rows:
         return 0
     api = make_client(hub.config, http, now=hub.clock).api
@@ -210,18 +210,6 @@ def resolve_pending_lookups(hub: "Hub", http: requests.Session, *, limit: int = 
     hub.count_events(result)
     log.info("hubspot lookups: resolved=%d stored=%d waiting=%d%s", len(resolved), result.new, len(waiting), f" error={failure}" if failure else "")
     return len(resolved)
-
-
-def _claim_due(hub: "Hub", now: datetime, limit: int) -> list[PendingLookup]:
-    lease = timedelta(seconds=hub.config.worker.lease_seconds)
-    with hub.sessions.begin() as session:
-        stmt = select(PendingLookup).where(PendingLookup.provider == PROVIDER, PendingLookup.next_attempt_at <= now).order_by(PendingLookup.next_attempt_at, PendingLookup.id).limit(limit)
-        if session.get_bind().dialect.name == "postgresql":
-            stmt = stmt.with_for_update(skip_locked=True)
-        rows = list(session.scalars(stmt))
-        for row in rows:
-            row.next_attempt_at = now + lease
-    return rows
 
 
 def _resolved_event(row: PendingLookup, email: str) -> OptOutEvent:
