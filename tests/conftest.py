@@ -80,6 +80,8 @@ def postgresql_url(_pg_database: str | None) -> str:
     """A clean PostgreSQL database, for tests of several processes sharing one database
     (SQLite is one worker per database by design). ``.ci/run`` always provides it."""
     if _pg_database is None:
+        if os.environ.get("CI"):  # CI must run it: a missing database is a failure there
+            pytest.fail(f"{PG_ENV} is not set: .ci/run sets it for PostgreSQL at 127.0.0.1:5432")
         pytest.skip(f"needs PostgreSQL: set {PG_ENV} (.ci/run sets it)")
     return _reset_schema(_pg_database)
 
