@@ -151,6 +151,16 @@ def count_rows(db: Path, table: str) -> int:
         return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
 
 
+def serve_and_post(app: str, *, chdir: Path, env: dict[str, str], ready: str, path: str, load: Load, args: argparse.Namespace, log: Path) -> tuple[float, dict[int, int]]:
+    """Start ``app`` under gunicorn, post the whole load to ``path``, stop it."""
+    server = Gunicorn(app, chdir=chdir, env=env, workers=args.workers, threads=args.threads, log=log)
+    try:
+        server.wait_ready(ready)
+        return post_all(server.url + path, load, args.clients)
+    finally:
+        server.stop()
+
+
 def run_hub(tmp: Path, name: str, load: Load, public_key: str, args: argparse.Namespace) -> tuple[float, dict[int, int], int]:
     db = tmp / f"{name}.db"
     config = tmp / f"{name}.toml"
@@ -160,12 +170,7 @@ def run_hub(tmp: Path, name: str, load: Load, public_key: str, args: argparse.Na
     )
     env = {"OPTOUT_HUB_CONFIG": str(config), "OPTOUT_HUB_SECRET": "bench-token-secret-0123456789", "SENDGRID_API_KEY": "SG.bench", "SENDGRID_WEBHOOK_PUBLIC_KEY": public_key}
     subprocess.run([sys.executable, "-m", "adapters", "db", "upgrade"], cwd=ROOT, env={**os.environ, **env}, check=True, stdout=subprocess.DEVNULL)
-    server = Gunicorn("webhooks:create_app()", chdir=ROOT, env=env, workers=args.workers, threads=args.threads, log=tmp / f"{name}.log")
-    try:
-        server.wait_ready("/healthz")
-        elapsed, statuses = post_all(server.url + "/webhooks/sendgrid", load, args.clients)
-    finally:
-        server.stop()
+    elapsed, statuses = serve_and_post("webhooks:create_app()", chdir=ROOT, env=env, ready="/healthz", path="/webhooks/sendgrid", load=load, args=args, log=tmp / f"{name}.log")
     return elapsed, statuses, count_rows(db, "events")
 
 
@@ -173,22 +178,13 @@ def run_anymail(tmp: Path, load: Load, public_key: str, args: argparse.Namespace
     db = tmp / "anymail.db"
     env = {"DJANGO_SETTINGS_MODULE": "anymail_site.settings", "BENCH_DJANGO_DB": str(db), "SENDGRID_WEBHOOK_PUBLIC_KEY": public_key, "PYTHONPATH": str(BENCH), "PYTHONWARNINGS": "ignore"}
     subprocess.run([sys.executable, "-m", "django", "migrate", "--run-syncdb", "-v", "0"], cwd=BENCH, env={**os.environ, **env}, check=True)
-    server = Gunicorn("anymail_site.wsgi:application", chdir=BENCH, env=env, workers=args.workers, threads=args.threads, log=tmp / "anymail.log")
-    try:
-        server.wait_ready("/anymail/sendgrid/tracking/")
-        elapsed, statuses = post_all(server.url + "/anymail/sendgrid/tracking/", load, args.clients)
-    finally:
-        server.stop()
+    tracking = "/anymail/sendgrid/tracking/"
+    elapsed, statuses = serve_and_post("anymail_site.wsgi:application", chdir=BENCH, env=env, ready=tracking, path=tracking, load=load, args=args, log=tmp / "anymail.log")
     return elapsed, statuses, count_rows(db, "receiver_trackedevent")
 
 
 def run_sink(tmp: Path, load: Load, args: argparse.Namespace) -> tuple[float, dict[int, int]]:
-    server = Gunicorn("sink:create_app()", chdir=BENCH, env={}, workers=args.workers, threads=args.threads, log=tmp / "sink.log")
-    try:
-        server.wait_ready("/")
-        return post_all(server.url + "/webhooks/sendgrid", load, args.clients)
-    finally:
-        server.stop()
+    return serve_and_post("sink:create_app()", chdir=BENCH, env={}, ready="/", path="/webhooks/sendgrid", load=load, args=args, log=tmp / "sink.log")
 
 
 def line(name: str, sent: int, elapsed: float, statuses: dict[int, int], *, stored: int | None, counted: int, what: str) -> str:
