@@ -197,9 +197,9 @@ def _apply(session: Session, stored: Sequence[_Stored], policy: StorePolicy, now
 def _count(session: Session, stored: Sequence[_Stored]) -> None:
     """Add new events to ``event_counts`` (:class:`~adapters.models.EventCount`).
 
-    Last in the transaction, keys in sorted order: concurrent PostgreSQL transactions that
-    touch the same day's counters wait for each other only until the first commits, and
-    always lock them in the same order (no deadlock).
+    Last in ``record_events`` (callers commit soon after), keys in sorted order: concurrent
+    PostgreSQL transactions that touch the same day's counters wait for each other only until
+    the first commits, and always lock them in the same order (no deadlock).
     """
     days: dict[datetime, str] = {}
     counts: Counter[tuple[str, str, str, str]] = Counter()
