@@ -60,26 +60,18 @@ class HTTPComponent:
     """The Flask app under waitress, in a thread."""
 
     def __init__(self, hub: Hub) -> None:
-        from waitress import create_server
-
         from webhooks import create_app
+        from webhooks.serving import BackgroundServer
 
-        self.hub = hub
         http = hub.config.http
-        self.server = create_server(create_app(hub=hub), host=http.host, port=http.port, threads=http.threads, ident="optout-hub")
-        self._thread = threading.Thread(target=self.server.run, name="http", daemon=True)
-
-    @property
-    def address(self) -> str:
-        return f"http://{self.server.effective_host}:{self.server.effective_port}"
+        self.server = BackgroundServer(create_app(hub=hub), host=http.host, port=http.port, threads=http.threads, ident="optout-hub")
 
     def start(self) -> None:
-        self._thread.start()
-        print(f"optout-hub: HTTP listening on {self.address}", flush=True)
+        self.server.start()
+        print(f"optout-hub: HTTP listening on {self.server.url}", flush=True)
 
     def stop(self) -> None:
-        self.server.close()
-        self._thread.join(timeout=10)
+        self.server.stop()
 
 
 class WorkerComponent:

@@ -31,13 +31,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import requests  # noqa: E402
-from waitress import create_server  # noqa: E402
 
 from adapters.config import parse_config  # noqa: E402
 from adapters.events import Kind, OptOutEvent, Source, utcnow  # noqa: E402
 from adapters.hub import Hub  # noqa: E402
 from adapters.recipients import RecipientRequest, issue_tokens  # noqa: E402
 from webhooks import create_app  # noqa: E402
+from webhooks.serving import BackgroundServer  # noqa: E402
 
 SECRET, ADMIN = "bench-token-secret-0123456789abcdef", "bench-admin-token-0123456789"
 SOURCES = [Source.SMTP, Source.ONECLICK, Source.PREFERENCES, Source.API]
@@ -84,9 +84,9 @@ def main() -> None:
         url = args.database_url or f"sqlite:///{tmp}/bench.db"
         data = {"database": {"url": url}, "security": {"token_secret_env": "OPTOUT_HUB_SECRET", "admin_token_env": "OPTOUT_HUB_ADMIN_TOKEN"}, "http": {"public_url": "http://127.0.0.1"}, "topics": [{"name": "news", "title": "News"}]}
         hub = Hub.open(parse_config(data, {"OPTOUT_HUB_SECRET": SECRET, "OPTOUT_HUB_ADMIN_TOKEN": ADMIN}), upgrade=True)
-        server = create_server(create_app(hub=hub), host="127.0.0.1", port=0, threads=args.clients, ident="bench")
-        threading.Thread(target=server.run, daemon=True).start()
-        base = f"http://127.0.0.1:{server.effective_port}"
+        server = BackgroundServer(create_app(hub=hub), host="127.0.0.1", port=0, threads=args.clients, ident="bench")
+        server.start()
+        base = server.url
         n = args.requests
         with hub.sessions.begin() as session:
             reqs = [RecipientRequest(f"person{i}@example.com", "news" if i % 2 else None, f"c{i % 20}") for i in range(n)]
@@ -117,7 +117,7 @@ def main() -> None:
         large = (time.perf_counter() - start) / dashboard_runs
         print(f"  {'GET /admin  (dashboard), ' + format(n, ',') + ' events':<44} {small * 1000:>8.1f} ms per page", flush=True)
         print(f"  {'GET /admin  (dashboard), ' + format(n + args.events, ',') + ' events':<44} {large * 1000:>8.1f} ms per page", flush=True)
-        server.task_dispatcher.shutdown()  # the daemon loop thread ends with the process
+        server.stop()
         hub.close()
 
 

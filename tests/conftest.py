@@ -17,7 +17,6 @@ import email.policy
 import os
 import socket
 import time
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -33,6 +32,7 @@ from sqlalchemy.engine import make_url
 
 from adapters.config import Config, parse_config
 from adapters.hub import Hub
+from webhooks.serving import BackgroundServer
 
 PG_ENV = "OPTOUT_HUB_TEST_DATABASE_URL"
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -157,29 +157,12 @@ def hub(make_hub: Callable[[Config], Hub], config: Config) -> Hub:
     return make_hub(config)
 
 
-class LiveServer:
+class LiveServer(BackgroundServer):
     """A WSGI app served by waitress on 127.0.0.1 and a free port, in a thread."""
 
     def __init__(self, app: Any) -> None:
-        from waitress import create_server
-
-        self.server = create_server(app, host="127.0.0.1", port=0, threads=8, ident="test")
-        self.url = f"http://127.0.0.1:{self.server.effective_port}"
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        """Finish in-flight requests, then close every socket from the server's own loop
-        thread (closing them from here races its select() and leaks keep-alive channels)."""
-        server = self.server
-        server.task_dispatcher.shutdown()
-
-        def close_all() -> None:
-            for channel in list(server._map.values()):
-                channel.handle_close() if hasattr(channel, "requests_lock") else channel.close()
-
-        server.trigger.pull_trigger(close_all)
-        self.thread.join(timeout=5)
+        super().__init__(app, host="127.0.0.1", port=0, threads=8, ident="test", name="test-http")
+        self.start()
 
 
 @pytest.fixture
@@ -193,7 +176,7 @@ def serve_app() -> Iterator[Callable[[Any], LiveServer]]:
 
     yield start
     for server in servers:
-        server.close()
+        server.stop()
 
 
 @pytest.fixture

@@ -1,0 +1,55 @@
+"""The Flask app under waitress in a background thread, with a shutdown that is safe.
+
+``waitress``'s own ``server.close()`` closes the sockets and the wake-up pipe from the calling
+thread while the server's loop thread may be inside ``select()`` on them (Pylons/waitress#468:
+the loop then fails on a closed descriptor, and a descriptor number it still holds may already
+belong to something else). Here the loop runs in short turns and closes everything itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from waitress import create_server, wasyncore
+
+log = logging.getLogger(__name__)
+
+
+class BackgroundServer:
+    """A WSGI app served by waitress from a thread; ``stop()`` lets requests under way finish."""
+
+    def __init__(self, app: Any, *, host: str, port: int, threads: int, ident: str, name: str = "http") -> None:
+        self.server = create_server(app, host=host, port=port, threads=threads, ident=ident)
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.server.effective_host}:{self.server.effective_port}"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop accepting, wait up to ``timeout`` for the requests under way, then close every
+        connection from the loop thread."""
+        server = self.server
+        server.accepting = False  # the listening socket is no longer polled from the next turn
+        server.task_dispatcher.shutdown(timeout=timeout)
+        self._stopping.set()
+        try:
+            server.trigger.pull_trigger()  # wake the loop now rather than at its next turn
+        except OSError as exc:
+            log.warning("waitress wake-up pipe unusable (%s); the loop stops at its next turn", exc)
+        self._thread.join(timeout=timeout)
+
+    def _serve(self) -> None:
+        server = self.server
+        adj = server.adj
+        while not self._stopping.is_set():
+            wasyncore.loop(timeout=adj.asyncore_loop_timeout, map=server._map, use_poll=adj.asyncore_use_poll, count=1)
+        for channel in list(server._map.values()):
+            # HTTP channels drop their buffers and sockets; the trigger and the listener close.
+            channel.handle_close() if hasattr(channel, "requests_lock") else channel.close()
