@@ -111,11 +111,13 @@ def _components(hub: Hub, parts: Sequence[str]) -> list[Component]:
     return built
 
 
+SIGNAL_CHECK_SECONDS = 0.5
+
+
 def run_components(hub: Hub, parts: Sequence[str]) -> int:
     """Start the parts, wait for SIGINT/SIGTERM, stop them in reverse order, exit 0."""
     stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
+    previous = {signum: signal.signal(signum, lambda *_: stop.set()) for signum in (signal.SIGINT, signal.SIGTERM)}
     components = _components(hub, parts)
     started: list[Component] = []
     try:
@@ -124,12 +126,18 @@ def run_components(hub: Hub, parts: Sequence[str]) -> int:
             started.append(component)
         tune_gc()
         print("optout-hub: ready (stop with Ctrl-C or SIGTERM)", flush=True)
-        stop.wait()
+        # Wait in short turns: the kernel may deliver the signal to any thread, and Python runs
+        # the handler only when the main thread next runs Python code, which an untimed wait
+        # would never do.
+        while not stop.wait(SIGNAL_CHECK_SECONDS):
+            pass
         print("optout-hub: shutting down", flush=True)
     finally:
         for component in reversed(started):
             component.stop()
         hub.close()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return 0
 
 

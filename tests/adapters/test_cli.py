@@ -10,13 +10,16 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
+from adapters.config import Config
+from adapters.hub import Hub
 from tests.conftest import ADMIN_TOKEN, TEST_SECRET, free_port
 
 
@@ -157,6 +160,35 @@ def test_serve_defaults_on_a_fresh_directory(tmp_path: Path) -> None:
         assert requests.get("http://127.0.0.1:8025/api/v1/suppressions/a@example.com", timeout=5).status_code == 401
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0
+
+
+def test_a_signal_delivered_to_another_thread_still_stops_the_service(make_config: Callable[..., Config], make_hub: Callable[[Config], Hub]) -> None:
+    """The kernel may hand SIGTERM to any thread of the process (it did, under load); the
+    service must still stop. In-process: the signal is sent to the worker thread only."""
+    from adapters.cli import run_components
+
+    hub = make_hub(make_config())
+    done = threading.Event()
+
+    def deliver() -> None:
+        deadline = time.monotonic() + 10
+        while not (worker := next((t for t in threading.enumerate() if t.name == "worker"), None)) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert worker is not None
+        signal.pthread_kill(worker.ident, signal.SIGTERM)
+        if not done.wait(10):  # a hung main thread: wake it so the test fails instead of hanging
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)
+
+    sender = threading.Thread(target=deliver, daemon=True)
+    before = signal.getsignal(signal.SIGTERM)
+    sender.start()
+    start = time.monotonic()
+    assert run_components(hub, ["worker"]) == 0
+    elapsed = time.monotonic() - start
+    done.set()
+    sender.join()
+    assert elapsed < 5, f"stopped only after {elapsed:.1f} s"
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler is put back
 
 
 def test_import_shows_a_progress_bar_on_a_terminal(cli_env: dict[str, str], tmp_path: Path) -> None:
