@@ -70,9 +70,10 @@ def verify_signature(body: bytes, headers: Mapping[str, str], *, method: str, ur
         raise SignatureError("no HubSpot client secret configured (providers.hubspot.client_secret_env)")
     signature = payloads.header(headers, SIGNATURE_HEADER)
     timestamp = payloads.header(headers, TIMESTAMP_HEADER)
-    if not signature or not timestamp or not timestamp.isdigit():
+    stamp_ms = payloads.digits(timestamp or "")
+    if not signature or stamp_ms is None:
         raise SignatureError("HubSpot signature or timestamp header missing")
-    age_ms = abs(now.timestamp() * 1000 - int(timestamp))
+    age_ms = abs(int(now.timestamp() * 1000) - stamp_ms)  # ints: a 400-digit header cannot overflow
     if age_ms > SIGNATURE_WINDOW.total_seconds() * 1000:
         raise SignatureError("HubSpot request timestamp is outside the 5-minute window")
     message = method.upper().encode() + uri.encode() + body + timestamp.encode()

@@ -24,6 +24,12 @@ def header(headers: Mapping[str, str], name: str) -> str | None:
     return value
 
 
+def digits(value: str) -> int | None:
+    """The number a string of ASCII digits spells, else ``None``. (``str.isdigit`` alone lets
+    through characters such as ``²`` that ``int`` then refuses.)"""
+    return int(value) if value.isascii() and value.isdigit() else None
+
+
 def require_content_type(content_type: str, expected: str) -> None:
     """Refuse a body whose media type (parameters ignored) is not ``expected``."""
     media = content_type.split(";", 1)[0].strip().lower()

@@ -68,7 +68,8 @@ def verify_signature(body: bytes, headers: Mapping[str, str], *, public_key: str
     except (binascii.Error, UnicodeEncodeError, ValueError, InvalidSignature):
         raise SignatureError(f"SendGrid signature does not verify (check {KEY_SETTING})") from None
     if max_age_seconds:
-        if not timestamp.isdigit() or abs(now.timestamp() - int(timestamp)) > max_age_seconds:
+        stamp = payloads.digits(timestamp)
+        if stamp is None or abs(int(now.timestamp()) - stamp) > max_age_seconds:
             raise SignatureError("SendGrid signature timestamp is outside the allowed age")
 
 
@@ -76,8 +77,9 @@ def parse_events(body: bytes, content_type: str, *, topics: Sequence[Topic], rec
     """The opt-out events in an Event Webhook body (a JSON array); other event types are skipped.
 
     ``group_*`` events are scoped to the topic whose ``sendgrid_group`` is the event's
-    ``asm_group_id`` (global when no topic maps it); a ``bounce`` of type ``blocked`` is a
-    temporary refusal, not a bounce.
+    ``asm_group_id``. When no topic maps the group, its unsubscribe is global (the safe side)
+    and its resubscribe is skipped. A ``bounce`` of type ``blocked`` is a temporary refusal,
+    not a bounce.
     """
     items = payloads.json_array(body, content_type)
     groups = {t.sendgrid_group: topic_scope(t.name) for t in topics if t.sendgrid_group is not None}
@@ -91,9 +93,12 @@ def parse_events(body: bytes, content_type: str, *, topics: Sequence[Topic], rec
         if kind is None or (kind is Kind.BOUNCE and item.get("type", "bounce") != "bounce"):
             continue
         try:
-            events.append(_event(item, name, kind, groups, times, received_at, verification))
+            event = _event(item, name, kind, groups, times, received_at, verification)
         except PayloadError as exc:
             raise PayloadError(f"events[{i}].{exc}") from None
+        if event.kind is Kind.RESUBSCRIBE and event.scope == GLOBAL_SCOPE:
+            continue  # rejoining a group no topic maps must not lift a global opt-out
+        events.append(event)
     return events
 
 
@@ -130,8 +135,8 @@ def _event(item: dict[str, object], name: str, kind: Kind, groups: Mapping[int, 
 
 
 def _group_id(value: object, where: str) -> int:
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
+    if isinstance(value, str) and (number := payloads.digits(value)) is not None:
+        return number
     if isinstance(value, bool) or not isinstance(value, int):
         raise PayloadError(f"{where}: missing or not an integer")
     return value

@@ -16,6 +16,7 @@ from datetime import datetime
 
 from flask import Flask, Response
 
+from adapters import payloads
 from adapters.errors import PayloadError
 
 CSRF_FIELD = "csrf_token"
@@ -34,9 +35,10 @@ def check_csrf(key: bytes, binding: str, given: str | None, *, now: datetime, ma
     """Raise :class:`PayloadError` unless ``given`` was issued for ``binding`` within ``max_age``
     seconds; return the time the form was rendered."""
     issued_text, _, mac = (given or "").partition(".")
-    if not issued_text.isdigit() or not hmac.compare_digest(_csrf_mac(key, binding, int(issued_text)), mac):
+    issued_at = payloads.digits(issued_text)
+    if issued_at is None or not hmac.compare_digest(_csrf_mac(key, binding, issued_at), mac):
         raise PayloadError("missing or invalid form token; reload the page and try again")
-    issued = datetime.fromtimestamp(int(issued_text), now.tzinfo)
+    issued = datetime.fromtimestamp(issued_at, now.tzinfo)
     if not 0 <= (now - issued).total_seconds() <= max_age:
         raise PayloadError("the form has expired; reload the page and try again")
     return issued

@@ -62,6 +62,8 @@ def test_valid_signature_and_one_changed_byte() -> None:
         (body, {hubspot.TIMESTAMP_HEADER: headers[hubspot.TIMESTAMP_HEADER]}, URI),
         (body, {hubspot.SIGNATURE_HEADER: headers[hubspot.SIGNATURE_HEADER]}, URI),
         (body, {**headers, hubspot.TIMESTAMP_HEADER: "soon"}, URI),
+        (body, {**headers, hubspot.TIMESTAMP_HEADER: "\u00b2"}, URI),  # a digit to str.isdigit, not to int
+        (body, {**headers, hubspot.TIMESTAMP_HEADER: "9" * 400}, URI),
     ):
         with pytest.raises(SignatureError):
             verify(bad_body, bad_headers, uri=uri)

@@ -88,6 +88,9 @@ def test_maximum_timestamp_age_both_edges() -> None:
     with pytest.raises(SignatureError, match="age"):
         sendgrid.verify_signature(b"[]", headers, public_key=public, now=NOW, max_age_seconds=599)
     sendgrid.verify_signature(b"[]", headers, public_key=public, now=NOW, max_age_seconds=0)  # 0: no limit
+    for stamp in ("9" * 400, "\u00b2"):  # signed, but no usable time: refused, not a crash
+        with pytest.raises(SignatureError):
+            sendgrid.verify_signature(b"[]", sign(private, b"[]", stamp), public_key=public, now=NOW, max_age_seconds=600)
 
 
 def test_a_bad_configured_key_is_a_config_error_naming_the_setting() -> None:
@@ -117,6 +120,13 @@ def test_mixed_batch_keeps_only_opt_outs() -> None:
     assert events[1].metadata == {"asm_group_id": 1234} and events[0].metadata is None
 
 
+def test_rejoining_an_unmapped_group_lifts_nothing() -> None:
+    """Leaving a group no topic maps is a global opt-out; rejoining it must not undo one."""
+    body = json.dumps([{"event": "group_resubscribe", "email": "a@example.com", "sg_event_id": "r1", "asm_group_id": 999}, {"event": "group_unsubscribe", "email": "a@example.com", "sg_event_id": "u1", "asm_group_id": "999"}]).encode()
+    events = sendgrid.parse_events(body, "application/json", topics=TOPICS, received_at=NOW)
+    assert [(e.kind, e.scope, e.provider_event_id) for e in events] == [(Kind.UNSUBSCRIBE, "global", "u1")]
+
+
 def test_unknown_event_types_are_not_validated_further() -> None:
     body = json.dumps([{"event": "delivered"}, {"event": "brand_new_type", "email": 42}]).encode()
     assert sendgrid.parse_events(body, "application/json", topics=(), received_at=NOW) == []
@@ -135,6 +145,7 @@ def test_unknown_event_types_are_not_validated_further() -> None:
         (b'[{"event": "unsubscribe", "email": "not-an-address", "sg_event_id": "x"}]', "application/json", r"events\[0\]\.email"),
         (b'[{"event": "spamreport", "email": "a@example.com"}]', "application/json", r"events\[0\]\.sg_event_id"),
         (b'[{"event": "group_unsubscribe", "email": "a@example.com", "sg_event_id": "x"}]', "application/json", "asm_group_id"),
+        ('[{"event": "group_unsubscribe", "email": "a@example.com", "sg_event_id": "x", "asm_group_id": "\u00b2"}]'.encode(), "application/json", "asm_group_id"),
         (b'[{"event": "unsubscribe", "email": "a@example.com", "sg_event_id": "x", "timestamp": "yesterday"}]', "application/json", "timestamp"),
     ],
 )

@@ -86,7 +86,7 @@ def test_csrf_missing_wrong_or_expired_is_400_and_stores_nothing(topic_hub: Hub,
     url = f"{app_url}/preferences/{token}"
     _, csrf = open_centre(url)
     _, other_csrf = open_centre(f"{app_url}/preferences/{other}")
-    for given in (None, "", "123.abc", other_csrf, csrf.replace(".", ".0")):
+    for given in (None, "", "123.abc", "\u00b2.abc", other_csrf, csrf.replace(".", ".0")):
         r = submit(url, given, action="unsubscribe_all")
         assert r.status_code == 400, given
         assert "form token" in r.text
