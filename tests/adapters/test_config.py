@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -48,6 +49,10 @@ def test_example_file_documents_every_key_and_loads() -> None:
         for field in dataclasses.fields(obj):
             if "secret_of" not in field.metadata:
                 assert f"{field.name} =" in text, f"{section}.{field.name} is not documented"
+    lines = text.splitlines()
+    for before, line in zip(["#"] + lines, lines):
+        if re.match(r"[a-z_]+ *=", line):  # a key: a comment on its line or just above it
+            assert "#" in line or before.lstrip().startswith("#"), f"no comment for: {line}"
 
 
 def test_env_and_path_lookup(tmp_path: Path) -> None:
