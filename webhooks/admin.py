@@ -27,7 +27,8 @@ from adapters.outbox import dead_rows, outbox_summary, retry_row
 from . import dashboard
 from .context import current_hub
 from .pages import page_blueprint, render_page
-from .security import CSRF_FIELD, check_csrf, csrf_token
+from .errors import bearer_refused
+from .security import CSRF_FIELD, bearer_token, check_csrf, csrf_token, is_admin_token
 
 log = logging.getLogger(__name__)
 bp = page_blueprint("admin", __name__, url_prefix="/admin")
@@ -84,6 +85,9 @@ def _page(template: str, status: int = 200, **context: Any) -> Response:
 def _require_login() -> BaseResponse | None:
     if request.endpoint == "admin.login":
         return None
+    given = bearer_token(request.headers)
+    if given is not None:  # a script with the token; a browser cannot be made to send this header
+        return None if is_admin_token(given, current_hub().config.security.admin_token) else bearer_refused()
     expected = _fingerprint()
     if expected is None or not hmac.compare_digest(session.get("admin", ""), expected):
         return redirect(url_for("admin.login", next=request.path if request.method == "GET" else None), code=303)
@@ -98,11 +102,10 @@ def login() -> BaseResponse:
         return _page("admin/login.html")
     _check_csrf()
     expected = current_hub().config.security.admin_token
-    given = request.form.get("token", "")
     if expected is None:
         log.warning("admin: login refused, no admin token configured")
         return _page("admin/login.html", 401, error=gettext("Admin access is off: no admin token is configured (security.admin_token_env)."))
-    if not hmac.compare_digest(given.encode(), expected.reveal().encode()):
+    if not is_admin_token(request.form.get("token", ""), expected):
         log.warning("admin: failed login from %s", request.remote_addr)
         return _page("admin/login.html", 401, error=gettext("Wrong admin token."))
     session.clear()

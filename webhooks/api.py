@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 from typing import Any
@@ -17,7 +16,8 @@ from adapters.models import Evidence
 from adapters.recipients import RecipientRequest, issue_tokens
 
 from .context import current_hub
-from .errors import error_response
+from .errors import bearer_refused
+from .security import bearer_token, is_admin_token
 
 log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -26,13 +26,8 @@ MAX_CHECK = 100_000
 
 @bp.before_request
 def _authenticate():  # noqa: ANN202
-    expected = current_hub().config.security.admin_token
-    header = request.headers.get("Authorization", "")
-    scheme, _, given = header.partition(" ")
-    if expected is None or scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.reveal().encode()):
-        response = error_response(401, "missing or invalid bearer token")
-        response.headers["WWW-Authenticate"] = 'Bearer realm="optout-hub"'
-        return response
+    if not is_admin_token(bearer_token(request.headers), current_hub().config.security.admin_token):
+        return bearer_refused()
     return None
 
 

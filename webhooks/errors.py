@@ -19,6 +19,12 @@ def error_response(status: int, message: str):  # noqa: ANN201 - a Flask respons
     return response
 
 
+def bearer_refused():  # noqa: ANN201 - a Flask response
+    response = error_response(401, "missing or invalid bearer token")
+    response.headers["WWW-Authenticate"] = 'Bearer realm="optout-hub"'
+    return response
+
+
 def init_app(app: Flask) -> None:
     @app.errorhandler(PayloadError)
     def _payload(exc: PayloadError):  # noqa: ANN202

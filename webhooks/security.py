@@ -12,11 +12,13 @@ import hashlib
 import hmac
 import logging
 import re
+from collections.abc import Mapping
 from datetime import datetime
 
 from flask import Flask, Response
 
 from adapters import payloads
+from adapters.config import Secret
 from adapters.errors import PayloadError
 
 CSRF_FIELD = "csrf_token"
@@ -42,6 +44,17 @@ def check_csrf(key: bytes, binding: str, given: str | None, *, now: datetime, ma
     if not 0 <= (now - issued).total_seconds() <= max_age:
         raise PayloadError("the form has expired; reload the page and try again")
     return issued
+
+
+def bearer_token(headers: Mapping[str, str]) -> str | None:
+    """The token of an ``Authorization: Bearer`` header, or ``None`` when there is none."""
+    scheme, _, given = headers.get("Authorization", "").partition(" ")
+    return given.strip() if scheme.lower() == "bearer" else None
+
+
+def is_admin_token(given: str | None, expected: Secret | None) -> bool:
+    """Whether ``given`` is the configured admin token (never, when none is configured)."""
+    return given is not None and expected is not None and hmac.compare_digest(given.encode(), expected.reveal().encode())
 
 
 def _csrf_mac(key: bytes, binding: str, issued: int) -> str:

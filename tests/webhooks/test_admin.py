@@ -71,6 +71,27 @@ def test_wrong_token_is_401_and_grants_nothing(app_url: str) -> None:
     assert browser.get(f"{app_url}/admin", allow_redirects=False, timeout=10).status_code == 303
 
 
+def test_a_script_with_the_bearer_token_needs_no_login(admin_hub: Hub, app_url: str) -> None:
+    """Contract §3: the admin token is a bearer token for /api and /admin. Browsers cannot be
+    made to send the header cross-site, so such requests need no CSRF form token either."""
+    admin_hub.record([OptOutEvent(email="ivy@example.com", kind=Kind.UNSUBSCRIBE, source=Source.API, reason="phone")])
+    with admin_hub.sessions.begin() as session:
+        session.execute(update(OutboxRow).values(state="dead", attempts=25, last_status=400, last_error="invalid email"))
+        row_id = session.scalar(select(OutboxRow.id))
+    bearer = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    page = requests.get(f"{app_url}/admin", headers=bearer, allow_redirects=False, timeout=10)
+    assert page.status_code == 200 and f'id="retry-{row_id}"' in page.text
+    assert requests.post(f"{app_url}/admin/outbox/{row_id}/retry", headers=bearer, allow_redirects=False, timeout=10).status_code == 303
+    with admin_hub.sessions() as session:
+        assert session.get(OutboxRow, row_id).state == "pending"
+    for wrong in ("Bearer wrong-token", "Bearer ", "bearer  x"):
+        r = requests.get(f"{app_url}/admin", headers={"Authorization": wrong}, allow_redirects=False, timeout=10)
+        assert r.status_code == 401 and r.json() == {"error": "missing or invalid bearer token"}, wrong
+        assert r.headers["WWW-Authenticate"] == 'Bearer realm="optout-hub"'
+    r = requests.post(f"{app_url}/admin/review/1/approve", headers={"Authorization": "Bearer wrong-token"}, allow_redirects=False, timeout=10)
+    assert r.status_code == 401
+
+
 def test_login_form_needs_its_csrf_token(app_url: str) -> None:
     browser = requests.Session()
     browser.get(f"{app_url}/admin/login", timeout=10)
@@ -101,6 +122,7 @@ def test_no_admin_token_configured_refuses_login(make_config: Callable[..., Conf
     url = serve_app(create_app(hub=hub)).url
     _, r = login(url, "")
     assert r.status_code == 401 and "Admin access is off" in r.text
+    assert requests.get(f"{url}/admin", headers={"Authorization": "Bearer "}, allow_redirects=False, timeout=10).status_code == 401
 
 
 def test_counts_and_chart_follow_opt_outs(admin_hub: Hub, app_url: str) -> None:
