@@ -1,5 +1,6 @@
 """What every HTML page shares: language choice (Flask-Babel catalogues in
-``webhooks/translations``), the base template's context, and HTML error pages.
+``webhooks/translations``), the base template's context, and error pages (HTML for
+browsers, JSON for mail clients and scripts).
 
 The language comes from ``?lang=`` (the switcher's links), else ``Accept-Language``, else
 English. It is never kept in a cookie: recipients' pages set no cookies at all.
@@ -15,9 +16,12 @@ from flask_babel import Babel, get_locale, gettext
 
 from adapters.errors import PayloadError, TokenError
 
+from .errors import error_response
+
 LANGUAGES = {"en": "English", "zh": "简体中文", "ar": "العربية"}
 RTL = frozenset({"ar"})
 DEFAULT_LANGUAGE = "en"
+HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 
 
 def select_language() -> str:
@@ -60,8 +64,18 @@ def render_page(template: str, *, status: int = 200, token_page: bool = False, *
     return response
 
 
+def wants_html() -> bool:
+    """Whether the client names an HTML type in ``Accept``, as browsers do. Mail clients making
+    a one-click POST, and scripts, do not: they get the JSON errors of contract §4."""
+    return any(mime in HTML_TYPES for mime, quality in request.accept_mimetypes if quality > 0)
+
+
 def error_page(exc: PayloadError) -> Response:
-    """HTML answer for bad input on a page: 404 for an invalid link, else 400."""
+    """Bad input on a page: 404 for an invalid link, else 400; an HTML page for browsers,
+    JSON ``{"error": ...}`` for everything else."""
+    status = 404 if isinstance(exc, TokenError) else 400
+    if not wants_html():
+        return error_response(status, str(exc))
     if isinstance(exc, TokenError):
         return render_page("error.html", status=404, token_page=True, title=gettext("This link is not valid"), message=gettext("The link may be incomplete or may have been copied wrongly. Please use the link from the most recent email."))
     return render_page("error.html", status=400, token_page=True, title=gettext("Your request could not be processed"), message=str(exc))

@@ -59,18 +59,25 @@ def test_post_without_the_exact_body_is_400_and_stores_nothing(topic_hub: Hub, a
     token = issue_token(topic_hub, "carol@example.com")
     r = post(f"{app_url}/u/{token}", **kwargs)
     assert r.status_code == 400
-    assert "List-Unsubscribe=One-Click" in r.text
+    assert r.json() == {"error": "the body must be List-Unsubscribe=One-Click"}  # no text/html in Accept
     assert stored_counts(topic_hub) == (0, 0)
 
 
 def test_forged_unknown_and_malformed_tokens_are_404_and_store_nothing(topic_hub: Hub, app_url: str) -> None:
+    """A browser (text/html in Accept) gets a page; a mail client or script gets JSON."""
     token = issue_token(topic_hub, "dave@example.com")
     unknown = topic_hub.signer.issue(999_999)
+    browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
     for bad in (forged(token), unknown, "not-a-token", token[:-1]):
         for method in ("get", "post"):
-            r = requests.request(method, f"{app_url}/u/{bad}", data=BODY, headers={"Content-Type": "application/x-www-form-urlencoded"}, timeout=10, allow_redirects=False)
-            assert r.status_code == 404, (bad, method)
-            assert "not valid" in r.text
+            for accept in (browser, "*/*", None):
+                headers = {"Content-Type": "application/x-www-form-urlencoded"} | ({"Accept": accept} if accept else {})
+                r = requests.request(method, f"{app_url}/u/{bad}", data=BODY, headers=headers, timeout=10, allow_redirects=False)
+                assert r.status_code == 404, (bad, method, accept)
+                if accept == browser:
+                    assert r.headers["Content-Type"].startswith("text/html") and "not valid" in r.text
+                else:
+                    assert r.json()["error"] in ("malformed token", "invalid token", "unknown token")
     assert stored_counts(topic_hub) == (0, 0)
 
 
