@@ -8,8 +8,10 @@ in ``app.extensions["optout_hub"]``; there is no module-level app, engine or con
 from __future__ import annotations
 
 from flask import Flask
+from gunicorn.errors import AppImportError
 
 from adapters.config import Config, load_config
+from adapters.errors import ConfigError
 from adapters.hub import Hub
 from adapters.runtime import tune_gc
 
@@ -19,9 +21,10 @@ from . import admin, api, errors, oneclick, ops, pages, preferences, providers, 
 def create_app(config: Config | None = None, *, hub: Hub | None = None) -> Flask:
     """Build the app. With no argument (a WSGI server such as gunicorn starting a worker),
     loads ``$OPTOUT_HUB_CONFIG`` or the defaults and tunes the process for serving."""
-    serving = config is None and hub is None
+    if config is None and hub is None:
+        return _app_for_wsgi_server()
     if hub is None:
-        hub = Hub.open(config if config is not None else load_config())
+        hub = Hub.open(config)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = hub.config.http.max_content_length
     app.config["JSON_SORT_KEYS"] = False
@@ -35,6 +38,15 @@ def create_app(config: Config | None = None, *, hub: Hub | None = None) -> Flask
     app.register_blueprint(preferences.bp)
     admin.init_app(app)
     providers.init_app(app, hub)
-    if serving:
-        tune_gc()
+    return app
+
+
+def _app_for_wsgi_server() -> Flask:
+    """A bad configuration ends start-up with the one line naming the key: gunicorn prints an
+    ``AppImportError``'s message alone and stops, where any other error is a traceback."""
+    try:
+        app = create_app(hub=Hub.open(load_config()))
+    except ConfigError as exc:
+        raise AppImportError(f"optout-hub: config error: {exc}") from None
+    tune_gc()
     return app
