@@ -104,11 +104,14 @@ def _components(hub: Hub, parts: Sequence[str]) -> list[Component]:
         elif part == "http":
             built.append(HTTPComponent(hub))
         elif part == "worker":
-            if hub.config.worker.enabled:
-                built.append(WorkerComponent(hub))
-            else:
-                print("optout-hub: push worker off ([worker] enabled = false)", flush=True)
+            built.append(WorkerComponent(hub))
     return built
+
+
+def serve_parts(config: Config) -> list[str]:
+    """What ``serve`` runs: everything, except the push worker where ``[worker] enabled`` is
+    false (it then runs elsewhere, as ``optout-hub worker`` with the same configuration)."""
+    return ["smtp", "http", "worker"] if config.worker.enabled else ["smtp", "http"]
 
 
 SIGNAL_CHECK_SECONDS = 0.5
@@ -147,7 +150,10 @@ def run_components(hub: Hub, parts: Sequence[str]) -> int:
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     hub = Hub.open(config)
     print(f"optout-hub: database {hub.engine.url.render_as_string(hide_password=True)}", flush=True)
-    return run_components(hub, ["smtp", "http", "worker"])
+    parts = serve_parts(config)
+    if "worker" not in parts:
+        print("optout-hub: push worker off here ([worker] enabled = false)", flush=True)
+    return run_components(hub, parts)
 
 
 def cmd_part(part: str) -> Callable[[argparse.Namespace, Config], int]:
