@@ -202,6 +202,7 @@ class Classifier:
         self.queue: queue.Queue[int | None] = queue.Queue()
         self._attempts: dict[int, int] = {}
         self._thread = threading.Thread(target=self._run, name="smtp-classifier", daemon=True)
+        self._stop_requested = threading.Event()  # ends the test hook's delay early
         self._stopping = threading.Event()
 
     def start(self) -> None:
@@ -222,6 +223,7 @@ class Classifier:
     def stop(self, timeout: float = 10.0) -> None:
         """Finish what is queued (up to ``timeout``); the rest stays pending for the next start."""
         self.queue.put(None)
+        self._stop_requested.set()
         self._thread.join(timeout=timeout)
         self._stopping.set()
         self._thread.join(timeout=1)
@@ -238,7 +240,7 @@ class Classifier:
             while True:
                 batch, last = take_batch(self.queue, first, self.max_batch)
                 if self.delay:
-                    time.sleep(self.delay)
+                    self._stop_requested.wait(self.delay)
                 if not self._stopping.is_set():
                     self._process(batch)
                 if last or self._stopping.is_set():
