@@ -34,7 +34,9 @@ Order of decisions (first match wins):
    are searched (:mod:`inbound.replies`). A clear request unsubscribes the requester, with
    verification ``dkim`` when a DKIM signature aligned with the requester's domain verifies,
    else ``none`` (then only if ``honour_unverified_replies``; otherwise ``review``). An
-   unclear one goes to ``review``; the rest is ``other``.
+   unclear one goes to ``review``, and so does a clear one that names another person's
+   address ("please unsubscribe my colleague bob@…": neither the sender nor Bob asked for
+   the sender's opt-out); the rest is ``other``.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ from adapters.errors import OptOutHubError
 from adapters.events import GLOBAL_SCOPE, Verification, topic_scope
 from adapters.tokens import TOKEN_LENGTH, token_from_local_part
 
-from .replies import Clarity, RequestMatch, clean_subject, find_request, fold
+from .replies import Clarity, RequestMatch, clean_subject, find_request, fold, named_addresses
 
 log = logging.getLogger(__name__)
 
@@ -818,6 +820,13 @@ def _auto_signal(m: _Message, bare_request: bool) -> str | None:
     return None
 
 
+def _a_person_other_than(address: str, requester: str, m: _Message) -> bool:
+    """Whether an address written in a request is someone else's: not the requester's, not
+    ours, not a list's or a robot's ("unsubscribe me from devs-request@…" is about the sender)."""
+    local, _, domain = address.rpartition("@")
+    return address != requester.lower() and domain not in m.config.smtp.domains and address != _list_address(m) and not _ROBOT_LOCAL.match(local)
+
+
 def _reply(m: _Message) -> Classification:
     languages = m.config.inbound.languages
     client = _client_unsubscribe(m)
@@ -847,6 +856,9 @@ def _reply(m: _Message) -> Classification:
         return Classification(Category.REVIEW, reason="a request whose sender cannot be identified", detail=evidence)
     if match.clarity is Clarity.UNCLEAR:
         return Classification(Category.REVIEW, address=requester, reason="unclear request", detail=evidence)
+    others = sorted(a for a in named_addresses(m.subject, m.new) if _a_person_other_than(a, requester, m)) if client is None else []
+    if others:  # "please unsubscribe my colleague bob@…": not a request about the sender
+        return Classification(Category.REVIEW, address=requester, reason="the request names another address", detail=f"{evidence}; names {', '.join(others[:5])}")
     verified = m.dkim_verified(requester.split("@")[1])
     verification = Verification.DKIM if verified else Verification.NONE
     if not verified and not m.config.inbound.honour_unverified_replies:

@@ -476,6 +476,15 @@ def clean_subject(subject: str) -> tuple[str, bool]:
     return text.strip(), prefixed
 
 
+def named_addresses(*texts: str) -> set[str]:
+    """Every mail address written in ``texts``, lower-cased (a ``mailto:`` prefix dropped)."""
+    found = set()
+    for text in texts:
+        for raw in _ADDR_RE.findall(text):
+            found.add(raw.strip("<>").lower().removeprefix("mailto:"))
+    return found
+
+
 def find_request(subject: str, body: str, languages: Sequence[str] = ALL_LANGUAGES) -> RequestMatch | None:
     """The request in a subject and the new text of a body, if any (see the module docstring).
 

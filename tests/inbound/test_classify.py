@@ -291,6 +291,29 @@ Please remove me from your mailing list.
 """
 
 
+@pytest.mark.parametrize(
+    ("text", "subject"),
+    [
+        ("Please unsubscribe my colleague bob@example.com, he left the company.", "Re: hello"),
+        ("Unsubscribe me and my wife Anna@Example.com please", "Re: hello"),
+        ("Please remove <mailto:old.address@example.net> from your list.", "Re: hello"),
+        ("退订 zhang.wei@example.cn", "Re: hello"),
+    ],
+)
+def test_a_request_naming_someone_else_goes_to_review(text: str, subject: str) -> None:
+    """The sender asks for another address: opting out the sender would be the wrong person,
+    and the other address has not asked. An admin decides."""
+    verdict = classify(message(text, subject=subject))
+    assert (verdict.category, verdict.address, verdict.reason) == (Category.REVIEW, "jane@example.org", "the request names another address")
+    assert not verdict.opts_out
+
+
+def test_a_request_naming_the_sender_or_the_unsubscribe_address_still_counts() -> None:
+    for text in ("Please unsubscribe Jane@Example.org from everything.", f"Please unsubscribe me, as I asked {REPLIES} before.", "Please unsubscribe me from devs-request@lists.example.net"):
+        verdict = classify(message(text, subject="Re: hello"))
+        assert (verdict.category, verdict.address) == (Category.UNSUBSCRIBE, "jane@example.org"), text
+
+
 def test_forwarded_content_never_counts_and_never_names_the_original_recipient() -> None:
     verdict = classify(message(FORWARD, subject="Fwd: Spring sale", sender="Bob <bob@example.net>"))
     assert verdict.category is Category.OTHER
