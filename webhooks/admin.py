@@ -17,6 +17,7 @@ from typing import Any
 
 from flask import Flask, Response, flash, redirect, request, session, url_for
 from flask_babel import gettext
+from werkzeug.routing import IntegerConverter, Map
 from werkzeug.wrappers import Response as BaseResponse
 
 from adapters import review, store
@@ -49,7 +50,16 @@ def init_app(app: Flask) -> None:
         SESSION_COOKIE_SECURE=hub.config.http.public_url.startswith("https://"),
         PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
     )
+    app.url_map.converters["row_id"] = RowIdConverter
     app.register_blueprint(bp)
+
+
+class RowIdConverter(IntegerConverter):
+    """A row id in a URL: an integer the databases can hold (a larger one is a 404, where
+    SQLite and PostgreSQL would refuse the query)."""
+
+    def __init__(self, url_map: Map) -> None:
+        super().__init__(url_map, max=2**63 - 1)
 
 
 def _fingerprint() -> str | None:
@@ -166,7 +176,7 @@ def search() -> Response:
     return _page("admin/search.html", 400 if error else 200, email=email, state=state, evidence=evidence, error=error, preview=_preview)
 
 
-@bp.post("/review/<int:item>/approve")
+@bp.post("/review/<row_id:item>/approve")
 def approve(item: int) -> BaseResponse:
     hub = current_hub()
     with hub.sessions.begin() as s:
@@ -177,7 +187,7 @@ def approve(item: int) -> BaseResponse:
     return redirect(url_for("admin.home", _anchor="review"), code=303)
 
 
-@bp.post("/review/<int:item>/reject")
+@bp.post("/review/<row_id:item>/reject")
 def reject(item: int) -> BaseResponse:
     hub = current_hub()
     with hub.sessions.begin() as s:
@@ -187,7 +197,7 @@ def reject(item: int) -> BaseResponse:
     return redirect(url_for("admin.home", _anchor="review"), code=303)
 
 
-@bp.post("/outbox/<int:row>/retry")
+@bp.post("/outbox/<row_id:row>/retry")
 def retry(row: int) -> BaseResponse:
     hub = current_hub()
     with hub.sessions.begin() as s:

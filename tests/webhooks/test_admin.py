@@ -90,6 +90,9 @@ def test_a_script_with_the_bearer_token_needs_no_login(admin_hub: Hub, app_url: 
         assert r.headers["WWW-Authenticate"] == 'Bearer realm="optout-hub"'
     r = requests.post(f"{app_url}/admin/review/1/approve", headers={"Authorization": "Bearer wrong-token"}, allow_redirects=False, timeout=10)
     assert r.status_code == 401
+    for path in ("/admin/outbox/99999999999999999999999/retry", f"/admin/review/{2**63}/approve", f"/admin/review/{2**63}/reject"):
+        assert requests.post(f"{app_url}{path}", headers=bearer, allow_redirects=False, timeout=10).status_code == 404, path  # not a 500
+    assert requests.post(f"{app_url}/admin/review/{2**63 - 1}/approve", headers=bearer, allow_redirects=False, timeout=10).status_code == 400
 
 
 def test_login_form_needs_its_csrf_token(app_url: str) -> None:
