@@ -123,8 +123,9 @@ def parse_events(body: bytes, content_type: str, *, received_at: datetime) -> li
         kind = EVENT_KINDS.get((kind_name, prop if isinstance(prop, str) else None, str(value).lower() if isinstance(value, (str, bool)) else None))
         if kind is None:
             continue
-        object_id = payloads.text(item.get("objectId"), f"{where}.objectId")
-        key = ":".join(payloads.text(item.get(f), f"{where}.{f}") for f in ("portalId", "subscriptionId", "eventId", "objectId", "occurredAt"))
+        # ids are numbers of up to 20 digits: 32 characters each keep the key within its column
+        object_id = payloads.text(item.get("objectId"), f"{where}.objectId", max_chars=32)
+        key = ":".join(payloads.text(item.get(f), f"{where}.{f}", max_chars=32) for f in ("portalId", "subscriptionId", "eventId", "objectId", "occurredAt"))
         events.append(
             ContactEvent(
                 object_id=object_id,

@@ -68,7 +68,7 @@ def parse_events(body: bytes, content_type: str, *, topics: Sequence[Topic], lis
     kind = EVENT_KINDS.get((kind_name, reason)) or EVENT_KINDS.get((kind_name, None))
     if kind is None or (kind_name == "unsubscribe" and fields.get("data[action]") == "delete"):
         return []  # not an opt-out, or an admin deleting the contact rather than the person asking
-    list_id = payloads.text(fields.get("data[list_id]"), "data[list_id]")
+    list_id = payloads.text(fields.get("data[list_id]"), "data[list_id]", max_chars=100)
     mapped = {t.mailchimp_list: topic_scope(t.name) for t in topics if t.mailchimp_list}
     if (lists or mapped) and list_id not in lists and list_id not in mapped:
         raise PayloadError(f"data[list_id]: audience {list_id!r} is not configured in providers.mailchimp.lists")

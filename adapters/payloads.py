@@ -62,13 +62,16 @@ def address(value: Any, where: str) -> str:
         raise PayloadError(f"{where}: {exc}") from None
 
 
-def text(value: Any, where: str) -> str:
-    """A required non-empty string (numbers, as some providers send ids, become strings)."""
-    if type(value) is str and value:
-        return value
+def text(value: Any, where: str, *, max_chars: int) -> str:
+    """A required non-empty string of at most ``max_chars`` (the column it is stored in; a
+    longer one would fail the transaction on PostgreSQL, and the provider would retry it
+    forever). Numbers, as some providers send ids, become strings."""
     if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
         raise PayloadError(f"{where}: missing or not a string")
-    return str(value)
+    value = str(value)
+    if len(value) > max_chars:
+        raise PayloadError(f"{where}: longer than {max_chars} characters")
+    return value
 
 
 def epoch(value: Any, where: str, *, scale: float = 1.0) -> datetime | None:

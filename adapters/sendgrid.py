@@ -116,9 +116,7 @@ def _event(item: dict[str, object], name: str, kind: Kind, groups: Mapping[int, 
         group = _group_id(item.get("asm_group_id"), "asm_group_id")
         scope = groups.get(group, GLOBAL_SCOPE)
         metadata = {"asm_group_id": group}  # kept: an unmapped group became a global opt-out
-    event_id = payloads.text(item.get("sg_event_id"), "sg_event_id")
-    if len(event_id) > 200:
-        raise PayloadError("sg_event_id: longer than 200 characters")
+    event_id = payloads.text(item.get("sg_event_id"), "sg_event_id", max_chars=200)
     reason = item.get("reason")
     return OptOutEvent(
         email=payloads.address(item.get("email"), "email"),

@@ -144,6 +144,7 @@ def test_unknown_event_types_are_not_validated_further() -> None:
         (b'[{"event": "unsubscribe", "sg_event_id": "x"}]', "application/json", r"events\[0\]\.email"),
         (b'[{"event": "unsubscribe", "email": "not-an-address", "sg_event_id": "x"}]', "application/json", r"events\[0\]\.email"),
         (b'[{"event": "spamreport", "email": "a@example.com"}]', "application/json", r"events\[0\]\.sg_event_id"),
+        (b'[{"event": "spamreport", "email": "a@example.com", "sg_event_id": "' + b"x" * 201 + b'"}]', "application/json", r"events\[0\]\.sg_event_id: longer than 200"),
         (b'[{"event": "group_unsubscribe", "email": "a@example.com", "sg_event_id": "x"}]', "application/json", "asm_group_id"),
         ('[{"event": "group_unsubscribe", "email": "a@example.com", "sg_event_id": "x", "asm_group_id": "\u00b2"}]'.encode(), "application/json", "asm_group_id"),
         (b'[{"event": "unsubscribe", "email": "a@example.com", "sg_event_id": "x", "timestamp": "yesterday"}]', "application/json", "timestamp"),
