@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import Row, select, tuple_
 from sqlalchemy.orm import Session
 
 from .addresses import normalize_address
 from .config import Config
 from .errors import PayloadError, TokenError
-from .models import Recipient
+from .models import Recipient, RecipientCount
 from .store import _chunks, _insert
 from .tokens import TokenSigner, unsubscribe_headers
 
@@ -46,14 +48,16 @@ def issue_tokens(session: Session, signer: TokenSigner, config: Config, requests
             raise PayloadError(f"recipients[{i}].campaign: must be a string of at most 200 characters")
         address = normalize_address(req.email)
         rows.append({"email": address.email, "email_key": address.key, "topic": req.topic or "", "campaign": req.campaign or "", "created_at": now})
-    unique = list({(r["email_key"], r["topic"], r["campaign"]): r for r in rows}.values())
-    if unique:
-        session.execute(_insert(session, Recipient).on_conflict_do_nothing(index_elements=["email_key", "topic", "campaign"]), unique)
-    ids: dict[tuple[str, str, str], int] = {}
-    for chunk in _chunks(unique, 5000):
-        wanted = [(r["email_key"], r["topic"], r["campaign"]) for r in chunk]
-        stmt = select(Recipient.id, Recipient.email_key, Recipient.topic, Recipient.campaign).where(tuple_(Recipient.email_key, Recipient.topic, Recipient.campaign).in_(wanted))
-        ids.update({(r.email_key, r.topic, r.campaign): r.id for r in session.execute(stmt)})
+    unique = list({_key(r): r for r in rows}.values())
+    ids = _ids(session, unique)
+    new = [r for r in unique if _key(r) not in ids]
+    if new:
+        before = _issued_before(session, new)
+        insert = _insert(session, Recipient).on_conflict_do_nothing(index_elements=["email_key", "topic", "campaign"])
+        inserted = session.execute(insert.returning(*_ROW), new).all()
+        ids.update({(r.email_key, r.topic, r.campaign): r.id for r in inserted})
+        ids.update(_ids(session, [r for r in new if _key(r) not in ids]))  # issued just now elsewhere
+        _count_first_issues(session, inserted, before)
     issued = []
     domain = config.smtp.domains[0]
     for r in rows:
@@ -61,6 +65,49 @@ def issue_tokens(session: Session, signer: TokenSigner, config: Config, requests
         lu, lup = unsubscribe_headers(token, mail_domain=domain, public_url=config.http.public_url)
         issued.append(IssuedHeaders(r["email"], token, lu, lup))
     return issued
+
+
+_ROW = (Recipient.id, Recipient.email_key, Recipient.topic, Recipient.campaign)
+
+
+def _key(row: dict[str, Any]) -> tuple[str, str, str]:
+    return (row["email_key"], row["topic"], row["campaign"])
+
+
+def _ids(session: Session, rows: Sequence[dict[str, Any]]) -> dict[tuple[str, str, str], int]:
+    """The ids of the recipient rows that already exist for ``rows``."""
+    ids: dict[tuple[str, str, str], int] = {}
+    for chunk in _chunks(rows, 5000):
+        stmt = select(*_ROW).where(tuple_(Recipient.email_key, Recipient.topic, Recipient.campaign).in_([_key(r) for r in chunk]))
+        ids.update({(r.email_key, r.topic, r.campaign): r.id for r in session.execute(stmt)})
+    return ids
+
+
+def _issued_before(session: Session, rows: Sequence[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    """``(kind, name, email_key)`` for each campaign and topic of ``rows`` that already has a
+    row for the address (under another topic or campaign)."""
+    seen: set[tuple[str, str, str]] = set()
+    for kind, column in (("campaign", Recipient.campaign), ("topic", Recipient.topic)):
+        names = {r[kind] for r in rows if r[kind]}
+        for chunk in _chunks(sorted({r["email_key"] for r in rows if r[kind]}), 5000):
+            stmt = select(Recipient.email_key, column).distinct().where(Recipient.email_key.in_(chunk), column.in_(names))
+            seen.update((kind, name, key) for key, name in session.execute(stmt))
+    return seen
+
+
+def _count_first_issues(session: Session, inserted: Sequence[Row[Any]], seen: set[tuple[str, str, str]]) -> None:
+    """Add to ``recipient_counts`` each campaign and topic that a new row gives an address for
+    the first time (``seen``: those it already had); an address counts once per name."""
+    counts: Counter[tuple[str, str]] = Counter()
+    for r in inserted:
+        for kind, name in (("campaign", r.campaign), ("topic", r.topic)):
+            if name and (kind, name, r.email_key) not in seen:
+                seen.add((kind, name, r.email_key))
+                counts[(kind, name)] += 1
+    if counts:
+        stmt = _insert(session, RecipientCount)
+        stmt = stmt.on_conflict_do_update(index_elements=["kind", "name"], set_={"addresses": RecipientCount.__table__.c.addresses + stmt.excluded.addresses})
+        session.execute(stmt, [{"kind": k, "name": n, "addresses": c} for (k, n), c in sorted(counts.items())])  # sorted: no deadlock
 
 
 def resolve_token(session: Session, signer: TokenSigner, token: str) -> Recipient:

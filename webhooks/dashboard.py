@@ -15,7 +15,7 @@ from sqlalchemy import distinct, func, select
 from sqlalchemy.orm import Session
 
 from adapters.events import TOPIC_PREFIX, Kind, Source
-from adapters.models import Event, EventCount, OutboxRow, PendingLookup, Recipient
+from adapters.models import Event, EventCount, OutboxRow, PendingLookup, RecipientCount
 
 OPT_OUT_KINDS = (Kind.UNSUBSCRIBE.value, Kind.COMPLAINT.value, Kind.BOUNCE.value)
 SOURCE_COLOURS = {
@@ -100,14 +100,13 @@ class Rate:
 def unsubscribe_rates(session: Session, *, limit: int = 20) -> list[Rate]:
     """Per campaign and per topic: addresses that were issued a token, and those that opted out."""
     rates = []
-    issued = select(Recipient.campaign, func.count(distinct(Recipient.email_key))).where(Recipient.campaign != "").group_by(Recipient.campaign).order_by(func.count(distinct(Recipient.email_key)).desc()).limit(limit)
-    campaigns = dict(session.execute(issued).tuples().all())
+    issued = select(RecipientCount.name, RecipientCount.addresses).order_by(RecipientCount.addresses.desc(), RecipientCount.name).limit(limit)
+    campaigns = dict(session.execute(issued.where(RecipientCount.kind == "campaign")).tuples().all())
     if campaigns:
         out = select(Event.campaign, func.count(distinct(Event.email_key))).where(Event.kind.in_(OPT_OUT_KINDS), Event.campaign.in_(list(campaigns))).group_by(Event.campaign)
         opted = dict(session.execute(out).tuples().all())
         rates += [Rate(c, n, opted.get(c, 0)) for c, n in campaigns.items()]
-    issued = select(Recipient.topic, func.count(distinct(Recipient.email_key))).where(Recipient.topic != "").group_by(Recipient.topic).limit(limit)
-    topics = {f"{TOPIC_PREFIX}{t}": n for t, n in session.execute(issued)}
+    topics = {f"{TOPIC_PREFIX}{t}": n for t, n in session.execute(issued.where(RecipientCount.kind == "topic"))}
     if topics:
         out = select(Event.scope, func.count(distinct(Event.email_key))).where(Event.kind.in_(OPT_OUT_KINDS), Event.scope.in_(list(topics))).group_by(Event.scope)
         opted = dict(session.execute(out).tuples().all())

@@ -12,7 +12,7 @@ from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session
 
 from adapters import db
-from adapters.models import Base, ConfirmationSend, Event, EventCount
+from adapters.models import Base, ConfirmationSend, Event, EventCount, Recipient, RecipientCount
 
 
 def test_migrations_build_exactly_the_models(database_url: str) -> None:
@@ -57,6 +57,22 @@ def test_confirmation_queue_migration_keeps_sent_mail_as_sent(database_url: str)
             [row] = session.scalars(select(ConfirmationSend)).all()
         assert (row.state, row.email, row.scope, row.lang, row.attempts) == ("sent", "max@example.com", "global", "en", 1)
         assert row.queued_at == row.next_attempt_at == row.sent_at == sent_at
+    finally:
+        engine.dispose()
+
+
+def test_recipient_counts_migration_counts_the_addresses_already_issued(database_url: str) -> None:
+    engine = db.make_engine(database_url)
+    try:
+        command.upgrade(db.alembic_config(engine), "0004_confirmation_queue")
+        now = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)
+        issued = [("a@example.com", "news", "c1"), ("a@example.com", "deals", "c1"), ("b@example.com", "news", "c1"), ("b@example.com", "", "c2"), ("c@example.com", "", "")]
+        with engine.begin() as conn:
+            conn.execute(insert(Recipient), [{"email": e, "email_key": e, "topic": t, "campaign": c, "created_at": now} for e, t, c in issued])
+        db.upgrade(engine)
+        with engine.connect() as conn:
+            counts = {(c.kind, c.name): c.addresses for c in conn.execute(select(RecipientCount))}
+        assert counts == {("campaign", "c1"): 2, ("campaign", "c2"): 1, ("topic", "news"): 2, ("topic", "deals"): 1}
     finally:
         engine.dispose()
 

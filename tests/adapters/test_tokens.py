@@ -8,10 +8,13 @@ import itertools
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from sqlalchemy import distinct, func, select
+from sqlalchemy.orm import Session
 
 from adapters.config import Config
 from adapters.errors import PayloadError, TokenError
 from adapters.hub import Hub
+from adapters.models import Recipient, RecipientCount
 from adapters.recipients import RecipientRequest, issue_tokens, resolve_token
 from adapters.tokens import MAILTO_PREFIX, TOKEN_LENGTH, TokenSigner, token_from_local_part, unsubscribe_headers
 
@@ -110,6 +113,33 @@ def test_recipients_resolve_and_are_idempotent(make_hub, topics_config: Config) 
             recipient = resolve_token(session, hub.signer, issued.token.upper())
         assert recipient.email_key == req.email.lower()
         assert recipient.topic == (req.topic or "") and recipient.campaign == (req.campaign or "")
+
+
+def distinct_addresses(session: Session) -> dict[tuple[str, str], int]:
+    """What ``recipient_counts`` must hold, counted from the recipient rows themselves."""
+    truth = {}
+    for kind, column in (("campaign", Recipient.campaign), ("topic", Recipient.topic)):
+        stmt = select(column, func.count(distinct(Recipient.email_key))).where(column != "").group_by(column)
+        truth.update({(kind, name): n for name, n in session.execute(stmt)})
+    return truth
+
+
+def test_recipient_counts_follow_first_issues_only(make_hub, topics_config: Config) -> None:  # noqa: ANN001
+    hub: Hub = make_hub(topics_config)
+    long_topic = topics_config.topics[1].name
+    batches = [
+        [RecipientRequest(e, t, c) for e, t, c in itertools.product(["Ann@Example.com", "ann@example.com", "zed@example.org"], [None, "news", long_topic], [None, "c1"])],
+        [RecipientRequest("ann@example.com", "news", "c1")],  # issued again: nothing new
+        [RecipientRequest("bo@example.net", "news", "c1"), RecipientRequest("bo@example.net", long_topic, "c1")],  # one address, two topics
+        [RecipientRequest("zed@example.org", None, "c2")],  # known address, new campaign
+    ]
+    for batch in batches:
+        with hub.sessions.begin() as session:
+            issue_tokens(session, hub.signer, topics_config, batch, now=hub.clock())
+    with hub.sessions() as session:
+        counted = {(c.kind, c.name): c.addresses for c in session.scalars(select(RecipientCount))}
+        assert counted == distinct_addresses(session)
+    assert counted == {("campaign", "c1"): 3, ("campaign", "c2"): 1, ("topic", "news"): 3, ("topic", long_topic): 3}
 
 
 def test_unknown_recipient_and_bad_requests(hub: Hub, config: Config) -> None:
