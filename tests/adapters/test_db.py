@@ -2,33 +2,39 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import insert, select, text
+from sqlalchemy import Engine, insert, select, text
 from sqlalchemy.orm import Session
 
 from adapters import db
 from adapters.models import Base, ConfirmationSend, Event, EventCount, Recipient, RecipientCount
 
 
-def test_migrations_build_exactly_the_models(database_url: str) -> None:
+@contextlib.contextmanager
+def engine_at(database_url: str, revision: str) -> Iterator[Engine]:
+    """An engine on a database migrated up to ``revision`` (the test adds rows, then upgrades)."""
     engine = db.make_engine(database_url)
     try:
-        db.upgrade(engine)
-        with engine.connect() as conn:
-            assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+        command.upgrade(db.alembic_config(engine), revision)
+        yield engine
     finally:
         engine.dispose()
 
 
+def test_migrations_build_exactly_the_models(database_url: str) -> None:
+    with engine_at(database_url, "head") as engine, engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+
+
 def test_event_counts_migration_counts_the_events_already_stored(database_url: str) -> None:
-    engine = db.make_engine(database_url)
-    try:
-        command.upgrade(db.alembic_config(engine), "0002_confirmation_sends")
+    with engine_at(database_url, "0002_confirmation_sends") as engine:
         late = datetime(2026, 11, 23, 23, 30, tzinfo=timezone(timedelta(hours=-5)))  # 04:30 UTC on the 24th
         rows = [
             {"email": "a@example.com", "email_key": "a@example.com", "kind": "unsubscribe", "scope": "global", "source": "smtp", "verification": "none", "occurred_at": late, "received_at": late, "reason": "r" * 300},
@@ -41,14 +47,10 @@ def test_event_counts_migration_counts_the_events_already_stored(database_url: s
         with engine.connect() as conn:
             counts = {(c.day, c.source, c.kind, c.reason): c.n for c in conn.execute(select(EventCount))}
         assert counts == {("2026-11-24", "smtp", "unsubscribe", "r" * 200): 2, ("2026-11-23", "api", "complaint", ""): 1}
-    finally:
-        engine.dispose()
 
 
 def test_confirmation_queue_migration_keeps_sent_mail_as_sent(database_url: str) -> None:
-    engine = db.make_engine(database_url)
-    try:
-        command.upgrade(db.alembic_config(engine), "0003_event_counts")
+    with engine_at(database_url, "0003_event_counts") as engine:
         sent_at = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)
         with engine.begin() as conn:
             conn.execute(text("INSERT INTO confirmation_sends (email_key, day, sent_at) VALUES ('max@example.com', '2026-11-23', :at)"), {"at": sent_at if engine.dialect.name == "postgresql" else "2026-11-23 09:00:00.000000"})
@@ -57,14 +59,10 @@ def test_confirmation_queue_migration_keeps_sent_mail_as_sent(database_url: str)
             [row] = session.scalars(select(ConfirmationSend)).all()
         assert (row.state, row.email, row.scope, row.lang, row.attempts) == ("sent", "max@example.com", "global", "en", 1)
         assert row.queued_at == row.next_attempt_at == row.sent_at == sent_at
-    finally:
-        engine.dispose()
 
 
 def test_recipient_counts_migration_counts_the_addresses_already_issued(database_url: str) -> None:
-    engine = db.make_engine(database_url)
-    try:
-        command.upgrade(db.alembic_config(engine), "0004_confirmation_queue")
+    with engine_at(database_url, "0004_confirmation_queue") as engine:
         now = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)
         issued = [("a@example.com", "news", "c1"), ("a@example.com", "deals", "c1"), ("b@example.com", "news", "c1"), ("b@example.com", "", "c2"), ("c@example.com", "", "")]
         with engine.begin() as conn:
@@ -73,8 +71,6 @@ def test_recipient_counts_migration_counts_the_addresses_already_issued(database
         with engine.connect() as conn:
             counts = {(c.kind, c.name): c.addresses for c in conn.execute(select(RecipientCount))}
         assert counts == {("campaign", "c1"): 2, ("campaign", "c2"): 1, ("topic", "news"): 2, ("topic", "deals"): 1}
-    finally:
-        engine.dispose()
 
 
 def expected_counts(session) -> Counter[tuple[str, str, str, str]]:  # noqa: ANN001
