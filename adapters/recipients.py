@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -55,7 +55,7 @@ def issue_tokens(session: Session, signer: TokenSigner, config: Config, requests
         before = _issued_before(session, new)
         insert = _insert(session, Recipient).on_conflict_do_nothing(index_elements=["email_key", "topic", "campaign"])
         inserted = session.execute(insert.returning(*_ROW), new).all()
-        ids.update({(r.email_key, r.topic, r.campaign): r.id for r in inserted})
+        ids.update(_id_map(inserted))
         ids.update(_ids(session, [r for r in new if _key(r) not in ids]))  # issued just now elsewhere
         _count_first_issues(session, inserted, before)
     issued = []
@@ -74,12 +74,16 @@ def _key(row: dict[str, Any]) -> tuple[str, str, str]:
     return (row["email_key"], row["topic"], row["campaign"])
 
 
+def _id_map(rows: Iterable[Row[Any]]) -> dict[tuple[str, str, str], int]:
+    return {(r.email_key, r.topic, r.campaign): r.id for r in rows}
+
+
 def _ids(session: Session, rows: Sequence[dict[str, Any]]) -> dict[tuple[str, str, str], int]:
     """The ids of the recipient rows that already exist for ``rows``."""
     ids: dict[tuple[str, str, str], int] = {}
     for chunk in _chunks(rows, 5000):
         stmt = select(*_ROW).where(tuple_(Recipient.email_key, Recipient.topic, Recipient.campaign).in_([_key(r) for r in chunk]))
-        ids.update({(r.email_key, r.topic, r.campaign): r.id for r in session.execute(stmt)})
+        ids.update(_id_map(session.execute(stmt)))
     return ids
 
 
