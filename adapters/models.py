@@ -123,9 +123,6 @@ class Suppression(Base):
     last_at: Mapped[datetime] = mapped_column(index=True)  # occurrence of the last change
     event_id: Mapped[int] = mapped_column(BigId)
 
-    # SQLite: the table is its primary-key B-tree (no separate rowid tree to keep in step)
-    __table_args__ = {"sqlite_with_rowid": False}
-
     def __repr__(self) -> str:
         return f"<Suppression {self.scope} {'on' if self.suppressed else 'off'}>"
 

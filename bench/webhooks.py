@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import hashlib
 import json
 import os
 import shutil
@@ -50,6 +51,7 @@ BATCH = 1000
 OPT_OUTS = ("unsubscribe", "unsubscribe", "group_unsubscribe", "spamreport", "bounce")
 ENGAGEMENT = ("processed", "delivered", "open", "click")  # what most of SendGrid's traffic is
 MIX_EVERY = 50  # the realistic mix: one opt-out in 50 events
+EVENTS_PER_SECOND = 100  # event times move forward through the load, as a sending day's do
 
 
 @dataclass
@@ -62,16 +64,29 @@ class Load:
 
 def make_load(key: ec.EllipticCurvePrivateKey, batches: int, offset: int, *, optout_every: int = 1) -> Load:
     """Signed 1,000-event deliveries in which every ``optout_every``-th event is an opt-out and
-    the rest engagement events; ``offset`` keeps each run's addresses and ids apart."""
+    the rest engagement events; ``offset`` keeps each run's addresses and ids apart.
+
+    Addresses and ``sg_event_id``s are hashes of the event's number, so each delivery's keys
+    land all over the store's indexes as real ones do (sequential keys would fill a few index
+    pages per delivery and flatter every figure)."""
     bodies, headers, optouts = [], [], 0
     timestamp = str(int(time.time()))
+    first_timestamp = int(timestamp) - 3600
     for b in range(offset, offset + batches):
         events = []
         for i in range(BATCH):
             n = b * BATCH + i
             kind = OPT_OUTS[n // optout_every % len(OPT_OUTS)] if n % optout_every == 0 else ENGAGEMENT[n % len(ENGAGEMENT)]
             optouts += n % optout_every == 0
-            event = {"email": f"person{n}@example.com", "timestamp": 1764000000 + i, "event": kind, "sg_event_id": f"bench-{n:09d}-Hq1xVb2Yc3", "sg_message_id": f"14c5d75ce93.dfd.{n}.filter0001.16648.5515E0B88.0", "category": ["newsletter"]}
+            digest = hashlib.blake2b(n.to_bytes(8, "big"), digest_size=16).digest()
+            event = {
+                "email": f"{digest[:6].hex()}@example.com",  # scattered over the address space, as a list's are
+                "timestamp": first_timestamp + n // EVENTS_PER_SECOND,
+                "event": kind,
+                "sg_event_id": base64.urlsafe_b64encode(digest).decode(),  # 16 random-looking bytes, like SendGrid's
+                "sg_message_id": f"14c5d75ce93.dfd.{n}.filter0001.16648.5515E0B88.0",
+                "category": ["newsletter"],
+            }
             if kind == "group_unsubscribe":
                 event["asm_group_id"] = 1234
             if kind == "bounce":

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, insert, select, text
 from sqlalchemy.orm import Session
 
 from adapters import db
-from adapters.models import Base, ConfirmationSend, Event, EventCount, Recipient, RecipientCount
+from adapters.models import Base, ConfirmationSend, Event, EventCount, Recipient, RecipientCount, Suppression
 
 
 @contextlib.contextmanager
@@ -71,6 +71,21 @@ def test_recipient_counts_migration_counts_the_addresses_already_issued(database
         with engine.connect() as conn:
             counts = {(c.kind, c.name): c.addresses for c in conn.execute(select(RecipientCount))}
         assert counts == {("campaign", "c1"): 2, ("campaign", "c2"): 1, ("topic", "news"): 2, ("topic", "deals"): 1}
+
+
+def test_suppressions_migration_keeps_the_opt_outs_in_a_rowid_table(database_url: str) -> None:
+    with engine_at(database_url, "0005_recipient_counts") as engine:
+        at = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)
+        row = {"email_key": "max@example.com", "scope": "global", "email": "Max@Example.com", "suppressed": True, "kind": "complaint", "source": "sendgrid", "reason": "spam", "first_at": at, "last_at": at, "event_id": 7}
+        with engine.begin() as conn:
+            conn.execute(insert(Suppression), [row])
+        db.upgrade(engine)
+        with engine.connect() as conn:
+            assert [dict(r._mapping) for r in conn.execute(select(Suppression.__table__))] == [row]
+            if engine.dialect.name == "sqlite":  # new rows append to the table; only the key index takes random inserts
+                schema = conn.exec_driver_sql("SELECT sql FROM sqlite_schema WHERE name = 'suppressions'").scalar_one()
+                assert "WITHOUT ROWID" not in schema.upper()
+                assert conn.exec_driver_sql("SELECT count(*) FROM sqlite_schema WHERE name = 'ix_suppressions_last_at'").scalar_one() == 1
 
 
 def expected_counts(session) -> Counter[tuple[str, str, str, str]]:  # noqa: ANN001
