@@ -8,7 +8,8 @@
   them suppressed), against a plain ``SELECT ... IN`` of the same keys;
 - import: rows/s of ``import_csv`` over a generated CSV (target: 1 million rows < 60 s).
 
-The default database is a fresh SQLite file in a temporary directory (WAL, synchronous=FULL).
+Addresses and event ids are scattered as real ones are (``bench/keys.py``). The default
+database is a fresh SQLite file in a temporary directory (WAL, synchronous=FULL).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from adapters.hub import Hub  # noqa: E402
 from adapters.importer import import_csv  # noqa: E402
 from adapters.runtime import tune_gc  # noqa: E402
 
+import keys  # noqa: E402  (bench/keys.py)
+
 BATCH = 1000
 BARE_IN_CHUNK = 20_000  # bound parameters per plain IN list (SQLite's variable limit is 32,766)
 
@@ -48,7 +51,7 @@ def open_hub(url: str) -> Hub:
 
 def bench_record(hub: Hub, n: int) -> tuple[float, float]:
     batches = [
-        [OptOutEvent(email=f"user{b * BATCH + i}@example.com", kind=Kind.UNSUBSCRIBE, source=Source.SENDGRID, provider_event_id=f"ev-{b}-{i}") for i in range(BATCH)]
+        [OptOutEvent(email=keys.address(b * BATCH + i), kind=Kind.UNSUBSCRIBE, source=Source.SENDGRID, provider_event_id=keys.event_id(b * BATCH + i)) for i in range(BATCH)]
         for b in range(n // BATCH)
     ]
     start = time.perf_counter()
@@ -72,19 +75,20 @@ def bench_record(hub: Hub, n: int) -> tuple[float, float]:
 
 
 def bench_check(hub: Hub, n: int) -> tuple[float, float, int]:
-    # addresses user0..user{events} are suppressed; ask about n addresses, half of them known
-    emails = [f"User{i}@Example.com" if i % 2 == 0 else f"nobody{i}@example.org" for i in range(n)]
+    # the first ``events`` addresses are suppressed; ask about n addresses (in capitals: keys
+    # ignore case), half of them known
+    emails = [keys.address(i).upper() if i % 2 == 0 else keys.address(i, "example.org") for i in range(n)]
     start = time.perf_counter()
     with hub.sessions() as session:
         result = store.check_addresses(session, emails)
     ours = n / (time.perf_counter() - start)
 
-    keys = [e.lower() for e in emails]
+    lowered = [e.lower() for e in emails]
     start = time.perf_counter()
     found = 0
     with hub.engine.connect() as conn:
         for i in range(0, n, BARE_IN_CHUNK):
-            chunk = keys[i : i + BARE_IN_CHUNK]
+            chunk = lowered[i : i + BARE_IN_CHUNK]
             params = {f"k{j}": k for j, k in enumerate(chunk)}
             placeholders = ", ".join(f":k{j}" for j in range(len(chunk)))
             found += len(conn.execute(text(f"SELECT email_key FROM suppressions WHERE email_key IN ({placeholders})"), params).all())
@@ -94,7 +98,7 @@ def bench_check(hub: Hub, n: int) -> tuple[float, float, int]:
 
 
 def bench_import(hub: Hub, n: int) -> tuple[float, float, str]:
-    csv_text = "email,list\n" + "".join(f"imported{i}@example.net,legacy\n" for i in range(n))
+    csv_text = "email,list\n" + "".join(f"{keys.address(i, 'example.net')},legacy\n" for i in range(n))
     start = time.perf_counter()
     summary = import_csv(hub, io.StringIO(csv_text), origin="bench")
     seconds = time.perf_counter() - start

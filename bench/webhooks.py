@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import hashlib
 import json
 import os
 import shutil
@@ -44,6 +43,8 @@ from pathlib import Path
 import requests
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+
+import keys
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
@@ -64,11 +65,8 @@ class Load:
 
 def make_load(key: ec.EllipticCurvePrivateKey, batches: int, offset: int, *, optout_every: int = 1) -> Load:
     """Signed 1,000-event deliveries in which every ``optout_every``-th event is an opt-out and
-    the rest engagement events; ``offset`` keeps each run's addresses and ids apart.
-
-    Addresses and ``sg_event_id``s are hashes of the event's number, so each delivery's keys
-    land all over the store's indexes as real ones do (sequential keys would fill a few index
-    pages per delivery and flatter every figure)."""
+    the rest engagement events; ``offset`` keeps each run's addresses and ids apart. Keys are
+    scattered (:mod:`keys`) and event times move forward through the load."""
     bodies, headers, optouts = [], [], 0
     timestamp = str(int(time.time()))
     first_timestamp = int(timestamp) - 3600
@@ -78,12 +76,11 @@ def make_load(key: ec.EllipticCurvePrivateKey, batches: int, offset: int, *, opt
             n = b * BATCH + i
             kind = OPT_OUTS[n // optout_every % len(OPT_OUTS)] if n % optout_every == 0 else ENGAGEMENT[n % len(ENGAGEMENT)]
             optouts += n % optout_every == 0
-            digest = hashlib.blake2b(n.to_bytes(8, "big"), digest_size=16).digest()
             event = {
-                "email": f"{digest[:6].hex()}@example.com",  # scattered over the address space, as a list's are
+                "email": keys.address(n),
                 "timestamp": first_timestamp + n // EVENTS_PER_SECOND,
                 "event": kind,
-                "sg_event_id": base64.urlsafe_b64encode(digest).decode(),  # 16 random-looking bytes, like SendGrid's
+                "sg_event_id": keys.event_id(n),
                 "sg_message_id": f"14c5d75ce93.dfd.{n}.filter0001.16648.5515E0B88.0",
                 "category": ["newsletter"],
             }
