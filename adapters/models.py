@@ -91,7 +91,7 @@ class Event(Base):
     __tablename__ = "events"
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     email: Mapped[str] = mapped_column(String(254))
-    email_key: Mapped[str] = mapped_column(String(254), index=True)
+    email_key: Mapped[str] = mapped_column(String(254))
     kind: Mapped[str] = mapped_column(String(16))
     scope: Mapped[str] = mapped_column(String(100))
     source: Mapped[str] = mapped_column(String(16))
@@ -104,7 +104,10 @@ class Event(Base):
     evidence_id: Mapped[int | None] = mapped_column(ForeignKey("evidence.id"))
     meta: Mapped[dict[str, Any] | None]
 
-    __table_args__ = (UniqueConstraint("source", "provider_event_id"),)
+    # One index serves both an address's history (led by email_key) and deduplication: a
+    # provider's event id names one event for one address, so (source, id) is unique exactly
+    # when (email_key, source, id) is. One random-key insert per event instead of two.
+    __table_args__ = (UniqueConstraint("email_key", "source", "provider_event_id"),)
 
     def __repr__(self) -> str:
         return f"<Event {self.id} {self.kind} {self.scope} {self.source}>"

@@ -97,7 +97,8 @@ def record_events(
     SQLite that Python work runs before the transaction takes the database's write lock.
 
     Duplicates of a stored (source, provider_event_id) are skipped by the database's unique
-    key (``ON CONFLICT DO NOTHING``), so concurrent retries of one delivery count once.
+    key on (email_key, source, provider_event_id) (``ON CONFLICT DO NOTHING``; an event id
+    names one event for one address), so concurrent retries of one delivery count once.
     """
     if not events and evidence is None:
         return RecordResult(0, (), 0, 0)
@@ -121,7 +122,7 @@ def record_events(
                 row[_EVIDENCE_AT] = evidence_id
     if not rows:
         return RecordResult(0, (), 0, 0)
-    new_rows = insert_new(session, table, _EVENT_COLUMNS, rows, unique=("source", "provider_event_id"), returning=_RETURNED, prepared=prepared)
+    new_rows = insert_new(session, table, _EVENT_COLUMNS, rows, unique=("email_key", "source", "provider_event_id"), returning=_RETURNED, prepared=prepared)
     stored = [_Stored(r[0], r[1], r[2], r[3], r[4], r[5], parse_time(r[6]), parse_time(r[7]), r[8]) for r in new_rows]
     if not stored:
         return RecordResult(0, (), 0, 0)

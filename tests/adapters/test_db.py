@@ -11,9 +11,11 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, insert, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from adapters import db
+from adapters import db, store
 from adapters.models import Base, ConfirmationSend, Event, EventCount, Recipient, RecipientCount, Suppression
 
 
@@ -86,6 +88,21 @@ def test_suppressions_migration_keeps_the_opt_outs_in_a_rowid_table(database_url
                 schema = conn.exec_driver_sql("SELECT sql FROM sqlite_schema WHERE name = 'suppressions'").scalar_one()
                 assert "WITHOUT ROWID" not in schema.upper()
                 assert conn.exec_driver_sql("SELECT count(*) FROM sqlite_schema WHERE name = 'ix_suppressions_last_at'").scalar_one() == 1
+
+
+def test_events_migration_keeps_deduplicating_on_one_address_index(database_url: str) -> None:
+    with engine_at(database_url, "0006_suppressions_rowid") as engine:
+        at = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)
+        row = {"email": "Max@Example.com", "email_key": "max@example.com", "kind": "unsubscribe", "scope": "global", "source": "sendgrid", "verification": "signature", "provider_event_id": "ahSCB7xYcXFb-hEaawsPRw==", "occurred_at": at, "received_at": at}
+        with engine.begin() as conn:
+            conn.execute(insert(Event), [row])
+        db.upgrade(engine)
+        replay = pg_insert(Event) if engine.dialect.name == "postgresql" else sqlite_insert(Event)
+        with engine.begin() as conn:
+            assert conn.execute(replay.values(row).on_conflict_do_nothing(index_elements=["email_key", "source", "provider_event_id"]).returning(Event.id)).all() == []
+            conn.execute(insert(Event), [{**row, "provider_event_id": "another-event"}])
+        with Session(engine) as session:
+            assert [e["provider_event_id"] for e in store.address_state(session, "MAX@example.com")["events"]] == ["ahSCB7xYcXFb-hEaawsPRw==", "another-event"]
 
 
 def expected_counts(session) -> Counter[tuple[str, str, str, str]]:  # noqa: ANN001
