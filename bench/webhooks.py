@@ -2,12 +2,12 @@
 baselines measured in the same run on the same load.
 
     pip install -e '.[bench]'
-    python bench/webhooks.py [--batches 60] [--anymail-batches 6] [--clients 4] [--workers 2] [--rounds 5]
+    python bench/webhooks.py [--batches 60] [--anymail-batches 6] [--clients 4] [--workers 2] [--rounds 5] [--database-url URL]
 
 The load is signed Event Webhook deliveries of 1,000 opt-out events each (unique addresses
 and ``sg_event_id``s; a CRLF after each event as SendGrid sends them), posted by several
 client threads over keep-alive connections. Each server runs under gunicorn with the same
-worker count, on a fresh SQLite file:
+worker count, on a fresh SQLite file (optout-hub: or the ``--database-url`` given):
 
 - optout-hub: ``gunicorn 'webhooks:create_app()'``; verify, parse and store every delivery in
   one transaction (evidence + events + suppressions) before the 200;
@@ -48,6 +48,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 import keys
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import text  # noqa: E402
+
+from adapters import db as hub_db  # noqa: E402
+from adapters.models import Base  # noqa: E402
 BENCH = ROOT / "bench"
 BATCH = 1000
 OPT_OUTS = ("unsubscribe", "unsubscribe", "group_unsubscribe", "spamreport", "bounce")
@@ -174,17 +180,32 @@ def serve_and_post(app: str, *, chdir: Path, env: dict[str, str], ready: str, pa
         server.stop()
 
 
+def hub_database(url: str, *, empty: bool) -> int:
+    """The events stored at ``url``; with ``empty``, first delete every row of the hub's tables
+    (a PostgreSQL database is reused from round to round)."""
+    engine = hub_db.make_engine(url)
+    try:
+        with engine.begin() as conn:
+            if empty:
+                conn.execute(text(f"TRUNCATE {', '.join(t.name for t in Base.metadata.sorted_tables)}"))
+            return conn.execute(text("SELECT count(*) FROM events")).scalar_one()
+    finally:
+        engine.dispose()
+
+
 def run_hub(tmp: Path, name: str, load: Load, public_key: str, args: argparse.Namespace) -> tuple[float, dict[int, int], int]:
-    db = tmp / f"{name}.db"
+    url = args.database_url or f"sqlite:///{tmp / f'{name}.db'}"
     config = tmp / f"{name}.toml"
     config.write_text(
-        f'[database]\nurl = "sqlite:///{db}"\n[logging]\nlevel = "WARNING"\n'
+        f'[database]\nurl = "{url}"\n[logging]\nlevel = "WARNING"\n'
         '[providers.sendgrid]\nenabled = true\n[[topics]]\nname = "newsletter"\nsendgrid_group = 1234\n'
     )
     env = {"OPTOUT_HUB_CONFIG": str(config), "OPTOUT_HUB_SECRET": "bench-token-secret-0123456789", "SENDGRID_API_KEY": "SG.bench", "SENDGRID_WEBHOOK_PUBLIC_KEY": public_key}
     subprocess.run([sys.executable, "-m", "adapters", "db", "upgrade"], cwd=ROOT, env={**os.environ, **env}, check=True, stdout=subprocess.DEVNULL)
+    if args.database_url:
+        hub_database(url, empty=True)
     elapsed, statuses = serve_and_post("webhooks:create_app()", chdir=ROOT, env=env, ready="/healthz", path="/webhooks/sendgrid", load=load, args=args, log=tmp / f"{name}.log")
-    return elapsed, statuses, count_rows(db, "events")
+    return elapsed, statuses, hub_database(url, empty=False)
 
 
 def run_anymail(tmp: Path, load: Load, public_key: str, args: argparse.Namespace) -> tuple[float, dict[int, int], int]:
@@ -215,6 +236,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers for every server")
     parser.add_argument("--threads", type=int, default=1, help="threads per gunicorn worker (more than 1: gthread workers)")
     parser.add_argument("--rounds", type=int, default=5, help="optout-hub runs of the worst case, each on a fresh database; the median is reported")
+    parser.add_argument("--database-url", help="optout-hub's database instead of a fresh SQLite file per run (PostgreSQL: its tables are emptied before each run)")
     args = parser.parse_args()
 
     key = ec.generate_private_key(ec.SECP256R1())
@@ -225,7 +247,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-webhooks-"))
     try:
         load_avg = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-        print(f"SendGrid webhook bench: signed {BATCH:,}-event deliveries, {args.clients} client threads, gunicorn {args.workers} workers x {args.threads} threads each, SQLite, {os.cpu_count()} CPUs (load average {load_avg})", flush=True)
+        print(f"SendGrid webhook bench: signed {BATCH:,}-event deliveries, {args.clients} client threads, gunicorn {args.workers} workers x {args.threads} threads each, optout-hub on {'PostgreSQL' if args.database_url else 'SQLite'}, {os.cpu_count()} CPUs (load average {load_avg})", flush=True)
         rounds = sorted((run_hub(tmp, f"hub-{r}", hub_load, public_key, args) for r in range(args.rounds)), key=lambda run: run[2] / run[0])
         hub_time, hub_status, hub_rows = rounds[len(rounds) // 2]
         spread = ", ".join(f"{rows / elapsed:,.0f}" for elapsed, _, rows in rounds)
