@@ -1,4 +1,11 @@
-"""Alembic environment: runs against the engine handed in by ``adapters.db.upgrade``."""
+"""Alembic environment: runs against the engine handed in by ``adapters.db.upgrade``.
+
+On SQLite, batch migrations rebuild a table by copying it and dropping the old one; with
+foreign keys enforced, dropping a table that other rows reference (``events``, under
+``outbox``) fails. As SQLite's own procedure for such changes says, enforcement is switched
+off around the migrations (it cannot change inside a transaction) and ``foreign_key_check``
+must come back empty before they commit.
+"""
 
 from alembic import context
 from sqlalchemy import create_engine
@@ -9,8 +16,17 @@ config = context.config
 engine = config.attributes.get("engine") or create_engine(config.get_main_option("sqlalchemy.url"))
 
 with engine.connect() as connection:
-    context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
-    with context.begin_transaction():
-        context.run_migrations()
-    if connection.in_transaction():
-        connection.commit()
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")
+    try:
+        context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
+        with context.begin_transaction():
+            context.run_migrations()
+            if sqlite and (broken := connection.exec_driver_sql("PRAGMA foreign_key_check").all()):
+                raise RuntimeError(f"the migration left rows whose foreign keys point nowhere: {broken[:5]}")
+        if connection.in_transaction():
+            connection.commit()
+    finally:
+        if sqlite:
+            connection.connection.driver_connection.execute("PRAGMA foreign_keys=ON")

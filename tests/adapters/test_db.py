@@ -16,7 +16,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from adapters import db, store
-from adapters.models import Base, ConfirmationSend, Event, EventCount, Recipient, RecipientCount, Suppression
+from adapters.models import Base, ConfirmationSend, Event, EventCount, OutboxRow, Recipient, RecipientCount, Suppression
 
 
 @contextlib.contextmanager
@@ -94,9 +94,14 @@ def test_events_migration_keeps_deduplicating_on_one_address_index(database_url:
     with engine_at(database_url, "0006_suppressions_rowid") as engine:
         at = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)
         row = {"email": "Max@Example.com", "email_key": "max@example.com", "kind": "unsubscribe", "scope": "global", "source": "sendgrid", "verification": "signature", "provider_event_id": "ahSCB7xYcXFb-hEaawsPRw==", "occurred_at": at, "received_at": at}
-        with engine.begin() as conn:
-            conn.execute(insert(Event), [row])
+        with engine.begin() as conn:  # a push queued for the event: SQLite's rebuild of events must keep it pointing there
+            event_id = conn.execute(insert(Event).values(row).returning(Event.id)).scalar_one()
+            conn.execute(insert(OutboxRow).values(event_id=event_id, provider="mailchimp", action="unsubscribe", email=row["email"], scope="global", state="pending", attempts=0, due_at=at, received_at=at, created_at=at))
         db.upgrade(engine)
+        with engine.connect() as conn:
+            assert conn.execute(select(OutboxRow.event_id)).scalars().all() == [event_id]
+            if engine.dialect.name == "sqlite":
+                assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1  # enforced again after the migration
         replay = pg_insert(Event) if engine.dialect.name == "postgresql" else sqlite_insert(Event)
         with engine.begin() as conn:
             assert conn.execute(replay.values(row).on_conflict_do_nothing(index_elements=["email_key", "source", "provider_event_id"]).returning(Event.id)).all() == []
