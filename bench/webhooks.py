@@ -20,7 +20,8 @@ worker count, on a fresh SQLite file (optout-hub: or the ``--database-url`` give
 
 Durable events/s counts the rows found in the database afterwards, divided by the wall time of
 the load. A run lasts about two seconds, and fsync times vary from one second to the next, so
-the worst case runs several rounds on fresh databases and the median is reported. Targets: optout-hub >= 30,000 durable events/s, >= 10x django-anymail.
+the worst case runs several rounds on fresh databases and the median is reported. Targets:
+optout-hub >= 30,000 durable events/s, >= 10x django-anymail.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from sqlalchemy import text  # noqa: E402
 
 from adapters import db as hub_db  # noqa: E402
 from adapters.models import Base  # noqa: E402
+
 BENCH = ROOT / "bench"
 BATCH = 1000
 OPT_OUTS = ("unsubscribe", "unsubscribe", "group_unsubscribe", "spamreport", "bounce")
@@ -180,15 +182,13 @@ def serve_and_post(app: str, *, chdir: Path, env: dict[str, str], ready: str, pa
         server.stop()
 
 
-def hub_database(url: str, *, empty: bool) -> int:
-    """The events stored at ``url``; with ``empty``, first delete every row of the hub's tables
-    (a PostgreSQL database is reused from round to round)."""
+def on_hub_database(url: str, sql: str) -> int | None:
+    """Run one statement on optout-hub's database; its first value, if it returns rows."""
     engine = hub_db.make_engine(url)
     try:
         with engine.begin() as conn:
-            if empty:
-                conn.execute(text(f"TRUNCATE {', '.join(t.name for t in Base.metadata.sorted_tables)}"))
-            return conn.execute(text("SELECT count(*) FROM events")).scalar_one()
+            result = conn.execute(text(sql))
+            return result.scalar_one() if result.returns_rows else None
     finally:
         engine.dispose()
 
@@ -202,10 +202,10 @@ def run_hub(tmp: Path, name: str, load: Load, public_key: str, args: argparse.Na
     )
     env = {"OPTOUT_HUB_CONFIG": str(config), "OPTOUT_HUB_SECRET": "bench-token-secret-0123456789", "SENDGRID_API_KEY": "SG.bench", "SENDGRID_WEBHOOK_PUBLIC_KEY": public_key}
     subprocess.run([sys.executable, "-m", "adapters", "db", "upgrade"], cwd=ROOT, env={**os.environ, **env}, check=True, stdout=subprocess.DEVNULL)
-    if args.database_url:
-        hub_database(url, empty=True)
+    if args.database_url:  # a PostgreSQL database is reused from run to run: empty it
+        on_hub_database(url, f"TRUNCATE {', '.join(t.name for t in Base.metadata.sorted_tables)}")
     elapsed, statuses = serve_and_post("webhooks:create_app()", chdir=ROOT, env=env, ready="/healthz", path="/webhooks/sendgrid", load=load, args=args, log=tmp / f"{name}.log")
-    return elapsed, statuses, hub_database(url, empty=False)
+    return elapsed, statuses, on_hub_database(url, "SELECT count(*) FROM events") or 0
 
 
 def run_anymail(tmp: Path, load: Load, public_key: str, args: argparse.Namespace) -> tuple[float, dict[int, int], int]:
