@@ -14,7 +14,7 @@ from urllib.parse import unquote
 
 import idna
 
-from .errors import AddressError
+from adapters.errors import AddressError
 
 # RFC 5321 dot-atom local part (quoted local parts are refused: no mail programme needs them).
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"

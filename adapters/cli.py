@@ -21,17 +21,17 @@ from typing import Any, Protocol
 
 import requests
 
-from . import db
-from .base import make_clients
-from .config import Config, load_config
-from .errors import ConfigError, OptOutHubError, ProviderAPIError
-from .events import GLOBAL_SCOPE, Kind, topic_scope, utcnow
-from .hub import Hub
-from .importer import import_csv, open_csv
-from .outbox import Worker
-from .recipients import RecipientRequest, issue_tokens
-from .runtime import tune_gc
-from .store import address_state, export_suppressions
+from adapters.store import database
+from adapters.providers import make_clients
+from adapters.config import Config, load_config
+from adapters.errors import ConfigError, OptOutHubError, ProviderAPIError
+from adapters.events import GLOBAL_SCOPE, Kind, topic_scope, utcnow
+from adapters.hub import Hub
+from adapters.store.importer import import_csv, open_csv
+from adapters.worker.outbox import Worker
+from adapters.store.recipients import RecipientRequest, issue_tokens
+from adapters.runtime import tune_gc
+from adapters.store.queries import address_state, export_suppressions
 
 log = logging.getLogger(__name__)
 
@@ -164,9 +164,9 @@ def cmd_part(part: str) -> Callable[[argparse.Namespace, Config], int]:
 
 
 def cmd_db_upgrade(args: argparse.Namespace, config: Config) -> int:
-    engine = db.make_engine(config.database.url)
+    engine = database.make_engine(config.database.url)
     try:
-        db.upgrade(engine, args.revision)
+        database.upgrade(engine, args.revision)
     finally:
         engine.dispose()
     print(f"optout-hub: database at revision {args.revision}")

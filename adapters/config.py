@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from adapters.errors import ConfigError
 
 CONFIG_ENV = "OPTOUT_HUB_CONFIG"
 PROVIDER_SLUGS = ("mailchimp", "sendgrid", "hubspot")

@@ -16,14 +16,15 @@ from sqlalchemy import ColumnElement, Engine, Select, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from . import db
-from .config import Config
-from .errors import StoreError
-from .events import OptOutEvent, utcnow
-from .metrics import Metrics
-from .models import InstanceSetting, OutboxRow, PendingLookup
-from .store import RecordResult, StorePolicy, _insert, record_events
-from .tokens import TokenSigner
+from adapters.store import database
+from adapters.config import Config
+from adapters.errors import StoreError
+from adapters.events import OptOutEvent, utcnow
+from adapters.metrics import Metrics
+from adapters.store.models import InstanceSetting, OutboxRow, PendingLookup
+from adapters.store.record import RecordResult, StorePolicy, record_events
+from adapters.store.bulk import insert_statement
+from adapters.tokens import TokenSigner
 
 log = logging.getLogger(__name__)
 GENERATED_SECRET = "token_secret"
@@ -47,10 +48,10 @@ class Hub:
         ``upgrade`` migrates the schema first; by default only an SQLite database is migrated
         on start (PostgreSQL deployments run ``optout-hub db upgrade`` once).
         """
-        engine = db.make_engine(config.database.url)
+        engine = database.make_engine(config.database.url)
         if upgrade if upgrade is not None else engine.dialect.name == "sqlite":
-            db.upgrade(engine)
-        sessions = db.make_sessionmaker(engine)
+            database.upgrade(engine)
+        sessions = database.make_sessionmaker(engine)
         signer = TokenSigner(_token_secrets(config, sessions))
         metrics = metrics or Metrics()
         hub = cls(config, engine, sessions, signer, metrics, StorePolicy.from_config(config), clock)
@@ -119,7 +120,7 @@ def _token_secrets(config: Config, sessions: sessionmaker[Session]) -> list[byte
     if sec.token_secret is not None:
         return [sec.token_secret.reveal().encode()] + [s.reveal().encode() for s in sec.previous_token_secrets]
     with sessions.begin() as session:
-        session.execute(_insert(session, InstanceSetting).on_conflict_do_nothing(index_elements=["name"]), [{"name": GENERATED_SECRET, "value": secrets.token_urlsafe(32)}])
+        session.execute(insert_statement(session, InstanceSetting).on_conflict_do_nothing(index_elements=["name"]), [{"name": GENERATED_SECRET, "value": secrets.token_urlsafe(32)}])
         value = session.get(InstanceSetting, GENERATED_SECRET).value
     log.info("no token secret configured (%s): using the instance's generated secret", sec.token_secret_env)
     return [value.encode()]

@@ -16,7 +16,7 @@ import hashlib
 import hmac
 from collections.abc import Sequence
 
-from .errors import TokenError
+from adapters.errors import TokenError
 
 MAILTO_PREFIX = "unsub-"
 _ID_BYTES = 6

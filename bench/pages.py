@@ -32,10 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import requests  # noqa: E402
 
-from adapters.config import parse_config  # noqa: E402
-from adapters.events import Kind, OptOutEvent, Source, utcnow  # noqa: E402
-from adapters.hub import Hub  # noqa: E402
-from adapters.recipients import RecipientRequest, issue_tokens  # noqa: E402
+from adapters.config import parse_config
+from adapters.events import Kind, OptOutEvent, Source, utcnow
+from adapters.hub import Hub
+from adapters.store.recipients import RecipientRequest, issue_tokens
 from webhooks import create_app  # noqa: E402
 from webhooks.serving import BackgroundServer  # noqa: E402
 

@@ -37,11 +37,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import requests  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
-from adapters.base import make_clients  # noqa: E402
-from adapters.config import parse_config  # noqa: E402
-from adapters.events import Kind, OptOutEvent, Source  # noqa: E402
-from adapters.hub import Hub  # noqa: E402
-from adapters.outbox import Worker, outbox_summary  # noqa: E402
+from adapters.providers import make_clients
+from adapters.config import parse_config
+from adapters.events import Kind, OptOutEvent, Source
+from adapters.hub import Hub
+from adapters.worker.outbox import Worker
+from adapters.store.outbox import outbox_summary
 from tests.fakes import FakeHubSpot, FakeMailchimp, FakeProviders, FakeSendGrid, provider_env_vars  # noqa: E402
 
 SLUGS = ("mailchimp", "sendgrid", "hubspot")

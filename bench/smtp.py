@@ -161,7 +161,7 @@ def issue_recipients(config_path: Path, env: dict[str, str]) -> list[str]:
     from adapters.config import load_config
     from adapters.events import utcnow
     from adapters.hub import Hub
-    from adapters.recipients import RecipientRequest, issue_tokens
+    from adapters.store.recipients import RecipientRequest, issue_tokens
 
     hub = Hub.open(load_config(config_path), upgrade=True)
     try:

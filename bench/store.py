@@ -26,12 +26,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import text  # noqa: E402
 
-from adapters import store  # noqa: E402
-from adapters.config import parse_config  # noqa: E402
-from adapters.events import Kind, OptOutEvent, Source  # noqa: E402
-from adapters.hub import Hub  # noqa: E402
-from adapters.importer import import_csv  # noqa: E402
-from adapters.runtime import tune_gc  # noqa: E402
+from adapters.store.record import record_events
+from adapters.store.queries import check_addresses
+from adapters.config import parse_config
+from adapters.events import Kind, OptOutEvent, Source
+from adapters.hub import Hub
+from adapters.store.importer import import_csv
+from adapters.runtime import tune_gc
 
 import keys  # noqa: E402  (bench/keys.py)
 
@@ -57,7 +58,7 @@ def bench_record(hub: Hub, n: int) -> tuple[float, float]:
     start = time.perf_counter()
     for batch in batches:
         with hub.sessions.begin() as session:
-            store.record_events(session, batch, hub.policy, now=hub.clock())
+            record_events(session, batch, hub.policy, now=hub.clock())
     ours = n / (time.perf_counter() - start)
 
     with hub.engine.begin() as conn:
@@ -80,7 +81,7 @@ def bench_check(hub: Hub, n: int) -> tuple[float, float, int]:
     emails = [keys.address(i).upper() if i % 2 == 0 else keys.address(i, "example.org") for i in range(n)]
     start = time.perf_counter()
     with hub.sessions() as session:
-        result = store.check_addresses(session, emails)
+        result = check_addresses(session, emails)
     ours = n / (time.perf_counter() - start)
 
     lowered = [e.lower() for e in emails]

@@ -53,8 +53,8 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import text  # noqa: E402
 
-from adapters import db as hub_db  # noqa: E402
-from adapters.models import Base  # noqa: E402
+from adapters.store import engine as hub_db
+from adapters.store.models import Base
 
 BENCH = ROOT / "bench"
 BATCH = 1000

@@ -67,7 +67,7 @@ from adapters.errors import OptOutHubError
 from adapters.events import GLOBAL_SCOPE, Verification, topic_scope
 from adapters.tokens import TOKEN_LENGTH, token_from_local_part
 
-from .replies import Clarity, RequestMatch, clean_subject, find_request, fold, named_addresses
+from inbound.replies import Clarity, RequestMatch, clean_subject, find_request, fold, named_addresses
 
 log = logging.getLogger(__name__)
 

@@ -37,8 +37,8 @@ from adapters.addresses import normalize_address
 from adapters.errors import OptOutHubError, StoreError
 from adapters.hub import Hub
 
-from .classify import DNSLookup
-from .processing import EvidenceWriter, Received, pending_ids, process_batch, take_batch
+from inbound.classify import DNSLookup
+from inbound.processing import EvidenceWriter, Received, pending_ids, process_batch, take_batch
 
 log = logging.getLogger(__name__)
 if logging.getLogger("mail.log").level == logging.NOTSET:  # aiosmtpd logs every SMTP command at INFO

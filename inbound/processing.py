@@ -27,17 +27,17 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import PoolProxiedConnection
 
 from adapters.addresses import normalize_address
-from adapters.bulk import driver_rows
-from adapters.confirmations import queue_confirmation
+from adapters.store.bulk import driver_rows
+from adapters.store.confirmations import queue_confirmation
 from adapters.errors import OptOutHubError, StoreError, TokenError
 from adapters.events import Kind, OptOutEvent, Source
 from adapters.hub import Hub
-from adapters.models import Evidence, Recipient
-from adapters.recipients import resolve_token
-from adapters.store import RecordResult, record_events
+from adapters.store.models import Evidence, Recipient
+from adapters.store.recipients import resolve_token
+from adapters.store.record import RecordResult, record_events
 from adapters.tokens import token_from_local_part
 
-from .classify import Category, Classification, DNSLookup, Envelope, TokenTarget, classify_message
+from inbound.classify import Category, Classification, DNSLookup, Envelope, TokenTarget, classify_message
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from adapters.errors import ConfigError
 from adapters.hub import Hub
 from adapters.runtime import tune_gc
 
-from . import admin, api, errors, oneclick, ops, pages, preferences, providers, security
+from webhooks import admin, api, errors, oneclick, ops, pages, preferences, providers, security
 
 
 def create_app(config: Config | None = None, *, hub: Hub | None = None) -> Flask:

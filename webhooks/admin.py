@@ -20,16 +20,17 @@ from flask_babel import gettext
 from werkzeug.routing import IntegerConverter, Map
 from werkzeug.wrappers import Response as BaseResponse
 
-from adapters import review, store
+from adapters.store import review
+from adapters.store.queries import address_state
 from adapters.errors import AddressError, PayloadError
-from adapters.models import Evidence
-from adapters.outbox import dead_rows, outbox_summary, retry_row
+from adapters.store.models import Evidence
+from adapters.store.outbox import dead_rows, outbox_summary, retry_row
 
-from . import dashboard
-from .context import current_hub
-from .pages import page_blueprint, render_page
-from .errors import bearer_refused
-from .security import CSRF_FIELD, bearer_token, check_csrf, csrf_token, is_admin_token
+from webhooks import dashboard
+from webhooks.context import current_hub
+from webhooks.pages import page_blueprint, render_page
+from webhooks.errors import bearer_refused
+from webhooks.security import CSRF_FIELD, bearer_token, check_csrf, csrf_token, is_admin_token
 
 log = logging.getLogger(__name__)
 bp = page_blueprint("admin", __name__, url_prefix="/admin")
@@ -167,7 +168,7 @@ def search() -> Response:
     if email:
         with hub.sessions() as s:
             try:
-                state = store.address_state(s, email)
+                state = address_state(s, email)
             except AddressError as exc:
                 error = str(exc)
             else:

@@ -8,16 +8,17 @@ from typing import Any
 
 from flask import Blueprint, jsonify, request
 
-from adapters import store
+from adapters.store.record import record_events
+from adapters.store.queries import address_state, check_addresses
 from adapters.addresses import normalize_address
 from adapters.errors import PayloadError
 from adapters.events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, Verification, topic_scope
-from adapters.models import Evidence
-from adapters.recipients import RecipientRequest, issue_tokens
+from adapters.store.models import Evidence
+from adapters.store.recipients import RecipientRequest, issue_tokens
 
-from .context import current_hub
-from .errors import bearer_refused
-from .security import bearer_token, is_admin_token
+from webhooks.context import current_hub
+from webhooks.errors import bearer_refused
+from webhooks.security import bearer_token, is_admin_token
 
 log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -54,7 +55,7 @@ def _optional_str(body: dict[str, Any], key: str) -> str | None:
 @bp.get("/suppressions/<path:email>")
 def get_suppression(email: str):  # noqa: ANN201
     with current_hub().sessions() as session:
-        return jsonify(store.address_state(session, email))
+        return jsonify(address_state(session, email))
 
 
 @bp.post("/suppressions")
@@ -81,8 +82,8 @@ def add_suppression():  # noqa: ANN201
         session.add(evidence)
         session.flush()
         event = OptOutEvent(email=address.email, kind=kind, source=Source.API, scope=topic_scope(topic) if topic else GLOBAL_SCOPE, verification=Verification.NONE, occurred_at=now, received_at=now, reason=reason, evidence_id=evidence.id)
-        result = store.record_events(session, [event], hub.policy, now=now)
-        state = store.address_state(session, address.email)
+        result = record_events(session, [event], hub.policy, now=now)
+        state = address_state(session, address.email)
     hub.count_events(result)
     log.info("api: %s %s recorded (changed=%d)", kind.value, event.scope, result.changed)
     return jsonify(stored=bool(result.new), changed=bool(result.changed), state=state), 201
@@ -98,7 +99,7 @@ def check_suppressions():  # noqa: ANN201
         raise PayloadError(f"at most {MAX_CHECK} emails per call")
     topic = _optional_str(body, "topic")
     with current_hub().sessions() as session:
-        result = store.check_addresses(session, emails, topic=topic)
+        result = check_addresses(session, emails, topic=topic)
     return jsonify(suppressed=result.suppressed, invalid=result.invalid)
 
 

@@ -15,7 +15,7 @@ from sqlalchemy import distinct, func, select
 from sqlalchemy.orm import Session
 
 from adapters.events import TOPIC_PREFIX, Kind, Source
-from adapters.models import Event, EventCount, OutboxRow, PendingLookup, RecipientCount
+from adapters.store.models import Event, EventCount, OutboxRow, PendingLookup, RecipientCount
 
 OPT_OUT_KINDS = (Kind.UNSUBSCRIBE.value, Kind.COMPLAINT.value, Kind.BOUNCE.value)
 SOURCE_COLOURS = {

@@ -12,15 +12,16 @@ from flask import Response, request
 from flask_babel import gettext
 from sqlalchemy.orm import Session
 
-from adapters import store
+
+from adapters.store.queries import is_suppressed
 from adapters.errors import PayloadError
 from adapters.events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, Verification, topic_scope
-from adapters.models import Recipient
-from adapters.recipients import resolve_token
+from adapters.store.models import Recipient
+from adapters.store.recipients import resolve_token
 
-from .context import current_hub
-from .pages import mask_email, page_blueprint, render_page
-from .recording import record_token_request
+from webhooks.context import current_hub
+from webhooks.pages import mask_email, page_blueprint, render_page
+from webhooks.recording import record_token_request
 
 bp = page_blueprint("oneclick", __name__)
 ONE_CLICK_FIELD, ONE_CLICK_VALUE = "List-Unsubscribe", "One-Click"
@@ -43,7 +44,7 @@ def confirm_page(token: str) -> Response:
     hub = current_hub()
     with hub.sessions() as session:
         recipient = resolve_token(session, hub.signer, token)
-        done = store.is_suppressed(session, recipient.email, recipient.topic or None)
+        done = is_suppressed(session, recipient.email, recipient.topic or None)
     return render_page("oneclick/confirm.html", token_page=True, token=token, masked=mask_email(recipient.email), list_title=list_title(recipient), already=done)
 
 

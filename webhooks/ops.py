@@ -8,10 +8,10 @@ from flask import Blueprint, Response, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.exc import SQLAlchemyError
 
-from adapters import db
+from adapters.store import database
 
-from .context import current_hub
-from .errors import error_response
+from webhooks.context import current_hub
+from webhooks.errors import error_response
 
 log = logging.getLogger(__name__)
 bp = Blueprint("ops", __name__)
@@ -20,7 +20,7 @@ bp = Blueprint("ops", __name__)
 @bp.get("/healthz")
 def healthz():  # noqa: ANN201
     try:
-        db.ping(current_hub().engine)
+        database.ping(current_hub().engine)
     except SQLAlchemyError as exc:
         log.error("healthz: database unavailable: %s", exc.__class__.__name__)
         return error_response(503, "database unavailable")

@@ -1,5 +1,5 @@
 """What every HTML page shares: language choice (Flask-Babel catalogues in
-``webhooks/translations``), the base template's context, and error pages (HTML for
+``adapters/translations``, shared with confirmation mail), the base template's context, and error pages (HTML for
 browsers, JSON for mail clients and scripts).
 
 The language comes from ``?lang=`` (the switcher's links), else ``Accept-Language``, else
@@ -14,9 +14,10 @@ from urllib.parse import urlencode
 from flask import Blueprint, Flask, Response, render_template, request
 from flask_babel import Babel, get_locale, gettext
 
+from adapters.wording import TRANSLATIONS_DIR
 from adapters.errors import PayloadError, TokenError
 
-from .errors import error_response
+from webhooks.errors import error_response
 
 LANGUAGES = {"en": "English", "zh": "简体中文", "ar": "العربية"}
 RTL = frozenset({"ar"})
@@ -82,6 +83,7 @@ def error_page(exc: PayloadError) -> Response:
 
 
 def init_app(app: Flask) -> None:
+    app.config["BABEL_TRANSLATION_DIRECTORIES"] = TRANSLATIONS_DIR
     Babel(app, locale_selector=select_language)
     app.context_processor(_context)
 

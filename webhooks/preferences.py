@@ -19,14 +19,14 @@ from sqlalchemy.orm import Session
 
 from adapters.errors import PayloadError
 from adapters.events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, Verification, topic_scope
-from adapters.models import Recipient, Suppression
-from adapters.recipients import resolve_token
+from adapters.store.models import Recipient, Suppression
+from adapters.store.recipients import resolve_token
 
-from .context import current_hub
-from .oneclick import list_title
-from .pages import current_language, mask_email, page_blueprint, render_page
-from .recording import record_token_request
-from .security import CSRF_FIELD, check_csrf, csrf_token
+from webhooks.context import current_hub
+from webhooks.oneclick import list_title
+from webhooks.pages import current_language, mask_email, page_blueprint, render_page
+from webhooks.recording import record_token_request
+from webhooks.security import CSRF_FIELD, check_csrf, csrf_token
 
 bp = page_blueprint("preferences", __name__)
 REASONS = {

@@ -21,14 +21,16 @@ from flask import Blueprint, Flask, Response, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from adapters import hubspot, mailchimp, sendgrid, store
+from adapters.providers import hubspot, mailchimp, sendgrid
+from adapters.store.record import RecordResult, record_events
 from adapters.errors import PayloadError, SignatureError, StoreError
 from adapters.events import OptOutEvent, Verification
 from adapters.hub import Hub
-from adapters.models import Evidence
+from adapters.store.lookups import queue_lookups
+from adapters.store.models import Evidence
 
-from .context import current_hub
-from .errors import error_response
+from webhooks.context import current_hub
+from webhooks.errors import error_response
 
 log = logging.getLogger(__name__)
 
@@ -81,14 +83,14 @@ def init_app(app: Flask, hub: Hub) -> None:
         app.register_blueprint(bp)
 
 
-def _store_delivery(slug: str, body: bytes, now: datetime, events: Sequence[OptOutEvent], also: Callable[[Session, int], None] | None = None) -> store.RecordResult:
+def _store_delivery(slug: str, body: bytes, now: datetime, events: Sequence[OptOutEvent], also: Callable[[Session, int], None] | None = None) -> RecordResult:
     """Store the raw delivery and its events (and ``also``'s rows) in one transaction."""
     hub = current_hub()
     meta = {"remote_addr": request.remote_addr, **{h: request.headers[h] for h in EVIDENCE_HEADERS if h in request.headers}}
     try:
         with hub.sessions.begin() as session:
             evidence = Evidence(channel="webhook", source=slug, received_at=now, content=body, content_type=request.content_type or "", meta=meta, state="done")
-            result = store.record_events(session, events, hub.policy, now=now, evidence=evidence)
+            result = record_events(session, events, hub.policy, now=now, evidence=evidence)
             if also is not None:
                 also(session, evidence.id)
     except SQLAlchemyError as exc:
@@ -97,7 +99,7 @@ def _store_delivery(slug: str, body: bytes, now: datetime, events: Sequence[OptO
     return result
 
 
-def _answer(slug: str, parsed: int, result: store.RecordResult | None) -> Response:
+def _answer(slug: str, parsed: int, result: RecordResult | None) -> Response:
     new = result.new if result is not None else 0
     log.info("%s webhook from %s: %d opt-out events, %d new", slug, request.remote_addr, parsed, new)
     return jsonify(events=parsed, stored=new, duplicates=parsed - new)
@@ -143,6 +145,6 @@ def hubspot_webhook() -> Response:
     hubspot.verify_signature(body, request.headers, method=request.method, uri=uri, secret=hub.config.providers.hubspot.client_secret, now=now)
     found = hubspot.parse_events(body, request.content_type or "", received_at=now)
     if found:
-        _store_delivery("hubspot", body, now, (), lambda session, evidence_id: hubspot.queue_lookups(session, found, evidence_id=evidence_id, now=now))
+        _store_delivery("hubspot", body, now, (), lambda session, evidence_id: queue_lookups(session, found, evidence_id=evidence_id, now=now))
     log.info("hubspot webhook from %s: %d opt-out events queued for lookup", request.remote_addr, len(found))
     return jsonify(events=len(found))

@@ -9,16 +9,16 @@ from collections.abc import Callable, Sequence
 from flask import request
 from sqlalchemy.orm import Session
 
-from adapters import store
-from adapters.confirmations import queue_confirmation
+from adapters.store.record import record_events
+from adapters.store.confirmations import queue_confirmation
 from adapters.events import Kind, OptOutEvent, Source
 from adapters.hub import Hub
-from adapters.models import Evidence, Recipient
-from adapters.recipients import resolve_token
-from adapters.store import RecordResult
+from adapters.store.models import Evidence, Recipient
+from adapters.store.recipients import resolve_token
+from adapters.store.record import RecordResult
 
-from .pages import current_language
-from .security import redact_tokens
+from webhooks.pages import current_language
+from webhooks.security import redact_tokens
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def record_token_request(hub: Hub, token: str, source: Source, build: Callable[[
         session.add(evidence)
         session.flush()
         events = [e.replace(evidence_id=evidence.id, received_at=now, occurred_at=e.occurred_at or now) for e in events]
-        result = store.record_events(session, events, hub.policy, now=now)
+        result = record_events(session, events, hub.policy, now=now)
         opt_out = next((e for e in events if e.kind is Kind.UNSUBSCRIBE), None)
         if opt_out is not None:  # the worker mails it; queued with the opt-out, so never lost
             queue_confirmation(session, hub.config, opt_out, auto_submitted=False, now=now, lang=current_language())

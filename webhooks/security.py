@@ -17,7 +17,7 @@ from datetime import datetime
 
 from flask import Flask, Response
 
-from adapters import payloads
+from adapters.providers import payloads
 from adapters.config import Secret
 from adapters.errors import PayloadError
 

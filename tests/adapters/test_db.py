@@ -15,16 +15,17 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from adapters import db, store
-from adapters.models import Base, ConfirmationSend, Event, EventCount, OutboxRow, Recipient, RecipientCount, Suppression
+from adapters.store import database
+from adapters.store.queries import address_state
+from adapters.store.models import Base, ConfirmationSend, Event, EventCount, OutboxRow, Recipient, RecipientCount, Suppression
 
 
 @contextlib.contextmanager
 def engine_at(database_url: str, revision: str) -> Iterator[Engine]:
     """An engine on a database migrated up to ``revision`` (the test adds rows, then upgrades)."""
-    engine = db.make_engine(database_url)
+    engine = database.make_engine(database_url)
     try:
-        command.upgrade(db.alembic_config(engine), revision)
+        command.upgrade(database.alembic_config(engine), revision)
         yield engine
     finally:
         engine.dispose()
@@ -45,7 +46,7 @@ def test_event_counts_migration_counts_the_events_already_stored(database_url: s
         ]
         with engine.begin() as conn:
             conn.execute(insert(Event), rows)
-        db.upgrade(engine)
+        database.upgrade(engine)
         with engine.connect() as conn:
             counts = {(c.day, c.source, c.kind, c.reason): c.n for c in conn.execute(select(EventCount))}
         assert counts == {("2026-11-24", "smtp", "unsubscribe", "r" * 200): 2, ("2026-11-23", "api", "complaint", ""): 1}
@@ -56,7 +57,7 @@ def test_confirmation_queue_migration_keeps_sent_mail_as_sent(database_url: str)
         sent_at = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)
         with engine.begin() as conn:
             conn.execute(text("INSERT INTO confirmation_sends (email_key, day, sent_at) VALUES ('max@example.com', '2026-11-23', :at)"), {"at": sent_at if engine.dialect.name == "postgresql" else "2026-11-23 09:00:00.000000"})
-        db.upgrade(engine)
+        database.upgrade(engine)
         with Session(engine) as session:
             [row] = session.scalars(select(ConfirmationSend)).all()
         assert (row.state, row.email, row.scope, row.lang, row.attempts) == ("sent", "max@example.com", "global", "en", 1)
@@ -69,7 +70,7 @@ def test_recipient_counts_migration_counts_the_addresses_already_issued(database
         issued = [("a@example.com", "news", "c1"), ("a@example.com", "deals", "c1"), ("b@example.com", "news", "c1"), ("b@example.com", "", "c2"), ("c@example.com", "", "")]
         with engine.begin() as conn:
             conn.execute(insert(Recipient), [{"email": e, "email_key": e, "topic": t, "campaign": c, "created_at": now} for e, t, c in issued])
-        db.upgrade(engine)
+        database.upgrade(engine)
         with engine.connect() as conn:
             counts = {(c.kind, c.name): c.addresses for c in conn.execute(select(RecipientCount))}
         assert counts == {("campaign", "c1"): 2, ("campaign", "c2"): 1, ("topic", "news"): 2, ("topic", "deals"): 1}
@@ -81,7 +82,7 @@ def test_suppressions_migration_keeps_the_opt_outs_in_a_rowid_table(database_url
         row = {"email_key": "max@example.com", "scope": "global", "email": "Max@Example.com", "suppressed": True, "kind": "complaint", "source": "sendgrid", "reason": "spam", "first_at": at, "last_at": at, "event_id": 7}
         with engine.begin() as conn:
             conn.execute(insert(Suppression), [row])
-        db.upgrade(engine)
+        database.upgrade(engine)
         with engine.connect() as conn:
             assert [dict(r._mapping) for r in conn.execute(select(Suppression.__table__))] == [row]
             if engine.dialect.name == "sqlite":  # new rows append to the table; only the key index takes random inserts
@@ -97,7 +98,7 @@ def test_events_migration_keeps_deduplicating_on_one_address_index(database_url:
         with engine.begin() as conn:  # a push queued for the event: SQLite's rebuild of events must keep it pointing there
             event_id = conn.execute(insert(Event).values(row).returning(Event.id)).scalar_one()
             conn.execute(insert(OutboxRow).values(event_id=event_id, provider="mailchimp", action="unsubscribe", email=row["email"], scope="global", state="pending", attempts=0, due_at=at, received_at=at, created_at=at))
-        db.upgrade(engine)
+        database.upgrade(engine)
         with engine.connect() as conn:
             assert conn.execute(select(OutboxRow.event_id)).scalars().all() == [event_id]
             if engine.dialect.name == "sqlite":
@@ -107,7 +108,7 @@ def test_events_migration_keeps_deduplicating_on_one_address_index(database_url:
             assert conn.execute(replay.values(row).on_conflict_do_nothing(index_elements=["email_key", "source", "provider_event_id"]).returning(Event.id)).all() == []
             conn.execute(insert(Event), [{**row, "provider_event_id": "another-event"}])
         with Session(engine) as session:
-            assert [e["provider_event_id"] for e in store.address_state(session, "MAX@example.com")["events"]] == ["ahSCB7xYcXFb-hEaawsPRw==", "another-event"]
+            assert [e["provider_event_id"] for e in address_state(session, "MAX@example.com")["events"]] == ["ahSCB7xYcXFb-hEaawsPRw==", "another-event"]
 
 
 def expected_counts(session) -> Counter[tuple[str, str, str, str]]:  # noqa: ANN001

@@ -16,12 +16,16 @@ from hypothesis import strategies as st
 import requests
 from sqlalchemy import func, select
 
-from adapters import hubspot, store
+from adapters.worker.lookups import resolve_pending_lookups
+from adapters.store.lookups import queue_lookups
+from adapters.providers import hubspot
+
+from adapters.store.queries import address_state
 from adapters.config import Config, Secret
 from adapters.errors import PayloadError, SignatureError
 from adapters.events import Kind
 from adapters.hub import Hub
-from adapters.models import Event, Evidence, PendingLookup
+from adapters.store.models import Event, Evidence, PendingLookup
 from tests.adapters.hubspot_fake import FakeContactsAPI
 from tests.conftest import Clock
 
@@ -141,7 +145,7 @@ def queue(hub: Hub, object_ids: list[str], *, value: str = "true") -> None:
         evidence = Evidence(channel="webhook", source="hubspot", received_at=hub.clock(), content=body, content_type="application/json", meta={}, state="done")
         session.add(evidence)
         session.flush()
-        hubspot.queue_lookups(session, events, evidence_id=evidence.id, now=hub.clock())
+        queue_lookups(session, events, evidence_id=evidence.id, now=hub.clock())
 
 
 def pending(hub: Hub) -> list[PendingLookup]:
@@ -156,21 +160,21 @@ def test_lookups_wait_while_hubspot_is_down_then_resolve_in_batches(make_config,
     queue(hub, [*contacts, "999"])  # 999: no such contact
     http = requests.Session()
 
-    assert hubspot.resolve_pending_lookups(hub, http) == 0  # down (503)
+    assert resolve_pending_lookups(hub, http) == 0  # down (503)
     rows = pending(hub)
     assert len(rows) == 151 and {r.attempts for r in rows} == {1}
     assert {r.next_attempt_at for r in rows} == {clock.now + timedelta(seconds=2)}
     assert "503" in rows[0].last_error and TOKEN not in rows[0].last_error
 
-    assert hubspot.resolve_pending_lookups(hub, http) == 0  # nothing due yet: no call
+    assert resolve_pending_lookups(hub, http) == 0  # nothing due yet: no call
     assert fake.attempts == 1
 
     clock.advance(2)
-    assert hubspot.resolve_pending_lookups(hub, http) == 0  # still down
+    assert resolve_pending_lookups(hub, http) == 0  # still down
     assert {r.attempts for r in pending(hub)} == {2}
 
     clock.advance(4)
-    assert hubspot.resolve_pending_lookups(hub, http) == 150
+    assert resolve_pending_lookups(hub, http) == 150
     assert fake.refused == []
     assert sorted(len(ids) for ids in fake.calls) == [51, 100]
     [left] = pending(hub)
@@ -178,7 +182,7 @@ def test_lookups_wait_while_hubspot_is_down_then_resolve_in_batches(make_config,
     assert "not found" in left.last_error
     with hub.sessions() as session:
         assert session.scalar(select(func.count()).select_from(Event)) == 150
-        state = store.address_state(session, "person7@example.com")
+        state = address_state(session, "person7@example.com")
     assert state["suppressed"] is True and state["scopes"] == ["global"]
     assert state["events"][0]["source"] == "hubspot" and state["events"][0]["evidence_id"] is not None
     assert hub.metrics.events.labels("hubspot", "unsubscribe")._value.get() == 150
@@ -191,13 +195,13 @@ def test_rate_limit_honours_retry_after_and_a_replay_is_stored_once(make_config,
     queue(hub, ["1"])  # HubSpot retried the delivery: still one pending row
     assert len(pending(hub)) == 1
     http = requests.Session()
-    assert hubspot.resolve_pending_lookups(hub, http) == 0
+    assert resolve_pending_lookups(hub, http) == 0
     [row] = pending(hub)
     assert row.next_attempt_at == clock.now + timedelta(seconds=30)
     clock.advance(30)
-    assert hubspot.resolve_pending_lookups(hub, http) == 1
+    assert resolve_pending_lookups(hub, http) == 1
     queue(hub, ["1"])  # a replay after resolution is resolved again but stored once
-    assert hubspot.resolve_pending_lookups(hub, http) == 1
+    assert resolve_pending_lookups(hub, http) == 1
     with hub.sessions() as session:
         assert session.scalar(select(func.count()).select_from(Event)) == 1
     assert pending(hub) == []
@@ -206,7 +210,7 @@ def test_rate_limit_honours_retry_after_and_a_replay_is_stored_once(make_config,
 def test_unreachable_api_keeps_rows(make_config, make_hub, clock: Clock) -> None:  # noqa: ANN001
     hub = hubspot_hub(make_config, make_hub, "http://127.0.0.1:9")  # discard port: refused
     queue(hub, ["5"])
-    assert hubspot.resolve_pending_lookups(hub, requests.Session()) == 0
+    assert resolve_pending_lookups(hub, requests.Session()) == 0
     [row] = pending(hub)
     assert row.attempts == 1 and "ConnectionError" in row.last_error
 

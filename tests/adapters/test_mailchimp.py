@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters import mailchimp
+from adapters.providers import mailchimp
 from adapters.config import Secret, Topic
 from adapters.errors import PayloadError, SignatureError
 from adapters.events import Kind, Source

@@ -7,8 +7,8 @@ from collections.abc import Callable
 import pytest
 import requests
 
-from adapters import mailchimp
-from adapters.base import Outcome
+from adapters.providers import mailchimp
+from adapters.providers.client import Outcome
 from adapters.config import Config
 from adapters.errors import ConfigError, ProviderAPIError
 from tests.fakes import MAILCHIMP_KEY, FakeProviders

@@ -20,12 +20,13 @@ import pytest
 import requests
 from sqlalchemy import select, update
 
-from adapters.base import make_clients
+from adapters.providers import make_clients
 from adapters.config import Config, load_config
 from adapters.events import Kind, OptOutEvent, Source, topic_scope
 from adapters.hub import Hub
-from adapters.models import OutboxRow
-from adapters.outbox import Worker, dead_rows, outbox_summary, retry_row
+from adapters.store.models import OutboxRow
+from adapters.worker.outbox import Worker
+from adapters.store.outbox import dead_rows, outbox_summary, retry_row
 from tests.conftest import Clock
 from tests.fakes import FakeProviders
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from adapters import sendgrid
+from adapters.providers import sendgrid
 from adapters.config import Topic
 from adapters.errors import ConfigError, PayloadError, SignatureError
 from adapters.events import Kind, Source, Verification

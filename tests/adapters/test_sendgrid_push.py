@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from adapters import sendgrid
-from adapters.base import Outcome, PushResult
+from adapters.providers import sendgrid
+from adapters.providers.client import Outcome, PushResult
 from adapters.config import Config
 from adapters.errors import ProviderAPIError
 from tests.fakes import SENDGRID_KEY, FakeProviders

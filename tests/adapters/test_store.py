@@ -10,12 +10,14 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from adapters import store
+
+from adapters.store import queries
+from adapters.store.queries import address_state, check_addresses, export_suppressions
 from adapters.errors import PayloadError
 from adapters.events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, Verification, topic_scope
 from adapters.hub import Hub
-from adapters.importer import import_csv
-from adapters.models import Event, OutboxRow, Suppression
+from adapters.store.importer import import_csv
+from adapters.store.models import Event, OutboxRow, Suppression
 
 PROVIDER_ENV = {"SENDGRID_API_KEY": "k", "SENDGRID_WEBHOOK_PUBLIC_KEY": "p", "HUBSPOT_ACCESS_TOKEN": "t", "HUBSPOT_CLIENT_SECRET": "s", "MAILCHIMP_API_KEY": "m-us1", "MAILCHIMP_WEBHOOK_SECRET": "w"}
 
@@ -26,7 +28,7 @@ def ev(email: str, kind: Kind = Kind.UNSUBSCRIBE, source: Source = Source.API, *
 
 def state(hub: Hub, email: str) -> dict:
     with hub.sessions() as session:
-        return store.address_state(session, email)
+        return address_state(session, email)
 
 
 def test_batch_is_recorded_once(hub: Hub) -> None:
@@ -83,14 +85,14 @@ def test_global_opt_out_wins_over_topic_state(make_hub, make_config, clock) -> N
     t0 = clock()
     hub.record([ev("bo@example.com", scope=topic_scope("news"), occurred_at=t0)])
     with hub.sessions() as session:
-        assert store.check_addresses(session, ["bo@example.com"], topic="news").suppressed == ["bo@example.com"]
-        assert store.check_addresses(session, ["bo@example.com"], topic="offers").suppressed == []
-        assert store.check_addresses(session, ["bo@example.com"]).suppressed == []
+        assert check_addresses(session, ["bo@example.com"], topic="news").suppressed == ["bo@example.com"]
+        assert check_addresses(session, ["bo@example.com"], topic="offers").suppressed == []
+        assert check_addresses(session, ["bo@example.com"]).suppressed == []
     hub.record([ev("bo@example.com", occurred_at=t0 + timedelta(seconds=1))])
     hub.record([ev("bo@example.com", Kind.RESUBSCRIBE, Source.PREFERENCES, scope=topic_scope("news"), occurred_at=t0 + timedelta(seconds=2))])
     with hub.sessions() as session:
         for topic in (None, "news", "offers"):
-            assert store.check_addresses(session, ["bo@example.com"], topic=topic).suppressed == ["bo@example.com"]
+            assert check_addresses(session, ["bo@example.com"], topic=topic).suppressed == ["bo@example.com"]
     assert state(hub, "bo@example.com")["scopes"] == ["global"]
 
 
@@ -104,7 +106,7 @@ def test_import_never_undoes_an_opt_out(hub: Hub, clock) -> None:
     s = state(hub, "kept@example.com")
     assert s["suppressed"]
     with hub.sessions() as session:
-        row = next(r for r in store.export_suppressions(session) if r["email"] == "kept@example.com")
+        row = next(r for r in export_suppressions(session) if r["email"] == "kept@example.com")
     assert (row["kind"], row["source"]) == ("complaint", "sendgrid")
     # importing the same file again stores nothing new
     again = import_csv(hub, io.StringIO("email\nkept@example.com\nnew@example.com\n"))
@@ -158,11 +160,11 @@ def test_outbox_rows_follow_scope_and_never_echo(make_hub, make_config) -> None:
 
 
 def test_check_many_addresses_in_chunks(hub: Hub, monkeypatch) -> None:
-    monkeypatch.setattr(store, "CHECK_CHUNK", 7)
+    monkeypatch.setattr(queries, "CHECK_CHUNK", 7)
     hub.record([ev(f"s{i}@example.com") for i in range(0, 60, 3)])
     emails = [f"S{i}@Example.com" for i in range(60)] + ["bad", "s0@example.com"]
     with hub.sessions() as session:
-        result = store.check_addresses(session, emails)
+        result = check_addresses(session, emails)
     assert result.suppressed == [f"S{i}@Example.com" for i in range(0, 60, 3)] + ["s0@example.com"]  # as given, in order
     assert result.invalid == ["bad"]
 
@@ -172,8 +174,8 @@ def test_export_since(hub: Hub, clock) -> None:
     hub.record([ev("old@example.com", occurred_at=t0 - timedelta(days=3))])
     hub.record([ev("new@example.com", occurred_at=t0)])
     with hub.sessions() as session:
-        assert [r["email"] for r in store.export_suppressions(session)] == ["old@example.com", "new@example.com"]
-        assert [r["email"] for r in store.export_suppressions(session, since=t0 - timedelta(days=1))] == ["new@example.com"]
+        assert [r["email"] for r in export_suppressions(session)] == ["old@example.com", "new@example.com"]
+        assert [r["email"] for r in export_suppressions(session, since=t0 - timedelta(days=1))] == ["new@example.com"]
 
 
 def test_returned_event_ids_are_the_stored_rows(hub: Hub) -> None:
@@ -191,7 +193,7 @@ def test_returned_event_ids_are_the_stored_rows(hub: Hub) -> None:
 
 
 def test_event_counts_follow_every_new_event_and_only_new_ones(hub: Hub, clock) -> None:  # noqa: ANN001
-    from adapters.models import EventCount
+    from adapters.store.models import EventCount
     from tests.adapters.test_db import expected_counts
 
     day1 = clock.now

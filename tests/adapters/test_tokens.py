@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 from adapters.config import Config
 from adapters.errors import PayloadError, TokenError
 from adapters.hub import Hub
-from adapters.models import Recipient, RecipientCount
-from adapters.recipients import RecipientRequest, issue_tokens, resolve_token
+from adapters.store.models import Recipient, RecipientCount
+from adapters.store.recipients import RecipientRequest, issue_tokens, resolve_token
 from adapters.tokens import MAILTO_PREFIX, TOKEN_LENGTH, TokenSigner, token_from_local_part, unsubscribe_headers
 
 OLD = b"old-secret-0123456789abcdef"

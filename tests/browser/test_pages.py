@@ -11,8 +11,8 @@ from sqlalchemy import select, update
 
 from adapters.events import Kind, OptOutEvent, Source
 from adapters.hub import Hub
-from adapters.models import Evidence, OutboxRow
-from adapters.store import address_state
+from adapters.store.models import Evidence, OutboxRow
+from adapters.store.queries import address_state
 from tests.conftest import ADMIN_TOKEN
 from tests.webhooks.pagehelpers import events, issue_token
 from tests.webhooks.test_admin import add_review_item

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from adapters.config import Config
 from inbound.classify import Classification, Envelope, classify_message
 
-from ..conftest import SHARED
+from tests.conftest import SHARED
 
 CORPUS = SHARED / "corpus"
 DOMAIN = "unsubscribe.example.com"

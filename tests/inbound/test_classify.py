@@ -15,7 +15,7 @@ from adapters.tokens import TokenSigner
 from inbound.classify import Category, classify_message, Envelope
 from inbound.replies import Clarity, find_request
 
-from .support import DOMAIN, REPLIES, classify, dkim_key, message, raw_message
+from tests.inbound.support import DOMAIN, REPLIES, classify, dkim_key, message, raw_message
 
 
 @dataclasses.dataclass(frozen=True)

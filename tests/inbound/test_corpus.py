@@ -17,7 +17,7 @@ import pytest
 from adapters.addresses import address_key
 from inbound.classify import Category
 
-from .support import REPLIES, classify, corpus_labels, corpus_message
+from tests.inbound.support import REPLIES, classify, corpus_labels, corpus_message
 
 LABELS = corpus_labels()
 EXPECTED_CATEGORY = {

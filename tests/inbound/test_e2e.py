@@ -24,8 +24,8 @@ import pytest
 from adapters.tokens import TOKEN_LENGTH
 from inbound.listener import DELAY_ENV
 
-from ..conftest import TEST_SECRET, free_port
-from .support import DOMAIN, REPLIES, message
+from tests.conftest import TEST_SECRET, free_port
+from tests.inbound.support import DOMAIN, REPLIES, message
 
 SWAKS = shutil.which("swaks")
 needs_swaks = pytest.mark.skipif(SWAKS is None and not os.environ.get("CI"), reason="swaks is not installed (.ci/run installs it)")

@@ -15,19 +15,19 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from adapters.confirmations import send_due_confirmations
+from adapters.worker.confirmations import send_due_confirmations
 from adapters.config import Config
 from adapters.errors import OptOutHubError, StoreError
 from adapters.events import utcnow
 from adapters.hub import Hub
-from adapters.models import Event, Evidence
-from adapters.recipients import RecipientRequest, issue_tokens
-from adapters.store import address_state
+from adapters.store.models import Event, Evidence
+from adapters.store.recipients import RecipientRequest, issue_tokens
+from adapters.store.queries import address_state
 from inbound.listener import SMTPComponent
 from inbound.processing import EvidenceWriter, Received, process_evidence
 
-from ..conftest import Sink, delivered
-from .support import DOMAIN, REPLIES, corpus_message, message
+from tests.conftest import Sink, delivered
+from tests.inbound.support import DOMAIN, REPLIES, corpus_message, message
 
 STORED = re.compile(rb"stored as (\d+)")
 

@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import func, select
 
 from adapters.hub import Hub
-from adapters.models import Event, Evidence
-from adapters.recipients import RecipientRequest, issue_tokens
+from adapters.store.models import Event, Evidence
+from adapters.store.recipients import RecipientRequest, issue_tokens
 
 TOPICS = [{"name": "newsletter", "title": "Monthly newsletter"}, {"name": "offers", "title": "Special offers"}]
 

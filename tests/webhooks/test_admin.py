@@ -9,10 +9,11 @@ import pytest
 import requests
 from sqlalchemy import select, update
 
+from adapters.worker.lookups import resolve_pending_lookups
 from adapters.config import Config
 from adapters.events import Kind, OptOutEvent, Source
 from adapters.hub import Hub
-from adapters.models import Evidence, OutboxRow
+from adapters.store.models import Evidence, OutboxRow
 from tests.conftest import ADMIN_TOKEN, TEST_SECRET, Clock, LiveServer
 from tests.webhooks.pagehelpers import TOPICS, events, form_field, issue_token
 from webhooks import create_app
@@ -212,7 +213,6 @@ def test_changing_the_admin_token_ends_sessions(admin_hub: Hub, app_url: str, ma
 
 
 def test_opt_outs_waiting_for_a_hubspot_contact_address_are_shown(make_config: Callable[..., Config], make_hub: Callable[[Config], Hub], serve_app: Callable[[Any], LiveServer]) -> None:
-    from adapters import hubspot
     from tests.adapters.test_hubspot import SECRET, TOKEN, queue
 
     providers = {"hubspot": {"enabled": True, "base_url": "http://127.0.0.1:9"}}  # the discard port: HubSpot unreachable
@@ -222,7 +222,7 @@ def test_opt_outs_waiting_for_a_hubspot_contact_address_are_shown(make_config: C
     assert "No opt-out waits for a contact's address." in browser.get(f"{url}/admin", timeout=10).text
 
     queue(hub, ["501", "502"])
-    assert hubspot.resolve_pending_lookups(hub, requests.Session()) == 0
+    assert resolve_pending_lookups(hub, requests.Session()) == 0
     page = browser.get(f"{url}/admin", timeout=10).text
     assert "2 provider opt-outs wait for the worker to read their contact's address; oldest received 2026-11-24" in page
     assert page.count('id="lookup-') == 2

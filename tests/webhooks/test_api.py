@@ -47,7 +47,7 @@ def test_bad_input_is_400_json(live_app: LiveServer, admin_headers: dict[str, st
 
 
 def test_headers_in_bulk_resolve_to_their_recipients(live_app: LiveServer, admin_headers: dict[str, str], hub) -> None:
-    from adapters.recipients import resolve_token
+    from adapters.store.recipients import resolve_token
 
     recipients = [{"email": f"R{i}@Example.com", "campaign": f"c{i % 3}"} for i in range(500)]
     r = requests.post(f"{live_app.url}/api/v1/headers", json={"recipients": recipients}, headers=admin_headers, timeout=30)
@@ -109,12 +109,12 @@ def test_healthz_and_metrics(live_app: LiveServer, admin_headers: dict[str, str]
 
 
 def test_healthz_reports_a_dead_database(make_config, make_hub, serve_app) -> None:
-    from adapters import db
+    from adapters.store import database
     from webhooks import create_app
 
     hub = make_hub(make_config())
     server = serve_app(create_app(hub=hub))
     hub.engine.dispose()
-    hub.engine = db.make_engine("postgresql+psycopg://postgres@127.0.0.1:9/gone?connect_timeout=2")  # nothing listens there
+    hub.engine = database.make_engine("postgresql+psycopg://postgres@127.0.0.1:9/gone?connect_timeout=2")  # nothing listens there
     r = requests.get(f"{server.url}/healthz", timeout=5)
     assert r.status_code == 503 and r.json() == {"error": "database unavailable"}

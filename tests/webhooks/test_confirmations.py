@@ -15,13 +15,14 @@ from aiosmtpd.controller import Controller
 import requests
 from sqlalchemy import select
 
-from adapters.confirmations import queue_confirmation, send_due_confirmations
+from adapters.store.confirmations import queue_confirmation
+from adapters.worker.confirmations import send_due_confirmations
 from adapters.config import Config
 from adapters.events import Kind, OptOutEvent, Source
 from adapters.hub import Hub
-from adapters.store import address_state
-from adapters.models import ConfirmationSend
-from adapters.outbox import Worker
+from adapters.store.queries import address_state
+from adapters.store.models import ConfirmationSend
+from adapters.worker.outbox import Worker
 from tests.conftest import Clock, LiveServer, Sink, delivered, free_port
 from tests.webhooks.pagehelpers import TOPICS, form_field, issue_token
 from webhooks import create_app

@@ -13,8 +13,11 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from adapters import hubspot, store
-from adapters.models import Event, Evidence, PendingLookup
+from adapters.worker.lookups import resolve_pending_lookups
+from adapters.providers import hubspot
+
+from adapters.store.queries import address_state
+from adapters.store.models import Event, Evidence, PendingLookup
 from tests.adapters.hubspot_fake import FakeContactsAPI
 from tests.adapters.test_hubspot import SECRET, TOKEN, sign
 from tests.webhooks.webhook_cases import Delivery, Running, WebhookCases
@@ -90,14 +93,14 @@ class TestHubSpotWebhook(WebhookCases):
         assert running.post(self.optouts(["ann@example.com", "bob@example.com"])[0]).status_code == 200
         http = requests.Session()
         for _ in range(2):  # HubSpot's contacts API is down: rows stay, backed off
-            assert hubspot.resolve_pending_lookups(running.hub, http) == 0
+            assert resolve_pending_lookups(running.hub, http) == 0
             running.hub.clock.advance(3600)  # type: ignore[attr-defined]
         assert [r.attempts for r in _pending(running)] == [2, 2]
-        assert hubspot.resolve_pending_lookups(running.hub, http) == 2
+        assert resolve_pending_lookups(running.hub, http) == 2
         assert fake_contacts.refused == [] and _pending(running) == []
         with running.hub.sessions() as session:
             events = session.scalars(select(Event).order_by(Event.email)).all()
-            state = store.address_state(session, "contact0@example.com")
+            state = address_state(session, "contact0@example.com")
         assert [(e.email, e.kind, e.source, e.verification) for e in events] == [("contact0@example.com", "unsubscribe", "hubspot", "signature"), ("contact1@example.com", "unsubscribe", "hubspot", "signature")]
         assert state["suppressed"] is True
         with running.hub.sessions() as session:

@@ -10,8 +10,9 @@ from urllib.parse import urlencode
 import requests
 from sqlalchemy import select
 
-from adapters import store
-from adapters.models import Event, Evidence
+
+from adapters.store.queries import address_state
+from adapters.store.models import Event, Evidence
 from tests.webhooks.webhook_cases import Delivery, Running, WebhookCases
 
 SECRET = "mc-webhook-secret-3f9a1c0e7b2d"
@@ -83,7 +84,7 @@ class TestMailchimpWebhook(WebhookCases):
         resubscribe = {"type": "subscribe", "fired_at": "2026-11-24 12:01:00", "data[list_id]": "abc123", "data[email]": "topic@example.com"}
         assert running.post(Delivery(urlencode(resubscribe).encode(), dict(FORM), f"/webhooks/mailchimp/{SECRET}")).status_code == 200
         with running.hub.sessions() as session:
-            assert store.address_state(session, "topic@example.com")["suppressed"] is False
+            assert address_state(session, "topic@example.com")["suppressed"] is False
 
     def test_the_secret_never_reaches_the_evidence(self, running: Running) -> None:
         running.post(self.optouts(["ann@example.com"])[0])

@@ -11,7 +11,7 @@ import requests
 
 from adapters.config import Config
 from adapters.hub import Hub
-from adapters.models import Evidence
+from adapters.store.models import Evidence
 from tests.conftest import LiveServer
 from tests.webhooks.pagehelpers import events, forged, issue_token, stored_counts, without_cookies
 from webhooks import create_app

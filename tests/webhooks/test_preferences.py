@@ -65,7 +65,7 @@ def test_unsubscribe_all_then_resubscribe_keeps_proof_of_consent(topic_hub: Hub,
     assert consent["lang"] == "zh" and consent["page"] == "preferences"
     assert consent["shown_at"] == "2026-11-24T12:01:00+00:00" and consent["submitted_at"] == "2026-11-24T12:01:05+00:00"
     with topic_hub.sessions() as session:
-        from adapters.store import address_state
+        from adapters.store.queries import address_state
 
         assert address_state(session, "cleo@example.com")["suppressed"] is False
 

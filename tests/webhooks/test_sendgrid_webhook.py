@@ -12,8 +12,10 @@ from typing import Any
 import requests
 from sqlalchemy import select
 
-from adapters import sendgrid, store
-from adapters.models import Event
+from adapters.providers import sendgrid
+
+from adapters.store.queries import address_state
+from adapters.store.models import Event
 from tests.adapters.test_sendgrid import VECTOR, make_key, sign
 from tests.webhooks.webhook_cases import Delivery, Running, WebhookCases
 
@@ -59,7 +61,7 @@ class TestSendGridWebhook(WebhookCases):
         assert r.status_code == 200 and r.json() == {"events": 6, "stored": 6, "duplicates": 0}
         with running.hub.sessions() as session:
             rows = {(e.email, e.kind, e.scope, e.verification) for e in session.scalars(select(Event))}
-            assert store.address_state(session, "resub@example.com")["suppressed"] is False
+            assert address_state(session, "resub@example.com")["suppressed"] is False
         assert ("example@test.com", "unsubscribe", "topic:newsletter", "signature") in rows
         assert ("unmapped@example.com", "unsubscribe", "global", "signature") in rows
         assert not {e for e, *_ in rows} & {"processed@example.com", "open@example.com", "blocked@example.com", "dropped@example.com"}

@@ -12,7 +12,7 @@ import pytest
 from babel.messages.pofile import read_po
 
 ROOT = Path(__file__).resolve().parents[2]
-CATALOGUES = ROOT / "webhooks" / "translations"
+CATALOGUES = ROOT / "adapters" / "translations"
 PLACEHOLDER = re.compile(r"%\(\w+\)s")
 
 
@@ -23,7 +23,7 @@ def read(path: Path):  # noqa: ANN201 - a babel Catalog
 
 def test_template_is_in_step_with_the_code(tmp_path: Path) -> None:
     out = tmp_path / "messages.pot"
-    cmd = [sys.executable, "-m", "babel.messages.frontend", "extract", "-F", str(CATALOGUES / "babel.cfg"), "-k", "lazy_gettext", "--no-location", "--omit-header", "-o", str(out), "webhooks", "adapters/confirmations.py"]
+    cmd = [sys.executable, "-m", "babel.messages.frontend", "extract", "-F", str(CATALOGUES / "babel.cfg"), "-k", "lazy_gettext", "--no-location", "--omit-header", "-o", str(out), "webhooks", "adapters/worker/confirmations.py"]
     subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
     assert {m.id for m in read(out) if m.id} == {m.id for m in read(CATALOGUES / "messages.pot") if m.id}
 

@@ -20,7 +20,7 @@ from sqlalchemy import func, select, text
 
 from adapters.config import Config
 from adapters.hub import Hub
-from adapters.models import Event, Evidence
+from adapters.store.models import Event, Evidence
 from tests.conftest import LiveServer
 
 

@@ -6,4 +6,4 @@ class ReceiverConfig(AppConfig):
     label = "receiver"
 
     def ready(self) -> None:
-        from . import signals  # noqa: F401 - connects the tracking receiver
+        from bench.anymail_site.receiver import signals

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from .addresses import normalize_address
-from .errors import AddressError, PayloadError
+from adapters.addresses import normalize_address
+from adapters.errors import AddressError, PayloadError
 
 
 def header(headers: Mapping[str, str], name: str) -> str | None:

@@ -15,10 +15,10 @@ import sys
 from collections.abc import Callable
 from typing import TextIO
 
-from .addresses import normalize_address
-from .errors import AddressError, PayloadError
-from .events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, Verification
-from .hub import Hub
+from adapters.addresses import normalize_address
+from adapters.errors import AddressError, PayloadError
+from adapters.events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, Verification
+from adapters.hub import Hub
 
 BATCH = 10_000  # rows per transaction: fewer fsyncs, bounded memory
 

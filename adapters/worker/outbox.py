@@ -21,54 +21,20 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import requests
-from sqlalchemy import Select, func, or_, select, update
+from sqlalchemy import Select, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 
-from . import hubspot
-from .confirmations import send_due_confirmations
-from .base import Outcome, PushClient, PushResult, email_key, result_for_error
-from .errors import ProviderAPIError
-from .hub import Hub
-from .models import OutboxRow
+from adapters.worker.lookups import resolve_pending_lookups
+from adapters.worker.confirmations import send_due_confirmations
+from adapters.providers.client import Outcome, PushClient, PushResult, email_key, result_for_error
+from adapters.errors import ProviderAPIError
+from adapters.hub import Hub
+from adapters.store.models import OutboxRow
 
 log = logging.getLogger(__name__)
 
 STATES = ("pending", "done", "dead")
 CLAIM_MAX = 1000  # rows one worker takes per provider and round (bounds the work under one lease)
-
-
-# --- admin: summary, dead letters, retry --------------------------------------------------
-
-
-def outbox_summary(session: Session) -> dict[str, dict[str, int]]:
-    """Row counts per provider and state: ``{provider: {"pending": n, "done": n, "dead": n}}``."""
-    stmt = select(OutboxRow.provider, OutboxRow.state, func.count()).group_by(OutboxRow.provider, OutboxRow.state)
-    summary: dict[str, dict[str, int]] = {}
-    for provider, state, count in session.execute(stmt):
-        summary.setdefault(provider, dict.fromkeys(STATES, 0))[state] = count
-    return dict(sorted(summary.items()))
-
-
-def dead_rows(session: Session, *, limit: int = 100, provider: str | None = None) -> Sequence[OutboxRow]:
-    """The most recent dead rows, newest first, with the provider's answer in ``last_error``."""
-    stmt = select(OutboxRow).where(OutboxRow.state == "dead")
-    if provider is not None:
-        stmt = stmt.where(OutboxRow.provider == provider)
-    return session.scalars(stmt.order_by(OutboxRow.id.desc()).limit(limit)).all()
-
-
-def retry_row(session: Session, row_id: int, *, now: datetime) -> bool:
-    """Put a dead row back in the queue, due now, with its attempts reset.
-
-    Returns ``False`` when there is no dead row with that id (unknown, pending or done).
-    """
-    stmt = (
-        update(OutboxRow)
-        .where(OutboxRow.id == row_id, OutboxRow.state == "dead")
-        .values(state="pending", due_at=now, attempts=0, lease_until=None, lease_owner=None)
-    )
-    return session.execute(stmt).rowcount == 1
 
 
 # --- the worker: claim, push in batches, settle ------------------------------------------
@@ -165,7 +131,7 @@ class Worker:
         """The worker's other queues: HubSpot contact ids from its webhooks become recorded
         events (and so pushes), and queued confirmation mail goes to the relay."""
         if self.hub.config.providers.hubspot.enabled:
-            hubspot.resolve_pending_lookups(self.hub, self.http)
+            resolve_pending_lookups(self.hub, self.http)
         send_due_confirmations(self.hub)
 
     def has_due(self) -> bool:

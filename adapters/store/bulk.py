@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -175,3 +175,13 @@ def values_table(session: Session, values: Sequence[str]) -> Any:
     if _dialect(session) == "postgresql":
         return func.unnest(cast(literal(list(values)), postgresql.ARRAY(String))).table_valued("value").render_derived()
     return func.json_each(literal(json.dumps(list(values), separators=(",", ":")))).table_valued("value")
+
+
+def insert_statement(session: Session, model: Any) -> Any:
+    """The dialect's INSERT (for ON CONFLICT) on a model's Core table: bulk rows skip the ORM."""
+    return (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(model.__table__)
+
+
+def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

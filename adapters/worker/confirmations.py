@@ -5,7 +5,7 @@ mailbox provider, not us), for auto-generated or null-sender requests (nobody to
 mail loops), for provider, API or import events, nor more than once per address per UTC day
 (a unique row per address and day, claimed with the opt-out, so concurrent requests send
 once). The worker sends what is queued, retrying while the relay is down, for up to a day.
-The wording lives in the web pages' translation catalogues (``webhooks/translations``).
+The wording lives in the catalogues pages share (:mod:`adapters.wording`).
 """
 
 from __future__ import annotations
@@ -18,35 +18,21 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
-from functools import lru_cache
-from importlib.resources import files
 
-from babel.support import NullTranslations, Translations
+from babel.support import NullTranslations
 from sqlalchemy import update
-from sqlalchemy.orm import Session
 
-from .config import Config, ConfirmationsConfig
-from .events import Kind, OptOutEvent, Source, scope_topic
-from .hub import Hub
-from .models import ConfirmationSend
-from .recipients import RecipientRequest, issue_tokens
-from .store import _insert
+from adapters.config import Config, ConfirmationsConfig
+from adapters.events import scope_topic
+from adapters.hub import Hub
+from adapters.store.confirmations import DEAD, PENDING, SENT
+from adapters.store.models import ConfirmationSend
+from adapters.store.recipients import RecipientRequest, issue_tokens
+from adapters.wording import load_translations
 
 log = logging.getLogger(__name__)
-CONFIRMED_SOURCES = frozenset({Source.SMTP, Source.ONECLICK, Source.PREFERENCES})
 SMTP_TIMEOUT_SECONDS = 15
 GIVE_UP_AFTER = timedelta(days=1)  # a confirmation that late would only puzzle the person
-PENDING, SENT, DEAD = "pending", "sent", "dead"
-
-
-def should_confirm(event: OptOutEvent, *, auto_submitted: bool) -> bool:
-    """Whether an opt-out deserves a confirmation (before the once-a-day limit)."""
-    return event.kind is Kind.UNSUBSCRIBE and event.source in CONFIRMED_SOURCES and not auto_submitted
-
-
-@lru_cache(maxsize=8)
-def load_translations(lang: str) -> NullTranslations:
-    return Translations.load(str(files("webhooks") / "translations"), [lang, "en"])
 
 
 def compose_confirmation(email: str, scope: str, config: Config, *, link: str, now: datetime, translations: NullTranslations) -> EmailMessage:
@@ -72,25 +58,6 @@ def compose_confirmation(email: str, scope: str, config: Config, *, link: str, n
     ]
     msg.set_content("\n".join(body) + "\n")
     return msg
-
-
-def queue_confirmation(session: Session, config: Config, event: OptOutEvent, *, auto_submitted: bool, now: datetime, lang: str = "en") -> bool:
-    """Claim today's confirmation for ``event``'s address, in the caller's transaction.
-
-    Call it in the transaction that records the event: the mail is then as durable as the
-    opt-out (a crash after the commit, or a relay that is down, delays it, never loses it),
-    and the worker sends it (:func:`send_due_confirmations`). ``auto_submitted`` is true for
-    requests no person sent: an ``Auto-Submitted`` header other than ``no``, a ``Precedence:
-    bulk/junk/list`` header, or a null envelope sender. Returns whether one was queued.
-    """
-    if not config.confirmations.enabled or not should_confirm(event, auto_submitted=auto_submitted):
-        return False
-    row = {
-        "email_key": event.email.lower(), "day": now.date().isoformat(), "email": event.email, "scope": event.scope, "campaign": event.campaign,
-        "lang": lang, "state": PENDING, "attempts": 0, "queued_at": now, "next_attempt_at": now,
-    }
-    stmt = _insert(session, ConfirmationSend).on_conflict_do_nothing(index_elements=["email_key", "day"]).returning(ConfirmationSend.id)
-    return session.execute(stmt.values(**row)).first() is not None
 
 
 def send_due_confirmations(hub: Hub, *, limit: int = 100) -> int:

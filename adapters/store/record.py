@@ -18,20 +18,18 @@ import dataclasses
 import itertools
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from .addresses import address_key, normalize_address
-from .bulk import driver_rows, execute_many, insert_new, parse_time, values_table
-from .config import Config
-from .errors import AddressError, PayloadError
-from .events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, topic_scope
-from .models import REASON_KEY_CHARS, Event, EventCount, Evidence, OutboxRow, Suppression
+from adapters.store.bulk import driver_rows, execute_many, insert_new, parse_time, values_table, insert_statement
+from adapters.config import Config
+from adapters.errors import PayloadError
+from adapters.events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, topic_scope
+from adapters.store.models import REASON_KEY_CHARS, Event, EventCount, Evidence, OutboxRow, Suppression
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +65,6 @@ class RecordResult:
     changed: int  # (address, scope) states that turned suppressed or unsuppressed
     pushes: int  # outbox rows written
     counts: tuple[tuple[str, str, int], ...] = ()  # (source, kind, new events)
-
-
-def _insert(session: Session, model: Any) -> Any:
-    """The dialect's INSERT (for ON CONFLICT) on a model's Core table: bulk rows skip the ORM."""
-    return (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(model.__table__)
 
 
 _EVENT_COLUMNS = ("email", "email_key", "kind", "scope", "source", "verification", "provider_event_id", "occurred_at", "received_at", "reason", "campaign", "evidence_id", "meta")
@@ -209,85 +202,6 @@ def _count(session: Session, stored: Sequence[_Stored]) -> None:
         if day is None:
             day = days[r.received_at] = r.received_at.astimezone(timezone.utc).date().isoformat()
         counts[(day, r.source, r.kind, (r.reason or "")[:REASON_KEY_CHARS])] += 1
-    stmt = _insert(session, EventCount)
+    stmt = insert_statement(session, EventCount)
     stmt = stmt.on_conflict_do_update(index_elements=["day", "source", "kind", "reason"], set_={"n": EventCount.__table__.c.n + stmt.excluded.n})
     session.execute(stmt, [{"day": d, "source": s, "kind": k, "reason": why, "n": n} for (d, s, k, why), n in sorted(counts.items())])
-
-
-def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
-
-
-def _event_json(e: Event) -> dict[str, Any]:
-    return {
-        "id": e.id,
-        "kind": e.kind,
-        "scope": e.scope,
-        "source": e.source,
-        "verification": e.verification,
-        "provider_event_id": e.provider_event_id,
-        "occurred_at": e.occurred_at.isoformat(),
-        "received_at": e.received_at.isoformat(),
-        "reason": e.reason,
-        "campaign": e.campaign,
-        "evidence_id": e.evidence_id,
-    }
-
-
-def address_state(session: Session, email: str) -> dict[str, Any]:
-    """The contract's status JSON: ``{"email", "suppressed", "scopes", "events"}``.
-
-    ``scopes`` lists the scopes at which the address is suppressed; ``suppressed`` is true
-    when there is any. Raises :class:`AddressError` for an invalid address.
-    """
-    address = normalize_address(email)
-    sups = session.scalars(select(Suppression).where(Suppression.email_key == address.key, Suppression.suppressed.is_(True)).order_by(Suppression.scope)).all()
-    events = session.scalars(select(Event).where(Event.email_key == address.key).order_by(Event.occurred_at, Event.id)).all()
-    display = sups[0].email if sups else (events[-1].email if events else address.email)
-    scopes = [s.scope for s in sups]
-    return {"email": display, "suppressed": bool(scopes), "scopes": scopes, "events": [_event_json(e) for e in events]}
-
-
-def is_suppressed(session: Session, email: str, topic: str | None = None) -> bool:
-    return bool(check_addresses(session, [email], topic=topic).suppressed)
-
-
-@dataclasses.dataclass(frozen=True)
-class CheckResult:
-    suppressed: list[str]  # the inputs (as given) that must not be mailed
-    invalid: list[str]  # inputs that are not addresses
-
-
-def check_addresses(session: Session, emails: Iterable[str], *, topic: str | None = None) -> CheckResult:
-    """Which of many addresses are suppressed, globally or (with ``topic``) for that topic;
-    both lists keep the inputs as given, in input order."""
-    pairs: list[tuple[str, str]] = []
-    invalid: list[str] = []
-    for raw in emails:
-        try:
-            pairs.append((raw, address_key(raw)))
-        except AddressError:
-            invalid.append(raw)
-    scopes = [GLOBAL_SCOPE] if topic is None else [GLOBAL_SCOPE, topic_scope(topic)]
-    hits: set[str] = set()
-    keys = list({key for _, key in pairs})
-    for chunk in _chunks(keys, CHECK_CHUNK):
-        wanted = values_table(session, chunk)
-        stmt = select(Suppression.email_key).join_from(wanted, Suppression, Suppression.email_key == wanted.c.value).where(Suppression.scope.in_(scopes), Suppression.suppressed.is_(True))
-        hits.update(session.connection().execute(stmt).scalars().all())  # Core rows, fetched at once
-    suppressed = [raw for raw, key in pairs if key in hits]
-    return CheckResult(suppressed, invalid)
-
-
-def export_suppressions(session: Session, *, since: datetime | None = None) -> Iterator[dict[str, Any]]:
-    """Every suppressed (address, scope) with kind, source and first/last time, oldest first."""
-    stmt = select(Suppression).where(Suppression.suppressed.is_(True))
-    if since is not None:
-        stmt = stmt.where(Suppression.last_at >= since)
-    result = session.scalars(stmt.order_by(Suppression.first_at, Suppression.email_key).execution_options(yield_per=5000))
-    try:
-        for s in result:
-            yield {"email": s.email, "scope": s.scope, "kind": s.kind, "source": s.source, "reason": s.reason, "first_at": s.first_at.isoformat(), "last_at": s.last_at.isoformat()}
-    finally:
-        result.close()  # a server-side cursor on PostgreSQL, also when the caller stops early

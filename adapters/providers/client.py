@@ -1,5 +1,4 @@
-"""What every provider module shares: the push client's protocol and HTTP plumbing, and the
-hand-written ``PROVIDERS`` registry.
+"""What every provider module shares: the push client's protocol and HTTP plumbing.
 
 Adding a provider: a module ``adapters/<slug>.py`` with a ``make_client(config, http, *,
 now)`` function, a ``[providers.<slug>]`` section in ``config.py`` and
@@ -24,8 +23,8 @@ from typing import Any, Protocol
 
 import requests
 
-from .config import Config
-from .errors import ProviderAPIError
+from adapters.config import Config
+from adapters.errors import ProviderAPIError
 
 log = logging.getLogger(__name__)
 
@@ -200,15 +199,3 @@ def push_each(emails: Sequence[str], call: Callable[[str], PushResult]) -> dict[
                     results[email_key(rest)] = result
                 break
     return results
-
-
-def make_clients(config: Config, http: requests.Session, *, now: Callable[[], datetime]) -> dict[str, PushClient]:
-    """A push client for every enabled provider, keyed by slug, in the configuration's order."""
-    return {slug: PROVIDERS[slug].make_client(config, http, now=now) for slug in config.providers.enabled()}
-
-
-# The registry comes last: the provider modules import the types above from this module.
-from . import hubspot, mailchimp, sendgrid  # noqa: E402
-
-PROVIDERS: dict[str, ProviderModule] = {"mailchimp": mailchimp, "sendgrid": sendgrid, "hubspot": hubspot}  # type: ignore[dict-item]
-"""The provider modules by slug, written by hand: no discovery."""

@@ -10,7 +10,7 @@ must come back empty before they commit.
 from alembic import context
 from sqlalchemy import create_engine
 
-from adapters.models import Base
+from adapters.store.models import Base
 
 config = context.config
 engine = config.attributes.get("engine") or create_engine(config.get_main_option("sqlalchemy.url"))

@@ -11,12 +11,12 @@ from typing import Any
 from sqlalchemy import Row, select, tuple_
 from sqlalchemy.orm import Session
 
-from .addresses import normalize_address
-from .config import Config
-from .errors import PayloadError, TokenError
-from .models import Recipient, RecipientCount
-from .store import _chunks, _insert
-from .tokens import TokenSigner, unsubscribe_headers
+from adapters.addresses import normalize_address
+from adapters.config import Config
+from adapters.errors import PayloadError, TokenError
+from adapters.store.models import Recipient, RecipientCount
+from adapters.store.bulk import chunks, insert_statement
+from adapters.tokens import TokenSigner, unsubscribe_headers
 
 MAX_HEADERS_BATCH = 10_000
 
@@ -53,7 +53,7 @@ def issue_tokens(session: Session, signer: TokenSigner, config: Config, requests
     new = [r for r in unique if _key(r) not in ids]
     if new:
         before = _issued_before(session, new)
-        insert = _insert(session, Recipient).on_conflict_do_nothing(index_elements=["email_key", "topic", "campaign"])
+        insert = insert_statement(session, Recipient).on_conflict_do_nothing(index_elements=["email_key", "topic", "campaign"])
         inserted = session.execute(insert.returning(*_ROW), new).all()
         ids.update(_id_map(inserted))
         ids.update(_ids(session, [r for r in new if _key(r) not in ids]))  # issued just now elsewhere
@@ -81,7 +81,7 @@ def _id_map(rows: Iterable[Row[Any]]) -> dict[tuple[str, str, str], int]:
 def _ids(session: Session, rows: Sequence[dict[str, Any]]) -> dict[tuple[str, str, str], int]:
     """The ids of the recipient rows that already exist for ``rows``."""
     ids: dict[tuple[str, str, str], int] = {}
-    for chunk in _chunks(rows, 5000):
+    for chunk in chunks(rows, 5000):
         stmt = select(*_ROW).where(tuple_(Recipient.email_key, Recipient.topic, Recipient.campaign).in_([_key(r) for r in chunk]))
         ids.update(_id_map(session.execute(stmt)))
     return ids
@@ -93,7 +93,7 @@ def _issued_before(session: Session, rows: Sequence[dict[str, Any]]) -> set[tupl
     seen: set[tuple[str, str, str]] = set()
     for kind, column in (("campaign", Recipient.campaign), ("topic", Recipient.topic)):
         names = {r[kind] for r in rows if r[kind]}
-        for chunk in _chunks(sorted({r["email_key"] for r in rows if r[kind]}), 5000):
+        for chunk in chunks(sorted({r["email_key"] for r in rows if r[kind]}), 5000):
             stmt = select(Recipient.email_key, column).distinct().where(Recipient.email_key.in_(chunk), column.in_(names))
             seen.update((kind, name, key) for key, name in session.execute(stmt))
     return seen
@@ -109,7 +109,7 @@ def _count_first_issues(session: Session, inserted: Sequence[Row[Any]], seen: se
                 seen.add((kind, name, r.email_key))
                 counts[(kind, name)] += 1
     if counts:
-        stmt = _insert(session, RecipientCount)
+        stmt = insert_statement(session, RecipientCount)
         stmt = stmt.on_conflict_do_update(index_elements=["kind", "name"], set_={"addresses": RecipientCount.__table__.c.addresses + stmt.excluded.addresses})
         session.execute(stmt, [{"kind": k, "name": n, "addresses": c} for (k, n), c in sorted(counts.items())])  # sorted: no deadlock
 

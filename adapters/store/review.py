@@ -15,11 +15,11 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from .addresses import normalize_address
-from .errors import PayloadError
-from .events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, Verification, validate_scope
-from .models import Evidence
-from .store import RecordResult, StorePolicy, record_events
+from adapters.addresses import normalize_address
+from adapters.errors import PayloadError
+from adapters.events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, Verification, validate_scope
+from adapters.store.models import Evidence
+from adapters.store.record import RecordResult, StorePolicy, record_events
 
 REVIEW, APPROVED, REJECTED = "review", "approved", "rejected"
 APPROVED_REASON = "approved by admin"

@@ -15,11 +15,11 @@ from urllib.parse import parse_qsl, quote
 
 import requests
 
-from . import payloads
-from .base import APIClient, Outcome, PushResult, email_key, push_each, result_for_error
-from .config import Config, Secret, Topic
-from .errors import ConfigError, PayloadError, ProviderAPIError, SignatureError
-from .events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, Verification, scope_topic, topic_scope
+from adapters.providers import payloads
+from adapters.providers.client import APIClient, Outcome, PushResult, email_key, push_each, result_for_error
+from adapters.config import Config, Secret, Topic
+from adapters.errors import ConfigError, PayloadError, ProviderAPIError, SignatureError
+from adapters.events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, Verification, scope_topic, topic_scope
 
 # --- inbound: webhook verification and parsing ----------------------------------------------
 

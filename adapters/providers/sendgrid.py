@@ -18,11 +18,11 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from . import payloads
-from .base import APIClient, Outcome, PushResult, email_key, push_each
-from .config import Config, Topic
-from .errors import ConfigError, PayloadError, ProviderAPIError, SignatureError
-from .events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, Verification, scope_topic, topic_scope
+from adapters.providers import payloads
+from adapters.providers.client import APIClient, Outcome, PushResult, email_key, push_each
+from adapters.config import Config, Topic
+from adapters.errors import ConfigError, PayloadError, ProviderAPIError, SignatureError
+from adapters.events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, Verification, scope_topic, topic_scope
 
 # --- inbound: webhook verification and parsing ----------------------------------------------
 

@@ -1,0 +1,26 @@
+"""The provider adapters: one module per provider (verify and parse in, push out), the HTTP
+plumbing they share (:mod:`adapters.providers.client`) and the registry below.
+
+Nothing here touches the store or the worker: a provider module turns bytes into events and
+addresses into API calls, and the callers decide what to keep.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+import requests
+
+from adapters.config import Config
+
+from adapters.providers import hubspot, mailchimp, sendgrid
+from adapters.providers.client import ProviderModule, PushClient
+
+PROVIDER_MODULES: dict[str, ProviderModule] = {"mailchimp": mailchimp, "sendgrid": sendgrid, "hubspot": hubspot}
+"""The provider modules by slug, written by hand: no discovery."""
+
+
+def make_clients(config: Config, http: requests.Session, *, now: Callable[[], datetime]) -> dict[str, PushClient]:
+    """A push client for every enabled provider, keyed by slug, in the configuration's order."""
+    return {slug: PROVIDER_MODULES[slug].make_client(config, http, now=now) for slug in config.providers.enabled()}
