@@ -16,22 +16,22 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import requests
 
-from adapters.store import database
-from adapters.providers import make_clients
 from adapters.config import Config, load_config
 from adapters.errors import ConfigError, OptOutHubError, ProviderAPIError
 from adapters.events import GLOBAL_SCOPE, Kind, topic_scope, utcnow
 from adapters.hub import Hub
-from adapters.store.importer import import_csv, open_csv
-from adapters.worker.outbox import Worker
-from adapters.store.recipients import RecipientRequest, issue_tokens
+from adapters.providers import make_clients
 from adapters.runtime import tune_gc
+from adapters.store import database
+from adapters.store.importer import import_csv, open_csv
 from adapters.store.queries import address_state, export_suppressions
+from adapters.store.recipients import RecipientRequest, issue_tokens
+from adapters.worker.outbox import Worker
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,9 @@ def configure_logging(config: Config) -> None:
             "version": 1,
             "disable_existing_loggers": False,
             "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-            "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"}},
+            "handlers": {
+                "stderr": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"}
+            },
             "root": {"level": config.logging.level.upper(), "handlers": ["stderr"]},
             "loggers": {"waitress.queue": {"level": "ERROR"}, "alembic": {"level": "WARNING"}},
         }
@@ -64,7 +66,9 @@ class HTTPComponent:
         from webhooks.serving import BackgroundServer
 
         http = hub.config.http
-        self.server = BackgroundServer(create_app(hub=hub), host=http.host, port=http.port, threads=http.threads, ident="optout-hub")
+        self.server = BackgroundServer(
+            create_app(hub=hub), host=http.host, port=http.port, threads=http.threads, ident="optout-hub"
+        )
 
     def start(self) -> None:
         self.server.start()
@@ -189,7 +193,9 @@ def cmd_headers(args: argparse.Namespace, config: Config) -> int:
     hub = Hub.open(config)
     try:
         with hub.sessions.begin() as session:
-            (issued,) = issue_tokens(session, hub.signer, config, [RecipientRequest(args.email, args.topic, args.campaign)], now=hub.clock())
+            (issued,) = issue_tokens(
+                session, hub.signer, config, [RecipientRequest(args.email, args.topic, args.campaign)], now=hub.clock()
+            )
     finally:
         hub.close()
     print(f"List-Unsubscribe: {issued.list_unsubscribe}")
@@ -285,7 +291,7 @@ def cmd_export(args: argparse.Namespace, config: Config) -> int:
         except ValueError:
             raise OptOutHubError(f"--since: not an ISO 8601 time: {args.since!r}") from None
         if since.tzinfo is None:
-            since = since.replace(tzinfo=timezone.utc)
+            since = since.replace(tzinfo=UTC)
     hub = Hub.open(config)
     try:
         with hub.sessions() as session:
@@ -296,7 +302,11 @@ def cmd_export(args: argparse.Namespace, config: Config) -> int:
                     sys.stdout.write(("," if i else "") + "\n  " + json.dumps(row, ensure_ascii=False))
                 sys.stdout.write("\n]\n")
             else:
-                writer = csv.DictWriter(sys.stdout, fieldnames=["email", "scope", "kind", "source", "reason", "first_at", "last_at"], lineterminator="\n")
+                writer = csv.DictWriter(
+                    sys.stdout,
+                    fieldnames=["email", "scope", "kind", "source", "reason", "first_at", "last_at"],
+                    lineterminator="\n",
+                )
                 writer.writeheader()
                 writer.writerows(rows)
     finally:
@@ -306,7 +316,9 @@ def cmd_export(args: argparse.Namespace, config: Config) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     config_help = "TOML configuration (default: $OPTOUT_HUB_CONFIG, else built-in defaults)"
-    parser = argparse.ArgumentParser(prog="optout-hub", description="Catch every opt-out and push it to every mail provider.")
+    parser = argparse.ArgumentParser(
+        prog="optout-hub", description="Catch every opt-out and push it to every mail provider."
+    )
     parser.add_argument("--config", metavar="PATH", help=config_help)
     # Subcommands accept --config too; SUPPRESS keeps a value given before the subcommand.
     common = argparse.ArgumentParser(add_help=False)

@@ -318,7 +318,11 @@ def _validate(config: Config) -> None:
             raise ConfigError(f"topics[{i}].name", "must be letters, digits, '-' or '_'")
         if topic.name in names[:i]:
             raise ConfigError(f"topics[{i}].name", f"duplicate topic {topic.name!r}")
-        for slug, attr in (("mailchimp", "mailchimp_list"), ("sendgrid", "sendgrid_group"), ("hubspot", "hubspot_subscription")):
+        for slug, attr in (
+            ("mailchimp", "mailchimp_list"),
+            ("sendgrid", "sendgrid_group"),
+            ("hubspot", "hubspot_subscription"),
+        ):
             if getattr(topic, attr) is not None and not getattr(config.providers, slug).enabled:
                 raise ConfigError(f"topics[{i}].{attr}", f"names provider {slug}, which is not enabled")
     secret = config.security.token_secret

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -49,7 +49,7 @@ def topic_scope(name: str) -> str:
 
 def scope_topic(scope: str) -> str | None:
     """The topic name of a scope, or ``None`` for the global scope."""
-    return scope[len(TOPIC_PREFIX):] if scope.startswith(TOPIC_PREFIX) else None
+    return scope[len(TOPIC_PREFIX) :] if scope.startswith(TOPIC_PREFIX) else None
 
 
 def validate_scope(scope: str) -> str:
@@ -60,7 +60,7 @@ def validate_scope(scope: str) -> str:
 
 def utcnow() -> datetime:
     """The default clock: aware UTC. Everything time-dependent takes a clock like this."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -93,5 +93,5 @@ class OptOutEvent:
             if value is not None and value.tzinfo is None:
                 raise ValueError(f"{name} must be timezone-aware")
 
-    def replace(self, **changes: Any) -> "OptOutEvent":
+    def replace(self, **changes: Any) -> OptOutEvent:
         return dataclasses.replace(self, **changes)

@@ -16,14 +16,14 @@ from sqlalchemy import ColumnElement, Engine, Select, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapters.store import database
 from adapters.config import Config
 from adapters.errors import StoreError
 from adapters.events import OptOutEvent, utcnow
 from adapters.metrics import Metrics
+from adapters.store import database
+from adapters.store.bulk import insert_statement
 from adapters.store.models import InstanceSetting, OutboxRow, PendingLookup
 from adapters.store.record import RecordResult, StorePolicy, record_events
-from adapters.store.bulk import insert_statement
 from adapters.tokens import TokenSigner
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,14 @@ class Hub:
     clock: Callable[[], datetime] = utcnow
 
     @classmethod
-    def open(cls, config: Config, *, clock: Callable[[], datetime] = utcnow, metrics: Metrics | None = None, upgrade: bool | None = None) -> "Hub":
+    def open(
+        cls,
+        config: Config,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        metrics: Metrics | None = None,
+        upgrade: bool | None = None,
+    ) -> Hub:
         """Connect to the database and build the signer.
 
         ``upgrade`` migrates the schema first; by default only an SQLite database is migrated
@@ -94,7 +101,9 @@ class Hub:
 
     def outbox_pending(self) -> list[tuple[str, int]]:
         """Outbox rows not yet pushed, per enabled provider (for the metrics)."""
-        return self._per_provider(select(OutboxRow.provider, func.count()).where(OutboxRow.state == "pending").group_by(OutboxRow.provider))
+        return self._per_provider(
+            select(OutboxRow.provider, func.count()).where(OutboxRow.state == "pending").group_by(OutboxRow.provider)
+        )
 
     def lookups_pending(self) -> list[tuple[str, int]]:
         """Provider events still waiting for their contact's address (HubSpot), per provider."""
@@ -120,7 +129,10 @@ def _token_secrets(config: Config, sessions: sessionmaker[Session]) -> list[byte
     if sec.token_secret is not None:
         return [sec.token_secret.reveal().encode()] + [s.reveal().encode() for s in sec.previous_token_secrets]
     with sessions.begin() as session:
-        session.execute(insert_statement(session, InstanceSetting).on_conflict_do_nothing(index_elements=["name"]), [{"name": GENERATED_SECRET, "value": secrets.token_urlsafe(32)}])
+        session.execute(
+            insert_statement(session, InstanceSetting).on_conflict_do_nothing(index_elements=["name"]),
+            [{"name": GENERATED_SECRET, "value": secrets.token_urlsafe(32)}],
+        )
         value = session.get(InstanceSetting, GENERATED_SECRET).value
     log.info("no token secret configured (%s): using the instance's generated secret", sec.token_secret_env)
     return [value.encode()]

@@ -29,8 +29,12 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.events = Counter("optout_events", "Opt-out events stored", ["source", "kind"], registry=r)
-        self.smtp_messages = Counter("optout_smtp_messages", "Inbound messages by classification", ["classification"], registry=r)
-        self.webhook_requests = Counter("optout_webhook_requests", "Webhook requests by provider and status", ["provider", "status"], registry=r)
+        self.smtp_messages = Counter(
+            "optout_smtp_messages", "Inbound messages by classification", ["classification"], registry=r
+        )
+        self.webhook_requests = Counter(
+            "optout_webhook_requests", "Webhook requests by provider and status", ["provider", "status"], registry=r
+        )
         self.push = Counter("optout_push", "Outbox pushes by provider and result", ["provider", "result"], registry=r)
         self.push_latency = Histogram(
             "optout_push_latency_seconds",
@@ -39,10 +43,18 @@ class Metrics:
             registry=r,
         )
 
-    def watch_backlog(self, outbox: Callable[[], Iterable[tuple[str, int]]], lookups: Callable[[], Iterable[tuple[str, int]]]) -> None:
+    def watch_backlog(
+        self, outbox: Callable[[], Iterable[tuple[str, int]]], lookups: Callable[[], Iterable[tuple[str, int]]]
+    ) -> None:
         """``optout_outbox_pending{provider}`` and ``optout_lookups_pending{provider}``."""
-        self.registry.register(_ProviderGauge("optout_outbox_pending", "Outbox rows not yet pushed, per provider", outbox))
-        self.registry.register(_ProviderGauge("optout_lookups_pending", "Provider events waiting for their contact's address, per provider", lookups))
+        self.registry.register(
+            _ProviderGauge("optout_outbox_pending", "Outbox rows not yet pushed, per provider", outbox)
+        )
+        self.registry.register(
+            _ProviderGauge(
+                "optout_lookups_pending", "Provider events waiting for their contact's address, per provider", lookups
+            )
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

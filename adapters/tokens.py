@@ -81,7 +81,7 @@ def token_from_local_part(local: str) -> str | None:
     """The token in an ``unsub-<token>`` local part (any case), or ``None``."""
     lowered = local.lower()
     if lowered.startswith(MAILTO_PREFIX) and len(lowered) == len(MAILTO_PREFIX) + TOKEN_LENGTH:
-        return lowered[len(MAILTO_PREFIX):]
+        return lowered[len(MAILTO_PREFIX) :]
     return None
 
 

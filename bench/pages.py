@@ -30,14 +30,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import requests  # noqa: E402
+import requests
 
 from adapters.config import parse_config
 from adapters.events import Kind, OptOutEvent, Source, utcnow
 from adapters.hub import Hub
 from adapters.store.recipients import RecipientRequest, issue_tokens
-from webhooks import create_app  # noqa: E402
-from webhooks.serving import BackgroundServer  # noqa: E402
+from webhooks import create_app
+from webhooks.serving import BackgroundServer
 
 SECRET, ADMIN = "bench-token-secret-0123456789abcdef", "bench-admin-token-0123456789"
 SOURCES = [Source.SMTP, Source.ONECLICK, Source.PREFERENCES, Source.API]
@@ -61,7 +61,10 @@ def run(label: str, urls: list[str], clients: int, method: str = "GET", **kwargs
         times = sorted(pool.map(one, urls))
     wall = time.perf_counter() - start
     p95 = times[min(len(times) - 1, int(0.95 * len(times)))]
-    print(f"  {label:<44} {len(urls) / wall:>8,.0f} req/s   p50 {statistics.median(times) * 1000:>7.1f} ms   p95 {p95 * 1000:>7.1f} ms   (n={len(urls):,})", flush=True)
+    print(
+        f"  {label:<44} {len(urls) / wall:>8,.0f} req/s   p50 {statistics.median(times) * 1000:>7.1f} ms   p95 {p95 * 1000:>7.1f} ms   (n={len(urls):,})",
+        flush=True,
+    )
 
 
 def admin_session(url: str) -> requests.Session:
@@ -82,20 +85,37 @@ def main() -> None:
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory() as tmp:
         url = args.database_url or f"sqlite:///{tmp}/bench.db"
-        data = {"database": {"url": url}, "security": {"token_secret_env": "OPTOUT_HUB_SECRET", "admin_token_env": "OPTOUT_HUB_ADMIN_TOKEN"}, "http": {"public_url": "http://127.0.0.1"}, "topics": [{"name": "news", "title": "News"}]}
+        data = {
+            "database": {"url": url},
+            "security": {"token_secret_env": "OPTOUT_HUB_SECRET", "admin_token_env": "OPTOUT_HUB_ADMIN_TOKEN"},
+            "http": {"public_url": "http://127.0.0.1"},
+            "topics": [{"name": "news", "title": "News"}],
+        }
         hub = Hub.open(parse_config(data, {"OPTOUT_HUB_SECRET": SECRET, "OPTOUT_HUB_ADMIN_TOKEN": ADMIN}), upgrade=True)
         server = BackgroundServer(create_app(hub=hub), host="127.0.0.1", port=0, threads=args.clients, ident="bench")
         server.start()
         base = server.url
         n = args.requests
         with hub.sessions.begin() as session:
-            reqs = [RecipientRequest(f"person{i}@example.com", "news" if i % 2 else None, f"c{i % 20}") for i in range(n)]
+            reqs = [
+                RecipientRequest(f"person{i}@example.com", "news" if i % 2 else None, f"c{i % 20}") for i in range(n)
+            ]
             tokens = [h.token for h in issue_tokens(session, hub.signer, hub.config, reqs, now=utcnow())]
-        print(f"Pages bench: {n:,} requests per line, {args.clients} client threads, waitress {args.clients} threads, {hub.engine.dialect.name}", flush=True)
+        print(
+            f"Pages bench: {n:,} requests per line, {args.clients} client threads, waitress {args.clients} threads, {hub.engine.dialect.name}",
+            flush=True,
+        )
         run("baseline  GET /healthz", [f"{base}/healthz"] * n, args.clients)
         run("GET /u/<token>  (confirm page)", [f"{base}/u/{t}" for t in tokens], args.clients)
         run("GET /preferences/<token>", [f"{base}/preferences/{t}" for t in tokens], args.clients)
-        run("POST /u/<token>  (durable one-click opt-out)", [f"{base}/u/{t}" for t in tokens], args.clients, "POST", data="List-Unsubscribe=One-Click", headers={"Content-Type": "application/x-www-form-urlencoded"})
+        run(
+            "POST /u/<token>  (durable one-click opt-out)",
+            [f"{base}/u/{t}" for t in tokens],
+            args.clients,
+            "POST",
+            data="List-Unsubscribe=One-Click",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
         admin = admin_session(base)
         dashboard_runs = max(20, n // 100)
         start = time.perf_counter()
@@ -106,7 +126,16 @@ def main() -> None:
         batch = []
         for i in range(args.events):
             at = now - timedelta(minutes=(i * 43) % (30 * 24 * 60))
-            batch.append(OptOutEvent(email=f"old{i}@example.com", kind=Kind.UNSUBSCRIBE, source=SOURCES[i % 4], occurred_at=at, received_at=at, reason=f"reason {i % 7}"))
+            batch.append(
+                OptOutEvent(
+                    email=f"old{i}@example.com",
+                    kind=Kind.UNSUBSCRIBE,
+                    source=SOURCES[i % 4],
+                    occurred_at=at,
+                    received_at=at,
+                    reason=f"reason {i % 7}",
+                )
+            )
             if len(batch) == 5000:
                 hub.record(batch)
                 batch = []
@@ -115,8 +144,14 @@ def main() -> None:
         for _ in range(dashboard_runs):
             assert 'id="daily-chart"' in admin.get(f"{base}/admin", timeout=60).text
         large = (time.perf_counter() - start) / dashboard_runs
-        print(f"  {'GET /admin  (dashboard), ' + format(n, ',') + ' events':<44} {small * 1000:>8.1f} ms per page", flush=True)
-        print(f"  {'GET /admin  (dashboard), ' + format(n + args.events, ',') + ' events':<44} {large * 1000:>8.1f} ms per page", flush=True)
+        print(
+            f"  {'GET /admin  (dashboard), ' + format(n, ',') + ' events':<44} {small * 1000:>8.1f} ms per page",
+            flush=True,
+        )
+        print(
+            f"  {'GET /admin  (dashboard), ' + format(n + args.events, ',') + ' events':<44} {large * 1000:>8.1f} ms per page",
+            flush=True,
+        )
         server.stop()
         hub.close()
 

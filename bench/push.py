@@ -34,16 +34,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import requests  # noqa: E402
-from sqlalchemy import text  # noqa: E402
+import requests
+from sqlalchemy import text
 
-from adapters.providers import make_clients
 from adapters.config import parse_config
 from adapters.events import Kind, OptOutEvent, Source
 from adapters.hub import Hub
-from adapters.worker.outbox import Worker
+from adapters.providers import make_clients
 from adapters.store.outbox import outbox_summary
-from tests.fakes import FakeHubSpot, FakeMailchimp, FakeProviders, FakeSendGrid, provider_env_vars  # noqa: E402
+from adapters.worker.outbox import Worker
+from tests.fakes import FakeHubSpot, FakeMailchimp, FakeProviders, FakeSendGrid, provider_env_vars
 
 SLUGS = ("mailchimp", "sendgrid", "hubspot")
 
@@ -62,16 +62,29 @@ def setup(mode: Mode, database_url: str | None) -> Iterator[tuple[Hub, FakeProvi
     """A fresh database, fresh fakes, and a worker configured for ``mode``."""
     fakes = FakeProviders(FakeMailchimp(lists=("list1",)), FakeSendGrid(), FakeHubSpot())
     with tempfile.TemporaryDirectory() as tmp:
-        worker_cfg = {"collect_window_seconds": 0.2, "poll_interval_seconds": 0.5} if mode.batched else {"collect_window_seconds": 0.0, "poll_interval_seconds": 0.5}
+        worker_cfg = (
+            {"collect_window_seconds": 0.2, "poll_interval_seconds": 0.5}
+            if mode.batched
+            else {"collect_window_seconds": 0.0, "poll_interval_seconds": 0.5}
+        )
         providers = {
-            "mailchimp": {"enabled": True, "lists": ["list1"], "webhook_secret_env": "", "base_url": fakes.url("mailchimp")},
+            "mailchimp": {
+                "enabled": True,
+                "lists": ["list1"],
+                "webhook_secret_env": "",
+                "base_url": fakes.url("mailchimp"),
+            },
             "sendgrid": {"enabled": True, "webhook_public_key_env": "", "base_url": fakes.url("sendgrid")},
             "hubspot": {"enabled": True, "client_secret_env": "", "base_url": fakes.url("hubspot")},
         }
         if not mode.batched:
             for table in providers.values():
                 table["batch_size"] = 1
-        data = {"database": {"url": database_url or f"sqlite:///{tmp}/push-bench.db"}, "worker": worker_cfg, "providers": providers}
+        data = {
+            "database": {"url": database_url or f"sqlite:///{tmp}/push-bench.db"},
+            "worker": worker_cfg,
+            "providers": providers,
+        }
         config = parse_config(data, {"OPTOUT_HUB_SECRET": "bench-secret-0123456789abcdef", **provider_env_vars()})
         hub = Hub.open(config, upgrade=True)
         if hub.engine.dialect.name == "postgresql":
@@ -114,7 +127,9 @@ def carried(slug: str, body: dict) -> list[str]:
     return body["recipient_emails"] if slug == "sendgrid" else body["inputs"]
 
 
-def steady(mode: Mode, rate: int, seconds: float, provider_latency: float, database_url: str | None) -> tuple[list[float], int, int]:
+def steady(
+    mode: Mode, rate: int, seconds: float, provider_latency: float, database_url: str | None
+) -> tuple[list[float], int, int]:
     """Latencies (s), calls, and opt-outs of a steady stream at ``rate`` per minute."""
     with setup(mode, database_url) as (hub, fakes, worker):
         for fake in fakes.all():
@@ -160,24 +175,40 @@ def main() -> None:
     parser.add_argument("--baseline-burst", type=int, default=1_000)
     parser.add_argument("--rate", type=int, default=1_000, help="opt-outs per minute in the steady phase")
     parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--provider-latency", type=float, default=0.05, help="seconds each fake answer is delayed in the steady phase")
+    parser.add_argument(
+        "--provider-latency", type=float, default=0.05, help="seconds each fake answer is delayed in the steady phase"
+    )
     args = parser.parse_args()
 
-    print(f"push bench: {args.database_url or 'SQLite file'}; fake providers on 127.0.0.1 (Mailchimp with 1 list, SendGrid, HubSpot)")
-    print(f"\nburst: global opt-outs recorded at once, then drained (optout-hub: {args.burst:,}; naive: {args.baseline_burst:,}, scaled)")
-    print(f"  {'mode':<22} {'calls/1,000':>11} {'mailchimp':>10} {'sendgrid':>9} {'hubspot':>8} {'drain s':>8} {'opt-outs/s':>11}")
+    print(
+        f"push bench: {args.database_url or 'SQLite file'}; fake providers on 127.0.0.1 (Mailchimp with 1 list, SendGrid, HubSpot)"
+    )
+    print(
+        f"\nburst: global opt-outs recorded at once, then drained (optout-hub: {args.burst:,}; naive: {args.baseline_burst:,}, scaled)"
+    )
+    print(
+        f"  {'mode':<22} {'calls/1,000':>11} {'mailchimp':>10} {'sendgrid':>9} {'hubspot':>8} {'drain s':>8} {'opt-outs/s':>11}"
+    )
     for mode in MODES:
         n = args.burst if mode.batched else args.baseline_burst
         calls, elapsed = burst(mode, n, args.database_url)
         per = {slug: calls[slug] * 1000 / n for slug in SLUGS}
-        print(f"  {mode.name:<22} {sum(per.values()):>11.1f} {per['mailchimp']:>10.1f} {per['sendgrid']:>9.1f} {per['hubspot']:>8.1f} {elapsed:>8.2f} {n / elapsed:>11,.0f}")
+        print(
+            f"  {mode.name:<22} {sum(per.values()):>11.1f} {per['mailchimp']:>10.1f} {per['sendgrid']:>9.1f} {per['hubspot']:>8.1f} {elapsed:>8.2f} {n / elapsed:>11,.0f}"
+        )
 
-    print(f"\nsteady: {args.rate:,} opt-outs/min for {args.seconds:g} s, each provider answering after {args.provider_latency * 1000:g} ms")
+    print(
+        f"\nsteady: {args.rate:,} opt-outs/min for {args.seconds:g} s, each provider answering after {args.provider_latency * 1000:g} ms"
+    )
     print(f"  {'mode':<22} {'p50 s':>7} {'p99 s':>7} {'max s':>7} {'calls/1,000':>11}")
     for mode in MODES:
         latencies, calls, n = steady(mode, args.rate, args.seconds, args.provider_latency, args.database_url)
-        print(f"  {mode.name:<22} {percentile(latencies, 50):>7.3f} {percentile(latencies, 99):>7.3f} {max(latencies):>7.3f} {calls * 1000 / n:>11.1f}")
-    print("\ntargets: <= 15 calls per 1,000 opt-outs across the three providers (burst); p99 <= 2 s at 1,000 opt-outs/min")
+        print(
+            f"  {mode.name:<22} {percentile(latencies, 50):>7.3f} {percentile(latencies, 99):>7.3f} {max(latencies):>7.3f} {calls * 1000 / n:>11.1f}"
+        )
+    print(
+        "\ntargets: <= 15 calls per 1,000 opt-outs across the three providers (burst); p99 <= 2 s at 1,000 opt-outs/min"
+    )
 
 
 if __name__ == "__main__":

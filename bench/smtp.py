@@ -51,7 +51,7 @@ def run_sink(port: int) -> None:
     from aiosmtpd.controller import Controller
 
     class Sink:
-        async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, ANN201
+        async def handle_DATA(self, server, session, envelope):
             return "250 2.0.0 OK"
 
     controller = Controller(Sink(), hostname="127.0.0.1", port=port, server_hostname=DOMAIN, ident="sink")
@@ -166,7 +166,13 @@ def issue_recipients(config_path: Path, env: dict[str, str]) -> list[str]:
     hub = Hub.open(load_config(config_path), upgrade=True)
     try:
         with hub.sessions.begin() as session:
-            issued = issue_tokens(session, hub.signer, hub.config, [RecipientRequest(f"subscriber{i}@example.org") for i in range(RECIPIENTS)], now=utcnow())
+            issued = issue_tokens(
+                session,
+                hub.signer,
+                hub.config,
+                [RecipientRequest(f"subscriber{i}@example.org") for i in range(RECIPIENTS)],
+                now=utcnow(),
+            )
     finally:
         hub.close()
     return [i.list_unsubscribe.split("mailto:", 1)[1].split(">", 1)[0] for i in issued]
@@ -175,7 +181,9 @@ def issue_recipients(config_path: Path, env: dict[str, str]) -> list[str]:
 def count_rows(database: Path) -> tuple[int, int]:
     with sqlite3.connect(database, timeout=30) as conn:
         total = conn.execute("SELECT count(*) FROM evidence WHERE channel = 'smtp'").fetchone()[0]
-        pending = conn.execute("SELECT count(*) FROM evidence WHERE channel = 'smtp' AND state = 'pending'").fetchone()[0]
+        pending = conn.execute("SELECT count(*) FROM evidence WHERE channel = 'smtp' AND state = 'pending'").fetchone()[
+            0
+        ]
     return total, pending
 
 
@@ -195,7 +203,9 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=20, help="concurrent connections (default 20)")
     # 6,000 in 6 rounds: 1,000 a round keeps all 20 connections busy at 50 messages each
     parser.add_argument("--messages", type=int, default=6000, help="messages per scenario and server (default 6000)")
-    parser.add_argument("--rounds", type=int, default=6, help="alternating sink/hub rounds per scenario; medians are shown (default 6)")
+    parser.add_argument(
+        "--rounds", type=int, default=6, help="alternating sink/hub rounds per scenario; medians are shown (default 6)"
+    )
     args = parser.parse_args()
     if args.sink:
         run_sink(args.sink)
@@ -213,15 +223,37 @@ def main() -> int:
     env.pop("OPTOUT_HUB_CONFIG", None)
     rcpts = issue_recipients(config, env)
 
-    hub = subprocess.Popen([sys.executable, "-m", "adapters", "smtp", "--config", str(config)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
-    sink = subprocess.Popen([sys.executable, __file__, "--sink", str(sink_port)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True)
+    hub = subprocess.Popen(
+        [sys.executable, "-m", "adapters", "smtp", "--config", str(config)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    sink = subprocess.Popen(
+        [sys.executable, __file__, "--sink", str(sink_port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stdin=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_line(hub, "optout-hub: SMTP listening")
         wait_line(sink, "sink: listening")
-        print(f"SMTP intake: {args.messages} mailto unsubscribes per scenario, {args.connections} concurrent connections, loopback")
-        print(f"machine: {os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} at the start (other work on the machine slows both servers alike)")
-        print(f"hub: optout-hub smtp on SQLite ({database.name}, WAL, synchronous=FULL), every message committed before 250")
-        print(f"{'scenario':<22}{'bare sink msg/s':>17}{'hub msg/s':>12}{'hub/sink':>10}   (medians of {args.rounds} alternating rounds)")
+        print(
+            f"SMTP intake: {args.messages} mailto unsubscribes per scenario, {args.connections} concurrent connections, loopback"
+        )
+        print(
+            f"machine: {os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} at the start (other work on the machine slows both servers alike)"
+        )
+        print(
+            f"hub: optout-hub smtp on SQLite ({database.name}, WAL, synchronous=FULL), every message committed before 250"
+        )
+        print(
+            f"{'scenario':<22}{'bare sink msg/s':>17}{'hub msg/s':>12}{'hub/sink':>10}   (medians of {args.rounds} alternating rounds)"
+        )
         acked_total = 0
         ratios = []
         for per_connection in (1, 50):
@@ -231,22 +263,30 @@ def main() -> int:
                 order = [("sink", sink_port), ("hub", hub_port)]
                 for name, port in order if round_ % 2 == 0 else reversed(order):
                     wait_classified(database)  # every measurement starts from a quiet hub
-                    seconds, acked = asyncio.run(drive(port, rcpts, args.connections, per_connection, args.messages // args.rounds))
+                    seconds, acked = asyncio.run(
+                        drive(port, rcpts, args.connections, per_connection, args.messages // args.rounds)
+                    )
                     (sink_rates if name == "sink" else hub_rates).append(acked / seconds)
                     if name == "hub":
                         acked_total += acked
             sink_rate, hub_rate = statistics.median(sink_rates), statistics.median(hub_rates)
             ratios.append(hub_rate / sink_rate)
-            print(f"{f'{per_connection} msg/connection':<22}{sink_rate:>17,.0f}{hub_rate:>12,.0f}{hub_rate / sink_rate:>9.2f}x")
+            print(
+                f"{f'{per_connection} msg/connection':<22}{sink_rate:>17,.0f}{hub_rate:>12,.0f}{hub_rate / sink_rate:>9.2f}x"
+            )
         stored, pending = count_rows(database)
-        print(f"durable before 250: {acked_total} acknowledged by the hub, {stored} stored ({'OK' if stored == acked_total else 'MISSING ROWS'})")
+        print(
+            f"durable before 250: {acked_total} acknowledged by the hub, {stored} stored ({'OK' if stored == acked_total else 'MISSING ROWS'})"
+        )
         started = time.monotonic()
         stored, pending = wait_classified(database)
         print(f"classification backlog drained {time.monotonic() - started:.1f} s after the last 250")
         with sqlite3.connect(database, timeout=30) as conn:
             events = conn.execute("SELECT count(*) FROM events WHERE source = 'smtp'").fetchone()[0]
         print(f"classified afterwards: {stored - pending}/{stored} messages, {events} unsubscribe events")
-        print(f"target >= 0.50x the bare sink: {'met' if min(ratios) >= 0.5 else 'NOT met'} (worst {min(ratios):.2f}x); load average now {os.getloadavg()[0]:.2f}")
+        print(
+            f"target >= 0.50x the bare sink: {'met' if min(ratios) >= 0.5 else 'NOT met'} (worst {min(ratios):.2f}x); load average now {os.getloadavg()[0]:.2f}"
+        )
         return 0 if stored == acked_total else 1
     finally:
         for proc in (hub, sink):

@@ -24,17 +24,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import text  # noqa: E402
+import keys
+from sqlalchemy import text
 
-from adapters.store.record import record_events
-from adapters.store.queries import check_addresses
 from adapters.config import parse_config
 from adapters.events import Kind, OptOutEvent, Source
 from adapters.hub import Hub
-from adapters.store.importer import import_csv
 from adapters.runtime import tune_gc
-
-import keys  # noqa: E402  (bench/keys.py)
+from adapters.store.importer import import_csv
+from adapters.store.queries import check_addresses
+from adapters.store.record import record_events
 
 BATCH = 1000
 BARE_IN_CHUNK = 20_000  # bound parameters per plain IN list (SQLite's variable limit is 32,766)
@@ -52,7 +51,15 @@ def open_hub(url: str) -> Hub:
 
 def bench_record(hub: Hub, n: int) -> tuple[float, float]:
     batches = [
-        [OptOutEvent(email=keys.address(b * BATCH + i), kind=Kind.UNSUBSCRIBE, source=Source.SENDGRID, provider_event_id=keys.event_id(b * BATCH + i)) for i in range(BATCH)]
+        [
+            OptOutEvent(
+                email=keys.address(b * BATCH + i),
+                kind=Kind.UNSUBSCRIBE,
+                source=Source.SENDGRID,
+                provider_event_id=keys.event_id(b * BATCH + i),
+            )
+            for i in range(BATCH)
+        ]
         for b in range(n // BATCH)
     ]
     start = time.perf_counter()
@@ -92,7 +99,11 @@ def bench_check(hub: Hub, n: int) -> tuple[float, float, int]:
             chunk = lowered[i : i + BARE_IN_CHUNK]
             params = {f"k{j}": k for j, k in enumerate(chunk)}
             placeholders = ", ".join(f":k{j}" for j in range(len(chunk)))
-            found += len(conn.execute(text(f"SELECT email_key FROM suppressions WHERE email_key IN ({placeholders})"), params).all())
+            found += len(
+                conn.execute(
+                    text(f"SELECT email_key FROM suppressions WHERE email_key IN ({placeholders})"), params
+                ).all()
+            )
     bare = n / (time.perf_counter() - start)
     assert found == len(result.suppressed), (found, len(result.suppressed))
     return ours, bare, len(result.suppressed)
@@ -117,14 +128,22 @@ def main() -> None:
         url = args.database_url or f"sqlite:///{tmp}/bench.db"
         hub = open_hub(url)
         tune_gc()  # as the serve and import commands do once started
-        print(f"database: {hub.engine.dialect.name} ({hub.engine.url.render_as_string(hide_password=True)}); garbage collector tuned as in optout-hub serve/import")
+        print(
+            f"database: {hub.engine.dialect.name} ({hub.engine.url.render_as_string(hide_password=True)}); garbage collector tuned as in optout-hub serve/import"
+        )
         ours, bare = bench_record(hub, args.events)
-        print(f"record  {args.events:>9,} events in {BATCH}-event batches: {ours:>10,.0f} events/s   bare executemany: {bare:>10,.0f} rows/s   ratio {ours / bare:.2f}   (target >= 30,000 events/s on SQLite)")
+        print(
+            f"record  {args.events:>9,} events in {BATCH}-event batches: {ours:>10,.0f} events/s   bare executemany: {bare:>10,.0f} rows/s   ratio {ours / bare:.2f}   (target >= 30,000 events/s on SQLite)"
+        )
         ours, bare, hits = bench_check(hub, args.check)
-        print(f"check   {args.check:>9,} addresses in one call:     {ours:>10,.0f} addr/s     bare SELECT ... IN:  {bare:>10,.0f} addr/s   ratio {ours / bare:.2f}   ({hits:,} suppressed; target >= 200,000 addr/s)")
+        print(
+            f"check   {args.check:>9,} addresses in one call:     {ours:>10,.0f} addr/s     bare SELECT ... IN:  {bare:>10,.0f} addr/s   ratio {ours / bare:.2f}   ({hits:,} suppressed; target >= 200,000 addr/s)"
+        )
         if args.import_rows:
             rate, seconds, line = bench_import(hub, args.import_rows)
-            print(f"import  {args.import_rows:>9,} CSV rows:                 {rate:>10,.0f} rows/s     {seconds:.1f} s   ({line}; target < 60 s for 1,000,000)")
+            print(
+                f"import  {args.import_rows:>9,} CSV rows:                 {rate:>10,.0f} rows/s     {seconds:.1f} s   ({line}; target < 60 s for 1,000,000)"
+            )
         hub.close()
 
 

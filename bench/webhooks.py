@@ -42,11 +42,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import keys
 import requests
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-
-import keys
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -83,7 +82,11 @@ def make_load(key: ec.EllipticCurvePrivateKey, batches: int, offset: int, *, opt
         events = []
         for i in range(BATCH):
             n = b * BATCH + i
-            kind = OPT_OUTS[n // optout_every % len(OPT_OUTS)] if n % optout_every == 0 else ENGAGEMENT[n % len(ENGAGEMENT)]
+            kind = (
+                OPT_OUTS[n // optout_every % len(OPT_OUTS)]
+                if n % optout_every == 0
+                else ENGAGEMENT[n % len(ENGAGEMENT)]
+            )
             optouts += n % optout_every == 0
             event = {
                 "email": keys.address(n),
@@ -101,7 +104,13 @@ def make_load(key: ec.EllipticCurvePrivateKey, batches: int, offset: int, *, opt
         body = ("[" + ",\r\n".join(events) + "]\r\n").encode()
         signature = key.sign(timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
         bodies.append(body)
-        headers.append({"Content-Type": "application/json", "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode(), "X-Twilio-Email-Event-Webhook-Timestamp": timestamp})
+        headers.append(
+            {
+                "Content-Type": "application/json",
+                "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode(),
+                "X-Twilio-Email-Event-Webhook-Timestamp": timestamp,
+            }
+        )
     return Load(bodies, headers, batches * BATCH, optouts)
 
 
@@ -118,14 +127,33 @@ class Gunicorn:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
-        cmd = [sys.executable, "-m", "gunicorn", "--chdir", str(chdir), "-w", str(workers), "--threads", str(threads), "-b", f"127.0.0.1:{self.port}", "--timeout", "120", "--keep-alive", "30", app]
+        cmd = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--chdir",
+            str(chdir),
+            "-w",
+            str(workers),
+            "--threads",
+            str(threads),
+            "-b",
+            f"127.0.0.1:{self.port}",
+            "--timeout",
+            "120",
+            "--keep-alive",
+            "30",
+            app,
+        ]
         self.proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=log.open("wb"), stderr=subprocess.STDOUT)
 
     def wait_ready(self, path: str) -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise SystemExit(f"gunicorn exited ({self.proc.returncode}); see {self.log}:\n{self.log.read_text()[-2000:]}")
+                raise SystemExit(
+                    f"gunicorn exited ({self.proc.returncode}); see {self.log}:\n{self.log.read_text()[-2000:]}"
+                )
             try:
                 requests.get(self.url + path, timeout=10)
                 return
@@ -172,7 +200,17 @@ def count_rows(db: Path, table: str) -> int:
         return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
 
 
-def serve_and_post(app: str, *, chdir: Path, env: dict[str, str], ready: str, path: str, load: Load, args: argparse.Namespace, log: Path) -> tuple[float, dict[int, int]]:
+def serve_and_post(
+    app: str,
+    *,
+    chdir: Path,
+    env: dict[str, str],
+    ready: str,
+    path: str,
+    load: Load,
+    args: argparse.Namespace,
+    log: Path,
+) -> tuple[float, dict[int, int]]:
     """Start ``app`` under gunicorn, post the whole load to ``path``, stop it."""
     server = Gunicorn(app, chdir=chdir, env=env, workers=args.workers, threads=args.threads, log=log)
     try:
@@ -193,35 +231,88 @@ def on_hub_database(url: str, sql: str) -> int | None:
         engine.dispose()
 
 
-def run_hub(tmp: Path, name: str, load: Load, public_key: str, args: argparse.Namespace) -> tuple[float, dict[int, int], int]:
+def run_hub(
+    tmp: Path, name: str, load: Load, public_key: str, args: argparse.Namespace
+) -> tuple[float, dict[int, int], int]:
     url = args.database_url or f"sqlite:///{tmp / f'{name}.db'}"
     config = tmp / f"{name}.toml"
     config.write_text(
         f'[database]\nurl = "{url}"\n[logging]\nlevel = "WARNING"\n'
         '[providers.sendgrid]\nenabled = true\n[[topics]]\nname = "newsletter"\nsendgrid_group = 1234\n'
     )
-    env = {"OPTOUT_HUB_CONFIG": str(config), "OPTOUT_HUB_SECRET": "bench-token-secret-0123456789", "SENDGRID_API_KEY": "SG.bench", "SENDGRID_WEBHOOK_PUBLIC_KEY": public_key}
-    subprocess.run([sys.executable, "-m", "adapters", "db", "upgrade"], cwd=ROOT, env={**os.environ, **env}, check=True, stdout=subprocess.DEVNULL)
+    env = {
+        "OPTOUT_HUB_CONFIG": str(config),
+        "OPTOUT_HUB_SECRET": "bench-token-secret-0123456789",
+        "SENDGRID_API_KEY": "SG.bench",
+        "SENDGRID_WEBHOOK_PUBLIC_KEY": public_key,
+    }
+    subprocess.run(
+        [sys.executable, "-m", "adapters", "db", "upgrade"],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     if args.database_url:  # a PostgreSQL database is reused from run to run: empty it
         on_hub_database(url, f"TRUNCATE {', '.join(t.name for t in Base.metadata.sorted_tables)}")
-    elapsed, statuses = serve_and_post("webhooks:create_app()", chdir=ROOT, env=env, ready="/healthz", path="/webhooks/sendgrid", load=load, args=args, log=tmp / f"{name}.log")
+    elapsed, statuses = serve_and_post(
+        "webhooks:create_app()",
+        chdir=ROOT,
+        env=env,
+        ready="/healthz",
+        path="/webhooks/sendgrid",
+        load=load,
+        args=args,
+        log=tmp / f"{name}.log",
+    )
     return elapsed, statuses, on_hub_database(url, "SELECT count(*) FROM events") or 0
 
 
 def run_anymail(tmp: Path, load: Load, public_key: str, args: argparse.Namespace) -> tuple[float, dict[int, int], int]:
     db = tmp / "anymail.db"
-    env = {"DJANGO_SETTINGS_MODULE": "anymail_site.settings", "BENCH_DJANGO_DB": str(db), "SENDGRID_WEBHOOK_PUBLIC_KEY": public_key, "PYTHONPATH": str(BENCH), "PYTHONWARNINGS": "ignore"}
-    subprocess.run([sys.executable, "-m", "django", "migrate", "--run-syncdb", "-v", "0"], cwd=BENCH, env={**os.environ, **env}, check=True)
+    env = {
+        "DJANGO_SETTINGS_MODULE": "anymail_site.settings",
+        "BENCH_DJANGO_DB": str(db),
+        "SENDGRID_WEBHOOK_PUBLIC_KEY": public_key,
+        "PYTHONPATH": str(BENCH),
+        "PYTHONWARNINGS": "ignore",
+    }
+    subprocess.run(
+        [sys.executable, "-m", "django", "migrate", "--run-syncdb", "-v", "0"],
+        cwd=BENCH,
+        env={**os.environ, **env},
+        check=True,
+    )
     tracking = "/anymail/sendgrid/tracking/"
-    elapsed, statuses = serve_and_post("anymail_site.wsgi:application", chdir=BENCH, env=env, ready=tracking, path=tracking, load=load, args=args, log=tmp / "anymail.log")
+    elapsed, statuses = serve_and_post(
+        "anymail_site.wsgi:application",
+        chdir=BENCH,
+        env=env,
+        ready=tracking,
+        path=tracking,
+        load=load,
+        args=args,
+        log=tmp / "anymail.log",
+    )
     return elapsed, statuses, count_rows(db, "receiver_trackedevent")
 
 
 def run_sink(tmp: Path, load: Load, args: argparse.Namespace) -> tuple[float, dict[int, int]]:
-    return serve_and_post("sink:create_app()", chdir=BENCH, env={}, ready="/", path="/webhooks/sendgrid", load=load, args=args, log=tmp / "sink.log")
+    return serve_and_post(
+        "sink:create_app()",
+        chdir=BENCH,
+        env={},
+        ready="/",
+        path="/webhooks/sendgrid",
+        load=load,
+        args=args,
+        log=tmp / "sink.log",
+    )
 
 
-def line(name: str, sent: int, elapsed: float, statuses: dict[int, int], *, stored: int | None, counted: int, what: str) -> str:
+def line(
+    name: str, sent: int, elapsed: float, statuses: dict[int, int], *, stored: int | None, counted: int, what: str
+) -> str:
     """One result: ``counted`` events per second of wall time, described by ``what``."""
     answers = ", ".join(f"{n} x {s or 'error'}" for s, n in sorted(statuses.items()))
     kept = f"{stored:>7,} stored" if stored is not None else " " * 14
@@ -230,37 +321,112 @@ def line(name: str, sent: int, elapsed: float, statuses: dict[int, int], *, stor
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--batches", type=int, default=60, help="1,000-event deliveries sent to optout-hub and the sink")
-    parser.add_argument("--anymail-batches", type=int, default=6, help="deliveries sent to django-anymail (it stores one event at a time)")
+    parser.add_argument(
+        "--batches", type=int, default=60, help="1,000-event deliveries sent to optout-hub and the sink"
+    )
+    parser.add_argument(
+        "--anymail-batches",
+        type=int,
+        default=6,
+        help="deliveries sent to django-anymail (it stores one event at a time)",
+    )
     parser.add_argument("--clients", type=int, default=4, help="client threads")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers for every server")
-    parser.add_argument("--threads", type=int, default=1, help="threads per gunicorn worker (more than 1: gthread workers)")
-    parser.add_argument("--rounds", type=int, default=5, help="optout-hub runs of the worst case, each on a fresh database; the median is reported")
-    parser.add_argument("--database-url", help="optout-hub's database instead of a fresh SQLite file per run (PostgreSQL: its tables are emptied before each run)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="threads per gunicorn worker (more than 1: gthread workers)"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="optout-hub runs of the worst case, each on a fresh database; the median is reported",
+    )
+    parser.add_argument(
+        "--database-url",
+        help="optout-hub's database instead of a fresh SQLite file per run (PostgreSQL: its tables are emptied before each run)",
+    )
     args = parser.parse_args()
 
     key = ec.generate_private_key(ec.SECP256R1())
-    public_key = base64.b64encode(key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).decode()
+    public_key = base64.b64encode(
+        key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    ).decode()
     hub_load = make_load(key, args.batches, 0)
     anymail_load = make_load(key, args.anymail_batches, args.batches)
     mix_load = make_load(key, args.batches, args.batches + args.anymail_batches, optout_every=MIX_EVERY)
     tmp = Path(tempfile.mkdtemp(prefix="bench-webhooks-"))
     try:
         load_avg = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-        print(f"SendGrid webhook bench: signed {BATCH:,}-event deliveries, {args.clients} client threads, gunicorn {args.workers} workers x {args.threads} threads each, optout-hub on {'PostgreSQL' if args.database_url else 'SQLite'}, {os.cpu_count()} CPUs (load average {load_avg})", flush=True)
-        rounds = sorted((run_hub(tmp, f"hub-{r}", hub_load, public_key, args) for r in range(args.rounds)), key=lambda run: run[2] / run[0])
+        print(
+            f"SendGrid webhook bench: signed {BATCH:,}-event deliveries, {args.clients} client threads, gunicorn {args.workers} workers x {args.threads} threads each, optout-hub on {'PostgreSQL' if args.database_url else 'SQLite'}, {os.cpu_count()} CPUs (load average {load_avg})",
+            flush=True,
+        )
+        rounds = sorted(
+            (run_hub(tmp, f"hub-{r}", hub_load, public_key, args) for r in range(args.rounds)),
+            key=lambda run: run[2] / run[0],
+        )
         hub_time, hub_status, hub_rows = rounds[len(rounds) // 2]
         spread = ", ".join(f"{rows / elapsed:,.0f}" for elapsed, _, rows in rounds)
-        print(line("optout-hub, all opt-outs (worst case)", hub_load.events, hub_time, hub_status, stored=hub_rows, counted=hub_rows, what=f"durable events/s (median of {args.rounds} rounds: {spread})"), flush=True)
+        print(
+            line(
+                "optout-hub, all opt-outs (worst case)",
+                hub_load.events,
+                hub_time,
+                hub_status,
+                stored=hub_rows,
+                counted=hub_rows,
+                what=f"durable events/s (median of {args.rounds} rounds: {spread})",
+            ),
+            flush=True,
+        )
         any_time, any_status, any_rows = run_anymail(tmp, anymail_load, public_key, args)
-        print(line("django-anymail tracking + get_or_create", anymail_load.events, any_time, any_status, stored=any_rows, counted=any_rows, what="durable events/s"), flush=True)
+        print(
+            line(
+                "django-anymail tracking + get_or_create",
+                anymail_load.events,
+                any_time,
+                any_status,
+                stored=any_rows,
+                counted=any_rows,
+                what="durable events/s",
+            ),
+            flush=True,
+        )
         sink_time, sink_status = run_sink(tmp, hub_load, args)
-        print(line("bare Flask sink (stores nothing)", hub_load.events, sink_time, sink_status, stored=None, counted=hub_load.events, what="events/s"), flush=True)
+        print(
+            line(
+                "bare Flask sink (stores nothing)",
+                hub_load.events,
+                sink_time,
+                sink_status,
+                stored=None,
+                counted=hub_load.events,
+                what="events/s",
+            ),
+            flush=True,
+        )
         mix_time, mix_status, mix_rows = run_hub(tmp, "hub-mix", mix_load, public_key, args)
-        print(line(f"optout-hub, 1 opt-out in {MIX_EVERY} (typical traffic)", mix_load.events, mix_time, mix_status, stored=mix_rows, counted=mix_load.events, what=f"events/s handled ({mix_rows:,} of {mix_load.optouts:,} opt-outs stored)"), flush=True)
-        ours, theirs, ceiling = hub_rows / hub_time, any_rows / any_time if any_rows else 0.0, hub_load.events / sink_time
+        print(
+            line(
+                f"optout-hub, 1 opt-out in {MIX_EVERY} (typical traffic)",
+                mix_load.events,
+                mix_time,
+                mix_status,
+                stored=mix_rows,
+                counted=mix_load.events,
+                what=f"events/s handled ({mix_rows:,} of {mix_load.optouts:,} opt-outs stored)",
+            ),
+            flush=True,
+        )
+        ours, theirs, ceiling = (
+            hub_rows / hub_time,
+            any_rows / any_time if any_rows else 0.0,
+            hub_load.events / sink_time,
+        )
         ratio = f"{ours / theirs:,.1f}x" if theirs else "n/a (it stored nothing)"
-        print(f"optout-hub: {ours:,.0f} durable events/s (target >= 30,000); {ratio} django-anymail (target >= 10x); {ours / ceiling:.0%} of the bare sink's rate")
+        print(
+            f"optout-hub: {ours:,.0f} durable events/s (target >= 30,000); {ratio} django-anymail (target >= 10x); {ours / ceiling:.0%} of the bare sink's rate"
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0

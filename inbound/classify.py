@@ -66,7 +66,6 @@ from adapters.config import Config
 from adapters.errors import OptOutHubError
 from adapters.events import GLOBAL_SCOPE, Verification, topic_scope
 from adapters.tokens import TOKEN_LENGTH, token_from_local_part
-
 from inbound.replies import Clarity, RequestMatch, clean_subject, find_request, fold, named_addresses
 
 log = logging.getLogger(__name__)
@@ -264,9 +263,19 @@ _CHALLENGE = re.compile(
     re.I,
 )
 _GMAIL_MARKER = re.compile(r"^\s*this\s+message\s+was\s+automatically\s+generated\s+by\s+gmail\.?\s*$", re.I)
-_LIST_HEADERS = ("List-Id", "List-Post", "List-Unsubscribe", "List-Archive", "X-Mailing-List", "Mailing-List", "List-Help")
+_LIST_HEADERS = (
+    "List-Id",
+    "List-Post",
+    "List-Unsubscribe",
+    "List-Archive",
+    "X-Mailing-List",
+    "Mailing-List",
+    "List-Help",
+)
 _OPTOUT_FEEDBACK = frozenset({"abuse", "fraud", "opt-out", "opt-out-list", "complaint"})
-_TOKEN_IN_HEADER = re.compile(rf"(?:mailto:\s*unsub-([a-z2-7]{{{TOKEN_LENGTH}}})@([\w.-]+)|/u/([a-z2-7]{{{TOKEN_LENGTH}}})\b)", re.I)
+_TOKEN_IN_HEADER = re.compile(
+    rf"(?:mailto:\s*unsub-([a-z2-7]{{{TOKEN_LENGTH}}})@([\w.-]+)|/u/([a-z2-7]{{{TOKEN_LENGTH}}})\b)", re.I
+)
 
 
 # --- body text ------------------------------------------------------------------------------
@@ -390,8 +399,12 @@ def body_text(msg: Message) -> str:
 
 _FOOTER_CUTS = [
     re.compile(r"^_{8,}\s*\n(?:.*\n){0,2}?.*(?:mailing\s+list|listinfo|unsubscribe|mailman)", re.I | re.M),  # Mailman
-    re.compile(r"^-- ?\n(?=(?:.*\n){0,2}.*you\s+received\s+this\s+message\s+because\s+you\s+are\s+subscribed)", re.I | re.M),
-    re.compile(r"^you\s+received\s+this\s+message\s+because\s+you\s+are\s+subscribed\s+to\s+the\s+google\s+groups", re.I | re.M),
+    re.compile(
+        r"^-- ?\n(?=(?:.*\n){0,2}.*you\s+received\s+this\s+message\s+because\s+you\s+are\s+subscribed)", re.I | re.M
+    ),
+    re.compile(
+        r"^you\s+received\s+this\s+message\s+because\s+you\s+are\s+subscribed\s+to\s+the\s+google\s+groups", re.I | re.M
+    ),
     re.compile(r"^-- ?$", re.M),  # RFC 3676 signature delimiter
     re.compile(
         r"^\s*-{2,}\s*(?:forwarded\s+message|forwarding\s+messages?|original\s+message|mensaje\s+original|mensaje\s+reenviado|"
@@ -401,7 +414,10 @@ _FOOTER_CUTS = [
         r"元のメッセージ|転送されたメッセージ|الرسالة\s+الأصلية)\s*-{0,}\s*$",
         re.I | re.M,
     ),
-    re.compile(r"^\s*(?:begin\s+forwarded\s+message|d[ée]but\s+du\s+message\s+r[ée]exp[ée]di[ée]|inicio\s+del\s+mensaje\s+reenviado|anfang\s+der\s+weitergeleiteten\s+nachricht)\s*:", re.I | re.M),
+    re.compile(
+        r"^\s*(?:begin\s+forwarded\s+message|d[ée]but\s+du\s+message\s+r[ée]exp[ée]di[ée]|inicio\s+del\s+mensaje\s+reenviado|anfang\s+der\s+weitergeleiteten\s+nachricht)\s*:",
+        re.I | re.M,
+    ),
 ]
 _ATTRIBUTION = re.compile(
     r"^.{0,200}?(?:\bwrote|\bescreveu|\bescribi[oó]|a\s+[ée]crit|\bschrieb|ha\s+scritto|\bschreef|написал\w*|пишет|كتب|写道|寫道|skrev|napisa[lł]\(?a?\)?|kirjoitti)\s*:\s*$|"
@@ -485,7 +501,11 @@ class _Message:
         return any(self.msg.get(h) is not None for h in _LIST_HEADERS)
 
     def report_type(self) -> str:
-        return (self.msg.get_param("report-type") or "").lower() if self.msg.get_content_type() == "multipart/report" else ""
+        return (
+            (self.msg.get_param("report-type") or "").lower()
+            if self.msg.get_content_type() == "multipart/report"
+            else ""
+        )
 
     def parts(self, ctype: str) -> list[Message]:
         try:
@@ -551,7 +571,10 @@ def classify_message(
 
 def _ses_notification(m: _Message) -> dict[str, Any] | None:
     """An Amazon SES notification e-mailed by SNS (a JSON body), if this is one."""
-    if not (m.from_addr or "").lower().endswith(("amazonaws.com", "amazonses.com")) and '"notificationType"' not in m.body[:200]:
+    if (
+        not (m.from_addr or "").lower().endswith(("amazonaws.com", "amazonses.com"))
+        and '"notificationType"' not in m.body[:200]
+    ):
         return None
     text = re.sub(r"!\r?\n ", "", m.body)  # lines folded by the relaying MTA
     start = text.find("{")
@@ -568,9 +591,17 @@ def _bounce(m: _Message) -> Classification | None:
     ses = _ses_notification(m)
     if ses is not None and ses.get("notificationType") == "Bounce":
         bounce = ses.get("bounce") or {}
-        recipients = _valid(r.get("emailAddress", "") for r in bounce.get("bouncedRecipients") or [] if isinstance(r, dict))
+        recipients = _valid(
+            r.get("emailAddress", "") for r in bounce.get("bouncedRecipients") or [] if isinstance(r, dict)
+        )
         hard = recipients if bounce.get("bounceType") == "Permanent" else []
-        return Classification(Category.BOUNCE, address=hard[0] if hard else None, addresses=tuple(hard), reason=f"Amazon SES bounce notification ({bounce.get('bounceType')})", detail=f"bounced: {', '.join(recipients)}")
+        return Classification(
+            Category.BOUNCE,
+            address=hard[0] if hard else None,
+            addresses=tuple(hard),
+            reason=f"Amazon SES bounce notification ({bounce.get('bounceType')})",
+            detail=f"bounced: {', '.join(recipients)}",
+        )
     report = m.report_type() == "delivery-status" or bool(m.parts("message/delivery-status"))
     daemon = m.daemon_sender
     subject = _BOUNCE_SUBJECT.search(m.subject) is not None
@@ -591,7 +622,13 @@ def _bounce(m: _Message) -> Classification | None:
         return None
     why = "delivery status notification" if report else "bounce from a mail server"
     detail = f"from {m.from_addr or m.header('From') or '<>'}; subject {m.subject[:120]!r}; permanent: {', '.join(hard) or '-'}; temporary: {', '.join(soft) or '-'}"
-    return Classification(Category.BOUNCE, address=hard[0] if hard else None, addresses=tuple(hard), reason=why + (" (hard)" if hard else " (no permanent failure)"), detail=detail)
+    return Classification(
+        Category.BOUNCE,
+        address=hard[0] if hard else None,
+        addresses=tuple(hard),
+        reason=why + (" (hard)" if hard else " (no permanent failure)"),
+        detail=detail,
+    )
 
 
 def _feedback_fields(m: _Message) -> Message | None:
@@ -617,7 +654,9 @@ def _reported_headers(m: _Message) -> Message | None:
     return None
 
 
-def _token_target(m: _Message, headers: Message | None, resolve_token: ResolveToken | None) -> tuple[TokenTarget | None, str]:
+def _token_target(
+    m: _Message, headers: Message | None, resolve_token: ResolveToken | None
+) -> tuple[TokenTarget | None, str]:
     if headers is None or resolve_token is None:
         return None, ""
     text = " ".join(_decode_header(v) for v in headers.get_all("List-Unsubscribe") or [])
@@ -638,23 +677,43 @@ def _complaint(m: _Message, resolve_token: ResolveToken | None = None) -> Classi
     ses = _ses_notification(m)
     if ses is not None and ses.get("notificationType") == "Complaint":
         complaint = ses.get("complaint") or {}
-        people = _valid(r.get("emailAddress", "") for r in complaint.get("complainedRecipients") or [] if isinstance(r, dict))
+        people = _valid(
+            r.get("emailAddress", "") for r in complaint.get("complainedRecipients") or [] if isinstance(r, dict)
+        )
         ftype = str(complaint.get("complaintFeedbackType") or "abuse").lower()
         if ftype not in _OPTOUT_FEEDBACK or not people:
             return Classification(Category.COMPLAINT, reason=f"Amazon SES complaint ({ftype}) naming nobody to opt out")
-        return Classification(Category.COMPLAINT, address=people[0], addresses=tuple(people), verification=_dkim_of(m), reason="Amazon SES complaint notification", detail=f"complainedRecipients: {', '.join(people)}")
+        return Classification(
+            Category.COMPLAINT,
+            address=people[0],
+            addresses=tuple(people),
+            verification=_dkim_of(m),
+            reason="Amazon SES complaint notification",
+            detail=f"complainedRecipients: {', '.join(people)}",
+        )
     fields = _feedback_fields(m)
     arf = m.report_type() == "feedback-report" or fields is not None
     reported = _reported_headers(m)
-    jmrp = not arf and reported is not None and (
-        reported.get("X-HmXmrOriginalRecipient") is not None or re.search(r"complaint\s+about\s+message\s+from", m.subject, re.I) is not None
+    jmrp = (
+        not arf
+        and reported is not None
+        and (
+            reported.get("X-HmXmrOriginalRecipient") is not None
+            or re.search(r"complaint\s+about\s+message\s+from", m.subject, re.I) is not None
+        )
     )
     if not (arf or jmrp):
         return None
     kind = "ARF feedback report" if arf else "Hotmail JMRP complaint"
-    ftype = (_decode_header(fields.get("Feedback-Type")) if fields is not None else ("abuse" if jmrp else "")).strip().lower() or "abuse"
+    ftype = (
+        _decode_header(fields.get("Feedback-Type")) if fields is not None else ("abuse" if jmrp else "")
+    ).strip().lower() or "abuse"
     if ftype not in _OPTOUT_FEEDBACK:
-        return Classification(Category.COMPLAINT, reason=f"{kind}, Feedback-Type {ftype}: not a person's complaint", detail=_report_detail(fields, reported))
+        return Classification(
+            Category.COMPLAINT,
+            reason=f"{kind}, Feedback-Type {ftype}: not a person's complaint",
+            detail=_report_detail(fields, reported),
+        )
     named: list[str] = []
     if fields is not None:
         named = _valid([*(fields.get_all("Removal-Recipient") or []), *(fields.get_all("Original-Rcpt-To") or [])])
@@ -669,8 +728,14 @@ def _complaint(m: _Message, resolve_token: ResolveToken | None = None) -> Classi
         elif reported.get("X-HmXmrOriginalRecipient"):
             named, source = _valid([reported.get("X-HmXmrOriginalRecipient")])[:1], "X-HmXmrOriginalRecipient"
     if not named:
-        return Classification(Category.COMPLAINT, reason=f"{kind} ({ftype}) whose recipient is not identifiable", detail=_report_detail(fields, reported))
-    verification = Verification.TOKEN if target is not None and target.email.lower() == named[0].lower() else _dkim_of(m)
+        return Classification(
+            Category.COMPLAINT,
+            reason=f"{kind} ({ftype}) whose recipient is not identifiable",
+            detail=_report_detail(fields, reported),
+        )
+    verification = (
+        Verification.TOKEN if target is not None and target.email.lower() == named[0].lower() else _dkim_of(m)
+    )
     campaign = (target.campaign or None) if verification is Verification.TOKEN and target is not None else None
     return Classification(
         Category.COMPLAINT,
@@ -691,7 +756,15 @@ def _dkim_of(m: _Message) -> Verification:
 def _report_detail(fields: Message | None, reported: Message | None) -> str:
     bits = []
     if fields is not None:
-        for name in ("Feedback-Type", "User-Agent", "Original-Mail-From", "Original-Rcpt-To", "Removal-Recipient", "Reported-Domain", "Source-IP"):
+        for name in (
+            "Feedback-Type",
+            "User-Agent",
+            "Original-Mail-From",
+            "Original-Rcpt-To",
+            "Removal-Recipient",
+            "Reported-Domain",
+            "Source-IP",
+        ):
             for value in fields.get_all(name) or []:
                 bits.append(f"{name}: {_decode_header(value)}")
     if reported is not None:
@@ -740,7 +813,11 @@ def _token(m: _Message, resolve_token: ResolveToken | None) -> Classification | 
 
 
 def _list_address(m: _Message) -> str | None:
-    post = _valid([re.sub(r"(?i)mailto:", "", m.header("List-Post")).split("?")[0].strip("<> ")]) if m.header("List-Post") else []
+    post = (
+        _valid([re.sub(r"(?i)mailto:", "", m.header("List-Post")).split("?")[0].strip("<> ")])
+        if m.header("List-Post")
+        else []
+    )
     return post[0].lower() if post else None
 
 
@@ -780,7 +857,9 @@ def _mime_defects(msg: Message) -> list[str]:
     found: set[str] = set()
     try:
         for part in msg.walk():
-            found.update(type(d).__name__ for d in getattr(part, "defects", ()) if type(d).__name__ in _STRUCTURAL_DEFECTS)
+            found.update(
+                type(d).__name__ for d in getattr(part, "defects", ()) if type(d).__name__ in _STRUCTURAL_DEFECTS
+            )
     except Exception:
         found.add("unwalkable")
     return sorted(found)
@@ -824,7 +903,12 @@ def _a_person_other_than(address: str, requester: str, m: _Message) -> bool:
     """Whether an address written in a request is someone else's: not the requester's, not
     ours, not a list's or a robot's ("unsubscribe me from devs-request@…" is about the sender)."""
     local, _, domain = address.rpartition("@")
-    return address != requester.lower() and domain not in m.config.smtp.domains and address != _list_address(m) and not _ROBOT_LOCAL.match(local)
+    return (
+        address != requester.lower()
+        and domain not in m.config.smtp.domains
+        and address != _list_address(m)
+        and not _ROBOT_LOCAL.match(local)
+    )
 
 
 def _reply(m: _Message) -> Classification:
@@ -836,35 +920,77 @@ def _reply(m: _Message) -> Classification:
     if client is None:
         signal = _auto_signal(m, bare_request)
         if signal is not None:
-            return Classification(Category.AUTO_REPLY, reason=f"automatic message: {signal}", detail=f"From {m.from_addr or '-'}; subject {m.subject[:120]!r}")
+            return Classification(
+                Category.AUTO_REPLY,
+                reason=f"automatic message: {signal}",
+                detail=f"From {m.from_addr or '-'}; subject {m.subject[:120]!r}",
+            )
     requester, how = _requester(m)
     if m.from_addr is not None and how == "From" and _ROBOT_LOCAL.match(m.from_local):
-        return Classification(Category.AUTO_REPLY, reason="sent by a list or robot address, never a request", detail=f"From {m.from_addr}")
+        return Classification(
+            Category.AUTO_REPLY, reason="sent by a list or robot address, never a request", detail=f"From {m.from_addr}"
+        )
     if requester is not None and _ROBOT_LOCAL.match(requester.split("@")[0]):
-        return Classification(Category.AUTO_REPLY, reason="requester is a list or robot address, never a request", detail=f"{how}: {requester}")
+        return Classification(
+            Category.AUTO_REPLY,
+            reason="requester is a list or robot address, never a request",
+            detail=f"{how}: {requester}",
+        )
     if m.from_addr is not None and (_list_address(m) or "") == m.from_addr.lower() and how == "From":
-        return Classification(Category.AUTO_REPLY, reason="sent by the mailing list itself", detail=f"From {m.from_addr}")
+        return Classification(
+            Category.AUTO_REPLY, reason="sent by the mailing list itself", detail=f"From {m.from_addr}"
+        )
     match: RequestMatch | None
     if client is not None:
         match = RequestMatch(Clarity.CLEAR, "headers", "-", client)
     else:
         match = find_request(m.subject, m.new, languages)
     if match is None:
-        return Classification(Category.OTHER, reason="no request in the new text", detail=f"{how}: {requester or '-'}; subject {m.subject[:120]!r}")
+        return Classification(
+            Category.OTHER,
+            reason="no request in the new text",
+            detail=f"{how}: {requester or '-'}; subject {m.subject[:120]!r}",
+        )
     evidence = f"{match.describe()}; requester from {how}: {requester or '-'}"
     if requester is None:
         return Classification(Category.REVIEW, reason="a request whose sender cannot be identified", detail=evidence)
     if match.clarity is Clarity.UNCLEAR:
         return Classification(Category.REVIEW, address=requester, reason="unclear request", detail=evidence)
-    others = sorted(a for a in named_addresses(m.subject, m.new) if _a_person_other_than(a, requester, m)) if client is None else []
+    others = (
+        sorted(a for a in named_addresses(m.subject, m.new) if _a_person_other_than(a, requester, m))
+        if client is None
+        else []
+    )
     if others:  # "please unsubscribe my colleague bob@…": not a request about the sender
-        return Classification(Category.REVIEW, address=requester, reason="the request names another address", detail=f"{evidence}; names {', '.join(others[:5])}")
+        return Classification(
+            Category.REVIEW,
+            address=requester,
+            reason="the request names another address",
+            detail=f"{evidence}; names {', '.join(others[:5])}",
+        )
     verified = m.dkim_verified(requester.split("@")[1])
     verification = Verification.DKIM if verified else Verification.NONE
     if not verified and not m.config.inbound.honour_unverified_replies:
-        return Classification(Category.REVIEW, address=requester, reason="clear request without a verified DKIM signature (honour_unverified_replies is off)", detail=evidence)
+        return Classification(
+            Category.REVIEW,
+            address=requester,
+            reason="clear request without a verified DKIM signature (honour_unverified_replies is off)",
+            detail=evidence,
+        )
     broken = _mime_defects(m.msg)
     if broken and client is None:
-        return Classification(Category.REVIEW, address=requester, reason="a request in a malformed MIME message", detail=f"{evidence}; defects: {', '.join(broken)}")
+        return Classification(
+            Category.REVIEW,
+            address=requester,
+            reason="a request in a malformed MIME message",
+            detail=f"{evidence}; defects: {', '.join(broken)}",
+        )
     reason = "mail client's List-Unsubscribe message" if client is not None else "request in the sender's own text"
-    return Classification(Category.UNSUBSCRIBE, address=requester, verification=verification, reason=reason, detail=evidence, automatic=client is not None)
+    return Classification(
+        Category.UNSUBSCRIBE,
+        address=requester,
+        verification=verification,
+        reason=reason,
+        detail=evidence,
+        automatic=client is not None,
+    )

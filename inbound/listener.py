@@ -36,7 +36,6 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from adapters.addresses import normalize_address
 from adapters.errors import OptOutHubError, StoreError
 from adapters.hub import Hub
-
 from inbound.classify import DNSLookup
 from inbound.processing import EvidenceWriter, Received, pending_ids, process_batch, take_batch
 
@@ -113,7 +112,9 @@ class LimitedSMTP(SMTP):
 class InboundHandler:
     """aiosmtpd handler: each hook's return value is the SMTP reply."""
 
-    def __init__(self, domains: set[str], writer: EvidenceWriter, on_stored: Callable[[int], None], clock: Callable[[], Any]) -> None:
+    def __init__(
+        self, domains: set[str], writer: EvidenceWriter, on_stored: Callable[[int], None], clock: Callable[[], Any]
+    ) -> None:
         self.domains = domains
         self.writer = writer
         self.on_stored = on_stored
@@ -124,7 +125,9 @@ class InboundHandler:
         """Whether messages are arriving right now."""
         return time.monotonic() - self.last_data < 0.25
 
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
         try:
             domain = normalize_address(address).email.rpartition("@")[2]
         except OptOutHubError:
@@ -154,7 +157,13 @@ class InboundHandler:
         except StoreError:
             log.exception("could not store a message from %s", peer_text)
             return ERR_STORE
-        log.info("smtp message %s stored: peer %s, %d recipient(s), %d bytes", evidence_id, peer_text, len(received.rcpt_tos), len(raw))
+        log.info(
+            "smtp message %s stored: peer %s, %d recipient(s), %d bytes",
+            evidence_id,
+            peer_text,
+            len(received.rcpt_tos),
+            len(raw),
+        )
         self.on_stored(evidence_id)
         return OK_QUEUED.format(id=evidence_id)
 
@@ -167,7 +176,9 @@ class _Controller(Controller):
     """aiosmtpd's threaded controller on a socket bound beforehand (so port 0 works), with the
     connection limit."""
 
-    def __init__(self, handler: InboundHandler, sock: socket.socket, limit: ConnectionLimit, **smtp_kwargs: Any) -> None:
+    def __init__(
+        self, handler: InboundHandler, sock: socket.socket, limit: ConnectionLimit, **smtp_kwargs: Any
+    ) -> None:
         host, port = sock.getsockname()[:2]
         super().__init__(handler, hostname=host, port=port, **smtp_kwargs)
         self._sock = sock
@@ -191,7 +202,17 @@ class Classifier:
     within days; seconds of delay cost nothing, a slow ``250`` costs senders.)
     """
 
-    def __init__(self, hub: Hub, *, dkim_dns: DNSLookup | None, delay: float = 0.0, busy: Callable[[], bool] = lambda: False, max_batch: int = 100, max_defer: float = 5.0, max_attempts: int = 5) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        *,
+        dkim_dns: DNSLookup | None,
+        delay: float = 0.0,
+        busy: Callable[[], bool] = lambda: False,
+        max_batch: int = 100,
+        max_defer: float = 5.0,
+        max_attempts: int = 5,
+    ) -> None:
         self.max_defer = max_defer
         self.hub = hub
         self.dkim_dns = dkim_dns
@@ -263,7 +284,11 @@ class Classifier:
                 self._attempts[evidence_id] = attempts
                 if attempts < self.max_attempts:
                     threading.Timer(min(2.0**attempts, 60.0), self.queue.put, args=(evidence_id,)).start()
-            log.warning("classifying %d message(s) failed; retrying later (they stay pending until done)", len(batch), exc_info=True)
+            log.warning(
+                "classifying %d message(s) failed; retrying later (they stay pending until done)",
+                len(batch),
+                exc_info=True,
+            )
         else:
             for evidence_id in batch:
                 self._attempts.pop(evidence_id, None)
@@ -291,7 +316,14 @@ def listening_socket(host: str, port: int, backlog: int = 512) -> socket.socket:
 class SMTPComponent:
     """The ``smtp`` part of ``serve``: listener plus classifier, started and stopped together."""
 
-    def __init__(self, hub: Hub, *, host: str | None = None, port: int | None = None, dkim_dns: DNSLookup | None | str = "default") -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        dkim_dns: DNSLookup | str | None = "default",
+    ) -> None:
         self.hub = hub
         smtp = hub.config.smtp
         self.host = smtp.host if host is None else host
@@ -300,7 +332,9 @@ class SMTPComponent:
         dns = default_dkim_dns() if dkim_dns == "default" else dkim_dns
         self.writer = EvidenceWriter(hub)
         self.handler = InboundHandler(self.domains, self.writer, self._stored, hub.clock)
-        self.classifier = Classifier(hub, dkim_dns=dns, delay=float(os.environ.get(DELAY_ENV) or 0), busy=self.handler.busy)  # type: ignore[arg-type]
+        self.classifier = Classifier(
+            hub, dkim_dns=dns, delay=float(os.environ.get(DELAY_ENV) or 0), busy=self.handler.busy
+        )  # type: ignore[arg-type]
         self.controller: _Controller | None = None
 
     @property

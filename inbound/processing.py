@@ -27,16 +27,15 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import PoolProxiedConnection
 
 from adapters.addresses import normalize_address
-from adapters.store.bulk import driver_rows
-from adapters.store.confirmations import queue_confirmation
 from adapters.errors import OptOutHubError, StoreError, TokenError
 from adapters.events import Kind, OptOutEvent, Source
 from adapters.hub import Hub
+from adapters.store.bulk import driver_rows
+from adapters.store.confirmations import queue_confirmation
 from adapters.store.models import Evidence, Recipient
 from adapters.store.recipients import resolve_token
 from adapters.store.record import RecordResult, record_events
 from adapters.tokens import token_from_local_part
-
 from inbound.classify import Category, Classification, DNSLookup, Envelope, TokenTarget, classify_message
 
 log = logging.getLogger(__name__)
@@ -67,9 +66,14 @@ class Received:
 class _Pending:
     """One message waiting for its commit: a thread blocks on ``done``, a coroutine awaits ``future``."""
 
-    __slots__ = ("received", "done", "evidence_id", "error", "loop", "future")
+    __slots__ = ("done", "error", "evidence_id", "future", "loop", "received")
 
-    def __init__(self, received: Received, loop: asyncio.AbstractEventLoop | None = None, future: asyncio.Future[int] | None = None) -> None:
+    def __init__(
+        self,
+        received: Received,
+        loop: asyncio.AbstractEventLoop | None = None,
+        future: asyncio.Future[int] | None = None,
+    ) -> None:
         self.received = received
         self.done = threading.Event() if future is None else None
         self.evidence_id: int | None = None
@@ -87,7 +91,9 @@ class _Pending:
 T = TypeVar("T")
 
 
-def take_batch(source: queue.SimpleQueue[T | None] | queue.Queue[T | None], first: T, limit: int) -> tuple[list[T], bool]:
+def take_batch(
+    source: queue.SimpleQueue[T | None] | queue.Queue[T | None], first: T, limit: int
+) -> tuple[list[T], bool]:
     """``first`` and what else is queued right now, up to ``limit`` items; and whether the
     stop marker (``None``) was reached, which ends the batch."""
     batch = [first]
@@ -219,7 +225,9 @@ class EvidenceWriter:
 
     def _write(self, batch: list[_Pending]) -> None:
         try:
-            rows = driver_rows(self.hub.engine, Evidence.__table__, EVIDENCE_COLUMNS, [item.received.values() for item in batch])
+            rows = driver_rows(
+                self.hub.engine, Evidence.__table__, EVIDENCE_COLUMNS, [item.received.values() for item in batch]
+            )
             ids = self._insert(rows)
         except Exception as exc:  # every waiter must learn the outcome
             for item in batch:
@@ -327,7 +335,9 @@ def process_evidence(hub: Hub, evidence_id: int, *, dkim_dns: DNSLookup | None =
     return process_batch(hub, [evidence_id], dkim_dns=dkim_dns).get(evidence_id)
 
 
-def process_batch(hub: Hub, evidence_ids: Sequence[int], *, dkim_dns: DNSLookup | None = None) -> dict[int, Classification]:
+def process_batch(
+    hub: Hub, evidence_ids: Sequence[int], *, dkim_dns: DNSLookup | None = None
+) -> dict[int, Classification]:
     """Classify pending rows and record what they imply, all in one transaction.
 
     Reads the rows (and the recipients of their tokens) in one short transaction, classifies
@@ -338,7 +348,13 @@ def process_batch(hub: Hub, evidence_ids: Sequence[int], *, dkim_dns: DNSLookup 
     """
     try:
         with hub.sessions.begin() as session:
-            rows = list(session.scalars(select(Evidence).where(Evidence.id.in_(list(evidence_ids)), Evidence.state == PENDING).order_by(Evidence.id)))
+            rows = list(
+                session.scalars(
+                    select(Evidence)
+                    .where(Evidence.id.in_(list(evidence_ids)), Evidence.state == PENDING)
+                    .order_by(Evidence.id)
+                )
+            )
             for row in rows:
                 session.expunge(row)
             known = _prefetch_tokens(session, hub, rows)
@@ -350,22 +366,30 @@ def process_batch(hub: Hub, evidence_ids: Sequence[int], *, dkim_dns: DNSLookup 
             meta: dict[str, Any] = row.meta or {}
             envelope = Envelope(mail_from=meta.get("mail_from"), rcpt_tos=tuple(meta.get("rcpt_tos") or ()))
             try:
-                verdicts[row.id] = classify_message(row.content, envelope, config=hub.config, resolve_token=resolver, dkim_dns=dkim_dns)
+                verdicts[row.id] = classify_message(
+                    row.content, envelope, config=hub.config, resolve_token=resolver, dkim_dns=dkim_dns
+                )
             except SQLAlchemyError:
                 raise
             except Exception as exc:  # a classifier bug must not lose the message: an admin looks at it
                 log.exception("classifier failed on evidence %s", row.id)
-                verdicts[row.id] = Classification(Category.REVIEW, reason="the classifier failed on this message", detail=exc.__class__.__name__)
+                verdicts[row.id] = Classification(
+                    Category.REVIEW, reason="the classifier failed on this message", detail=exc.__class__.__name__
+                )
         now = hub.clock()
         with hub.sessions.begin() as session:
             stmt = select(Evidence).where(Evidence.id.in_(list(verdicts)), Evidence.state == PENDING).with_for_update()
             current = {row.id: row for row in session.scalars(stmt)}
             by_id = {row.id: row for row in rows}
-            events = [event for evidence_id in current for event in events_for(hub, verdicts[evidence_id], by_id[evidence_id])]
+            events = [
+                event for evidence_id in current for event in events_for(hub, verdicts[evidence_id], by_id[evidence_id])
+            ]
             result: RecordResult = record_events(session, events, hub.policy, now=now)
             if result.new:  # at most one a day per address; the worker mails them
                 for event in events:
-                    queue_confirmation(session, hub.config, event, auto_submitted=verdicts[event.evidence_id].automatic, now=now)
+                    queue_confirmation(
+                        session, hub.config, event, auto_submitted=verdicts[event.evidence_id].automatic, now=now
+                    )
             for evidence_id, row in current.items():
                 verdict = verdicts[evidence_id]
                 row.state = REVIEW if verdict.category is Category.REVIEW else DONE
@@ -377,5 +401,7 @@ def process_batch(hub: Hub, evidence_ids: Sequence[int], *, dkim_dns: DNSLookup 
     done = {evidence_id: verdicts[evidence_id] for evidence_id in current}
     for evidence_id, verdict in done.items():
         hub.metrics.smtp_messages.labels(verdict.category.value).inc()
-        log.info("smtp message %s: %s (verification %s)", evidence_id, verdict.category.value, verdict.verification.value)
+        log.info(
+            "smtp message %s: %s (verification %s)", evidence_id, verdict.category.value, verdict.verification.value
+        )
     return done

@@ -105,13 +105,15 @@ class Language:
     solo: Sequence[str] = ()
     solo_unclear: Sequence[str] = ()
 
-    def compiled(self) -> "_Compiled":
+    def compiled(self) -> _Compiled:
         return _Compiled(
             self.code,
             _compile(self.clear),
             _compile(self.keywords),
             re.compile(strip_marks("|".join(f"(?:{n})" for n in self.negations)), re.I) if self.negations else None,
-            re.compile(strip_marks("|".join(f"(?:{n})" for n in self.negations_after)), re.I) if self.negations_after else None,
+            re.compile(strip_marks("|".join(f"(?:{n})" for n in self.negations_after)), re.I)
+            if self.negations_after
+            else None,
             _compile(self.instructions),
             _compile(self.narrow),
             frozenset(strip_marks(s).casefold() for s in self.solo),
@@ -155,7 +157,11 @@ LANGUAGES: dict[str, Language] = {
             r"\b(?:request|requesting|asking)\s+(?:for\s+|to\s+)?(?:an?\s+|the\s+)?un-?subscri\w*",
             r"\b(?:i|we)\s*(?:'d|would|'m|am)?\s*(?:really\s+|just\s+|hereby\s+)?(?:like|want|wish|need|request|demand|ask|asking|requesting)\s+(?:you\s+)?to\s+(?:request\s+to\s+)?(?:unsubscribe|be\s+(?:unsubscribed|removed|taken\s+off|deleted)|opt\s*-?\s*out)\b",
             r"\b(?:i|we)\s*(?:'d|would)?\s*(?:like|want|wish)\s+(?:my\s+(?:e-?mail\s*)?(?:address|e-?mail|name)\s+)?(?:to\s+be\s+)?(?:removed|deleted|unsubscribed)\b",
-            r"\b(?:remove|delete|unsubscribe|take|drop|unlink|erase|strike)\s+" + _WHOM + r"\b[^.!?\n]{0,40}?\b(?:from|off|out\s+of)\s+" + _LIST + r"\b",
+            r"\b(?:remove|delete|unsubscribe|take|drop|unlink|erase|strike)\s+"
+            + _WHOM
+            + r"\b[^.!?\n]{0,40}?\b(?:from|off|out\s+of)\s+"
+            + _LIST
+            + r"\b",
             r"\bremove\s+from\s+" + _LIST + r"\b",
             r"\bno\s+longer\s+(?:wish|want|like|need)\s+to\s+(?:receive|be\s+(?:receiving|on|sent))\b",
             r"\b(?:no\s+longer|don'?t|do\s+not|never)\s+(?:wish|want|like|need)\s+to\s+(?:receive|be\s+receiving|get|be\s+getting)\s+(?:any\s+(?:more|further)\s+|more\s+|further\s+)?(?:of\s+)?(?:your\s+|these\s+|this\s+|those\s+|the\s+|any\s+)?(?:e-?mails?|mails?|messages|newsletters?|information|info|updates|notifications|offers|spam|communications?)\b",
@@ -165,7 +171,19 @@ LANGUAGES: dict[str, Language] = {
             r"\bunsubscribe\s+(?:please|pls|plz|now|asap|immediately|thank|thanks)\b",
         ],
         keywords=[r"\bun-?sub\w*|\bunsus?c?ri\w*|\bunscri\w*|\bopt-?out\b"],
-        negations=[r"\bdon'?t\b", r"\bdo\s+not\b", r"\bdidn'?t\b", r"\bnot\b", r"\bnever\b", r"\bno\s+need\b", r"\bwon'?t\b", r"\bwouldn'?t\b", r"\bcan'?t\b", r"\bcannot\b", r"\bwithout\b"],
+        negations=[
+            r"\bdon'?t\b",
+            r"\bdo\s+not\b",
+            r"\bdidn'?t\b",
+            r"\bnot\b",
+            r"\bnever\b",
+            r"\bno\s+need\b",
+            r"\bwon'?t\b",
+            r"\bwouldn'?t\b",
+            r"\bcan'?t\b",
+            r"\bcannot\b",
+            r"\bwithout\b",
+        ],
         instructions=[
             r"\b(?:to|how\s+(?:to|do\s+(?:i|you)|can\s+(?:i|you))|way\s+to|want\s+to|wish\s+to|like\s+to|tried\s+(?:to|the)[\w\s]{0,20}?|trying\s+to|able\s+to|option\s+to|link\s+to|ability\s+to|you\s+can|you\s+may|can\s+also|in\s+order\s+to)\s+(?:\w+\s+){0,2}un-?sub\w*",
             r"\bun-?sub\w*\s+(?:link|button|page|url|here|instructions?|option|process|request|from\s+this\s+(?:group|topic)|address|command|form|at\s+any\s+time|by\s+(?:clicking|sending|replying))",
@@ -174,7 +192,21 @@ LANGUAGES: dict[str, Language] = {
             r"\bif\s+you\b[^.!?\n]{0,40}\bun-?sub\w*",
         ],
         narrow=[r"\b(?:stop|quit|cease)\s+(?:sending|e-?mailing|mailing|cc'?ing|copying|adding)\s+(?:me|us)\b"],
-        solo=["stop", "stop all", "stopall", "remove", "remove me", "unsubscribe", "unsub", "opt out", "optout", "opt-out", "stop please", "please stop", "stop it"],
+        solo=[
+            "stop",
+            "stop all",
+            "stopall",
+            "remove",
+            "remove me",
+            "unsubscribe",
+            "unsub",
+            "opt out",
+            "optout",
+            "opt-out",
+            "stop please",
+            "please stop",
+            "stop it",
+        ],
         solo_unclear=["end", "cancel", "quit", "leave", "unsubscribed"],
     ),
     "zh": Language(
@@ -187,7 +219,12 @@ LANGUAGES: dict[str, Language] = {
         ],
         keywords=[r"退订|退訂|取消订阅|取消訂閱"],
         negations=[r"不要|不想|不用|别|別|勿|没有|沒有|不"],
-        instructions=[r"(?:回复|回覆|回)\s*\w{0,4}\s*(?:退订|退訂)", r"(?:退订|退訂|取消订阅|取消訂閱)\s*(?:请|請|:|：|，|,)", r"(?:如需|如要|若要|如果要|如想|如果您?想)\s*(?:退订|退訂|取消订阅|取消訂閱)", r"(?:退订|退訂)\s*(?:链接|鏈接|方法|方式)"],
+        instructions=[
+            r"(?:回复|回覆|回)\s*\w{0,4}\s*(?:退订|退訂)",
+            r"(?:退订|退訂|取消订阅|取消訂閱)\s*(?:请|請|:|：|，|,)",
+            r"(?:如需|如要|若要|如果要|如想|如果您?想)\s*(?:退订|退訂|取消订阅|取消訂閱)",
+            r"(?:退订|退訂)\s*(?:链接|鏈接|方法|方式)",
+        ],
         solo=["退订", "退訂", "td", "取消订阅", "取消訂閱"],
     ),
     "ar": Language(
@@ -218,7 +255,11 @@ LANGUAGES: dict[str, Language] = {
         ],
         keywords=[r"\bbaja\b", r"\bdesuscri\w*"],
         negations=[r"\bno\b", r"\bnunca\b", r"\bsin\b"],
-        instructions=[r"\bpara\s+(?:darse|darte|dar(?:se)?)\s+de\s+baja\b", r"\bsi\s+(?:desea|quiere|deseas|quieres)\b[^.!?\n]{0,40}\bbaja\b", r"\benlace\s+(?:de|para)\b[^.!?\n]{0,20}\bbaja\b"],
+        instructions=[
+            r"\bpara\s+(?:darse|darte|dar(?:se)?)\s+de\s+baja\b",
+            r"\bsi\s+(?:desea|quiere|deseas|quieres)\b[^.!?\n]{0,40}\bbaja\b",
+            r"\benlace\s+(?:de|para)\b[^.!?\n]{0,20}\bbaja\b",
+        ],
         solo=["baja", "de baja"],
         solo_unclear=["alto", "cancelar", "salir"],
     ),
@@ -236,7 +277,10 @@ LANGUAGES: dict[str, Language] = {
         ],
         keywords=[r"\bdescadastr\w*", r"\bcancelar\s+(?:a\s+)?(?:inscricao|subscricao|assinatura)"],
         negations=[r"\bnao\b", r"\bnunca\b", r"\bsem\b"],
-        instructions=[r"\bpara\s+(?:se\s+)?(?:descadastrar|cancelar)\b", r"\bse\s+(?:deseja|quiser|voce\s+quiser)\b[^.!?\n]{0,40}\b(?:descadastr|cancelar)"],
+        instructions=[
+            r"\bpara\s+(?:se\s+)?(?:descadastrar|cancelar)\b",
+            r"\bse\s+(?:deseja|quiser|voce\s+quiser)\b[^.!?\n]{0,40}\b(?:descadastr|cancelar)",
+        ],
         solo=["descadastrar", "descadastre"],
         solo_unclear=["sair", "cancelar", "parar", "pare"],
     ),
@@ -253,7 +297,11 @@ LANGUAGES: dict[str, Language] = {
         ],
         keywords=[r"\bdesabonn\w*|\bdesinscri\w*"],
         negations=[r"\bne\b", r"\bn'", r"\bpas\b", r"\bjamais\b", r"\bsans\b"],
-        instructions=[r"\bpour\s+(?:vous\s+|se\s+)?(?:desabonner|desinscrire)\b", r"\bsi\s+vous\s+(?:souhaitez|voulez|desirez)\b[^.!?\n]{0,40}\b(?:desabonn|desinscri)", r"\blien\s+de\s+(?:desabonnement|desinscription)\b"],
+        instructions=[
+            r"\bpour\s+(?:vous\s+|se\s+)?(?:desabonner|desinscrire)\b",
+            r"\bsi\s+vous\s+(?:souhaitez|voulez|desirez)\b[^.!?\n]{0,40}\b(?:desabonn|desinscri)",
+            r"\blien\s+de\s+(?:desabonnement|desinscription)\b",
+        ],
         solo=["stop", "desabonner", "desabonnement", "desinscription"],
     ),
     "de": Language(
@@ -269,7 +317,12 @@ LANGUAGES: dict[str, Language] = {
         ],
         keywords=[r"\babmeld\w*|\babbestell\w*|\baustragen\b"],
         negations=[r"\bnicht\b", r"\bkein\b", r"\bnie\b", r"\bohne\b"],
-        instructions=[r"\bum\s+(?:sich\s+)?\w{0,20}\s*(?:abzumelden|auszutragen|abzubestellen)\b", r"\bzum\s+(?:abmelden|abbestellen|austragen)\b", r"\bwenn\s+sie\b[^.!?\n]{0,40}\b(?:abmelden|abbestellen|austragen)\b", r"\b(?:abmelde|abbestell)-?link\b"],
+        instructions=[
+            r"\bum\s+(?:sich\s+)?\w{0,20}\s*(?:abzumelden|auszutragen|abzubestellen)\b",
+            r"\bzum\s+(?:abmelden|abbestellen|austragen)\b",
+            r"\bwenn\s+sie\b[^.!?\n]{0,40}\b(?:abmelden|abbestellen|austragen)\b",
+            r"\b(?:abmelde|abbestell)-?link\b",
+        ],
         solo=["abmelden", "abbestellen", "austragen", "stop", "stopp"],
     ),
     "it": Language(
@@ -283,7 +336,10 @@ LANGUAGES: dict[str, Language] = {
         ],
         keywords=[r"\bdisiscri\w*"],
         negations=[r"\bnon\b", r"\bmai\b", r"\bsenza\b"],
-        instructions=[r"\bper\s+(?:disiscriversi|cancellarsi|disiscriverti)\b", r"\bse\s+(?:desidera|desideri|vuoi|vuole)\b[^.!?\n]{0,40}\b(?:disiscri|cancellar)"],
+        instructions=[
+            r"\bper\s+(?:disiscriversi|cancellarsi|disiscriverti)\b",
+            r"\bse\s+(?:desidera|desideri|vuoi|vuole)\b[^.!?\n]{0,40}\b(?:disiscri|cancellar)",
+        ],
         solo=["disiscrivimi", "disiscrivere", "cancellami", "stop"],
     ),
     "nl": Language(
@@ -297,7 +353,11 @@ LANGUAGES: dict[str, Language] = {
         ],
         keywords=[r"\bafmeld\w*|\buitschrijv\w*"],
         negations=[r"\bniet\b", r"\bnooit\b", r"\bgeen\b", r"\bzonder\b"],
-        instructions=[r"\bom\s+(?:u|je|zich)?\s*(?:af\s+te\s+melden|uit\s+te\s+schrijven)\b", r"\b(?:afmeld|uitschrijf)link\b", r"\bwilt\s+u\b[^.!?\n]{0,40}\b(?:afmelden|uitschrijven)\b"],
+        instructions=[
+            r"\bom\s+(?:u|je|zich)?\s*(?:af\s+te\s+melden|uit\s+te\s+schrijven)\b",
+            r"\b(?:afmeld|uitschrijf)link\b",
+            r"\bwilt\s+u\b[^.!?\n]{0,40}\b(?:afmelden|uitschrijven)\b",
+        ],
         solo=["afmelden", "uitschrijven", "stop", "stoppen"],
     ),
     "ja": Language(
@@ -310,8 +370,14 @@ LANGUAGES: dict[str, Language] = {
             r"^\s*(?:配信停止|購読解除|登録解除|退会)\s*(?:。|！|!|\s)*$",
         ],
         keywords=[r"配信停止|購読解除|登録解除|配信解除"],
-        negations_after=[r"^\s*(?:を|は)?\s*(?:し)?(?:ないで|ません|なくて|ではない|じゃない)", r"^\s*(?:は)?\s*(?:不要|いりません|必要ありません)"],
-        instructions=[r"(?:配信停止|購読解除|登録解除|配信解除)\s*(?:は|の方法|用|をご希望の方は|する場合|するには|はこちら|のリンク|url)", r"こちら(?:から|より)"],
+        negations_after=[
+            r"^\s*(?:を|は)?\s*(?:し)?(?:ないで|ません|なくて|ではない|じゃない)",
+            r"^\s*(?:は)?\s*(?:不要|いりません|必要ありません)",
+        ],
+        instructions=[
+            r"(?:配信停止|購読解除|登録解除|配信解除)\s*(?:は|の方法|用|をご希望の方は|する場合|するには|はこちら|のリンク|url)",
+            r"こちら(?:から|より)",
+        ],
         solo=["配信停止", "購読解除", "登録解除", "退会"],
     ),
     "ru": Language(
@@ -327,7 +393,11 @@ LANGUAGES: dict[str, Language] = {
         ],
         keywords=[r"\bотпис\w*"],
         negations=[r"\bне\b", r"\bни\b", r"\bнельзя\b", r"\bбез\b"],
-        instructions=[r"\b(?:чтобы|для\s+того\s+чтобы|для)\s+(?:\w+\s+){0,2}отпис\w*", r"\bотпис\w*\s+(?:можно|по\s+ссылке|здесь)\b", r"\bесли\s+(?:вы\s+)?(?:хотите|желаете)\b[^.!?\n]{0,40}\bотпис\w*"],
+        instructions=[
+            r"\b(?:чтобы|для\s+того\s+чтобы|для)\s+(?:\w+\s+){0,2}отпис\w*",
+            r"\bотпис\w*\s+(?:можно|по\s+ссылке|здесь)\b",
+            r"\bесли\s+(?:вы\s+)?(?:хотите|желаете)\b[^.!?\n]{0,40}\bотпис\w*",
+        ],
         solo=["отписаться", "отписка", "стоп", "stop"],
     ),
 }
@@ -442,20 +512,27 @@ def _in_question(text: str, end: int) -> bool:
 
 
 def _past_tense(word: str) -> bool:
-    """"unsubscribed" reports something ("I unsubscribed by mistake"); it asks for nothing."""
+    """ "unsubscribed" reports something ("I unsubscribed by mistake"); it asks for nothing."""
     return word.endswith("ed") and word.startswith("un")
 
 
 def _self_negating(phrase: str) -> bool:
     """Clear phrases that carry their own negation ("no longer wish to receive")."""
-    return bool(re.search(r"\b(?:no\s+longer|don'?t|do\s+not|never|nao|no|ne|keine|geen|non|не|لا)\b|不要|别|別|勿|しないで|送らないで|plus|больше\s+не", phrase))
+    return bool(
+        re.search(
+            r"\b(?:no\s+longer|don'?t|do\s+not|never|nao|no|ne|keine|geen|non|не|لا)\b|不要|别|別|勿|しないで|送らないで|plus|больше\s+не",
+            phrase,
+        )
+    )
 
 
 _REPLY_PREFIX = re.compile(
     r"^\s*(?:(?:re|aw|sv|vs|antw|antwort|ref|rif|r|res|resp|odp|ynt|atb|vá|回复|回覆|答复|返信|ответ|رد)\s*(?:\[\d+\]|\(\d+\))?\s*[:：]\s*)+",
     re.I,
 )
-_FORWARD_PREFIX = re.compile(r"^\s*(?:(?:fw|fwd|wg|tr|enc|rv|doorst|i|pd|fs|转发|轉寄|転送|пересл|إعادة توجيه)\s*[:：]\s*)+", re.I)
+_FORWARD_PREFIX = re.compile(
+    r"^\s*(?:(?:fw|fwd|wg|tr|enc|rv|doorst|i|pd|fs|转发|轉寄|転送|пересл|إعادة توجيه)\s*[:：]\s*)+", re.I
+)
 _TAG = re.compile(r"^\s*\[[^\]]{1,60}\]\s*")
 
 

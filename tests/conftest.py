@@ -20,9 +20,9 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
-from pathlib import Path
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -99,7 +99,7 @@ class Clock:
     """A clock that stands still until told to move."""
 
     def __init__(self, start: datetime | None = None) -> None:
-        self.now = start or datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
+        self.now = start or datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
     def __call__(self) -> datetime:
         return self.now
@@ -126,7 +126,9 @@ def make_config(database_url: str, test_env: dict[str, str]) -> Callable[..., Co
 
     def build(data: dict[str, Any] | None = None, env: dict[str, str] | None = None) -> Config:
         data = dict(data or {})
-        data.setdefault("security", {"token_secret_env": "OPTOUT_HUB_SECRET", "admin_token_env": "OPTOUT_HUB_ADMIN_TOKEN"})
+        data.setdefault(
+            "security", {"token_secret_env": "OPTOUT_HUB_SECRET", "admin_token_env": "OPTOUT_HUB_ADMIN_TOKEN"}
+        )
         config = parse_config(data, {**test_env, **(env or {})})
         return replace(config, database=replace(config.database, url=database_url))
 
@@ -202,7 +204,7 @@ class Sink:
         self.messages: list[EmailMessage] = []
         self.envelopes: list[tuple[str, list[str]]] = []
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: ANN401
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
         self.messages.append(email.message_from_bytes(envelope.original_content, policy=email.policy.default))
         return "250 2.0.0 OK"

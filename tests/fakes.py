@@ -79,7 +79,9 @@ class FakeAPI:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"fake-{self.provider}", daemon=True)
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"fake-{self.provider}", daemon=True
+        )
         self._thread.start()
 
     def close(self) -> None:
@@ -90,13 +92,29 @@ class FakeAPI:
 
     # Failure plans --------------------------------------------------------------------------
 
-    def fail_next(self, status: int = 500, *, times: int = 1, retry_after: str | None = None, headers: dict[str, str] | None = None, body: Any = None, timeout: float = 0.0) -> None:
+    def fail_next(
+        self,
+        status: int = 500,
+        *,
+        times: int = 1,
+        retry_after: str | None = None,
+        headers: dict[str, str] | None = None,
+        body: Any = None,
+        timeout: float = 0.0,
+    ) -> None:
         """The next ``times`` requests answer ``status`` (after ``timeout`` seconds, if set)."""
         hdrs = dict(headers or {})
         if retry_after is not None:
             hdrs["Retry-After"] = retry_after
         for _ in range(times):
-            self._failures.append(Failure(status, hdrs, body if body is not None else {"errors": [{"field": None, "message": f"fake {status}"}]}, timeout))
+            self._failures.append(
+                Failure(
+                    status,
+                    hdrs,
+                    body if body is not None else {"errors": [{"field": None, "message": f"fake {status}"}]},
+                    timeout,
+                )
+            )
 
     @contextmanager
     def hold(self) -> Iterator[None]:
@@ -179,7 +197,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _handle
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - BaseHTTPRequestHandler's name
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
@@ -214,11 +232,24 @@ class FakeMailchimp(FakeAPI):
         except ValueError:
             password = ""
         if scheme != "Basic" or password != MAILCHIMP_KEY:
-            raise Reject(401, {"type": "about:blank", "title": "API Key Invalid", "status": 401, "detail": "Your API key may be invalid."}, unexpected=False)
+            raise Reject(
+                401,
+                {
+                    "type": "about:blank",
+                    "title": "API Key Invalid",
+                    "status": 401,
+                    "detail": "Your API key may be invalid.",
+                },
+                unexpected=False,
+            )
 
     def _list(self, list_id: str) -> dict[str, str]:
         if list_id not in self.members:
-            raise Reject(404, {"title": "Resource Not Found", "status": 404, "detail": "The requested resource could not be found."}, unexpected=False)
+            raise Reject(
+                404,
+                {"title": "Resource Not Found", "status": 404, "detail": "The requested resource could not be found."},
+                unexpected=False,
+            )
         return self.members[list_id]
 
     def route(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
@@ -229,7 +260,13 @@ class FakeMailchimp(FakeAPI):
             members = self._list(parts[2])
             if method == "GET" and body is None:
                 return 200, {"id": parts[2], "name": f"List {parts[2]}"}
-            if method == "POST" and query == {} and isinstance(body, dict) and set(body) == {"members", "update_existing"} and body["update_existing"] is True:
+            if (
+                method == "POST"
+                and query == {}
+                and isinstance(body, dict)
+                and set(body) == {"members", "update_existing"}
+                and body["update_existing"] is True
+            ):
                 return 200, self._batch(members, body["members"])
         if parts[:2] == ["3.0", "lists"] and len(parts) == 5 and parts[3] == "members" and method == "PATCH":
             members = self._list(parts[2])
@@ -237,7 +274,15 @@ class FakeMailchimp(FakeAPI):
                 raise Reject(400, {"title": "Invalid Resource", "status": 400, "detail": "unexpected body"})
             match = next((e for e in members if hashlib.md5(e.encode()).hexdigest() == parts[4]), None)
             if match is None:
-                raise Reject(404, {"title": "Resource Not Found", "status": 404, "detail": "The requested resource could not be found."}, unexpected=False)
+                raise Reject(
+                    404,
+                    {
+                        "title": "Resource Not Found",
+                        "status": 404,
+                        "detail": "The requested resource could not be found.",
+                    },
+                    unexpected=False,
+                )
             members[match] = "pending"
             return 200, {"email_address": match, "status": "pending"}
         raise Reject(404, {"title": "Resource Not Found", "status": 404, "detail": f"no route {method} {path}"})
@@ -247,17 +292,47 @@ class FakeMailchimp(FakeAPI):
             raise Reject(400, {"title": "Invalid Resource", "status": 400, "detail": "members: 1 to 500 items"})
         created, updated, errors = [], [], []
         for member in batch:
-            if not isinstance(member, dict) or set(member) != {"email_address", "status"} or member["status"] != "unsubscribed" or "@" not in str(member["email_address"]):
+            if (
+                not isinstance(member, dict)
+                or set(member) != {"email_address", "status"}
+                or member["status"] != "unsubscribed"
+                or "@" not in str(member["email_address"])
+            ):
                 raise Reject(400, {"title": "Invalid Resource", "status": 400, "detail": f"bad member {member!r}"})
             address = member["email_address"].lower()
             if address in self.forgotten:
-                errors.append({"email_address": member["email_address"], "error": f"{member['email_address']} was permanently deleted and cannot be re-imported. Forgotten Email Not Subscribed", "error_code": "ERROR_GENERIC", "field": "", "field_message": ""})
+                errors.append(
+                    {
+                        "email_address": member["email_address"],
+                        "error": f"{member['email_address']} was permanently deleted and cannot be re-imported. Forgotten Email Not Subscribed",
+                        "error_code": "ERROR_GENERIC",
+                        "field": "",
+                        "field_message": "",
+                    }
+                )
             elif address in self.rejected_addresses:
-                errors.append({"email_address": member["email_address"], "error": "Invalid Resource", "error_code": "ERROR_GENERIC", "field": "email_address", "field_message": "looks fake"})
+                errors.append(
+                    {
+                        "email_address": member["email_address"],
+                        "error": "Invalid Resource",
+                        "error_code": "ERROR_GENERIC",
+                        "field": "email_address",
+                        "field_message": "looks fake",
+                    }
+                )
             else:
-                (updated if address in members else created).append({"email_address": member["email_address"], "status": "unsubscribed"})
+                (updated if address in members else created).append(
+                    {"email_address": member["email_address"], "status": "unsubscribed"}
+                )
                 members[address] = "unsubscribed"
-        return {"new_members": created, "updated_members": updated, "errors": errors, "total_created": len(created), "total_updated": len(updated), "error_count": len(errors)}
+        return {
+            "new_members": created,
+            "updated_members": updated,
+            "errors": errors,
+            "total_created": len(created),
+            "total_updated": len(updated),
+            "error_count": len(errors),
+        }
 
 
 class FakeSendGrid(FakeAPI):
@@ -283,7 +358,12 @@ class FakeSendGrid(FakeAPI):
             emails = self._recipients(body)
             self.global_suppressions.update(e.lower() for e in emails)
             return 201, {"recipient_emails": emails}
-        if method == "DELETE" and parts[:4] == ["v3", "asm", "suppressions", "global"] and len(parts) == 5 and body is None:
+        if (
+            method == "DELETE"
+            and parts[:4] == ["v3", "asm", "suppressions", "global"]
+            and len(parts) == 5
+            and body is None
+        ):
             self.global_suppressions.discard(parts[4].lower())
             return 204, None
         if parts[:3] == ["v3", "asm", "groups"] and len(parts) >= 4 and parts[3].isdigit():
@@ -324,48 +404,135 @@ class FakeHubSpot(FakeAPI):
         super().__init__()
 
     def check_auth(self, authorization: str) -> None:
-        _bearer(authorization, HUBSPOT_TOKEN, {"status": "error", "message": "Authentication credentials not found.", "category": "INVALID_AUTHENTICATION"})
+        _bearer(
+            authorization,
+            HUBSPOT_TOKEN,
+            {
+                "status": "error",
+                "message": "Authentication credentials not found.",
+                "category": "INVALID_AUTHENTICATION",
+            },
+        )
 
     def route(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
         if method == "GET" and path == "/communication-preferences/v3/definitions" and body is None:
-            return 200, {"subscriptionDefinitions": [{"id": s, "name": f"Subscription {s}", "isActive": True} for s in sorted(self.subscriptions)]}
+            return 200, {
+                "subscriptionDefinitions": [
+                    {"id": s, "name": f"Subscription {s}", "isActive": True} for s in sorted(self.subscriptions)
+                ]
+            }
         if method == "POST" and path == "/communication-preferences/v4/statuses/batch/unsubscribe-all":
             if query != {"channel": ["EMAIL"]}:
-                raise Reject(400, {"status": "error", "message": "channel=EMAIL is required", "category": "VALIDATION_ERROR"})
+                raise Reject(
+                    400, {"status": "error", "message": "channel=EMAIL is required", "category": "VALIDATION_ERROR"}
+                )
             if not isinstance(body, dict) or set(body) != {"inputs"}:
                 raise Reject(400, {"status": "error", "message": "inputs required", "category": "VALIDATION_ERROR"})
             results = []
             for address in _strings(body["inputs"], "inputs", limit=100):
-                reason = "NO_STATUS_CHANGE" if address.lower() in self.unsubscribed_all else "UNSUBSCRIBE_FROM_ALL_OCCURRED"
+                reason = (
+                    "NO_STATUS_CHANGE" if address.lower() in self.unsubscribed_all else "UNSUBSCRIBE_FROM_ALL_OCCURRED"
+                )
                 self.unsubscribed_all.add(address.lower())
-                results.append({"subscriberIdString": address, "statuses": [{"subscriptionId": int(s), "status": "NOT_SUBSCRIBED", "channel": "EMAIL", "setStatusSuccessReason": reason} for s in sorted(self.subscriptions)]})
-            return 200, {"status": "COMPLETE", "results": results, "startedAt": "2026-11-24T12:00:00Z", "completedAt": "2026-11-24T12:00:00Z"}
-        if method == "POST" and path.startswith("/communication-preferences/v4/statuses/") and path.endswith("/unsubscribe-all") and path.count("/") == 5:
+                results.append(
+                    {
+                        "subscriberIdString": address,
+                        "statuses": [
+                            {
+                                "subscriptionId": int(s),
+                                "status": "NOT_SUBSCRIBED",
+                                "channel": "EMAIL",
+                                "setStatusSuccessReason": reason,
+                            }
+                            for s in sorted(self.subscriptions)
+                        ],
+                    }
+                )
+            return 200, {
+                "status": "COMPLETE",
+                "results": results,
+                "startedAt": "2026-11-24T12:00:00Z",
+                "completedAt": "2026-11-24T12:00:00Z",
+            }
+        if (
+            method == "POST"
+            and path.startswith("/communication-preferences/v4/statuses/")
+            and path.endswith("/unsubscribe-all")
+            and path.count("/") == 5
+        ):
             address = path.split("/")[4]
             if query != {"channel": ["EMAIL"]} or body is not None or "@" not in address:
-                raise Reject(400, {"status": "error", "message": "channel=EMAIL and no body", "category": "VALIDATION_ERROR"})
+                raise Reject(
+                    400, {"status": "error", "message": "channel=EMAIL and no body", "category": "VALIDATION_ERROR"}
+                )
             self.unsubscribed_all.add(address.lower())
             return 200, {"status": "COMPLETE", "results": [{"subscriberIdString": address, "statuses": []}]}
-        if method == "POST" and path in ("/communication-preferences/v3/unsubscribe", "/communication-preferences/v3/subscribe"):
-            if not isinstance(body, dict) or not {"emailAddress", "subscriptionId"} <= set(body) or not set(body) <= {"emailAddress", "subscriptionId", "legalBasis", "legalBasisExplanation"}:
-                raise Reject(400, {"status": "error", "message": "Cannot build PublicUpdateSubscriptionStatusRequest, some of required attributes are not set", "category": "VALIDATION_ERROR"})
+        if method == "POST" and path in (
+            "/communication-preferences/v3/unsubscribe",
+            "/communication-preferences/v3/subscribe",
+        ):
+            if (
+                not isinstance(body, dict)
+                or not {"emailAddress", "subscriptionId"} <= set(body)
+                or not set(body) <= {"emailAddress", "subscriptionId", "legalBasis", "legalBasisExplanation"}
+            ):
+                raise Reject(
+                    400,
+                    {
+                        "status": "error",
+                        "message": "Cannot build PublicUpdateSubscriptionStatusRequest, some of required attributes are not set",
+                        "category": "VALIDATION_ERROR",
+                    },
+                )
             address, subscription = body["emailAddress"], body["subscriptionId"]
             if not isinstance(subscription, str) or subscription not in self.subscriptions or "@" not in str(address):
-                raise Reject(400, {"status": "error", "message": f"bad subscriptionId {subscription!r}", "category": "VALIDATION_ERROR"})
+                raise Reject(
+                    400,
+                    {
+                        "status": "error",
+                        "message": f"bad subscriptionId {subscription!r}",
+                        "category": "VALIDATION_ERROR",
+                    },
+                )
             members = self.unsubscribed[subscription]
             unsubscribe = path.endswith("/unsubscribe")
             if (address.lower() in members) == unsubscribe:
                 verb = "unsubscribed" if unsubscribe else "subscribed"
-                raise Reject(400, {"status": "error", "message": f"{address} is already {verb} from subscription {subscription}", "category": "VALIDATION_ERROR"}, unexpected=False)
+                raise Reject(
+                    400,
+                    {
+                        "status": "error",
+                        "message": f"{address} is already {verb} from subscription {subscription}",
+                        "category": "VALIDATION_ERROR",
+                    },
+                    unexpected=False,
+                )
             (members.add if unsubscribe else members.discard)(address.lower())
-            return 200, {"id": subscription, "name": f"Subscription {subscription}", "status": "NOT_SUBSCRIBED" if unsubscribe else "SUBSCRIBED", "sourceOfStatus": "SUBSCRIPTION_STATUS"}
+            return 200, {
+                "id": subscription,
+                "name": f"Subscription {subscription}",
+                "status": "NOT_SUBSCRIBED" if unsubscribe else "SUBSCRIBED",
+                "sourceOfStatus": "SUBSCRIPTION_STATUS",
+            }
         if method == "POST" and path == "/crm/v3/objects/contacts/batch/read":
             if not isinstance(body, dict) or not isinstance(body.get("inputs"), list) or len(body["inputs"]) > 100:
                 raise Reject(400, {"status": "error", "message": "inputs: at most 100", "category": "VALIDATION_ERROR"})
             ids = [str(i.get("id")) for i in body["inputs"] if isinstance(i, dict)]
-            results = [{"id": i, "properties": {"email": self.contacts[i]}, "archived": False} for i in ids if i in self.contacts]
-            errors = [{"status": "error", "category": "OBJECT_NOT_FOUND", "context": {"ids": [i]}} for i in ids if i not in self.contacts]
-            return (207 if errors else 200), {"status": "COMPLETE", "results": results, **({"errors": errors, "numErrors": len(errors)} if errors else {})}
+            results = [
+                {"id": i, "properties": {"email": self.contacts[i]}, "archived": False}
+                for i in ids
+                if i in self.contacts
+            ]
+            errors = [
+                {"status": "error", "category": "OBJECT_NOT_FOUND", "context": {"ids": [i]}}
+                for i in ids
+                if i not in self.contacts
+            ]
+            return (207 if errors else 200), {
+                "status": "COMPLETE",
+                "results": results,
+                **({"errors": errors, "numErrors": len(errors)} if errors else {}),
+            }
         raise Reject(404, {"status": "error", "message": f"no route {method} {path}", "category": "OBJECT_NOT_FOUND"})
 
 
@@ -378,7 +545,7 @@ class FakeProviders:
         self.hubspot = hubspot
 
     @classmethod
-    def start(cls) -> "FakeProviders":
+    def start(cls) -> FakeProviders:
         return cls(FakeMailchimp(), FakeSendGrid(), FakeHubSpot())
 
     def __getitem__(self, slug: str) -> FakeAPI:

@@ -14,7 +14,6 @@ from adapters.config import Config, load_config
 from adapters.errors import ConfigError
 from adapters.hub import Hub
 from adapters.runtime import tune_gc
-
 from webhooks import admin, api, errors, oneclick, ops, pages, preferences, providers, security
 
 

@@ -20,16 +20,15 @@ from flask_babel import gettext
 from werkzeug.routing import IntegerConverter, Map
 from werkzeug.wrappers import Response as BaseResponse
 
-from adapters.store import review
-from adapters.store.queries import address_state
 from adapters.errors import AddressError, PayloadError
+from adapters.store import review
 from adapters.store.models import Evidence
 from adapters.store.outbox import dead_rows, outbox_summary, retry_row
-
+from adapters.store.queries import address_state
 from webhooks import dashboard
 from webhooks.context import current_hub
-from webhooks.pages import page_blueprint, render_page
 from webhooks.errors import bearer_refused
+from webhooks.pages import page_blueprint, render_page
 from webhooks.security import CSRF_FIELD, bearer_token, check_csrf, csrf_token, is_admin_token
 
 log = logging.getLogger(__name__)
@@ -67,7 +66,9 @@ def _fingerprint() -> str | None:
     token = current_hub().config.security.admin_token
     if token is None:
         return None
-    return hmac.new(current_hub().signer.derive_key("admin fingerprint"), token.reveal().encode(), hashlib.sha256).hexdigest()[:32]
+    return hmac.new(
+        current_hub().signer.derive_key("admin fingerprint"), token.reveal().encode(), hashlib.sha256
+    ).hexdigest()[:32]
 
 
 def _nonce() -> str:
@@ -83,7 +84,13 @@ def _csrf() -> str:
 
 def _check_csrf() -> None:
     hub = current_hub()
-    check_csrf(hub.signer.derive_key("admin csrf"), session.get("nonce", ""), request.form.get(CSRF_FIELD), now=hub.clock(), max_age=CSRF_MAX_AGE)
+    check_csrf(
+        hub.signer.derive_key("admin csrf"),
+        session.get("nonce", ""),
+        request.form.get(CSRF_FIELD),
+        now=hub.clock(),
+        max_age=CSRF_MAX_AGE,
+    )
 
 
 def _page(template: str, status: int = 200, **context: Any) -> Response:
@@ -115,7 +122,11 @@ def login() -> BaseResponse:
     expected = current_hub().config.security.admin_token
     if expected is None:
         log.warning("admin: login refused, no admin token configured")
-        return _page("admin/login.html", 401, error=gettext("Admin access is off: no admin token is configured (security.admin_token_env)."))
+        return _page(
+            "admin/login.html",
+            401,
+            error=gettext("Admin access is off: no admin token is configured (security.admin_token_env)."),
+        )
     if not is_admin_token(request.form.get("token", ""), expected):
         log.warning("admin: failed login from %s", request.remote_addr)
         return _page("admin/login.html", 401, error=gettext("Wrong admin token."))
@@ -174,14 +185,24 @@ def search() -> Response:
             else:
                 ids = [e["evidence_id"] for e in state["events"] if e["evidence_id"] is not None]
                 evidence = {row.id: row for row in s.query(Evidence).filter(Evidence.id.in_(ids))} if ids else {}
-    return _page("admin/search.html", 400 if error else 200, email=email, state=state, evidence=evidence, error=error, preview=_preview)
+    return _page(
+        "admin/search.html",
+        400 if error else 200,
+        email=email,
+        state=state,
+        evidence=evidence,
+        error=error,
+        preview=_preview,
+    )
 
 
 @bp.post("/review/<row_id:item>/approve")
 def approve(item: int) -> BaseResponse:
     hub = current_hub()
     with hub.sessions.begin() as s:
-        result = review.approve(s, item, hub.policy, now=hub.clock(), email=request.form.get("email", "").strip() or None)
+        result = review.approve(
+            s, item, hub.policy, now=hub.clock(), email=request.form.get("email", "").strip() or None
+        )
     hub.count_events(result)
     log.info("admin: review item %d approved", item)
     flash(gettext("Approved: the opt-out is recorded."))

@@ -8,14 +8,13 @@ from typing import Any
 
 from flask import Blueprint, jsonify, request
 
-from adapters.store.record import record_events
-from adapters.store.queries import address_state, check_addresses
 from adapters.addresses import normalize_address
 from adapters.errors import PayloadError
 from adapters.events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, Verification, topic_scope
 from adapters.store.models import Evidence
+from adapters.store.queries import address_state, check_addresses
 from adapters.store.recipients import RecipientRequest, issue_tokens
-
+from adapters.store.record import record_events
 from webhooks.context import current_hub
 from webhooks.errors import bearer_refused
 from webhooks.security import bearer_token, is_admin_token
@@ -26,7 +25,7 @@ MAX_CHECK = 100_000
 
 
 @bp.before_request
-def _authenticate():  # noqa: ANN202
+def _authenticate():
     if not is_admin_token(bearer_token(request.headers), current_hub().config.security.admin_token):
         return bearer_refused()
     return None
@@ -53,13 +52,13 @@ def _optional_str(body: dict[str, Any], key: str) -> str | None:
 
 
 @bp.get("/suppressions/<path:email>")
-def get_suppression(email: str):  # noqa: ANN201
+def get_suppression(email: str):
     with current_hub().sessions() as session:
         return jsonify(address_state(session, email))
 
 
 @bp.post("/suppressions")
-def add_suppression():  # noqa: ANN201
+def add_suppression():
     """Add one opt-out by hand (or, with ``"kind": "resubscribe"``, undo one), with a reason."""
     hub = current_hub()
     body = read_json_object()
@@ -78,10 +77,28 @@ def add_suppression():  # noqa: ANN201
     address = normalize_address(body["email"])
     now = hub.clock()
     with hub.sessions.begin() as session:
-        evidence = Evidence(channel="api", source=Source.API.value, received_at=now, content=request.get_data(), content_type="application/json", meta={"remote_addr": request.remote_addr}, state="done")
+        evidence = Evidence(
+            channel="api",
+            source=Source.API.value,
+            received_at=now,
+            content=request.get_data(),
+            content_type="application/json",
+            meta={"remote_addr": request.remote_addr},
+            state="done",
+        )
         session.add(evidence)
         session.flush()
-        event = OptOutEvent(email=address.email, kind=kind, source=Source.API, scope=topic_scope(topic) if topic else GLOBAL_SCOPE, verification=Verification.NONE, occurred_at=now, received_at=now, reason=reason, evidence_id=evidence.id)
+        event = OptOutEvent(
+            email=address.email,
+            kind=kind,
+            source=Source.API,
+            scope=topic_scope(topic) if topic else GLOBAL_SCOPE,
+            verification=Verification.NONE,
+            occurred_at=now,
+            received_at=now,
+            reason=reason,
+            evidence_id=evidence.id,
+        )
         result = record_events(session, [event], hub.policy, now=now)
         state = address_state(session, address.email)
     hub.count_events(result)
@@ -90,7 +107,7 @@ def add_suppression():  # noqa: ANN201
 
 
 @bp.post("/suppressions/check")
-def check_suppressions():  # noqa: ANN201
+def check_suppressions():
     body = read_json_object()
     emails = body.get("emails")
     if not isinstance(emails, list) or not all(isinstance(e, str) for e in emails):
@@ -104,7 +121,7 @@ def check_suppressions():  # noqa: ANN201
 
 
 @bp.post("/headers")
-def issue_headers():  # noqa: ANN201
+def issue_headers():
     hub = current_hub()
     body = read_json_object()
     recipients = body.get("recipients")
@@ -117,4 +134,9 @@ def issue_headers():  # noqa: ANN201
         requests.append(RecipientRequest(item["email"], _optional_str(item, "topic"), _optional_str(item, "campaign")))
     with hub.sessions.begin() as session:
         issued = issue_tokens(session, hub.signer, hub.config, requests, now=hub.clock())
-    return jsonify(headers=[{"email": h.email, "List-Unsubscribe": h.list_unsubscribe, "List-Unsubscribe-Post": h.list_unsubscribe_post} for h in issued])
+    return jsonify(
+        headers=[
+            {"email": h.email, "List-Unsubscribe": h.list_unsubscribe, "List-Unsubscribe-Post": h.list_unsubscribe_post}
+            for h in issued
+        ]
+    )

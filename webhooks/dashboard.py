@@ -19,8 +19,14 @@ from adapters.store.models import Event, EventCount, OutboxRow, PendingLookup, R
 
 OPT_OUT_KINDS = (Kind.UNSUBSCRIBE.value, Kind.COMPLAINT.value, Kind.BOUNCE.value)
 SOURCE_COLOURS = {
-    Source.SMTP: "#4e79a7", Source.ONECLICK: "#f28e2b", Source.PREFERENCES: "#e15759", Source.MAILCHIMP: "#76b7b2",
-    Source.SENDGRID: "#59a14f", Source.HUBSPOT: "#edc948", Source.API: "#b07aa1", Source.IMPORT: "#9c755f",
+    Source.SMTP: "#4e79a7",
+    Source.ONECLICK: "#f28e2b",
+    Source.PREFERENCES: "#e15759",
+    Source.MAILCHIMP: "#76b7b2",
+    Source.SENDGRID: "#59a14f",
+    Source.HUBSPOT: "#edc948",
+    Source.API: "#b07aa1",
+    Source.IMPORT: "#9c755f",
 }
 
 
@@ -80,7 +86,16 @@ def daily_chart(session: Session, *, today: date, days: int = 30, width: int = 7
             if n:
                 h = height * n / peak
                 y -= h
-                bars.append(Bar(round(i * slot + 1, 2), round(y, 2), round(slot - 2, 2), round(h, 2), colour, f"{d} {source.value}: {n}"))
+                bars.append(
+                    Bar(
+                        round(i * slot + 1, 2),
+                        round(y, 2),
+                        round(slot - 2, 2),
+                        round(h, 2),
+                        colour,
+                        f"{d} {source.value}: {n}",
+                    )
+                )
     used = {s for v in per_day.values() for s in v}
     legend = [(s.value, c) for s, c in SOURCE_COLOURS.items() if s.value in used]
     return Chart(width, height, bars, legend, first.isoformat(), today.isoformat(), peak)
@@ -100,15 +115,27 @@ class Rate:
 def unsubscribe_rates(session: Session, *, limit: int = 20) -> list[Rate]:
     """Per campaign and per topic: addresses that were issued a token, and those that opted out."""
     rates = []
-    issued = select(RecipientCount.name, RecipientCount.addresses).order_by(RecipientCount.addresses.desc(), RecipientCount.name).limit(limit)
+    issued = (
+        select(RecipientCount.name, RecipientCount.addresses)
+        .order_by(RecipientCount.addresses.desc(), RecipientCount.name)
+        .limit(limit)
+    )
     campaigns = dict(session.execute(issued.where(RecipientCount.kind == "campaign")).tuples().all())
     if campaigns:
-        out = select(Event.campaign, func.count(distinct(Event.email_key))).where(Event.kind.in_(OPT_OUT_KINDS), Event.campaign.in_(list(campaigns))).group_by(Event.campaign)
+        out = (
+            select(Event.campaign, func.count(distinct(Event.email_key)))
+            .where(Event.kind.in_(OPT_OUT_KINDS), Event.campaign.in_(list(campaigns)))
+            .group_by(Event.campaign)
+        )
         opted = dict(session.execute(out).tuples().all())
         rates += [Rate(c, n, opted.get(c, 0)) for c, n in campaigns.items()]
     topics = {f"{TOPIC_PREFIX}{t}": n for t, n in session.execute(issued.where(RecipientCount.kind == "topic"))}
     if topics:
-        out = select(Event.scope, func.count(distinct(Event.email_key))).where(Event.kind.in_(OPT_OUT_KINDS), Event.scope.in_(list(topics))).group_by(Event.scope)
+        out = (
+            select(Event.scope, func.count(distinct(Event.email_key)))
+            .where(Event.kind.in_(OPT_OUT_KINDS), Event.scope.in_(list(topics)))
+            .group_by(Event.scope)
+        )
         opted = dict(session.execute(out).tuples().all())
         rates += [Rate(t, n, opted.get(t, 0)) for t, n in topics.items()]
     return rates
@@ -125,11 +152,19 @@ class Latency:
 
 def push_latencies(session: Session, *, since: datetime, sample: int = 10_000) -> list[Latency]:
     """Time from receipt of a request to the provider's confirmation, per provider."""
-    stmt = select(OutboxRow.provider, OutboxRow.received_at, OutboxRow.done_at).where(OutboxRow.state == "done", OutboxRow.done_at >= since).order_by(OutboxRow.done_at.desc()).limit(sample)
+    stmt = (
+        select(OutboxRow.provider, OutboxRow.received_at, OutboxRow.done_at)
+        .where(OutboxRow.state == "done", OutboxRow.done_at >= since)
+        .order_by(OutboxRow.done_at.desc())
+        .limit(sample)
+    )
     seconds: dict[str, list[float]] = {}
     for provider, received, done in session.execute(stmt):
         seconds.setdefault(provider, []).append(max((done - received).total_seconds(), 0.0))
-    return [Latency(p, len(v), statistics.median(v), _percentile(sorted(v), 0.95), max(v)) for p, v in sorted(seconds.items())]
+    return [
+        Latency(p, len(v), statistics.median(v), _percentile(sorted(v), 0.95), max(v))
+        for p, v in sorted(seconds.items())
+    ]
 
 
 def _percentile(ordered: Sequence[float], q: float) -> float:
@@ -153,5 +188,10 @@ class LookupBacklog:
 
 def lookup_backlog(session: Session, *, limit: int = 50) -> LookupBacklog:
     waiting, oldest = session.execute(select(func.count(), func.min(PendingLookup.created_at))).one()
-    stmt = select(PendingLookup).where(PendingLookup.attempts > 0).order_by(PendingLookup.attempts.desc(), PendingLookup.id).limit(limit)
+    stmt = (
+        select(PendingLookup)
+        .where(PendingLookup.attempts > 0)
+        .order_by(PendingLookup.attempts.desc(), PendingLookup.id)
+        .limit(limit)
+    )
     return LookupBacklog(waiting, oldest, session.scalars(stmt).all())

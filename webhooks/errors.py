@@ -13,13 +13,13 @@ from adapters.errors import PayloadError, SignatureError, StoreError
 log = logging.getLogger(__name__)
 
 
-def error_response(status: int, message: str):  # noqa: ANN201 - a Flask response
+def error_response(status: int, message: str):
     response = jsonify(error=message)
     response.status_code = status
     return response
 
 
-def bearer_refused():  # noqa: ANN201 - a Flask response
+def bearer_refused():
     response = error_response(401, "missing or invalid bearer token")
     response.headers["WWW-Authenticate"] = 'Bearer realm="optout-hub"'
     return response
@@ -27,23 +27,23 @@ def bearer_refused():  # noqa: ANN201 - a Flask response
 
 def init_app(app: Flask) -> None:
     @app.errorhandler(PayloadError)
-    def _payload(exc: PayloadError):  # noqa: ANN202
+    def _payload(exc: PayloadError):
         return error_response(400, str(exc))
 
     @app.errorhandler(SignatureError)
-    def _signature(exc: SignatureError):  # noqa: ANN202
+    def _signature(exc: SignatureError):
         return error_response(403, "invalid signature")
 
     @app.errorhandler(StoreError)
-    def _store(exc: StoreError):  # noqa: ANN202
+    def _store(exc: StoreError):
         log.error("store error: %s", exc)
         return error_response(503, "temporarily unable to store the request; retry")
 
     @app.errorhandler(HTTPException)
-    def _http(exc: HTTPException):  # noqa: ANN202
+    def _http(exc: HTTPException):
         return error_response(exc.code or 500, exc.description or exc.name)
 
     @app.errorhandler(Exception)
-    def _unexpected(exc: Exception):  # noqa: ANN202
+    def _unexpected(exc: Exception):
         log.exception("unexpected error")
         return error_response(500, "internal error")

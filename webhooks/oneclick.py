@@ -12,13 +12,11 @@ from flask import Response, request
 from flask_babel import gettext
 from sqlalchemy.orm import Session
 
-
-from adapters.store.queries import is_suppressed
 from adapters.errors import PayloadError
 from adapters.events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, Verification, topic_scope
 from adapters.store.models import Recipient
+from adapters.store.queries import is_suppressed
 from adapters.store.recipients import resolve_token
-
 from webhooks.context import current_hub
 from webhooks.pages import mask_email, page_blueprint, render_page
 from webhooks.recording import record_token_request
@@ -45,7 +43,14 @@ def confirm_page(token: str) -> Response:
     with hub.sessions() as session:
         recipient = resolve_token(session, hub.signer, token)
         done = is_suppressed(session, recipient.email, recipient.topic or None)
-    return render_page("oneclick/confirm.html", token_page=True, token=token, masked=mask_email(recipient.email), list_title=list_title(recipient), already=done)
+    return render_page(
+        "oneclick/confirm.html",
+        token_page=True,
+        token=token,
+        masked=mask_email(recipient.email),
+        list_title=list_title(recipient),
+        already=done,
+    )
 
 
 @bp.post("/u/<token>")
@@ -66,4 +71,10 @@ def one_click(token: str) -> Response:
         ]
 
     recipient, _, _ = record_token_request(current_hub(), token, Source.ONECLICK, build)
-    return render_page("oneclick/done.html", token_page=True, token=token, masked=mask_email(recipient.email), list_title=list_title(recipient))
+    return render_page(
+        "oneclick/done.html",
+        token_page=True,
+        token=token,
+        masked=mask_email(recipient.email),
+        list_title=list_title(recipient),
+    )

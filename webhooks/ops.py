@@ -9,7 +9,6 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.exc import SQLAlchemyError
 
 from adapters.store import database
-
 from webhooks.context import current_hub
 from webhooks.errors import error_response
 
@@ -18,7 +17,7 @@ bp = Blueprint("ops", __name__)
 
 
 @bp.get("/healthz")
-def healthz():  # noqa: ANN201
+def healthz():
     try:
         database.ping(current_hub().engine)
     except SQLAlchemyError as exc:

@@ -14,9 +14,8 @@ from urllib.parse import urlencode
 from flask import Blueprint, Flask, Response, render_template, request
 from flask_babel import Babel, get_locale, gettext
 
-from adapters.wording import TRANSLATIONS_DIR
 from adapters.errors import PayloadError, TokenError
-
+from adapters.wording import TRANSLATIONS_DIR
 from webhooks.errors import error_response
 
 LANGUAGES = {"en": "English", "zh": "简体中文", "ar": "العربية"}
@@ -78,8 +77,22 @@ def error_page(exc: PayloadError) -> Response:
     if not wants_html():
         return error_response(status, str(exc))
     if isinstance(exc, TokenError):
-        return render_page("error.html", status=404, token_page=True, title=gettext("This link is not valid"), message=gettext("The link may be incomplete or may have been copied wrongly. Please use the link from the most recent email."))
-    return render_page("error.html", status=400, token_page=True, title=gettext("Your request could not be processed"), message=str(exc))
+        return render_page(
+            "error.html",
+            status=404,
+            token_page=True,
+            title=gettext("This link is not valid"),
+            message=gettext(
+                "The link may be incomplete or may have been copied wrongly. Please use the link from the most recent email."
+            ),
+        )
+    return render_page(
+        "error.html",
+        status=400,
+        token_page=True,
+        title=gettext("Your request could not be processed"),
+        message=str(exc),
+    )
 
 
 def init_app(app: Flask) -> None:

@@ -21,7 +21,6 @@ from adapters.errors import PayloadError
 from adapters.events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, Verification, topic_scope
 from adapters.store.models import Recipient, Suppression
 from adapters.store.recipients import resolve_token
-
 from webhooks.context import current_hub
 from webhooks.oneclick import list_title
 from webhooks.pages import current_language, mask_email, page_blueprint, render_page
@@ -48,7 +47,9 @@ def consent_wording(action: str) -> str:
 
 
 def suppressed_scopes(session: Session, recipient: Recipient) -> set[str]:
-    stmt = select(Suppression.scope).where(Suppression.email_key == recipient.email_key, Suppression.suppressed.is_(True))
+    stmt = select(Suppression.scope).where(
+        Suppression.email_key == recipient.email_key, Suppression.suppressed.is_(True)
+    )
     return set(session.scalars(stmt))
 
 
@@ -58,7 +59,10 @@ def _binding(recipient: Recipient) -> str:
 
 def _render(token: str, recipient: Recipient, scopes: set[str], *, message: str | None = None) -> Response:
     hub = current_hub()
-    topics = [{"name": t.name, "title": t.title or t.name, "subscribed": topic_scope(t.name) not in scopes} for t in hub.config.topics]
+    topics = [
+        {"name": t.name, "title": t.title or t.name, "subscribed": topic_scope(t.name) not in scopes}
+        for t in hub.config.topics
+    ]
     return render_page(
         "preferences/centre.html",
         token_page=True,
@@ -98,8 +102,17 @@ def read_reason(form: Any) -> str | None:
     return code or None
 
 
-def plan_events(recipient: Recipient, scopes: set[str], action: str, wanted: Sequence[str], topics: Sequence[str], reason: str | None, consent: dict[str, Any]) -> list[OptOutEvent]:
+def plan_events(
+    recipient: Recipient,
+    scopes: set[str],
+    action: str,
+    wanted: Sequence[str],
+    topics: Sequence[str],
+    reason: str | None,
+    consent: dict[str, Any],
+) -> list[OptOutEvent]:
     """The events a submitted form asks for, given the current state (pure)."""
+
     def event(kind: Kind, scope: str) -> OptOutEvent:
         resub = kind is Kind.RESUBSCRIBE
         return OptOutEvent(
@@ -140,8 +153,16 @@ def submit(token: str) -> Response:
     reason = read_reason(request.form)
 
     def build(session: Session, recipient: Recipient) -> list[OptOutEvent]:
-        shown_at = check_csrf(hub.signer.derive_key(CSRF_LABEL), _binding(recipient), request.form.get(CSRF_FIELD), now=hub.clock())
-        consent = {"wording": consent_wording(action), "lang": current_language(), "page": "preferences", "shown_at": shown_at.isoformat(), "submitted_at": hub.clock().isoformat()}
+        shown_at = check_csrf(
+            hub.signer.derive_key(CSRF_LABEL), _binding(recipient), request.form.get(CSRF_FIELD), now=hub.clock()
+        )
+        consent = {
+            "wording": consent_wording(action),
+            "lang": current_language(),
+            "page": "preferences",
+            "shown_at": shown_at.isoformat(),
+            "submitted_at": hub.clock().isoformat(),
+        }
         return plan_events(recipient, suppressed_scopes(session, recipient), action, wanted, topics, reason, consent)
 
     recipient, events, _ = record_token_request(hub, token, Source.PREFERENCES, build)

@@ -21,14 +21,13 @@ from flask import Blueprint, Flask, Response, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from adapters.providers import hubspot, mailchimp, sendgrid
-from adapters.store.record import RecordResult, record_events
 from adapters.errors import PayloadError, SignatureError, StoreError
 from adapters.events import OptOutEvent, Verification
 from adapters.hub import Hub
+from adapters.providers import hubspot, mailchimp, sendgrid
 from adapters.store.lookups import queue_lookups
 from adapters.store.models import Evidence
-
+from adapters.store.record import RecordResult, record_events
 from webhooks.context import current_hub
 from webhooks.errors import error_response
 
@@ -83,13 +82,30 @@ def init_app(app: Flask, hub: Hub) -> None:
         app.register_blueprint(bp)
 
 
-def _store_delivery(slug: str, body: bytes, now: datetime, events: Sequence[OptOutEvent], also: Callable[[Session, int], None] | None = None) -> RecordResult:
+def _store_delivery(
+    slug: str,
+    body: bytes,
+    now: datetime,
+    events: Sequence[OptOutEvent],
+    also: Callable[[Session, int], None] | None = None,
+) -> RecordResult:
     """Store the raw delivery and its events (and ``also``'s rows) in one transaction."""
     hub = current_hub()
-    meta = {"remote_addr": request.remote_addr, **{h: request.headers[h] for h in EVIDENCE_HEADERS if h in request.headers}}
+    meta = {
+        "remote_addr": request.remote_addr,
+        **{h: request.headers[h] for h in EVIDENCE_HEADERS if h in request.headers},
+    }
     try:
         with hub.sessions.begin() as session:
-            evidence = Evidence(channel="webhook", source=slug, received_at=now, content=body, content_type=request.content_type or "", meta=meta, state="done")
+            evidence = Evidence(
+                channel="webhook",
+                source=slug,
+                received_at=now,
+                content=body,
+                content_type=request.content_type or "",
+                meta=meta,
+                state="done",
+            )
             result = record_events(session, events, hub.policy, now=now, evidence=evidence)
             if also is not None:
                 also(session, evidence.id)
@@ -115,7 +131,9 @@ def mailchimp_webhook(secret: str) -> Response:
         return jsonify(status="ok")
     now = hub.clock()
     body = request.get_data()
-    events = mailchimp.parse_events(body, request.content_type or "", topics=hub.config.topics, lists=config.lists, received_at=now)
+    events = mailchimp.parse_events(
+        body, request.content_type or "", topics=hub.config.topics, lists=config.lists, received_at=now
+    )
     return _answer("mailchimp", len(events), _store_delivery("mailchimp", body, now, events) if events else None)
 
 
@@ -128,9 +146,17 @@ def sendgrid_webhook() -> Response:
     body = request.get_data()
     verification = Verification.NONE
     if config.webhook_public_key is not None:
-        sendgrid.verify_signature(body, request.headers, public_key=config.webhook_public_key.reveal(), now=now, max_age_seconds=config.max_timestamp_age_seconds)
+        sendgrid.verify_signature(
+            body,
+            request.headers,
+            public_key=config.webhook_public_key.reveal(),
+            now=now,
+            max_age_seconds=config.max_timestamp_age_seconds,
+        )
         verification = Verification.SIGNATURE
-    events = sendgrid.parse_events(body, request.content_type or "", topics=hub.config.topics, received_at=now, verification=verification)
+    events = sendgrid.parse_events(
+        body, request.content_type or "", topics=hub.config.topics, received_at=now, verification=verification
+    )
     return _answer("sendgrid", len(events), _store_delivery("sendgrid", body, now, events) if events else None)
 
 
@@ -142,9 +168,22 @@ def hubspot_webhook() -> Response:
     now = hub.clock()
     body = request.get_data()
     uri = hubspot.signature_uri(hub.config.http.public_url, request.path, request.query_string.decode("latin-1"))
-    hubspot.verify_signature(body, request.headers, method=request.method, uri=uri, secret=hub.config.providers.hubspot.client_secret, now=now)
+    hubspot.verify_signature(
+        body,
+        request.headers,
+        method=request.method,
+        uri=uri,
+        secret=hub.config.providers.hubspot.client_secret,
+        now=now,
+    )
     found = hubspot.parse_events(body, request.content_type or "", received_at=now)
     if found:
-        _store_delivery("hubspot", body, now, (), lambda session, evidence_id: queue_lookups(session, found, evidence_id=evidence_id, now=now))
+        _store_delivery(
+            "hubspot",
+            body,
+            now,
+            (),
+            lambda session, evidence_id: queue_lookups(session, found, evidence_id=evidence_id, now=now),
+        )
     log.info("hubspot webhook from %s: %d opt-out events queued for lookup", request.remote_addr, len(found))
     return jsonify(events=len(found))

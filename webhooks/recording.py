@@ -9,21 +9,21 @@ from collections.abc import Callable, Sequence
 from flask import request
 from sqlalchemy.orm import Session
 
-from adapters.store.record import record_events
-from adapters.store.confirmations import queue_confirmation
 from adapters.events import Kind, OptOutEvent, Source
 from adapters.hub import Hub
+from adapters.store.confirmations import queue_confirmation
 from adapters.store.models import Evidence, Recipient
 from adapters.store.recipients import resolve_token
-from adapters.store.record import RecordResult
-
+from adapters.store.record import RecordResult, record_events
 from webhooks.pages import current_language
 from webhooks.security import redact_tokens
 
 log = logging.getLogger(__name__)
 
 
-def record_token_request(hub: Hub, token: str, source: Source, build: Callable[[Session, Recipient], Sequence[OptOutEvent]]) -> tuple[Recipient, list[OptOutEvent], RecordResult]:
+def record_token_request(
+    hub: Hub, token: str, source: Source, build: Callable[[Session, Recipient], Sequence[OptOutEvent]]
+) -> tuple[Recipient, list[OptOutEvent], RecordResult]:
     """Resolve ``token``, let ``build`` decide the events, store them with the request.
 
     ``build`` runs inside the transaction (it may read the current state) and may raise
@@ -42,7 +42,13 @@ def record_token_request(hub: Hub, token: str, source: Source, build: Callable[[
             received_at=now,
             content=body,
             content_type=(request.content_type or "")[:120],
-            meta={"path": redact_tokens(request.path), "recipient_id": recipient.id, "user_agent": request.user_agent.string[:300], "remote_addr": request.remote_addr, "lang": current_language()},
+            meta={
+                "path": redact_tokens(request.path),
+                "recipient_id": recipient.id,
+                "user_agent": request.user_agent.string[:300],
+                "remote_addr": request.remote_addr,
+                "lang": current_language(),
+            },
             state="done",
             processed_at=now,
         )
@@ -54,5 +60,7 @@ def record_token_request(hub: Hub, token: str, source: Source, build: Callable[[
         if opt_out is not None:  # the worker mails it; queued with the opt-out, so never lost
             queue_confirmation(session, hub.config, opt_out, auto_submitted=False, now=now, lang=current_language())
     hub.count_events(result)
-    log.info("%s: recipient %d, %d event(s) stored, %d change(s)", source.value, recipient.id, result.new, result.changed)
+    log.info(
+        "%s: recipient %d, %d event(s) stored, %d change(s)", source.value, recipient.id, result.new, result.changed
+    )
     return recipient, events, result

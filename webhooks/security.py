@@ -17,9 +17,9 @@ from datetime import datetime
 
 from flask import Flask, Response
 
-from adapters.providers import payloads
 from adapters.config import Secret
 from adapters.errors import PayloadError
+from adapters.providers import payloads
 
 CSRF_FIELD = "csrf_token"
 CSRF_MAX_AGE = 24 * 3600
@@ -54,7 +54,9 @@ def bearer_token(headers: Mapping[str, str]) -> str | None:
 
 def is_admin_token(given: str | None, expected: Secret | None) -> bool:
     """Whether ``given`` is the configured admin token (never, when none is configured)."""
-    return given is not None and expected is not None and hmac.compare_digest(given.encode(), expected.reveal().encode())
+    return (
+        given is not None and expected is not None and hmac.compare_digest(given.encode(), expected.reveal().encode())
+    )
 
 
 def _csrf_mac(key: bytes, binding: str, issued: int) -> str:

@@ -13,7 +13,6 @@ from datetime import datetime
 import requests
 
 from adapters.config import Config
-
 from adapters.providers import hubspot, mailchimp, sendgrid
 from adapters.providers.client import ProviderModule, PushClient
 

@@ -46,7 +46,7 @@ class PushResult:
     detail: str = ""
     retry_after: float | None = None
 
-    def worse(self, other: "PushResult") -> "PushResult":
+    def worse(self, other: PushResult) -> PushResult:
         """The result that decides a row pushed in several calls (dead over retry over done)."""
         order = (Outcome.DONE, Outcome.RETRY, Outcome.DEAD)
         return other if order.index(other.outcome) > order.index(self.outcome) else self
@@ -155,7 +155,9 @@ class APIClient:
     def __repr__(self) -> str:
         return f"<APIClient {self.provider} {self.base_url}>"
 
-    def request(self, method: str, path: str, *, json_body: Any = None, params: Mapping[str, str] | None = None) -> tuple[int, Any]:
+    def request(
+        self, method: str, path: str, *, json_body: Any = None, params: Mapping[str, str] | None = None
+    ) -> tuple[int, Any]:
         """Send one request; answer ``(status, parsed JSON or None)`` for a 2xx."""
         url = self.base_url + path
         headers = {"Authorization": self._authorization, "Accept": "application/json"}
@@ -178,7 +180,13 @@ class APIClient:
         if retry_after is None and self._retry_hint is not None and resp.status_code == 429:
             retry_after = self._retry_hint(resp, body, now)
         message = redact(_message(body), self._secrets) or resp.reason or "error"
-        raise ProviderAPIError(self.provider, f"{method} {path}: {resp.status_code} {message}", status=resp.status_code, body=text, retry_after=retry_after)
+        raise ProviderAPIError(
+            self.provider,
+            f"{method} {path}: {resp.status_code} {message}",
+            status=resp.status_code,
+            body=text,
+            retry_after=retry_after,
+        )
 
 
 def push_each(emails: Sequence[str], call: Callable[[str], PushResult]) -> dict[str, PushResult]:

@@ -19,11 +19,11 @@ from urllib.parse import quote
 
 import requests
 
-from adapters.providers import payloads
-from adapters.providers.client import APIClient, Outcome, PushResult, email_key, push_each
 from adapters.config import Config, Secret
 from adapters.errors import ConfigError, PayloadError, ProviderAPIError, SignatureError
 from adapters.events import GLOBAL_SCOPE, Kind, scope_topic
+from adapters.providers import payloads
+from adapters.providers.client import APIClient, Outcome, PushResult, email_key, push_each
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,20 @@ EVENT_KINDS = {
     ("contact.propertyChange", OPTOUT_PROPERTY, "false"): Kind.RESUBSCRIBE,
 }
 # HubSpot decodes these in the URI before signing it; the rest of the URI is hashed as sent.
-_URI_DECODE = {"%3A": ":", "%2F": "/", "%3F": "?", "%40": "@", "%21": "!", "%24": "$", "%27": "'", "%28": "(", "%29": ")", "%2A": "*", "%2C": ",", "%3B": ";"}
+_URI_DECODE = {
+    "%3A": ":",
+    "%2F": "/",
+    "%3F": "?",
+    "%40": "@",
+    "%21": "!",
+    "%24": "$",
+    "%27": "'",
+    "%28": "(",
+    "%29": ")",
+    "%2A": "*",
+    "%2C": ",",
+    "%3B": ";",
+}
 
 
 def signature_uri(public_url: str, path: str, query: str) -> str:
@@ -55,7 +68,9 @@ def signature_uri(public_url: str, path: str, query: str) -> str:
     return uri
 
 
-def verify_signature(body: bytes, headers: Mapping[str, str], *, method: str, uri: str, secret: Secret | None, now: datetime) -> None:
+def verify_signature(
+    body: bytes, headers: Mapping[str, str], *, method: str, uri: str, secret: Secret | None, now: datetime
+) -> None:
     """Check ``X-HubSpot-Signature-v3``: base64 HMAC-SHA256, keyed with the app's client
     secret, of ``method + uri + body + timestamp``, and a timestamp (epoch ms) at most five
     minutes from ``now``. Any failure, or no configured secret, raises :class:`SignatureError`."""
@@ -113,12 +128,21 @@ def parse_events(body: bytes, content_type: str, *, received_at: datetime) -> li
         if not isinstance(kind_name, str):
             raise PayloadError(f"{where}.subscriptionType: missing or not a string")
         prop, value = item.get("propertyName"), item.get("propertyValue")
-        kind = EVENT_KINDS.get((kind_name, prop if isinstance(prop, str) else None, str(value).lower() if isinstance(value, (str, bool)) else None))
+        kind = EVENT_KINDS.get(
+            (
+                kind_name,
+                prop if isinstance(prop, str) else None,
+                str(value).lower() if isinstance(value, (str, bool)) else None,
+            )
+        )
         if kind is None:
             continue
         # ids are numbers of up to 20 digits: 32 characters each keep the key within its column
         object_id = payloads.text(item.get("objectId"), f"{where}.objectId", max_chars=32)
-        key = ":".join(payloads.text(item.get(f), f"{where}.{f}", max_chars=32) for f in ("portalId", "subscriptionId", "eventId", "objectId", "occurredAt"))
+        key = ":".join(
+            payloads.text(item.get(f), f"{where}.{f}", max_chars=32)
+            for f in ("portalId", "subscriptionId", "eventId", "objectId", "occurredAt")
+        )
         events.append(
             ContactEvent(
                 object_id=object_id,
@@ -126,7 +150,11 @@ def parse_events(body: bytes, content_type: str, *, received_at: datetime) -> li
                 provider_event_id=key,
                 occurred_at=payloads.epoch(item.get("occurredAt"), f"{where}.occurredAt", scale=1000),
                 received_at=received_at,
-                metadata={"object_id": object_id, "portal_id": item.get("portalId"), "change_source": item.get("changeSource")},
+                metadata={
+                    "object_id": object_id,
+                    "portal_id": item.get("portalId"),
+                    "change_source": item.get("changeSource"),
+                },
             )
         )
     return events
@@ -135,9 +163,17 @@ def parse_events(body: bytes, content_type: str, *, received_at: datetime) -> li
 def read_contact_emails(api: APIClient, ids: Sequence[str]) -> dict[str, str]:
     """Contact id -> email address, by one batch read (at most 100 ids). Contacts that are
     missing (a 207 lists them in ``errors``), or have no address, are absent from the answer."""
-    _, body = api.request("POST", BATCH_READ_PATH, json_body={"properties": ["email"], "propertiesWithHistory": [], "inputs": [{"id": i} for i in ids]})
+    _, body = api.request(
+        "POST",
+        BATCH_READ_PATH,
+        json_body={"properties": ["email"], "propertiesWithHistory": [], "inputs": [{"id": i} for i in ids]},
+    )
     try:
-        return {str(r["id"]): r["properties"]["email"] for r in body.get("results", []) if (r.get("properties") or {}).get("email")}
+        return {
+            str(r["id"]): r["properties"]["email"]
+            for r in body.get("results", [])
+            if (r.get("properties") or {}).get("email")
+        }
     except (AttributeError, KeyError, TypeError):
         raise ProviderAPIError(PROVIDER, "contacts batch read answered an unexpected body") from None
 
@@ -169,7 +205,15 @@ class HubSpotClient:
 
     slug = "hubspot"
 
-    def __init__(self, api: APIClient, *, subscription_ids: Sequence[str], topic_subscriptions: Mapping[str, str], batch_size: int, batch: bool = True) -> None:
+    def __init__(
+        self,
+        api: APIClient,
+        *,
+        subscription_ids: Sequence[str],
+        topic_subscriptions: Mapping[str, str],
+        batch_size: int,
+        batch: bool = True,
+    ) -> None:
         self.api = api
         self.subscription_ids = tuple(subscription_ids)
         self.topic_subscriptions = dict(topic_subscriptions)
@@ -180,20 +224,30 @@ class HubSpotClient:
         topic = scope_topic(scope)
         if topic is None:
             if action == "resubscribe":
-                dead = PushResult(Outcome.DEAD, None, "HubSpot has no API to undo unsubscribe-from-all: resubscribe the contact in HubSpot")
+                dead = PushResult(
+                    Outcome.DEAD,
+                    None,
+                    "HubSpot has no API to undo unsubscribe-from-all: resubscribe the contact in HubSpot",
+                )
                 return {email_key(e): dead for e in emails}
             if not self.batch:
                 return push_each(emails, self._unsubscribe_all_one)
             return self._unsubscribe_all(emails)
         subscription = self.topic_subscriptions.get(topic)
         if subscription is None:
-            return {email_key(e): PushResult(Outcome.DONE, None, "no HubSpot subscription for this scope") for e in emails}
+            return {
+                email_key(e): PushResult(Outcome.DONE, None, "no HubSpot subscription for this scope") for e in emails
+            }
         return push_each(emails, lambda address: self._set_subscription(address, subscription, action))
 
     def _unsubscribe_all(self, emails: Sequence[str]) -> dict[str, PushResult]:
-        status, body = self.api.request("POST", UNSUBSCRIBE_ALL_PATH, params={"channel": "EMAIL"}, json_body={"inputs": list(emails)})
+        status, body = self.api.request(
+            "POST", UNSUBSCRIBE_ALL_PATH, params={"channel": "EMAIL"}, json_body={"inputs": list(emails)}
+        )
         body = body if isinstance(body, dict) else {}
-        answered = {email_key(str(r.get("subscriberIdString", ""))) for r in body.get("results") or [] if isinstance(r, dict)}
+        answered = {
+            email_key(str(r.get("subscriberIdString", ""))) for r in body.get("results") or [] if isinstance(r, dict)
+        }
         errors = [e for e in body.get("errors") or [] if isinstance(e, dict)]
         results = {}
         for address in emails:
@@ -209,12 +263,21 @@ class HubSpotClient:
         return results
 
     def _unsubscribe_all_one(self, address: str) -> PushResult:
-        status, _ = self.api.request("POST", f"/communication-preferences/v4/statuses/{quote(address, safe='@')}/unsubscribe-all", params={"channel": "EMAIL"})
+        status, _ = self.api.request(
+            "POST",
+            f"/communication-preferences/v4/statuses/{quote(address, safe='@')}/unsubscribe-all",
+            params={"channel": "EMAIL"},
+        )
         return PushResult(Outcome.DONE, status)
 
     def _set_subscription(self, address: str, subscription: str, action: str) -> PushResult:
         verb = "unsubscribe" if action == "unsubscribe" else "subscribe"
-        body = {"emailAddress": address, "subscriptionId": subscription, **LEGAL_BASIS, "legalBasisExplanation": f"The recipient asked to {verb}"}
+        body = {
+            "emailAddress": address,
+            "subscriptionId": subscription,
+            **LEGAL_BASIS,
+            "legalBasisExplanation": f"The recipient asked to {verb}",
+        }
         try:
             status, _ = self.api.request("POST", f"/communication-preferences/v3/{verb}", json_body=body)
         except ProviderAPIError as exc:
@@ -225,7 +288,11 @@ class HubSpotClient:
 
     def check(self) -> str:
         _, body = self.api.request("GET", "/communication-preferences/v3/definitions")
-        defined = {str(d.get("id")): d.get("name", "?") for d in (body or {}).get("subscriptionDefinitions") or [] if isinstance(d, dict)}
+        defined = {
+            str(d.get("id")): d.get("name", "?")
+            for d in (body or {}).get("subscriptionDefinitions") or []
+            if isinstance(d, dict)
+        }
         wanted = dict.fromkeys(self.subscription_ids + tuple(self.topic_subscriptions.values()))
         missing = [s for s in wanted if s not in defined]
         if missing:
@@ -240,6 +307,21 @@ def make_client(config: Config, http: requests.Session, *, now: Callable[[], dat
     if cfg.access_token is None:
         raise ConfigError("providers.hubspot.access_token_env", "no access token")
     token = cfg.access_token.reveal()
-    api = APIClient("hubspot", http, cfg.base_url or DEFAULT_BASE_URL, f"Bearer {token}", timeout=cfg.timeout_seconds, secrets=(token,), now=now, retry_hint=_policy_wait)
+    api = APIClient(
+        "hubspot",
+        http,
+        cfg.base_url or DEFAULT_BASE_URL,
+        f"Bearer {token}",
+        timeout=cfg.timeout_seconds,
+        secrets=(token,),
+        now=now,
+        retry_hint=_policy_wait,
+    )
     subscriptions = {t.name: t.hubspot_subscription for t in config.topics if t.hubspot_subscription}
-    return HubSpotClient(api, subscription_ids=cfg.subscription_ids, topic_subscriptions=subscriptions, batch_size=cfg.batch_size, batch=cfg.batch_unsubscribe_all)
+    return HubSpotClient(
+        api,
+        subscription_ids=cfg.subscription_ids,
+        topic_subscriptions=subscriptions,
+        batch_size=cfg.batch_size,
+        batch=cfg.batch_unsubscribe_all,
+    )

@@ -10,16 +10,16 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import parse_qsl, quote
 
 import requests
 
-from adapters.providers import payloads
-from adapters.providers.client import APIClient, Outcome, PushResult, email_key, push_each, result_for_error
 from adapters.config import Config, Secret, Topic
 from adapters.errors import ConfigError, PayloadError, ProviderAPIError, SignatureError
 from adapters.events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, Verification, scope_topic, topic_scope
+from adapters.providers import payloads
+from adapters.providers.client import APIClient, Outcome, PushResult, email_key, push_each, result_for_error
 
 # --- inbound: webhook verification and parsing ----------------------------------------------
 
@@ -43,7 +43,9 @@ def verify_secret(given: str, *, secret: Secret | None) -> None:
         raise SignatureError("unknown Mailchimp webhook URL")
 
 
-def parse_events(body: bytes, content_type: str, *, topics: Sequence[Topic], lists: Sequence[str], received_at: datetime) -> list[OptOutEvent]:
+def parse_events(
+    body: bytes, content_type: str, *, topics: Sequence[Topic], lists: Sequence[str], received_at: datetime
+) -> list[OptOutEvent]:
     """The opt-out in one form-encoded webhook delivery (at most one event).
 
     ``unsubscribe`` and ``subscribe`` are scoped to the topic mapped to ``data[list_id]``; an
@@ -56,7 +58,13 @@ def parse_events(body: bytes, content_type: str, *, topics: Sequence[Topic], lis
     payloads.require_content_type(content_type, "application/x-www-form-urlencoded")
     fields: dict[str, str] = {}
     try:
-        pairs = parse_qsl(body.decode("ascii"), keep_blank_values=True, strict_parsing=True, errors="strict", max_num_fields=MAX_FIELDS)
+        pairs = parse_qsl(
+            body.decode("ascii"),
+            keep_blank_values=True,
+            strict_parsing=True,
+            errors="strict",
+            max_num_fields=MAX_FIELDS,
+        )
     except (UnicodeDecodeError, ValueError) as exc:
         raise PayloadError(f"body is not a valid form: {exc}") from None
     for key, value in pairs:
@@ -84,7 +92,9 @@ def parse_events(body: bytes, content_type: str, *, topics: Sequence[Topic], lis
             source=Source.MAILCHIMP,
             scope=scope,
             verification=Verification.TOKEN,  # the secret URL is a bearer token
-            provider_event_id=event_key(kind_name, fired_at, list_id, email.lower(), fields.get("data[action]", ""), reason or ""),
+            provider_event_id=event_key(
+                kind_name, fired_at, list_id, email.lower(), fields.get("data[action]", ""), reason or ""
+            ),
             occurred_at=_fired_at(fired_at),
             received_at=received_at,
             reason=reason,
@@ -104,10 +114,9 @@ def _fired_at(value: str) -> datetime | None:
     if not value:
         return None
     try:
-        return datetime.strptime(value, FIRED_AT_FORMAT).replace(tzinfo=timezone.utc)
+        return datetime.strptime(value, FIRED_AT_FORMAT).replace(tzinfo=UTC)
     except ValueError:
         raise PayloadError(f"fired_at: expected YYYY-MM-DD HH:MM:SS, not {value!r}") from None
-
 
 
 # --- push-back: API client ------------------------------------------------------------------
@@ -117,7 +126,9 @@ def data_centre(api_key: str) -> str:
     """The data centre of a Marketing API key: its suffix after the last ``-`` (``…-us6``)."""
     prefix, dash, dc = api_key.rpartition("-")
     if not (prefix and dash and dc.isalnum()):
-        raise ConfigError("providers.mailchimp.api_key_env", "the API key has no data-centre suffix (…-usN); set base_url instead")
+        raise ConfigError(
+            "providers.mailchimp.api_key_env", "the API key has no data-centre suffix (…-usN); set base_url instead"
+        )
     return dc
 
 
@@ -136,7 +147,9 @@ class MailchimpClient:
 
     slug = "mailchimp"
 
-    def __init__(self, api: APIClient, *, lists: Sequence[str], topic_lists: Mapping[str, str], batch_size: int) -> None:
+    def __init__(
+        self, api: APIClient, *, lists: Sequence[str], topic_lists: Mapping[str, str], batch_size: int
+    ) -> None:
         self.api = api
         self.lists = tuple(lists)
         self.topic_lists = dict(topic_lists)
@@ -160,12 +173,18 @@ class MailchimpClient:
             return push_each(emails, lambda address: self._resubscribe(list_id, address))
         members = [{"email_address": e, "status": "unsubscribed"} for e in emails]
         try:
-            status, body = self.api.request("POST", f"/3.0/lists/{quote(list_id, safe='')}", json_body={"members": members, "update_existing": True})
+            status, body = self.api.request(
+                "POST", f"/3.0/lists/{quote(list_id, safe='')}", json_body={"members": members, "update_existing": True}
+            )
         except ProviderAPIError as exc:
             failed = result_for_error(exc)
             return {email_key(e): failed for e in emails}
         body = body if isinstance(body, dict) else {}
-        errors = {email_key(str(err.get("email_address", ""))): err for err in body.get("errors") or [] if isinstance(err, dict)}
+        errors = {
+            email_key(str(err.get("email_address", ""))): err
+            for err in body.get("errors") or []
+            if isinstance(err, dict)
+        }
         results = {}
         for address in emails:
             err = errors.get(email_key(address))
@@ -203,6 +222,14 @@ def make_client(config: Config, http: requests.Session, *, now: Callable[[], dat
     key = cfg.api_key.reveal()
     base_url = cfg.base_url or f"https://{data_centre(key)}.api.mailchimp.com"
     credentials = base64.b64encode(f"optout-hub:{key}".encode()).decode()
-    api = APIClient("mailchimp", http, base_url, f"Basic {credentials}", timeout=cfg.timeout_seconds, secrets=(key, credentials), now=now)
+    api = APIClient(
+        "mailchimp",
+        http,
+        base_url,
+        f"Basic {credentials}",
+        timeout=cfg.timeout_seconds,
+        secrets=(key, credentials),
+        now=now,
+    )
     topic_lists = {t.name: t.mailchimp_list for t in config.topics if t.mailchimp_list}
     return MailchimpClient(api, lists=cfg.lists, topic_lists=topic_lists, batch_size=cfg.batch_size)

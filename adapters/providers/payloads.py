@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from adapters.addresses import normalize_address
@@ -81,6 +81,6 @@ def epoch(value: Any, where: str, *, scale: float = 1.0) -> datetime | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise PayloadError(f"{where}: must be a Unix timestamp")
     try:
-        return datetime.fromtimestamp(value / scale, tz=timezone.utc)
+        return datetime.fromtimestamp(value / scale, tz=UTC)
     except (OverflowError, OSError, ValueError):
         raise PayloadError(f"{where}: timestamp out of range") from None

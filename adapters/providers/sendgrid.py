@@ -18,11 +18,11 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from adapters.providers import payloads
-from adapters.providers.client import APIClient, Outcome, PushResult, email_key, push_each
 from adapters.config import Config, Topic
 from adapters.errors import ConfigError, PayloadError, ProviderAPIError, SignatureError
 from adapters.events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, Verification, scope_topic, topic_scope
+from adapters.providers import payloads
+from adapters.providers.client import APIClient, Outcome, PushResult, email_key, push_each
 
 # --- inbound: webhook verification and parsing ----------------------------------------------
 
@@ -53,7 +53,9 @@ def load_public_key(encoded: str) -> ec.EllipticCurvePublicKey:
     return key
 
 
-def verify_signature(body: bytes, headers: Mapping[str, str], *, public_key: str, now: datetime, max_age_seconds: int = 0) -> None:
+def verify_signature(
+    body: bytes, headers: Mapping[str, str], *, public_key: str, now: datetime, max_age_seconds: int = 0
+) -> None:
     """Check the Signed Event Webhook signature over ``timestamp + body`` (the raw bytes).
 
     A missing header, bad base64, bad DER, a wrong signature and (with ``max_age_seconds``) a
@@ -64,7 +66,9 @@ def verify_signature(body: bytes, headers: Mapping[str, str], *, public_key: str
     if not signature or not timestamp:
         raise SignatureError("SendGrid signature or timestamp header missing")
     try:
-        load_public_key(public_key).verify(base64.b64decode(signature, validate=True), timestamp.encode("ascii") + body, ec.ECDSA(hashes.SHA256()))
+        load_public_key(public_key).verify(
+            base64.b64decode(signature, validate=True), timestamp.encode("ascii") + body, ec.ECDSA(hashes.SHA256())
+        )
     except (binascii.Error, UnicodeEncodeError, ValueError, InvalidSignature):
         raise SignatureError(f"SendGrid signature does not verify (check {KEY_SETTING})") from None
     if max_age_seconds:
@@ -73,7 +77,14 @@ def verify_signature(body: bytes, headers: Mapping[str, str], *, public_key: str
             raise SignatureError("SendGrid signature timestamp is outside the allowed age")
 
 
-def parse_events(body: bytes, content_type: str, *, topics: Sequence[Topic], received_at: datetime, verification: Verification = Verification.SIGNATURE) -> list[OptOutEvent]:
+def parse_events(
+    body: bytes,
+    content_type: str,
+    *,
+    topics: Sequence[Topic],
+    received_at: datetime,
+    verification: Verification = Verification.SIGNATURE,
+) -> list[OptOutEvent]:
     """The opt-out events in an Event Webhook body (a JSON array); other event types are skipped.
 
     ``group_*`` events are scoped to the topic whose ``sendgrid_group`` is the event's
@@ -102,7 +113,15 @@ def parse_events(body: bytes, content_type: str, *, topics: Sequence[Topic], rec
     return events
 
 
-def _event(item: dict[str, object], name: str, kind: Kind, groups: Mapping[int, str], times: dict[object, datetime | None], received_at: datetime, verification: Verification) -> OptOutEvent:
+def _event(
+    item: dict[str, object],
+    name: str,
+    kind: Kind,
+    groups: Mapping[int, str],
+    times: dict[object, datetime | None],
+    received_at: datetime,
+    verification: Verification,
+) -> OptOutEvent:
     """One opt-out event; errors name the field, the caller adds the event's index."""
     stamp = item.get("timestamp")
     occurred_at = times.get(stamp) if type(stamp) is int else None
@@ -138,7 +157,6 @@ def _group_id(value: object, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise PayloadError(f"{where}: missing or not an integer")
     return value
-
 
 
 # --- push-back: API client ------------------------------------------------------------------
@@ -206,7 +224,11 @@ class SendGridClient:
                 _, info = self.api.request("GET", f"/v3/asm/groups/{group}")
             except ProviderAPIError as exc:
                 if exc.status == 404:
-                    raise ProviderAPIError("sendgrid", f"unsubscribe group {group} does not exist: its opt-outs would land on the global list", status=404) from None
+                    raise ProviderAPIError(
+                        "sendgrid",
+                        f"unsubscribe group {group} does not exist: its opt-outs would land on the global list",
+                        status=404,
+                    ) from None
                 raise
             groups.append(f"{group} ({(info or {}).get('name', '?')})")
         return "scopes ok; groups: " + (", ".join(groups) or "none configured")
@@ -217,6 +239,15 @@ def make_client(config: Config, http: requests.Session, *, now: Callable[[], dat
     if cfg.api_key is None:
         raise ConfigError("providers.sendgrid.api_key_env", "no API key")
     key = cfg.api_key.reveal()
-    api = APIClient("sendgrid", http, cfg.base_url or DEFAULT_BASE_URL, f"Bearer {key}", timeout=cfg.timeout_seconds, secrets=(key,), now=now, retry_hint=_rate_limit_reset)
+    api = APIClient(
+        "sendgrid",
+        http,
+        cfg.base_url or DEFAULT_BASE_URL,
+        f"Bearer {key}",
+        timeout=cfg.timeout_seconds,
+        secrets=(key,),
+        now=now,
+        retry_hint=_rate_limit_reset,
+    )
     groups = {t.name: t.sendgrid_group for t in config.topics if t.sendgrid_group is not None}
     return SendGridClient(api, topic_groups=groups, batch_size=cfg.batch_size)

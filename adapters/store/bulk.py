@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, DateTime, Engine, String, Table, bindparam, cast, func, literal, select, true
@@ -41,7 +41,11 @@ def _rows_select(dialect: str, table: Table, names: tuple[str, ...]) -> Select:
         elements = func.jsonb_array_elements(cast(param, postgresql.JSONB)).table_valued("value")
         for i, name in enumerate(names):
             col_type = table.c[name].type
-            value = elements.c.value.op("->")(i) if isinstance(col_type, JSON) else cast(elements.c.value.op("->>")(i), col_type)
+            value = (
+                elements.c.value.op("->")(i)
+                if isinstance(col_type, JSON)
+                else cast(elements.c.value.op("->>")(i), col_type)
+            )
             columns.append(value.label(name))
         return select(*columns).select_from(elements)
     elements = func.json_each(param).table_valued("value")
@@ -63,21 +67,27 @@ def _time_encoder(postgres: bool) -> Callable[[datetime], Any]:
     def encode(value: datetime) -> str:
         text = cache.get(value)
         if text is None:
-            text = cache[value] = value.astimezone(timezone.utc).replace(tzinfo=None).isoformat(" ", "microseconds")
+            text = cache[value] = value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
         return text
 
     return encode
 
 
-def driver_rows(session: Session | Engine, table: Table, names: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
+def driver_rows(
+    session: Session | Engine, table: Table, names: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> list[list[Any]]:
     """Rows encoded for the driver's executemany (see :func:`insert_new`'s ``prepared``)."""
     return _prepare(session, table, names, rows, as_json=False)
 
 
-def _prepare(session: Session | Engine, table: Table, names: Sequence[str], rows: Sequence[Sequence[Any]], *, as_json: bool) -> list[list[Any]]:
+def _prepare(
+    session: Session | Engine, table: Table, names: Sequence[str], rows: Sequence[Sequence[Any]], *, as_json: bool
+) -> list[list[Any]]:
     """Rows with times and JSON values encoded for the driver, or for a JSON payload."""
     postgres = _dialect(session) == "postgresql"
-    encode: Callable[[datetime], Any] = (lambda value: value.isoformat()) if as_json and postgres else _time_encoder(postgres)
+    encode: Callable[[datetime], Any] = (
+        (lambda value: value.isoformat()) if as_json and postgres else _time_encoder(postgres)
+    )
     times = [i for i, n in enumerate(names) if _is_time(table.c[n])]
     blobs = [] if as_json else [i for i, n in enumerate(names) if isinstance(table.c[n].type, JSON)]
     out = [list(row) for row in rows]
@@ -101,7 +111,14 @@ def encode_rows(session: Session, table: Table, names: Sequence[str], rows: Sequ
     return {PAYLOAD: json.dumps(_prepare(session, table, names, rows, as_json=True), separators=(",", ":"))}
 
 
-def execute_many(session: Session, table: Table, names: Sequence[str], rows: Sequence[Sequence[Any]], *, upsert_on: Sequence[str] = ()) -> None:
+def execute_many(
+    session: Session,
+    table: Table,
+    names: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    upsert_on: Sequence[str] = (),
+) -> None:
     """``INSERT`` many rows through the driver's own executemany (no per-value processing in
     SQLAlchemy); with ``upsert_on``, conflicting rows update every other column."""
     if not rows:
@@ -137,7 +154,11 @@ def insert_new(
     """
     conn = session.connection()
     if _dialect(session) == "postgresql":
-        stmt = bulk_insert(session, table, names).on_conflict_do_nothing(index_elements=list(unique)).returning(*(table.c[n] for n in returning))
+        stmt = (
+            bulk_insert(session, table, names)
+            .on_conflict_do_nothing(index_elements=list(unique))
+            .returning(*(table.c[n] for n in returning))
+        )
         return list(conn.execute(stmt, encode_rows(session, table, names, rows)))
     pk = table.primary_key.columns[0]
     before = conn.execute(select(func.coalesce(func.max(pk), 0))).scalar_one()
@@ -147,7 +168,11 @@ def insert_new(
     if inserted == len(rows):  # no conflict: SQLite gave the rows the ids after ``before``, in order
         at = [names.index(n) if n != pk.name else -1 for n in returning]
         return [tuple(before + k if i < 0 else row[i] for i in at) for k, row in enumerate(rows, start=1)]
-    return list(conn.exec_driver_sql(f"SELECT {', '.join(returning)} FROM {table.name} WHERE {pk.name} > ? ORDER BY {pk.name}", (before,)))
+    return list(
+        conn.exec_driver_sql(
+            f"SELECT {', '.join(returning)} FROM {table.name} WHERE {pk.name} > ? ORDER BY {pk.name}", (before,)
+        )
+    )
 
 
 def bulk_insert(session: Session, table: Table, names: Sequence[str]) -> Any:
@@ -160,7 +185,7 @@ def bulk_insert(session: Session, table: Table, names: Sequence[str]) -> Any:
 
 @functools.lru_cache(maxsize=4096)
 def _parse_sqlite_time(text: str) -> datetime:
-    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
 def parse_time(value: datetime | str) -> datetime:

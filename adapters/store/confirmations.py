@@ -23,7 +23,9 @@ def should_confirm(event: OptOutEvent, *, auto_submitted: bool) -> bool:
     return event.kind is Kind.UNSUBSCRIBE and event.source in CONFIRMED_SOURCES and not auto_submitted
 
 
-def queue_confirmation(session: Session, config: Config, event: OptOutEvent, *, auto_submitted: bool, now: datetime, lang: str = "en") -> bool:
+def queue_confirmation(
+    session: Session, config: Config, event: OptOutEvent, *, auto_submitted: bool, now: datetime, lang: str = "en"
+) -> bool:
     """Claim today's confirmation for ``event``'s address, in the caller's transaction.
 
     Call it in the transaction that records the event: the mail is then as durable as the
@@ -35,8 +37,20 @@ def queue_confirmation(session: Session, config: Config, event: OptOutEvent, *, 
     if not config.confirmations.enabled or not should_confirm(event, auto_submitted=auto_submitted):
         return False
     row = {
-        "email_key": event.email.lower(), "day": now.date().isoformat(), "email": event.email, "scope": event.scope, "campaign": event.campaign,
-        "lang": lang, "state": PENDING, "attempts": 0, "queued_at": now, "next_attempt_at": now,
+        "email_key": event.email.lower(),
+        "day": now.date().isoformat(),
+        "email": event.email,
+        "scope": event.scope,
+        "campaign": event.campaign,
+        "lang": lang,
+        "state": PENDING,
+        "attempts": 0,
+        "queued_at": now,
+        "next_attempt_at": now,
     }
-    stmt = insert_statement(session, ConfirmationSend).on_conflict_do_nothing(index_elements=["email_key", "day"]).returning(ConfirmationSend.id)
+    stmt = (
+        insert_statement(session, ConfirmationSend)
+        .on_conflict_do_nothing(index_elements=["email_key", "day"])
+        .returning(ConfirmationSend.id)
+    )
     return session.execute(stmt.values(**row)).first() is not None

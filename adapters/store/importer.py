@@ -81,7 +81,19 @@ def import_csv(
             extra["origin"] = origin
         extra = shared.setdefault(tuple(extra.items()), extra)  # one object per distinct value
         pid = hashlib.sha256(f"{kind.value}\x00{scope}\x00{address.key}".encode()).hexdigest()[:40]
-        batch.append(OptOutEvent(email=address.email, kind=kind, source=Source.IMPORT, scope=scope, verification=Verification.NONE, provider_event_id=pid, occurred_at=now, received_at=now, metadata=extra or None))
+        batch.append(
+            OptOutEvent(
+                email=address.email,
+                kind=kind,
+                source=Source.IMPORT,
+                scope=scope,
+                verification=Verification.NONE,
+                provider_event_id=pid,
+                occurred_at=now,
+                received_at=now,
+                metadata=extra or None,
+            )
+        )
         if len(batch) >= BATCH:
             _flush(hub, batch, summary)
             shared.clear()
@@ -106,4 +118,4 @@ def open_csv(path: str) -> TextIO:
     """Open a CSV file as text, tolerating a UTF-8 byte-order mark."""
     if path == "-":
         return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", newline="")
-    return open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115 - the caller closes it
+    return open(path, encoding="utf-8-sig", newline="")

@@ -15,7 +15,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -56,13 +56,13 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to the store")
-        value = value.astimezone(timezone.utc)
+        value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is None:
             return None
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):
@@ -214,7 +214,10 @@ class ConfirmationSend(Base):
     sent_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
 
-    __table_args__ = (UniqueConstraint("email_key", "day"), Index("ix_confirmation_sends_state_next_attempt_at", "state", "next_attempt_at"))
+    __table_args__ = (
+        UniqueConstraint("email_key", "day"),
+        Index("ix_confirmation_sends_state_next_attempt_at", "state", "next_attempt_at"),
+    )
 
     def __repr__(self) -> str:
         return f"<ConfirmationSend {self.id} {self.day} {self.state}>"

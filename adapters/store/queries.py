@@ -42,8 +42,14 @@ def address_state(session: Session, email: str) -> dict[str, Any]:
     when there is any. Raises :class:`AddressError` for an invalid address.
     """
     address = normalize_address(email)
-    sups = session.scalars(select(Suppression).where(Suppression.email_key == address.key, Suppression.suppressed.is_(True)).order_by(Suppression.scope)).all()
-    events = session.scalars(select(Event).where(Event.email_key == address.key).order_by(Event.occurred_at, Event.id)).all()
+    sups = session.scalars(
+        select(Suppression)
+        .where(Suppression.email_key == address.key, Suppression.suppressed.is_(True))
+        .order_by(Suppression.scope)
+    ).all()
+    events = session.scalars(
+        select(Event).where(Event.email_key == address.key).order_by(Event.occurred_at, Event.id)
+    ).all()
     display = sups[0].email if sups else (events[-1].email if events else address.email)
     scopes = [s.scope for s in sups]
     return {"email": display, "suppressed": bool(scopes), "scopes": scopes, "events": [_event_json(e) for e in events]}
@@ -74,7 +80,11 @@ def check_addresses(session: Session, emails: Iterable[str], *, topic: str | Non
     keys = list({key for _, key in pairs})
     for chunk in chunks(keys, CHECK_CHUNK):
         wanted = values_table(session, chunk)
-        stmt = select(Suppression.email_key).join_from(wanted, Suppression, Suppression.email_key == wanted.c.value).where(Suppression.scope.in_(scopes), Suppression.suppressed.is_(True))
+        stmt = (
+            select(Suppression.email_key)
+            .join_from(wanted, Suppression, Suppression.email_key == wanted.c.value)
+            .where(Suppression.scope.in_(scopes), Suppression.suppressed.is_(True))
+        )
         hits.update(session.connection().execute(stmt).scalars().all())  # Core rows, fetched at once
     suppressed = [raw for raw, key in pairs if key in hits]
     return CheckResult(suppressed, invalid)
@@ -85,9 +95,19 @@ def export_suppressions(session: Session, *, since: datetime | None = None) -> I
     stmt = select(Suppression).where(Suppression.suppressed.is_(True))
     if since is not None:
         stmt = stmt.where(Suppression.last_at >= since)
-    result = session.scalars(stmt.order_by(Suppression.first_at, Suppression.email_key).execution_options(yield_per=5000))
+    result = session.scalars(
+        stmt.order_by(Suppression.first_at, Suppression.email_key).execution_options(yield_per=5000)
+    )
     try:
         for s in result:
-            yield {"email": s.email, "scope": s.scope, "kind": s.kind, "source": s.source, "reason": s.reason, "first_at": s.first_at.isoformat(), "last_at": s.last_at.isoformat()}
+            yield {
+                "email": s.email,
+                "scope": s.scope,
+                "kind": s.kind,
+                "source": s.source,
+                "reason": s.reason,
+                "first_at": s.first_at.isoformat(),
+                "last_at": s.last_at.isoformat(),
+            }
     finally:
         result.close()  # a server-side cursor on PostgreSQL, also when the caller stops early

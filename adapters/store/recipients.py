@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 from adapters.addresses import normalize_address
 from adapters.config import Config
 from adapters.errors import PayloadError, TokenError
-from adapters.store.models import Recipient, RecipientCount
 from adapters.store.bulk import chunks, insert_statement
+from adapters.store.models import Recipient, RecipientCount
 from adapters.tokens import TokenSigner, unsubscribe_headers
 
 MAX_HEADERS_BATCH = 10_000
@@ -36,7 +36,9 @@ class IssuedHeaders:
     list_unsubscribe_post: str
 
 
-def issue_tokens(session: Session, signer: TokenSigner, config: Config, requests: Sequence[RecipientRequest], *, now: datetime) -> list[IssuedHeaders]:
+def issue_tokens(
+    session: Session, signer: TokenSigner, config: Config, requests: Sequence[RecipientRequest], *, now: datetime
+) -> list[IssuedHeaders]:
     """Tokens and header values for many recipients (one row per address, topic, campaign)."""
     if len(requests) > MAX_HEADERS_BATCH:
         raise PayloadError(f"at most {MAX_HEADERS_BATCH} recipients per call")
@@ -47,13 +49,23 @@ def issue_tokens(session: Session, signer: TokenSigner, config: Config, requests
         if req.campaign is not None and (not isinstance(req.campaign, str) or len(req.campaign) > 200):
             raise PayloadError(f"recipients[{i}].campaign: must be a string of at most 200 characters")
         address = normalize_address(req.email)
-        rows.append({"email": address.email, "email_key": address.key, "topic": req.topic or "", "campaign": req.campaign or "", "created_at": now})
+        rows.append(
+            {
+                "email": address.email,
+                "email_key": address.key,
+                "topic": req.topic or "",
+                "campaign": req.campaign or "",
+                "created_at": now,
+            }
+        )
     unique = list({_key(r): r for r in rows}.values())
     ids = _ids(session, unique)
     new = [r for r in unique if _key(r) not in ids]
     if new:
         before = _issued_before(session, new)
-        insert = insert_statement(session, Recipient).on_conflict_do_nothing(index_elements=["email_key", "topic", "campaign"])
+        insert = insert_statement(session, Recipient).on_conflict_do_nothing(
+            index_elements=["email_key", "topic", "campaign"]
+        )
         inserted = session.execute(insert.returning(*_ROW), new).all()
         ids.update(_id_map(inserted))
         ids.update(_ids(session, [r for r in new if _key(r) not in ids]))  # issued just now elsewhere
@@ -82,7 +94,9 @@ def _ids(session: Session, rows: Sequence[dict[str, Any]]) -> dict[tuple[str, st
     """The ids of the recipient rows that already exist for ``rows``."""
     ids: dict[tuple[str, str, str], int] = {}
     for chunk in chunks(rows, 5000):
-        stmt = select(*_ROW).where(tuple_(Recipient.email_key, Recipient.topic, Recipient.campaign).in_([_key(r) for r in chunk]))
+        stmt = select(*_ROW).where(
+            tuple_(Recipient.email_key, Recipient.topic, Recipient.campaign).in_([_key(r) for r in chunk])
+        )
         ids.update(_id_map(session.execute(stmt)))
     return ids
 
@@ -94,7 +108,9 @@ def _issued_before(session: Session, rows: Sequence[dict[str, Any]]) -> set[tupl
     for kind, column in (("campaign", Recipient.campaign), ("topic", Recipient.topic)):
         names = {r[kind] for r in rows if r[kind]}
         for chunk in chunks(sorted({r["email_key"] for r in rows if r[kind]}), 5000):
-            stmt = select(Recipient.email_key, column).distinct().where(Recipient.email_key.in_(chunk), column.in_(names))
+            stmt = (
+                select(Recipient.email_key, column).distinct().where(Recipient.email_key.in_(chunk), column.in_(names))
+            )
             seen.update((kind, name, key) for key, name in session.execute(stmt))
     return seen
 
@@ -110,8 +126,13 @@ def _count_first_issues(session: Session, inserted: Sequence[Row[Any]], seen: se
                 counts[(kind, name)] += 1
     if counts:
         stmt = insert_statement(session, RecipientCount)
-        stmt = stmt.on_conflict_do_update(index_elements=["kind", "name"], set_={"addresses": RecipientCount.__table__.c.addresses + stmt.excluded.addresses})
-        session.execute(stmt, [{"kind": k, "name": n, "addresses": c} for (k, n), c in sorted(counts.items())])  # sorted: no deadlock
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["kind", "name"],
+            set_={"addresses": RecipientCount.__table__.c.addresses + stmt.excluded.addresses},
+        )
+        session.execute(
+            stmt, [{"kind": k, "name": n, "addresses": c} for (k, n), c in sorted(counts.items())]
+        )  # sorted: no deadlock
 
 
 def resolve_token(session: Session, signer: TokenSigner, token: str) -> Recipient:

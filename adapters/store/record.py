@@ -19,16 +19,16 @@ import itertools
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from adapters.store.bulk import driver_rows, execute_many, insert_new, parse_time, values_table, insert_statement
 from adapters.config import Config
 from adapters.errors import PayloadError
 from adapters.events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, topic_scope
+from adapters.store.bulk import driver_rows, execute_many, insert_new, insert_statement, parse_time, values_table
 from adapters.store.models import REASON_KEY_CHARS, Event, EventCount, Evidence, OutboxRow, Suppression
 
 log = logging.getLogger(__name__)
@@ -49,13 +49,15 @@ class StorePolicy:
     push_targets: Callable[[str], Sequence[str]] = lambda scope: ()
 
     @classmethod
-    def from_config(cls, config: Config) -> "StorePolicy":
+    def from_config(cls, config: Config) -> StorePolicy:
         enabled = config.providers.enabled()
         attrs = {"mailchimp": "mailchimp_list", "sendgrid": "sendgrid_group", "hubspot": "hubspot_subscription"}
         targets: dict[str, tuple[str, ...]] = {GLOBAL_SCOPE: enabled}
         for topic in config.topics:
             targets[topic_scope(topic.name)] = tuple(p for p in enabled if getattr(topic, attrs[p]) is not None)
-        return cls(suppress_bounces=config.inbound.suppress_hard_bounces, push_targets=lambda scope: targets.get(scope, ()))
+        return cls(
+            suppress_bounces=config.inbound.suppress_hard_bounces, push_targets=lambda scope: targets.get(scope, ())
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,11 +69,47 @@ class RecordResult:
     counts: tuple[tuple[str, str, int], ...] = ()  # (source, kind, new events)
 
 
-_EVENT_COLUMNS = ("email", "email_key", "kind", "scope", "source", "verification", "provider_event_id", "occurred_at", "received_at", "reason", "campaign", "evidence_id", "meta")
+_EVENT_COLUMNS = (
+    "email",
+    "email_key",
+    "kind",
+    "scope",
+    "source",
+    "verification",
+    "provider_event_id",
+    "occurred_at",
+    "received_at",
+    "reason",
+    "campaign",
+    "evidence_id",
+    "meta",
+)
 _EVIDENCE_AT = _EVENT_COLUMNS.index("evidence_id")
 _RETURNED = ("id", "email", "email_key", "kind", "scope", "source", "occurred_at", "received_at", "reason")
-_SUPPRESSION_COLUMNS = ("email_key", "scope", "email", "suppressed", "kind", "source", "reason", "first_at", "last_at", "event_id")
-_OUTBOX_COLUMNS = ("event_id", "provider", "action", "email", "scope", "state", "attempts", "due_at", "received_at", "created_at")
+_SUPPRESSION_COLUMNS = (
+    "email_key",
+    "scope",
+    "email",
+    "suppressed",
+    "kind",
+    "source",
+    "reason",
+    "first_at",
+    "last_at",
+    "event_id",
+)
+_OUTBOX_COLUMNS = (
+    "event_id",
+    "provider",
+    "action",
+    "email",
+    "scope",
+    "state",
+    "attempts",
+    "due_at",
+    "received_at",
+    "created_at",
+)
 
 
 def record_events(
@@ -101,11 +139,26 @@ def record_events(
             raise PayloadError("an import cannot resubscribe anyone")
         received = ev.received_at or now
         rows.append(
-            [ev.email, ev.email.lower(), ev.kind.value, ev.scope, ev.source.value, ev.verification.value, ev.provider_event_id,
-             ev.occurred_at or received, received, ev.reason, ev.campaign, ev.evidence_id or evidence_id, ev.metadata or None]
+            [
+                ev.email,
+                ev.email.lower(),
+                ev.kind.value,
+                ev.scope,
+                ev.source.value,
+                ev.verification.value,
+                ev.provider_event_id,
+                ev.occurred_at or received,
+                received,
+                ev.reason,
+                ev.campaign,
+                ev.evidence_id or evidence_id,
+                ev.metadata or None,
+            ]
         )
     table = Event.__table__
-    prepared = driver_rows(session, table, _EVENT_COLUMNS, rows) if session.get_bind().dialect.name == "sqlite" else None
+    prepared = (
+        driver_rows(session, table, _EVENT_COLUMNS, rows) if session.get_bind().dialect.name == "sqlite" else None
+    )
     if evidence is not None:
         session.add(evidence)
         session.flush()  # the transaction's first write
@@ -115,7 +168,15 @@ def record_events(
                 row[_EVIDENCE_AT] = evidence_id
     if not rows:
         return RecordResult(0, (), 0, 0)
-    new_rows = insert_new(session, table, _EVENT_COLUMNS, rows, unique=("email_key", "source", "provider_event_id"), returning=_RETURNED, prepared=prepared)
+    new_rows = insert_new(
+        session,
+        table,
+        _EVENT_COLUMNS,
+        rows,
+        unique=("email_key", "source", "provider_event_id"),
+        returning=_RETURNED,
+        prepared=prepared,
+    )
     stored = [_Stored(r[0], r[1], r[2], r[3], r[4], r[5], parse_time(r[6]), parse_time(r[7]), r[8]) for r in new_rows]
     if not stored:
         return RecordResult(0, (), 0, 0)
@@ -123,7 +184,9 @@ def record_events(
     changed, pushes = _apply(session, stored, policy, now)
     _count(session, stored)
     counts = Counter((r.source, r.kind) for r in stored)
-    return RecordResult(len(stored), tuple(r.id for r in stored), changed, pushes, tuple((s, k, n) for (s, k), n in counts.items()))
+    return RecordResult(
+        len(stored), tuple(r.id for r in stored), changed, pushes, tuple((s, k, n) for (s, k), n in counts.items())
+    )
 
 
 class _Stored(NamedTuple):
@@ -145,7 +208,11 @@ def _apply(session: Session, stored: Sequence[_Stored], policy: StorePolicy, now
     keys = list({r.email_key for r in stored})
     current: dict[tuple[str, str], list[Any]] = {}
     wanted = values_table(session, keys)
-    for s in session.connection().execute(select(*(table.c[n] for n in _SUPPRESSION_COLUMNS)).join_from(wanted, table, table.c.email_key == wanted.c.value)):
+    for s in session.connection().execute(
+        select(*(table.c[n] for n in _SUPPRESSION_COLUMNS)).join_from(
+            wanted, table, table.c.email_key == wanted.c.value
+        )
+    ):
         current[(s.email_key, s.scope)] = list(s)
     dirty: dict[tuple[str, str], list[Any]] = {}
     transitions = 0
@@ -154,7 +221,9 @@ def _apply(session: Session, stored: Sequence[_Stored], policy: StorePolicy, now
     targets: dict[str, Sequence[str]] = {}
     for r in stored:
         key = (r.email_key, r.scope)
-        state = current.get(key)  # [email_key, scope, email, suppressed, kind, source, reason, first_at, last_at, event_id]
+        state = current.get(
+            key
+        )  # [email_key, scope, email, suppressed, kind, source, reason, first_at, last_at, event_id]
         if r.kind == resubscribe:
             if state is None or not state[3] or state[8] > r.occurred_at:
                 continue
@@ -169,7 +238,18 @@ def _apply(session: Session, stored: Sequence[_Stored], policy: StorePolicy, now
                     dirty[key] = state
                 continue
             first = state[7] if state is not None else r.occurred_at
-            state = current[key] = [r.email_key, r.scope, r.email, True, r.kind, r.source, r.reason, first, r.occurred_at, r.id]
+            state = current[key] = [
+                r.email_key,
+                r.scope,
+                r.email,
+                True,
+                r.kind,
+                r.source,
+                r.reason,
+                first,
+                r.occurred_at,
+                r.id,
+            ]
         dirty[key] = state
         transitions += 1
         if r.scope != GLOBAL_SCOPE and r.kind != resubscribe:
@@ -200,8 +280,13 @@ def _count(session: Session, stored: Sequence[_Stored]) -> None:
     for r in stored:
         day = days.get(r.received_at)
         if day is None:
-            day = days[r.received_at] = r.received_at.astimezone(timezone.utc).date().isoformat()
+            day = days[r.received_at] = r.received_at.astimezone(UTC).date().isoformat()
         counts[(day, r.source, r.kind, (r.reason or "")[:REASON_KEY_CHARS])] += 1
     stmt = insert_statement(session, EventCount)
-    stmt = stmt.on_conflict_do_update(index_elements=["day", "source", "kind", "reason"], set_={"n": EventCount.__table__.c.n + stmt.excluded.n})
-    session.execute(stmt, [{"day": d, "source": s, "kind": k, "reason": why, "n": n} for (d, s, k, why), n in sorted(counts.items())])
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["day", "source", "kind", "reason"], set_={"n": EventCount.__table__.c.n + stmt.excluded.n}
+    )
+    session.execute(
+        stmt,
+        [{"day": d, "source": s, "kind": k, "reason": why, "n": n} for (d, s, k, why), n in sorted(counts.items())],
+    )

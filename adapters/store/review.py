@@ -27,13 +27,22 @@ APPROVED_REASON = "approved by admin"
 
 def review_items(session: Session, *, limit: int = 50) -> Sequence[Evidence]:
     """The oldest undecided items first."""
-    stmt = select(Evidence).where(Evidence.channel == "smtp", Evidence.state == REVIEW).order_by(Evidence.received_at, Evidence.id).limit(limit)
+    stmt = (
+        select(Evidence)
+        .where(Evidence.channel == "smtp", Evidence.state == REVIEW)
+        .order_by(Evidence.received_at, Evidence.id)
+        .limit(limit)
+    )
     return session.scalars(stmt).all()
 
 
 def _decide(session: Session, evidence_id: int, state: str, now: datetime) -> Evidence:
     """Move an item out of review, or :class:`PayloadError` if it is not (or no longer) there."""
-    stmt = update(Evidence).where(Evidence.id == evidence_id, Evidence.channel == "smtp", Evidence.state == REVIEW).values(state=state, processed_at=now)
+    stmt = (
+        update(Evidence)
+        .where(Evidence.id == evidence_id, Evidence.channel == "smtp", Evidence.state == REVIEW)
+        .values(state=state, processed_at=now)
+    )
     if session.execute(stmt).rowcount != 1:
         raise PayloadError(f"review item {evidence_id} does not exist or was already decided")
     row = session.get(Evidence, evidence_id)
@@ -41,7 +50,9 @@ def _decide(session: Session, evidence_id: int, state: str, now: datetime) -> Ev
     return row
 
 
-def approve(session: Session, evidence_id: int, policy: StorePolicy, *, now: datetime, email: str | None = None) -> RecordResult:
+def approve(
+    session: Session, evidence_id: int, policy: StorePolicy, *, now: datetime, email: str | None = None
+) -> RecordResult:
     """Record the item's opt-out (``email`` overrides or supplies the address) and close it."""
     row = _decide(session, evidence_id, APPROVED, now)
     result = row.result or {}

@@ -35,7 +35,9 @@ SMTP_TIMEOUT_SECONDS = 15
 GIVE_UP_AFTER = timedelta(days=1)  # a confirmation that late would only puzzle the person
 
 
-def compose_confirmation(email: str, scope: str, config: Config, *, link: str, now: datetime, translations: NullTranslations) -> EmailMessage:
+def compose_confirmation(
+    email: str, scope: str, config: Config, *, link: str, now: datetime, translations: NullTranslations
+) -> EmailMessage:
     """The confirmation of ``email``'s opt-out at ``scope`` (pure: no database, no network)."""
     _ = translations.gettext
     topic = config.topic(scope_topic(scope) or "")
@@ -88,7 +90,10 @@ def send_due_confirmations(hub: Hub, *, limit: int = 100) -> int:
                     code, answer = next(iter(exc.recipients.values()))
                     failures[row.id] = (f"relay refused the recipient: {code} {_text(answer)}", code >= 500)
                 except smtplib.SMTPResponseException as exc:  # this message only; the session goes on
-                    failures[row.id] = (f"relay refused the message: {exc.smtp_code} {_text(exc.smtp_error)}", exc.smtp_code >= 500)
+                    failures[row.id] = (
+                        f"relay refused the message: {exc.smtp_code} {_text(exc.smtp_error)}",
+                        exc.smtp_code >= 500,
+                    )
                 else:
                     sent.add(row.id)
     except (OSError, smtplib.SMTPException) as exc:
@@ -109,11 +114,22 @@ def _text(answer: bytes | str) -> str:
 def _compose_all(hub: Hub, rows: Sequence[ConfirmationSend], now: datetime) -> dict[int, EmailMessage]:
     """Each row's message, with a freshly issued resubscribe link (one transaction)."""
     with hub.sessions.begin() as session:
-        requests = [RecipientRequest(row.email, topic if hub.config.topic(topic or "") else None, row.campaign) for row in rows for topic in [scope_topic(row.scope)]]
+        requests = [
+            RecipientRequest(row.email, topic if hub.config.topic(topic or "") else None, row.campaign)
+            for row in rows
+            for topic in [scope_topic(row.scope)]
+        ]
         tokens = [issued.token for issued in issue_tokens(session, hub.signer, hub.config, requests, now=now)]
     base = hub.config.http.public_url.rstrip("/")
     return {
-        row.id: compose_confirmation(row.email, row.scope, hub.config, link=f"{base}/preferences/{token}?lang={row.lang}", now=now, translations=load_translations(row.lang))
+        row.id: compose_confirmation(
+            row.email,
+            row.scope,
+            hub.config,
+            link=f"{base}/preferences/{token}?lang={row.lang}",
+            now=now,
+            translations=load_translations(row.lang),
+        )
         for row, token in zip(rows, tokens)
     }
 
@@ -140,6 +156,14 @@ def _settle(hub: Hub, rows: Sequence[ConfirmationSend], failures: dict[int, tupl
         late = now - row.queued_at >= GIVE_UP_AFTER
         if permanent or late:
             log.warning("confirmation %d: given up (%s)", row.id, "refused for good" if permanent else "a day late")
-        updates.append({"id": row.id, "state": DEAD if permanent or late else PENDING, "attempts": attempts, "next_attempt_at": now + timedelta(seconds=hub.config.worker.retry_delay(attempts)), "last_error": error[:1000]})
+        updates.append(
+            {
+                "id": row.id,
+                "state": DEAD if permanent or late else PENDING,
+                "attempts": attempts,
+                "next_attempt_at": now + timedelta(seconds=hub.config.worker.retry_delay(attempts)),
+                "last_error": error[:1000],
+            }
+        )
     with hub.sessions.begin() as session:
         session.execute(update(ConfirmationSend), updates)  # ORM bulk UPDATE by primary key

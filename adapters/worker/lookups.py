@@ -19,7 +19,7 @@ from adapters.store.record import record_events
 log = logging.getLogger(__name__)
 
 
-def resolve_pending_lookups(hub: "Hub", http: requests.Session, *, limit: int = 1000) -> int:
+def resolve_pending_lookups(hub: Hub, http: requests.Session, *, limit: int = 1000) -> int:
     """Resolve due HubSpot contact ids to addresses and record their events.
 
     Claims up to ``limit`` due rows (pushing them back by the worker lease, so a crashed worker
@@ -65,10 +65,24 @@ def resolve_pending_lookups(hub: "Hub", http: requests.Session, *, limit: int = 
         if waiting:  # ORM bulk UPDATE by primary key: one statement, many rows
             session.execute(
                 update(PendingLookup),
-                [{"id": row.id, "attempts": row.attempts + 1, "next_attempt_at": now + _backoff(hub, row.attempts, retry_after), "last_error": error[:1000]} for row, error, retry_after in waiting],
+                [
+                    {
+                        "id": row.id,
+                        "attempts": row.attempts + 1,
+                        "next_attempt_at": now + _backoff(hub, row.attempts, retry_after),
+                        "last_error": error[:1000],
+                    }
+                    for row, error, retry_after in waiting
+                ],
             )
     hub.count_events(result)
-    log.info("hubspot lookups: resolved=%d stored=%d waiting=%d%s", len(resolved), result.new, len(waiting), f" error={failure}" if failure else "")
+    log.info(
+        "hubspot lookups: resolved=%d stored=%d waiting=%d%s",
+        len(resolved),
+        result.new,
+        len(waiting),
+        f" error={failure}" if failure else "",
+    )
     return len(resolved)
 
 
@@ -89,5 +103,5 @@ def _resolved_event(row: PendingLookup, email: str) -> OptOutEvent:
     )
 
 
-def _backoff(hub: "Hub", attempts: int, retry_after: float | None) -> timedelta:
+def _backoff(hub: Hub, attempts: int, retry_after: float | None) -> timedelta:
     return timedelta(seconds=max(hub.config.worker.retry_delay(attempts + 1), retry_after or 0))

@@ -24,12 +24,12 @@ import requests
 from sqlalchemy import Select, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from adapters.worker.lookups import resolve_pending_lookups
-from adapters.worker.confirmations import send_due_confirmations
-from adapters.providers.client import Outcome, PushClient, PushResult, email_key, result_for_error
 from adapters.errors import ProviderAPIError
 from adapters.hub import Hub
+from adapters.providers.client import Outcome, PushClient, PushResult, email_key, result_for_error
 from adapters.store.models import OutboxRow
+from adapters.worker.confirmations import send_due_confirmations
+from adapters.worker.lookups import resolve_pending_lookups
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class Tally:
     def rows(self) -> int:
         return self.pushed + self.retried + self.dead
 
-    def add(self, other: "Tally") -> None:
+    def add(self, other: Tally) -> None:
         self.pushed += other.pushed
         self.retried += other.retried
         self.dead += other.dead
@@ -84,7 +84,15 @@ class Worker:
     settles each row after its call in a transaction of its own. ``rng`` jitters back-off.
     """
 
-    def __init__(self, hub: Hub, clients: Mapping[str, PushClient], *, http: requests.Session, owner: str | None = None, rng: Callable[[], float] = random.random) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        clients: Mapping[str, PushClient],
+        *,
+        http: requests.Session,
+        owner: str | None = None,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
         self.hub = hub
         self.clients = dict(clients)
         self.http = http
@@ -111,7 +119,11 @@ class Worker:
                 tallies = self.push_due()
                 busy = any(tally.rows >= self.claim_limit(self.clients[slug]) for slug, tally in tallies.items())
             except Exception as exc:  # the database went away, or a bug: never stop pushing for good
-                log.error("outbox: round failed (%s); trying again", exc.__class__.__name__, exc_info=not isinstance(exc, SQLAlchemyError))
+                log.error(
+                    "outbox: round failed (%s); trying again",
+                    exc.__class__.__name__,
+                    exc_info=not isinstance(exc, SQLAlchemyError),
+                )
                 busy = False
                 stop.wait(cfg.poll_interval_seconds)
 
@@ -158,7 +170,14 @@ class Worker:
     def claim(self, provider: str, limit: int) -> list[Claimed]:
         now = self.hub.clock()
         lease_until = now + timedelta(seconds=self.hub.config.worker.lease_seconds)
-        cols = (OutboxRow.id, OutboxRow.email, OutboxRow.scope, OutboxRow.action, OutboxRow.attempts, OutboxRow.received_at)
+        cols = (
+            OutboxRow.id,
+            OutboxRow.email,
+            OutboxRow.scope,
+            OutboxRow.action,
+            OutboxRow.attempts,
+            OutboxRow.received_at,
+        )
         with self.hub.sessions.begin() as session:
             stmt = _due(select(*cols), [provider], now).order_by(OutboxRow.due_at, OutboxRow.id).limit(limit)
             if session.get_bind().dialect.name == "postgresql":
@@ -168,7 +187,11 @@ class Worker:
                 return []
             ids = [r.id for r in rows]
             table = OutboxRow.__table__
-            session.connection().execute(update(table).where(table.c.id.in_(ids)).values(lease_until=lease_until, lease_owner=self.owner, attempts=table.c.attempts + 1))
+            session.connection().execute(
+                update(table)
+                .where(table.c.id.in_(ids))
+                .values(lease_until=lease_until, lease_owner=self.owner, attempts=table.c.attempts + 1)
+            )
         return [Claimed(r.id, r.email, r.scope, r.action, r.attempts + 1, r.received_at) for r in rows]
 
     def push(self, client: PushClient, rows: Sequence[Claimed]) -> Tally:
@@ -182,7 +205,16 @@ class Worker:
                 superseded.append(latest[key])  # a later change of the same address and scope wins
             latest[key] = row
         if superseded:
-            tally.add(self.settle(client.slug, superseded, {email_key(r.email): PushResult(Outcome.DONE, None, "superseded by a later change") for r in superseded}))
+            tally.add(
+                self.settle(
+                    client.slug,
+                    superseded,
+                    {
+                        email_key(r.email): PushResult(Outcome.DONE, None, "superseded by a later change")
+                        for r in superseded
+                    },
+                )
+            )
         groups: dict[tuple[str, str], list[Claimed]] = {}
         for row in latest.values():
             groups.setdefault((row.scope, row.action), []).append(row)
@@ -199,7 +231,17 @@ class Worker:
                     results = {email_key(r.email): failed for r in chunk}
                 result = self.settle(client.slug, chunk, results)
                 statuses = sorted({str(r.status) for r in results.values()})
-                log.info("push %s %s %s: %d rows, status %s, done=%d retry=%d dead=%d", client.slug, action, scope, len(chunk), "/".join(statuses), result.pushed, result.retried, result.dead)
+                log.info(
+                    "push %s %s %s: %d rows, status %s, done=%d retry=%d dead=%d",
+                    client.slug,
+                    action,
+                    scope,
+                    len(chunk),
+                    "/".join(statuses),
+                    result.pushed,
+                    result.retried,
+                    result.dead,
+                )
                 tally.add(result)
         return tally
 
@@ -241,7 +283,14 @@ class Worker:
                 stmt = (
                     update(table)
                     .where(table.c.id.in_(ids), table.c.lease_owner == self.owner, table.c.state == "pending")
-                    .values(state=state, due_at=due, done_at=now if state == "done" else None, lease_until=None, last_status=status, last_error=error)
+                    .values(
+                        state=state,
+                        due_at=due,
+                        done_at=now if state == "done" else None,
+                        lease_until=None,
+                        last_status=status,
+                        last_error=error,
+                    )
                 )
                 session.connection().execute(stmt)
         metrics = self.hub.metrics

@@ -36,13 +36,32 @@ def fake_providers() -> Iterator[FakeProviders]:
 def make_push_config(make_config: Callable[..., Config], provider_env: dict[str, str]) -> Callable[..., Config]:
     """A Config with the given providers enabled at the fakes' URLs (``None``: the defaults)."""
 
-    def build(fakes: FakeProviders | None, *, providers: tuple[str, ...] = ("mailchimp", "sendgrid", "hubspot"), worker: dict[str, Any] | None = None, **extra: Any) -> Config:
-        data: dict[str, Any] = {"providers": {}, "worker": {"collect_window_seconds": 0.0, "poll_interval_seconds": 0.05, **(worker or {})}}
+    def build(
+        fakes: FakeProviders | None,
+        *,
+        providers: tuple[str, ...] = ("mailchimp", "sendgrid", "hubspot"),
+        worker: dict[str, Any] | None = None,
+        **extra: Any,
+    ) -> Config:
+        data: dict[str, Any] = {
+            "providers": {},
+            "worker": {"collect_window_seconds": 0.0, "poll_interval_seconds": 0.05, **(worker or {})},
+        }
         for slug in providers:
             table: dict[str, Any] = {"enabled": True, "base_url": fakes.url(slug) if fakes else ""}
-            table.update({"mailchimp": {"lists": ["list1", "list2"], "webhook_secret_env": ""}, "sendgrid": {"webhook_public_key_env": ""}, "hubspot": {"subscription_ids": ["5678"], "client_secret_env": ""}}[slug])
+            table.update(
+                {
+                    "mailchimp": {"lists": ["list1", "list2"], "webhook_secret_env": ""},
+                    "sendgrid": {"webhook_public_key_env": ""},
+                    "hubspot": {"subscription_ids": ["5678"], "client_secret_env": ""},
+                }[slug]
+            )
             data["providers"][slug] = table
-        mapping = {"mailchimp": ("mailchimp_list", "list1"), "sendgrid": ("sendgrid_group", 1234), "hubspot": ("hubspot_subscription", "5678")}
+        mapping = {
+            "mailchimp": ("mailchimp_list", "list1"),
+            "sendgrid": ("sendgrid_group", 1234),
+            "hubspot": ("hubspot_subscription", "5678"),
+        }
         data["topics"] = [{"name": "newsletter", **dict(mapping[p] for p in providers)}]
         data.update(extra)
         return make_config(data, env=provider_env)
@@ -53,4 +72,3 @@ def make_push_config(make_config: Callable[..., Config], provider_env: dict[str,
 @pytest.fixture
 def push_config(make_push_config: Callable[..., Config], fake_providers: FakeProviders) -> Config:
     return make_push_config(fake_providers)
-

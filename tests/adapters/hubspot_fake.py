@@ -49,7 +49,9 @@ class FakeContactsAPI:
         self.refused.append(why)
         self._send(handler, status, {"status": "error", "message": why, "category": "VALIDATION_ERROR"})
 
-    def _send(self, handler: BaseHTTPRequestHandler, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+    def _send(
+        self, handler: BaseHTTPRequestHandler, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> None:
         data = json.dumps(body).encode()
         handler.send_response(status)
         handler.send_header("Content-Type", "application/json")
@@ -70,7 +72,11 @@ class FakeContactsAPI:
         try:
             body = json.loads(raw)
             ids = [i["id"] for i in body["inputs"]]
-            shape_ok = body["properties"] == ["email"] and body.get("propertiesWithHistory", []) == [] and set(body) <= {"properties", "propertiesWithHistory", "inputs"}
+            shape_ok = (
+                body["properties"] == ["email"]
+                and body.get("propertiesWithHistory", []) == []
+                and set(body) <= {"properties", "propertiesWithHistory", "inputs"}
+            )
             shape_ok = shape_ok and all(isinstance(i, str) and i.isdigit() for i in ids) and 0 < len(ids) <= 100
         except (ValueError, KeyError, TypeError):
             shape_ok = False
@@ -81,9 +87,23 @@ class FakeContactsAPI:
             headers = {"Retry-After": "30"} if self.down_status == 429 else {}
             return self._send(handler, self.down_status, {"status": "error", "message": "down"}, headers)
         self.calls.append(ids)
-        found = [{"id": i, "properties": {"email": self.contacts[i], "hs_object_id": i}, "archived": False} for i in ids if i in self.contacts]
+        found = [
+            {"id": i, "properties": {"email": self.contacts[i], "hs_object_id": i}, "archived": False}
+            for i in ids
+            if i in self.contacts
+        ]
         missing = [i for i in ids if i not in self.contacts]
         body = {"status": "COMPLETE", "results": found}
         if missing:
-            body |= {"numErrors": 1, "errors": [{"status": "error", "category": "OBJECT_NOT_FOUND", "message": "Could not get some CONTACT objects", "context": {"ids": missing}}]}
+            body |= {
+                "numErrors": 1,
+                "errors": [
+                    {
+                        "status": "error",
+                        "category": "OBJECT_NOT_FOUND",
+                        "message": "Could not get some CONTACT objects",
+                        "context": {"ids": missing},
+                    }
+                ],
+            }
         self._send(handler, 207 if missing else 200, body)

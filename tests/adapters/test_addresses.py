@@ -83,7 +83,13 @@ def test_normalization_is_idempotent(loc: str, dom: str, prefix: str, upper: boo
     assert first.key == first.email.lower()
 
 
-@given(st.one_of(st.text(max_size=40), st.builds(lambda a, b: f"{a}@{b}", local, domain), st.builds(lambda a, b: f" {a.upper()}@{b.upper()} ", local, domain)))
+@given(
+    st.one_of(
+        st.text(max_size=40),
+        st.builds(lambda a, b: f"{a}@{b}", local, domain),
+        st.builds(lambda a, b: f" {a.upper()}@{b.upper()} ", local, domain),
+    )
+)
 def test_address_key_agrees_with_normalize(raw: str) -> None:
     try:
         expected = normalize_address(raw).key

@@ -45,12 +45,16 @@ name = "news"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPTOUT_HUB")}
     env.update(OPTOUT_HUB_CONFIG=str(config), OPTOUT_HUB_SECRET=TEST_SECRET, OPTOUT_HUB_ADMIN_TOKEN=ADMIN_TOKEN)
-    subprocess.run([sys.executable, "-m", "adapters", "db", "upgrade"], env=env, check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [sys.executable, "-m", "adapters", "db", "upgrade"], env=env, check=True, capture_output=True, timeout=120
+    )
     return env
 
 
 def run(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "adapters", *args], env=env, input=stdin, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "adapters", *args], env=env, input=stdin, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_help_for_every_command(cli_env: dict[str, str]) -> None:
@@ -68,7 +72,10 @@ def test_headers_status_import_export(cli_env: dict[str, str], tmp_path: Path) -
     headers = run(cli_env, "headers", "Pat@Example.com", "--topic", "news", "--campaign", "spring")
     assert headers.returncode == 0, headers.stderr
     lines = headers.stdout.splitlines()
-    assert lines[0].startswith("List-Unsubscribe: <mailto:unsub-") and "@unsub.example.com>, <https://unsub.example.com/u/" in lines[0]
+    assert (
+        lines[0].startswith("List-Unsubscribe: <mailto:unsub-")
+        and "@unsub.example.com>, <https://unsub.example.com/u/" in lines[0]
+    )
     assert lines[1] == "List-Unsubscribe-Post: List-Unsubscribe=One-Click"
     again = run(cli_env, "headers", "pat@example.com", "--topic", "news", "--campaign", "spring")
     assert again.stdout == headers.stdout  # idempotent: same recipient, same token
@@ -77,10 +84,15 @@ def test_headers_status_import_export(cli_env: dict[str, str], tmp_path: Path) -
     assert status == {"email": "pat@example.com", "suppressed": False, "scopes": [], "events": []}
 
     data = tmp_path / "list.csv"
-    data.write_text("email,list\nPat@Example.com,old\nnot-an-address,old\nlee@example.org,old\nlee@example.org,dup\n,empty\n")
+    data.write_text(
+        "email,list\nPat@Example.com,old\nnot-an-address,old\nlee@example.org,old\nlee@example.org,dup\n,empty\n"
+    )
     imported = run(cli_env, "import", str(data), "--source", "legacy-esp")
     assert imported.returncode == 0, imported.stderr
-    assert imported.stdout.strip() == "imported 2, duplicates 1, invalid 2 (line 3: address must contain exactly one @, line 6: empty address)"
+    assert (
+        imported.stdout.strip()
+        == "imported 2, duplicates 1, invalid 2 (line 3: address must contain exactly one @, line 6: empty address)"
+    )
     assert "\r" not in imported.stderr  # no progress bar when not on a terminal
 
     status = json.loads(run(cli_env, "status", "PAT@example.com").stdout)
@@ -89,7 +101,10 @@ def test_headers_status_import_export(cli_env: dict[str, str], tmp_path: Path) -
 
     exported = run(cli_env, "export")
     rows = list(csv.DictReader(io.StringIO(exported.stdout)))
-    assert [(r["email"], r["scope"], r["kind"], r["source"]) for r in rows] == [("lee@example.org", "global", "unsubscribe", "import"), ("Pat@example.com", "global", "unsubscribe", "import")]
+    assert [(r["email"], r["scope"], r["kind"], r["source"]) for r in rows] == [
+        ("lee@example.org", "global", "unsubscribe", "import"),
+        ("Pat@example.com", "global", "unsubscribe", "import"),
+    ]
     as_json = json.loads(run(cli_env, "export", "--format", "json").stdout)
     assert [r["email"] for r in as_json] == ["lee@example.org", "Pat@example.com"]
     assert json.loads(run(cli_env, "export", "--format", "json", "--since", "2999-01-01").stdout) == []
@@ -126,7 +141,14 @@ def wait_for_line(proc: subprocess.Popen[str], needle: str, timeout: float = 60)
 @contextlib.contextmanager
 def serving(env: dict[str, str], cwd: Path | None = None) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
     """``optout-hub serve`` in a subprocess, yielded once it prints that it is ready."""
-    with subprocess.Popen([sys.executable, "-m", "adapters", "serve"], env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as proc:
+    with subprocess.Popen(
+        [sys.executable, "-m", "adapters", "serve"],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as proc:
         try:
             yield proc, wait_for_line(proc, "ready")
         finally:
@@ -141,9 +163,16 @@ def test_serve_listens_answers_and_stops_cleanly(cli_env: dict[str, str]) -> Non
         assert any("SMTP listening on 127.0.0.1:" in line for line in lines)
         url = http_line.split("HTTP listening on ")[1].strip()
         assert requests.get(f"{url}/healthz", timeout=5).json() == {"status": "ok", "database": "ok"}
-        r = requests.post(f"{url}/api/v1/suppressions", json={"email": "m@example.com", "reason": "test"}, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=5)
+        r = requests.post(
+            f"{url}/api/v1/suppressions",
+            json={"email": "m@example.com", "reason": "test"},
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            timeout=5,
+        )
         assert r.status_code == 201
-        assert 'optout_events_total{kind="unsubscribe",source="api"} 1.0' in requests.get(f"{url}/metrics", timeout=5).text
+        assert (
+            'optout_events_total{kind="unsubscribe",source="api"} 1.0' in requests.get(f"{url}/metrics", timeout=5).text
+        )
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
 
@@ -162,7 +191,9 @@ def test_serve_defaults_on_a_fresh_directory(tmp_path: Path) -> None:
         assert proc.wait(timeout=30) == 0
 
 
-def test_a_signal_delivered_to_another_thread_still_stops_the_service(make_config: Callable[..., Config], make_hub: Callable[[Config], Hub]) -> None:
+def test_a_signal_delivered_to_another_thread_still_stops_the_service(
+    make_config: Callable[..., Config], make_hub: Callable[[Config], Hub]
+) -> None:
     """The kernel may hand SIGTERM to any thread of the process (it did, under load); the
     service must still stop. In-process: the signal is sent to the worker thread only."""
     from adapters.cli import run_components
@@ -172,7 +203,10 @@ def test_a_signal_delivered_to_another_thread_still_stops_the_service(make_confi
 
     def deliver() -> None:
         deadline = time.monotonic() + 10
-        while not (worker := next((t for t in threading.enumerate() if t.name == "worker"), None)) and time.monotonic() < deadline:
+        while (
+            not (worker := next((t for t in threading.enumerate() if t.name == "worker"), None))
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.01)
         assert worker is not None
         signal.pthread_kill(worker.ident, signal.SIGTERM)
@@ -198,7 +232,14 @@ def test_import_shows_a_progress_bar_on_a_terminal(cli_env: dict[str, str], tmp_
     data.write_text("email\n" + "".join(f"p{i}@example.com\n" for i in range(25_000)))
     controller, terminal = pty.openpty()
     try:
-        proc = subprocess.run([sys.executable, "-m", "adapters", "import", str(data)], env=cli_env, stdout=subprocess.PIPE, stderr=terminal, text=True, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-m", "adapters", "import", str(data)],
+            env=cli_env,
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+            text=True,
+            timeout=120,
+        )
         os.close(terminal)
         terminal = -1
         shown = b""
@@ -225,11 +266,17 @@ def test_secrets_never_reach_logs_or_output(cli_env: dict[str, str], tmp_path: P
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    public = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    public = (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     public_key = base64.b64encode(public).decode()
     env = {**cli_env, "SENDGRID_API_KEY": "SG.super-secret-api-key", "SENDGRID_WEBHOOK_PUBLIC_KEY": public_key}
     config = Path(env["OPTOUT_HUB_CONFIG"])
-    config.write_text(config.read_text().replace("[smtp]", "[logging]\nlevel = \"DEBUG\"\n[providers.sendgrid]\nenabled = true\n[smtp]"))
+    config.write_text(
+        config.read_text().replace("[smtp]", '[logging]\nlevel = "DEBUG"\n[providers.sendgrid]\nenabled = true\n[smtp]')
+    )
     outputs = []
     for args in (["headers", "a@example.com"], ["status", "a@example.com"], ["export"], ["import", "-"]):
         result = run(env, *args, stdin="email\na@example.com\n")

@@ -36,10 +36,16 @@ def test_example_file_documents_every_key_and_loads() -> None:
     assert config.security.token_secret == Secret("s" * 32)
     text = (ROOT / "config.example.toml").read_text()
     sections = {
-        "database": Config().database, "smtp": Config().smtp, "http": Config().http,
-        "security": Config().security, "inbound": Config().inbound, "worker": Config().worker,
-        "confirmations": Config().confirmations, "logging": Config().logging,
-        "providers.mailchimp": Config().providers.mailchimp, "providers.sendgrid": Config().providers.sendgrid,
+        "database": Config().database,
+        "smtp": Config().smtp,
+        "http": Config().http,
+        "security": Config().security,
+        "inbound": Config().inbound,
+        "worker": Config().worker,
+        "confirmations": Config().confirmations,
+        "logging": Config().logging,
+        "providers.mailchimp": Config().providers.mailchimp,
+        "providers.sendgrid": Config().providers.sendgrid,
         "providers.hubspot": Config().providers.hubspot,
     }
     import dataclasses
@@ -57,21 +63,30 @@ def test_example_file_documents_every_key_and_loads() -> None:
 
 def test_env_and_path_lookup(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
-    path.write_text('[smtp]\nport = 2600\n')
+    path.write_text("[smtp]\nport = 2600\n")
     assert load_config(None, {"OPTOUT_HUB_CONFIG": str(path)}).smtp.port == 2600
     assert load_config(path, {}).smtp.port == 2600
 
 
 def test_secrets_resolve_and_never_show() -> None:
-    config = parse_config({"security": {"token_secret_env": "S", "admin_token_env": "A", "previous_token_secrets_env": ["OLD"]}}, {"S": "x" * 20, "A": "adm1n-value", "OLD": "y" * 20})
+    config = parse_config(
+        {"security": {"token_secret_env": "S", "admin_token_env": "A", "previous_token_secrets_env": ["OLD"]}},
+        {"S": "x" * 20, "A": "adm1n-value", "OLD": "y" * 20},
+    )
     assert config.security.token_secret.reveal() == "x" * 20
     assert [s.reveal() for s in config.security.previous_token_secrets] == ["y" * 20]
-    assert "adm1n-value" not in repr(config) and "x" * 20 not in repr(config) and "adm1n-value" not in str(config.security.admin_token)
+    assert (
+        "adm1n-value" not in repr(config)
+        and "x" * 20 not in repr(config)
+        and "adm1n-value" not in str(config.security.admin_token)
+    )
 
 
 def test_topics_and_enabled_providers() -> None:
     env = {"SENDGRID_API_KEY": "k", "SENDGRID_WEBHOOK_PUBLIC_KEY": "p"}
-    config = parse_config({"providers": {"sendgrid": {"enabled": True}}, "topics": [{"name": "news", "sendgrid_group": 12}]}, env)
+    config = parse_config(
+        {"providers": {"sendgrid": {"enabled": True}}, "topics": [{"name": "news", "sendgrid_group": 12}]}, env
+    )
     assert config.providers.enabled() == ("sendgrid",)
     assert config.topic("news").sendgrid_group == 12
     assert config.topic("other") is None
@@ -94,9 +109,24 @@ def test_topics_and_enabled_providers() -> None:
         ({"http": {"public_url": "unsubscribe.example.com"}}, {}, "http.public_url", "http(s) URL"),
         ({"worker": {"enabled": "yes"}}, {}, "worker.enabled", "must be a boolean"),
         ({"security": {"token_secret_env": "MY_SECRET"}}, {}, "security.token_secret_env", "MY_SECRET is not set"),
-        ({"security": {"token_secret_env": "MY_SECRET"}}, {"MY_SECRET": "short"}, "security.token_secret_env", "at least 16 bytes"),
-        ({"providers": {"sendgrid": {"enabled": True}}}, {}, "providers.sendgrid.api_key_env", "SENDGRID_API_KEY is not set"),
-        ({"providers": {"hubspot": {"enabled": True}}}, {"HUBSPOT_ACCESS_TOKEN": "t"}, "providers.hubspot.client_secret_env", "HUBSPOT_CLIENT_SECRET is not set"),
+        (
+            {"security": {"token_secret_env": "MY_SECRET"}},
+            {"MY_SECRET": "short"},
+            "security.token_secret_env",
+            "at least 16 bytes",
+        ),
+        (
+            {"providers": {"sendgrid": {"enabled": True}}},
+            {},
+            "providers.sendgrid.api_key_env",
+            "SENDGRID_API_KEY is not set",
+        ),
+        (
+            {"providers": {"hubspot": {"enabled": True}}},
+            {"HUBSPOT_ACCESS_TOKEN": "t"},
+            "providers.hubspot.client_secret_env",
+            "HUBSPOT_CLIENT_SECRET is not set",
+        ),
         ({"topics": [{"name": "n", "sendgrid_group": 3}]}, {}, "topics[0].sendgrid_group", "not enabled"),
         ({"topics": [{"name": "n", "colour": 3}]}, {}, "topics[0].colour", "unknown key"),
         ({"topics": [{"title": "x"}]}, {}, "topics[0].name", "missing"),
@@ -126,15 +156,28 @@ def test_unreadable_files(tmp_path: Path) -> None:
     ("toml", "line"),
     [
         ("[smtp]\nbogus = 1\n", "config error: smtp.bogus: unknown key"),
-        ("[providers.mailchimp]\nenabled = true\n", "config error: providers.mailchimp.api_key_env: environment variable MAILCHIMP_API_KEY is not set"),
-        ("[[topics]]\nname = \"news\"\nhubspot_subscription = \"1\"\n", "config error: topics[0].hubspot_subscription: names provider hubspot, which is not enabled"),
+        (
+            "[providers.mailchimp]\nenabled = true\n",
+            "config error: providers.mailchimp.api_key_env: environment variable MAILCHIMP_API_KEY is not set",
+        ),
+        (
+            '[[topics]]\nname = "news"\nhubspot_subscription = "1"\n',
+            "config error: topics[0].hubspot_subscription: names provider hubspot, which is not enabled",
+        ),
     ],
 )
 def test_cli_prints_one_line_and_exits_2(tmp_path: Path, toml: str, line: str) -> None:
     path = tmp_path / "c.toml"
     path.write_text(toml)
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
-    proc = subprocess.run([sys.executable, "-m", "adapters", "--config", str(path), "status", "a@example.com"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "adapters", "--config", str(path), "status", "a@example.com"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip() == line
     assert "Traceback" not in proc.stderr and proc.stdout == ""

@@ -7,38 +7,41 @@ import hashlib
 import hmac
 import json
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
-import requests
 from sqlalchemy import func, select
 
-from adapters.worker.lookups import resolve_pending_lookups
-from adapters.store.lookups import queue_lookups
-from adapters.providers import hubspot
-
-from adapters.store.queries import address_state
 from adapters.config import Config, Secret
 from adapters.errors import PayloadError, SignatureError
 from adapters.events import Kind
 from adapters.hub import Hub
+from adapters.providers import hubspot
+from adapters.store.lookups import queue_lookups
 from adapters.store.models import Event, Evidence, PendingLookup
+from adapters.store.queries import address_state
+from adapters.worker.lookups import resolve_pending_lookups
 from tests.adapters.hubspot_fake import FakeContactsAPI
 from tests.conftest import Clock
 
 PAYLOADS = Path(__file__).with_name("payloads")
-NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 SECRET = "hubspot-client-secret-for-tests"
 TOKEN = "pat-na1-test-access-token"
 URI = "https://unsubscribe.example.com/webhooks/hubspot"
 
 
-def sign(body: bytes, *, when: datetime = NOW, method: str = "POST", uri: str = URI, secret: str = SECRET) -> dict[str, str]:
+def sign(
+    body: bytes, *, when: datetime = NOW, method: str = "POST", uri: str = URI, secret: str = SECRET
+) -> dict[str, str]:
     timestamp = str(int(when.timestamp() * 1000))
-    digest = hmac.new(secret.encode(), method.encode() + uri.encode() + body + timestamp.encode(), hashlib.sha256).digest()
+    digest = hmac.new(
+        secret.encode(), method.encode() + uri.encode() + body + timestamp.encode(), hashlib.sha256
+    ).digest()
     return {hubspot.SIGNATURE_HEADER: base64.b64encode(digest).decode(), hubspot.TIMESTAMP_HEADER: timestamp}
 
 
@@ -88,9 +91,12 @@ def test_five_minute_window_both_edges() -> None:
 
 def test_mixed_batch_keeps_only_the_opt_out_property() -> None:
     events = hubspot.parse_events((PAYLOADS / "hubspot_mixed.json").read_bytes(), "application/json", received_at=NOW)
-    assert [(e.object_id, e.kind, e.scope) for e in events] == [("1246965", Kind.UNSUBSCRIBE, "global"), ("1246968", Kind.RESUBSCRIBE, "global")]
+    assert [(e.object_id, e.kind, e.scope) for e in events] == [
+        ("1246965", Kind.UNSUBSCRIBE, "global"),
+        ("1246968", Kind.RESUBSCRIBE, "global"),
+    ]
     assert events[0].provider_event_id == "33:25:3816279340:1246965:1462216307945"
-    assert events[0].occurred_at == datetime(2016, 5, 2, 19, 11, 47, 945000, tzinfo=timezone.utc)
+    assert events[0].occurred_at == datetime(2016, 5, 2, 19, 11, 47, 945000, tzinfo=UTC)
     assert events[0].to_json()["kind"] == "unsubscribe"
 
 
@@ -100,10 +106,26 @@ def test_mixed_batch_keeps_only_the_opt_out_property() -> None:
         (b"{}", "JSON array"),
         (b"[{]", "not valid JSON"),
         (b'[{"objectId": 1}]', "subscriptionType"),
-        (b'[{"subscriptionType": "contact.propertyChange", "propertyName": "hs_email_optout", "propertyValue": "true", "eventId": 1, "portalId": 2, "subscriptionId": 3, "occurredAt": 4}]', "objectId"),
-        (b'[{"subscriptionType": "contact.propertyChange", "propertyName": "hs_email_optout", "propertyValue": "true", "objectId": 9, "portalId": 2, "subscriptionId": 3, "occurredAt": 4}]', "eventId"),
-        (b'[{"subscriptionType": "contact.propertyChange", "propertyName": "hs_email_optout", "propertyValue": "true", "objectId": ' + b"9" * 33 + b', "eventId": 1, "portalId": 2, "subscriptionId": 3, "occurredAt": 4}]', r"objectId: longer than 32"),
-        (b'[{"subscriptionType": "contact.propertyChange", "propertyName": "hs_email_optout", "propertyValue": "true", "objectId": 9, "eventId": "' + b"e" * 33 + b'", "portalId": 2, "subscriptionId": 3, "occurredAt": 4}]', r"eventId: longer than 32"),
+        (
+            b'[{"subscriptionType": "contact.propertyChange", "propertyName": "hs_email_optout", "propertyValue": "true", "eventId": 1, "portalId": 2, "subscriptionId": 3, "occurredAt": 4}]',
+            "objectId",
+        ),
+        (
+            b'[{"subscriptionType": "contact.propertyChange", "propertyName": "hs_email_optout", "propertyValue": "true", "objectId": 9, "portalId": 2, "subscriptionId": 3, "occurredAt": 4}]',
+            "eventId",
+        ),
+        (
+            b'[{"subscriptionType": "contact.propertyChange", "propertyName": "hs_email_optout", "propertyValue": "true", "objectId": '
+            + b"9" * 33
+            + b', "eventId": 1, "portalId": 2, "subscriptionId": 3, "occurredAt": 4}]',
+            r"objectId: longer than 32",
+        ),
+        (
+            b'[{"subscriptionType": "contact.propertyChange", "propertyName": "hs_email_optout", "propertyValue": "true", "objectId": 9, "eventId": "'
+            + b"e" * 33
+            + b'", "portalId": 2, "subscriptionId": 3, "occurredAt": 4}]',
+            r"eventId: longer than 32",
+        ),
     ],
 )
 def test_malformed_bodies_raise_payload_error(body: bytes, message: str) -> None:
@@ -129,20 +151,40 @@ def fake_api() -> Iterator[Callable[..., FakeContactsAPI]]:
 
 
 def hubspot_hub(make_config: Callable[..., Config], make_hub: Callable[[Config], Hub], url: str) -> Hub:
-    config = make_config({"providers": {"hubspot": {"enabled": True, "base_url": url}}}, env={"HUBSPOT_ACCESS_TOKEN": TOKEN, "HUBSPOT_CLIENT_SECRET": SECRET})
+    config = make_config(
+        {"providers": {"hubspot": {"enabled": True, "base_url": url}}},
+        env={"HUBSPOT_ACCESS_TOKEN": TOKEN, "HUBSPOT_CLIENT_SECRET": SECRET},
+    )
     return make_hub(config)
 
 
 def queue(hub: Hub, object_ids: list[str], *, value: str = "true") -> None:
     """Store a delivery the way the webhook does: evidence plus pending lookups."""
     items = [
-        {"objectId": int(i), "propertyName": "hs_email_optout", "propertyValue": value, "eventId": 100 + n, "subscriptionId": 25, "portalId": 33, "occurredAt": 1764000000000 + n, "subscriptionType": "contact.propertyChange"}
+        {
+            "objectId": int(i),
+            "propertyName": "hs_email_optout",
+            "propertyValue": value,
+            "eventId": 100 + n,
+            "subscriptionId": 25,
+            "portalId": 33,
+            "occurredAt": 1764000000000 + n,
+            "subscriptionType": "contact.propertyChange",
+        }
         for n, i in enumerate(object_ids)
     ]
     body = json.dumps(items).encode()
     events = hubspot.parse_events(body, "application/json", received_at=hub.clock())
     with hub.sessions.begin() as session:
-        evidence = Evidence(channel="webhook", source="hubspot", received_at=hub.clock(), content=body, content_type="application/json", meta={}, state="done")
+        evidence = Evidence(
+            channel="webhook",
+            source="hubspot",
+            received_at=hub.clock(),
+            content=body,
+            content_type="application/json",
+            meta={},
+            state="done",
+        )
         session.add(evidence)
         session.flush()
         queue_lookups(session, events, evidence_id=evidence.id, now=hub.clock())
@@ -153,7 +195,9 @@ def pending(hub: Hub) -> list[PendingLookup]:
         return list(session.scalars(select(PendingLookup).order_by(PendingLookup.object_id)))
 
 
-def test_lookups_wait_while_hubspot_is_down_then_resolve_in_batches(make_config, make_hub, fake_api, clock: Clock) -> None:  # noqa: ANN001
+def test_lookups_wait_while_hubspot_is_down_then_resolve_in_batches(
+    make_config, make_hub, fake_api, clock: Clock
+) -> None:
     contacts = {str(1000 + i): f"person{i}@example.com" for i in range(150)}
     fake = fake_api(contacts, down_for=2)
     hub = hubspot_hub(make_config, make_hub, fake.url)
@@ -188,7 +232,9 @@ def test_lookups_wait_while_hubspot_is_down_then_resolve_in_batches(make_config,
     assert hub.metrics.events.labels("hubspot", "unsubscribe")._value.get() == 150
 
 
-def test_rate_limit_honours_retry_after_and_a_replay_is_stored_once(make_config, make_hub, fake_api, clock: Clock) -> None:  # noqa: ANN001
+def test_rate_limit_honours_retry_after_and_a_replay_is_stored_once(
+    make_config, make_hub, fake_api, clock: Clock
+) -> None:
     fake = fake_api({"1": "ann@example.com"}, down_for=1, down_status=429)
     hub = hubspot_hub(make_config, make_hub, fake.url)
     queue(hub, ["1"])
@@ -207,7 +253,7 @@ def test_rate_limit_honours_retry_after_and_a_replay_is_stored_once(make_config,
     assert pending(hub) == []
 
 
-def test_unreachable_api_keeps_rows(make_config, make_hub, clock: Clock) -> None:  # noqa: ANN001
+def test_unreachable_api_keeps_rows(make_config, make_hub, clock: Clock) -> None:
     hub = hubspot_hub(make_config, make_hub, "http://127.0.0.1:9")  # discard port: refused
     queue(hub, ["5"])
     assert resolve_pending_lookups(hub, requests.Session()) == 0
@@ -216,12 +262,29 @@ def test_unreachable_api_keeps_rows(make_config, make_hub, clock: Clock) -> None
 
 
 JSON_SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20)
-VALUES = st.sampled_from(["contact.propertyChange", "hs_email_optout", "true", "false", "contact.creation"]) | JSON_SCALARS
-FIELDS = st.sampled_from(["subscriptionType", "eventType", "propertyName", "propertyValue", "objectId", "eventId", "portalId", "subscriptionId", "occurredAt"])
+VALUES = (
+    st.sampled_from(["contact.propertyChange", "hs_email_optout", "true", "false", "contact.creation"]) | JSON_SCALARS
+)
+FIELDS = st.sampled_from(
+    [
+        "subscriptionType",
+        "eventType",
+        "propertyName",
+        "propertyValue",
+        "objectId",
+        "eventId",
+        "portalId",
+        "subscriptionId",
+        "occurredAt",
+    ]
+)
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.dictionaries(FIELDS, VALUES | st.lists(JSON_SCALARS, max_size=2), max_size=9), max_size=4) | st.binary(max_size=200).map(lambda b: b.decode("latin-1")))
+@given(
+    st.lists(st.dictionaries(FIELDS, VALUES | st.lists(JSON_SCALARS, max_size=2), max_size=9), max_size=4)
+    | st.binary(max_size=200).map(lambda b: b.decode("latin-1"))
+)
 def test_any_body_is_events_or_a_payload_error(data: object) -> None:
     """Whatever arrives, parsing answers contact events or a PayloadError (a 400)."""
     body = data.encode("latin-1") if isinstance(data, str) else json.dumps(data).encode()

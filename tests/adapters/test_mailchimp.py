@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -10,13 +10,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.providers import mailchimp
 from adapters.config import Secret, Topic
 from adapters.errors import PayloadError, SignatureError
 from adapters.events import Kind, Source
+from adapters.providers import mailchimp
 
 PAYLOADS = Path(__file__).with_name("payloads")
-NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 FORM = "application/x-www-form-urlencoded"
 TOPICS = (Topic("newsletter", mailchimp_list="abc123"),)
 LISTS = ("abc123", "a6b5da1054")
@@ -44,14 +44,22 @@ def test_documented_sample_first_value_wins_and_plus_is_kept() -> None:
     assert (event.kind, event.scope, event.source) == (Kind.UNSUBSCRIBE, "global", Source.MAILCHIMP)
     assert event.reason == "manual"  # the repeated data[reason]=hard is ignored
     assert event.campaign == "cb398d21d2"
-    assert event.occurred_at == datetime(2009, 3, 26, 21, 40, 57, tzinfo=timezone.utc)
+    assert event.occurred_at == datetime(2009, 3, 26, 21, 40, 57, tzinfo=UTC)
     assert event.provider_event_id.startswith("mc:")
 
 
 def test_kinds_and_scopes() -> None:
     cases = [
-        (form("unsubscribe", action="unsub", reason="manual", list_id="abc123", email="a@example.com"), Kind.UNSUBSCRIBE, "topic:newsletter"),
-        (form("unsubscribe", action="unsub", reason="abuse", list_id="abc123", email="a@example.com"), Kind.COMPLAINT, "topic:newsletter"),
+        (
+            form("unsubscribe", action="unsub", reason="manual", list_id="abc123", email="a@example.com"),
+            Kind.UNSUBSCRIBE,
+            "topic:newsletter",
+        ),
+        (
+            form("unsubscribe", action="unsub", reason="abuse", list_id="abc123", email="a@example.com"),
+            Kind.COMPLAINT,
+            "topic:newsletter",
+        ),
         (form("cleaned", reason="hard", list_id="a6b5da1054", email="a@example.com"), Kind.BOUNCE, "global"),
         (form("cleaned", reason="abuse", list_id="a6b5da1054", email="a@example.com"), Kind.COMPLAINT, "global"),
         (form("subscribe", list_id="abc123", email="a@example.com"), Kind.RESUBSCRIBE, "topic:newsletter"),
@@ -98,7 +106,11 @@ def test_unconfigured_list_is_refused_unless_no_list_is_configured() -> None:
         (form("unsubscribe", list_id="abc123"), FORM, r"data\[email\]"),
         (form("unsubscribe", list_id="abc123", email="nobody"), FORM, r"data\[email\]"),
         (form("unsubscribe", email="a@example.com"), FORM, r"data\[list_id\]"),
-        (form("unsubscribe", list_id="abc123", email="a@example.com").replace(b"11%3A59%3A00", b"soon"), FORM, "fired_at"),
+        (
+            form("unsubscribe", list_id="abc123", email="a@example.com").replace(b"11%3A59%3A00", b"soon"),
+            FORM,
+            "fired_at",
+        ),
     ],
 )
 def test_malformed_bodies_raise_payload_error(body: bytes, content_type: str, message: str) -> None:
@@ -106,12 +118,30 @@ def test_malformed_bodies_raise_payload_error(body: bytes, content_type: str, me
         parse(body, content_type)
 
 
-KEYS = st.sampled_from(["type", "fired_at", "data[list_id]", "data[email]", "data[reason]", "data[action]", "data[campaign_id]"])
-VALUES = st.sampled_from(["unsubscribe", "cleaned", "subscribe", "profile", "abuse", "hard", "delete", "abc123", "a6b5da1054", "a@example.com", "2026-11-24 11:59:00"]) | st.text(max_size=20)
+KEYS = st.sampled_from(
+    ["type", "fired_at", "data[list_id]", "data[email]", "data[reason]", "data[action]", "data[campaign_id]"]
+)
+VALUES = st.sampled_from(
+    [
+        "unsubscribe",
+        "cleaned",
+        "subscribe",
+        "profile",
+        "abuse",
+        "hard",
+        "delete",
+        "abc123",
+        "a6b5da1054",
+        "a@example.com",
+        "2026-11-24 11:59:00",
+    ]
+) | st.text(max_size=20)
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.tuples(KEYS, VALUES), max_size=8).map(lambda pairs: urlencode(pairs).encode()) | st.binary(max_size=200))
+@given(
+    st.lists(st.tuples(KEYS, VALUES), max_size=8).map(lambda pairs: urlencode(pairs).encode()) | st.binary(max_size=200)
+)
 def test_any_body_is_at_most_one_event_or_a_payload_error(body: bytes) -> None:
     """Whatever arrives, parsing answers at most one event or a PayloadError (a 400)."""
     try:

@@ -7,28 +7,39 @@ from collections.abc import Callable
 import pytest
 import requests
 
-from adapters.providers import mailchimp
-from adapters.providers.client import Outcome
 from adapters.config import Config
 from adapters.errors import ConfigError, ProviderAPIError
+from adapters.providers import mailchimp
+from adapters.providers.client import Outcome
 from tests.fakes import MAILCHIMP_KEY, FakeProviders
 
 
 @pytest.fixture
-def client(push_config: Config, clock) -> mailchimp.MailchimpClient:  # noqa: ANN001
+def client(push_config: Config, clock) -> mailchimp.MailchimpClient:
     with requests.Session() as http:
         yield mailchimp.make_client(push_config, http, now=clock)
 
 
-def test_global_opt_out_goes_to_every_list_in_one_batch_call_each(client: mailchimp.MailchimpClient, fake_providers: FakeProviders) -> None:
+def test_global_opt_out_goes_to_every_list_in_one_batch_call_each(
+    client: mailchimp.MailchimpClient, fake_providers: FakeProviders
+) -> None:
     fake = fake_providers.mailchimp
     fake.members["list1"]["b@example.com"] = "subscribed"
     results = client.push("global", "unsubscribe", ["A@Example.com", "b@example.com"])
     assert {k: r.outcome for k, r in results.items()} == {"a@example.com": Outcome.DONE, "b@example.com": Outcome.DONE}
     calls = fake.calls_to("POST")
     assert [c.path for c in calls] == ["/3.0/lists/list1", "/3.0/lists/list2"]
-    assert calls[0].body == {"members": [{"email_address": "A@Example.com", "status": "unsubscribed"}, {"email_address": "b@example.com", "status": "unsubscribed"}], "update_existing": True}
-    assert fake.members == {"list1": {"a@example.com": "unsubscribed", "b@example.com": "unsubscribed"}, "list2": {"a@example.com": "unsubscribed", "b@example.com": "unsubscribed"}}
+    assert calls[0].body == {
+        "members": [
+            {"email_address": "A@Example.com", "status": "unsubscribed"},
+            {"email_address": "b@example.com", "status": "unsubscribed"},
+        ],
+        "update_existing": True,
+    }
+    assert fake.members == {
+        "list1": {"a@example.com": "unsubscribed", "b@example.com": "unsubscribed"},
+        "list2": {"a@example.com": "unsubscribed", "b@example.com": "unsubscribed"},
+    }
 
 
 def test_topic_goes_to_its_list_only(client: mailchimp.MailchimpClient, fake_providers: FakeProviders) -> None:
@@ -46,7 +57,9 @@ def test_per_address_errors_inside_the_200(client: mailchimp.MailchimpClient, fa
     assert "Invalid Resource" in results["fake@example.com"].detail
 
 
-def test_unknown_list_is_dead_and_a_5xx_on_one_list_retries_the_row(make_push_config: Callable[..., Config], fake_providers: FakeProviders, clock) -> None:  # noqa: ANN001
+def test_unknown_list_is_dead_and_a_5xx_on_one_list_retries_the_row(
+    make_push_config: Callable[..., Config], fake_providers: FakeProviders, clock
+) -> None:
     del fake_providers.mailchimp.members["list2"]
     with requests.Session() as http:
         client = mailchimp.make_client(make_push_config(fake_providers), http, now=clock)
@@ -58,25 +71,39 @@ def test_unknown_list_is_dead_and_a_5xx_on_one_list_retries_the_row(make_push_co
         assert (result.outcome, result.status) == (Outcome.RETRY, 503)
 
 
-def test_resubscribe_asks_existing_members_to_confirm(client: mailchimp.MailchimpClient, fake_providers: FakeProviders) -> None:
+def test_resubscribe_asks_existing_members_to_confirm(
+    client: mailchimp.MailchimpClient, fake_providers: FakeProviders
+) -> None:
     fake_providers.mailchimp.members["list1"]["a@example.com"] = "unsubscribed"
     results = client.push("topic:newsletter", "resubscribe", ["A@example.com", "never@example.com"])
     assert results["a@example.com"] == mailchimp.PushResult(Outcome.DONE, 200)
     assert results["never@example.com"].outcome is Outcome.DONE and results["never@example.com"].status == 404
     assert fake_providers.mailchimp.members["list1"] == {"a@example.com": "pending"}
-    assert fake_providers.mailchimp.calls_to("PATCH")[0].path == f"/3.0/lists/list1/members/{mailchimp.subscriber_hash('a@example.com')}"
+    assert (
+        fake_providers.mailchimp.calls_to("PATCH")[0].path
+        == f"/3.0/lists/list1/members/{mailchimp.subscriber_hash('a@example.com')}"
+    )
 
 
 def test_key_never_appears_in_errors(client: mailchimp.MailchimpClient, fake_providers: FakeProviders) -> None:
-    fake_providers.mailchimp.fail_next(400, body={"title": "Invalid", "status": 400, "detail": f"the key {MAILCHIMP_KEY} is not allowed"})
+    fake_providers.mailchimp.fail_next(
+        400, body={"title": "Invalid", "status": 400, "detail": f"the key {MAILCHIMP_KEY} is not allowed"}
+    )
     with pytest.raises(ProviderAPIError) as caught:
-        client.api.request("POST", "/3.0/lists/list1", json_body={"members": [{"email_address": "a@example.com", "status": "unsubscribed"}], "update_existing": True})
+        client.api.request(
+            "POST",
+            "/3.0/lists/list1",
+            json_body={
+                "members": [{"email_address": "a@example.com", "status": "unsubscribed"}],
+                "update_existing": True,
+            },
+        )
     exc = caught.value
     assert exc.status == 400 and "***" in str(exc) and "***" in exc.body
     assert MAILCHIMP_KEY not in f"{exc} {exc.body} {exc!r} {client.api!r}"
 
 
-def test_data_centre_comes_from_the_key(make_push_config: Callable[..., Config], clock) -> None:  # noqa: ANN001
+def test_data_centre_comes_from_the_key(make_push_config: Callable[..., Config], clock) -> None:
     with requests.Session() as http:
         client = mailchimp.make_client(make_push_config(None, providers=("mailchimp",)), http, now=clock)
     assert client.api.base_url == "https://us6.api.mailchimp.com"

@@ -20,20 +20,22 @@ import pytest
 import requests
 from sqlalchemy import select, update
 
-from adapters.providers import make_clients
 from adapters.config import Config, load_config
 from adapters.events import Kind, OptOutEvent, Source, topic_scope
 from adapters.hub import Hub
+from adapters.providers import make_clients
 from adapters.store.models import OutboxRow
-from adapters.worker.outbox import Worker
 from adapters.store.outbox import dead_rows, outbox_summary, retry_row
+from adapters.worker.outbox import Worker
 from tests.conftest import Clock
 from tests.fakes import FakeProviders
 
 SENDGRID_ONLY = {"providers": {"sendgrid": {"enabled": True, "webhook_public_key_env": ""}}}
 
 
-def optout(email: str, source: Source = Source.API, scope: str = "global", kind: Kind = Kind.UNSUBSCRIBE) -> OptOutEvent:
+def optout(
+    email: str, source: Source = Source.API, scope: str = "global", kind: Kind = Kind.UNSUBSCRIBE
+) -> OptOutEvent:
     return OptOutEvent(email=email, kind=kind, source=source, scope=scope)
 
 
@@ -45,13 +47,19 @@ def rows(hub: Hub) -> list[OutboxRow]:
 # --- admin helpers ----------------------------------------------------------------------------
 
 
-def test_summary_dead_rows_and_retry(make_config: Callable[..., Config], make_hub: Callable[[Config], Hub], clock: Clock) -> None:
+def test_summary_dead_rows_and_retry(
+    make_config: Callable[..., Config], make_hub: Callable[[Config], Hub], clock: Clock
+) -> None:
     hub = make_hub(make_config(SENDGRID_ONLY, env={"SENDGRID_API_KEY": "SG.test"}))
     hub.record([optout(f"p{i}@example.com") for i in range(3)])
     with hub.sessions.begin() as session:
         assert outbox_summary(session) == {"sendgrid": {"pending": 3, "done": 0, "dead": 0}}
         ids = sorted(session.scalars(select(OutboxRow.id)))
-        session.execute(update(OutboxRow).where(OutboxRow.id == ids[0]).values(state="dead", attempts=4, last_status=400, last_error="bad"))
+        session.execute(
+            update(OutboxRow)
+            .where(OutboxRow.id == ids[0])
+            .values(state="dead", attempts=4, last_status=400, last_error="bad")
+        )
         session.execute(update(OutboxRow).where(OutboxRow.id == ids[1]).values(state="done"))
     with hub.sessions.begin() as session:
         assert outbox_summary(session) == {"sendgrid": {"pending": 1, "done": 1, "dead": 1}}
@@ -68,10 +76,21 @@ def test_summary_dead_rows_and_retry(make_config: Callable[..., Config], make_hu
         assert outbox_summary(session)["sendgrid"] == {"pending": 2, "done": 1, "dead": 0}
 
 
-def test_topic_rows_only_for_mapped_providers(make_config: Callable[..., Config], make_hub: Callable[[Config], Hub]) -> None:
-    config = make_config({**SENDGRID_ONLY, "topics": [{"name": "news", "sendgrid_group": 7}, {"name": "other"}]}, env={"SENDGRID_API_KEY": "SG.test"})
+def test_topic_rows_only_for_mapped_providers(
+    make_config: Callable[..., Config], make_hub: Callable[[Config], Hub]
+) -> None:
+    config = make_config(
+        {**SENDGRID_ONLY, "topics": [{"name": "news", "sendgrid_group": 7}, {"name": "other"}]},
+        env={"SENDGRID_API_KEY": "SG.test"},
+    )
     hub = make_hub(config)
-    hub.record([optout("a@example.com", scope=topic_scope("news")), optout("b@example.com", scope=topic_scope("other")), optout("c@example.com", source=Source.SENDGRID)])
+    hub.record(
+        [
+            optout("a@example.com", scope=topic_scope("news")),
+            optout("b@example.com", scope=topic_scope("other")),
+            optout("c@example.com", source=Source.SENDGRID),
+        ]
+    )
     with hub.sessions.begin() as session:
         assert outbox_summary(session) == {"sendgrid": {"pending": 1, "done": 0, "dead": 0}}
 
@@ -98,11 +117,28 @@ def push_hub(make_hub: Callable[[Config], Hub], push_config: Config) -> Hub:
     return make_hub(push_config)
 
 
-def test_every_opt_out_reaches_every_other_provider_and_never_its_source(push_hub: Hub, make_worker: Callable[..., Worker], fake_providers: FakeProviders) -> None:
-    push_hub.record([optout("api@example.com"), optout("sg@example.com", source=Source.SENDGRID), optout("hs@example.com", source=Source.HUBSPOT), optout("mc@example.com", source=Source.MAILCHIMP)])
+def test_every_opt_out_reaches_every_other_provider_and_never_its_source(
+    push_hub: Hub, make_worker: Callable[..., Worker], fake_providers: FakeProviders
+) -> None:
+    push_hub.record(
+        [
+            optout("api@example.com"),
+            optout("sg@example.com", source=Source.SENDGRID),
+            optout("hs@example.com", source=Source.HUBSPOT),
+            optout("mc@example.com", source=Source.MAILCHIMP),
+        ]
+    )
     totals = make_worker(push_hub).drain()
-    assert {slug: (t.pushed, t.retried, t.dead) for slug, t in totals.items()} == {"mailchimp": (3, 0, 0), "sendgrid": (3, 0, 0), "hubspot": (3, 0, 0)}
-    assert set(fake_providers.mailchimp.members["list1"]) == set(fake_providers.mailchimp.members["list2"]) == {"api@example.com", "sg@example.com", "hs@example.com"}
+    assert {slug: (t.pushed, t.retried, t.dead) for slug, t in totals.items()} == {
+        "mailchimp": (3, 0, 0),
+        "sendgrid": (3, 0, 0),
+        "hubspot": (3, 0, 0),
+    }
+    assert (
+        set(fake_providers.mailchimp.members["list1"])
+        == set(fake_providers.mailchimp.members["list2"])
+        == {"api@example.com", "sg@example.com", "hs@example.com"}
+    )
     assert fake_providers.sendgrid.global_suppressions == {"api@example.com", "mc@example.com", "hs@example.com"}
     assert fake_providers.hubspot.unsubscribed_all == {"api@example.com", "mc@example.com", "sg@example.com"}
     assert {r.state for r in rows(push_hub)} == {"done"}
@@ -112,25 +148,43 @@ def test_every_opt_out_reaches_every_other_provider_and_never_its_source(push_hu
     assert 'optout_outbox_pending{provider="hubspot"} 0.0' in metrics
 
 
-def test_topic_opt_out_goes_to_the_mapped_list_group_and_subscription_only(push_hub: Hub, make_worker: Callable[..., Worker], fake_providers: FakeProviders) -> None:
+def test_topic_opt_out_goes_to_the_mapped_list_group_and_subscription_only(
+    push_hub: Hub, make_worker: Callable[..., Worker], fake_providers: FakeProviders
+) -> None:
     push_hub.record([optout("t@example.com", scope=topic_scope("newsletter"))])
     make_worker(push_hub).drain()
     assert fake_providers.mailchimp.members == {"list1": {"t@example.com": "unsubscribed"}, "list2": {}}
-    assert (fake_providers.sendgrid.group_suppressions, fake_providers.sendgrid.global_suppressions) == ({1234: {"t@example.com"}}, set())
-    assert (fake_providers.hubspot.unsubscribed, fake_providers.hubspot.unsubscribed_all) == ({"5678": {"t@example.com"}}, set())
+    assert (fake_providers.sendgrid.group_suppressions, fake_providers.sendgrid.global_suppressions) == (
+        {1234: {"t@example.com"}},
+        set(),
+    )
+    assert (fake_providers.hubspot.unsubscribed, fake_providers.hubspot.unsubscribed_all) == (
+        {"5678": {"t@example.com"}},
+        set(),
+    )
 
 
-def test_a_burst_becomes_few_batch_calls(push_hub: Hub, make_worker: Callable[..., Worker], fake_providers: FakeProviders) -> None:
+def test_a_burst_becomes_few_batch_calls(
+    push_hub: Hub, make_worker: Callable[..., Worker], fake_providers: FakeProviders
+) -> None:
     push_hub.record([optout(f"b{i}@example.com") for i in range(1200)])
     totals = make_worker(push_hub).drain()
     assert {slug: t.pushed for slug, t in totals.items()} == {"mailchimp": 1200, "sendgrid": 1200, "hubspot": 1200}
-    sizes = {slug: [len(c.body.get("members") or c.body.get("recipient_emails") or c.body.get("inputs")) for c in fake_providers[slug].calls] for slug in ("mailchimp", "sendgrid", "hubspot")}
+    sizes = {
+        slug: [
+            len(c.body.get("members") or c.body.get("recipient_emails") or c.body.get("inputs"))
+            for c in fake_providers[slug].calls
+        ]
+        for slug in ("mailchimp", "sendgrid", "hubspot")
+    }
     assert sorted(sizes["mailchimp"]) == [200, 200, 500, 500, 500, 500]  # 500 + 500, then 200, per list
     assert sizes["sendgrid"] == [1000, 200]
     assert sizes["hubspot"] == [100] * 12
 
 
-def test_server_errors_retry_with_exponential_back_off(push_hub: Hub, make_worker: Callable[..., Worker], fake_providers: FakeProviders, clock: Clock) -> None:
+def test_server_errors_retry_with_exponential_back_off(
+    push_hub: Hub, make_worker: Callable[..., Worker], fake_providers: FakeProviders, clock: Clock
+) -> None:
     push_hub.record([optout("r@example.com")])
     worker = make_worker(push_hub)
     fake_providers.sendgrid.fail_next(500, times=2)
@@ -151,10 +205,20 @@ def test_server_errors_retry_with_exponential_back_off(push_hub: Hub, make_worke
     assert 'optout_push_total{provider="sendgrid",result="retry"} 2.0' in push_hub.metrics.render().decode()
 
 
-def test_retry_after_is_honoured(push_hub: Hub, make_worker: Callable[..., Worker], fake_providers: FakeProviders, clock: Clock) -> None:
+def test_retry_after_is_honoured(
+    push_hub: Hub, make_worker: Callable[..., Worker], fake_providers: FakeProviders, clock: Clock
+) -> None:
     push_hub.record([optout("slow@example.com")])
     worker = make_worker(push_hub)
-    fake_providers.hubspot.fail_next(429, retry_after="120", body={"status": "error", "message": "You have reached your ten_secondly_rolling limit.", "policyName": "TEN_SECONDLY_ROLLING"})
+    fake_providers.hubspot.fail_next(
+        429,
+        retry_after="120",
+        body={
+            "status": "error",
+            "message": "You have reached your ten_secondly_rolling limit.",
+            "policyName": "TEN_SECONDLY_ROLLING",
+        },
+    )
     worker.drain()
     clock.advance(119.9)
     worker.drain()
@@ -164,9 +228,16 @@ def test_retry_after_is_honoured(push_hub: Hub, make_worker: Callable[..., Worke
     assert len(fake_providers.hubspot.calls) == 2
 
 
-def test_time_outs_retry(make_push_config: Callable[..., Config], make_hub: Callable[[Config], Hub], make_worker: Callable[..., Worker], fake_providers: FakeProviders) -> None:
+def test_time_outs_retry(
+    make_push_config: Callable[..., Config],
+    make_hub: Callable[[Config], Hub],
+    make_worker: Callable[..., Worker],
+    fake_providers: FakeProviders,
+) -> None:
     config = make_push_config(fake_providers, providers=("sendgrid",))
-    config = replace(config, providers=replace(config.providers, sendgrid=replace(config.providers.sendgrid, timeout_seconds=0.2)))
+    config = replace(
+        config, providers=replace(config.providers, sendgrid=replace(config.providers.sendgrid, timeout_seconds=0.2))
+    )
     hub = make_hub(config)
     hub.record([optout("t@example.com")])
     fake_providers.sendgrid.fail_next(201, timeout=0.6)
@@ -184,7 +255,15 @@ def test_time_outs_retry(make_push_config: Callable[..., Config], make_hub: Call
         (404, {"errors": [{"field": None, "message": "not found"}]}, "404 not found"),
     ],
 )
-def test_other_4xx_are_dead_with_the_answer_kept(push_hub: Hub, make_worker: Callable[..., Worker], fake_providers: FakeProviders, clock: Clock, status: int, body: dict, expected: str) -> None:
+def test_other_4xx_are_dead_with_the_answer_kept(
+    push_hub: Hub,
+    make_worker: Callable[..., Worker],
+    fake_providers: FakeProviders,
+    clock: Clock,
+    status: int,
+    body: dict,
+    expected: str,
+) -> None:
     push_hub.record([optout("d@example.com")])
     fake_providers.sendgrid.fail_next(status, body=body)
     worker = make_worker(push_hub)
@@ -201,7 +280,13 @@ def test_other_4xx_are_dead_with_the_answer_kept(push_hub: Hub, make_worker: Cal
     assert worker.drain()["sendgrid"].pushed == 1
 
 
-def test_gives_up_after_max_attempts(make_push_config: Callable[..., Config], make_hub: Callable[[Config], Hub], make_worker: Callable[..., Worker], fake_providers: FakeProviders, clock: Clock) -> None:
+def test_gives_up_after_max_attempts(
+    make_push_config: Callable[..., Config],
+    make_hub: Callable[[Config], Hub],
+    make_worker: Callable[..., Worker],
+    fake_providers: FakeProviders,
+    clock: Clock,
+) -> None:
     hub = make_hub(make_push_config(fake_providers, providers=("sendgrid",), worker={"max_attempts": 2}))
     hub.record([optout("m@example.com")])
     fake_providers.sendgrid.fail_next(503, times=2)
@@ -213,7 +298,12 @@ def test_gives_up_after_max_attempts(make_push_config: Callable[..., Config], ma
     assert row.state == "dead" and row.last_error.startswith("gave up after 2 attempts")
 
 
-def test_drain_stops_when_a_round_only_put_rows_back(make_push_config: Callable[..., Config], make_hub: Callable[[Config], Hub], make_worker: Callable[..., Worker], fake_providers: FakeProviders) -> None:
+def test_drain_stops_when_a_round_only_put_rows_back(
+    make_push_config: Callable[..., Config],
+    make_hub: Callable[[Config], Hub],
+    make_worker: Callable[..., Worker],
+    fake_providers: FakeProviders,
+) -> None:
     hub = make_hub(make_push_config(fake_providers, providers=("sendgrid",), worker={"backoff_base_seconds": 0.0}))
     hub.record([optout("f@example.com")])
     fake_providers.sendgrid.fail_next(500, times=5)
@@ -221,7 +311,9 @@ def test_drain_stops_when_a_round_only_put_rows_back(make_push_config: Callable[
     assert len(fake_providers.sendgrid.calls) == 1
 
 
-def test_a_dead_workers_lease_runs_out_and_the_row_is_pushed(push_hub: Hub, make_worker: Callable[..., Worker], fake_providers: FakeProviders, clock: Clock) -> None:
+def test_a_dead_workers_lease_runs_out_and_the_row_is_pushed(
+    push_hub: Hub, make_worker: Callable[..., Worker], fake_providers: FakeProviders, clock: Clock
+) -> None:
     push_hub.record([optout("l@example.com")])
     crashed = make_worker(push_hub, owner="crashed")
     assert len(crashed.claim("sendgrid", 10)) == 1  # claimed, then the process died
@@ -233,19 +325,30 @@ def test_a_dead_workers_lease_runs_out_and_the_row_is_pushed(push_hub: Hub, make
     assert (row.state, row.attempts, row.lease_owner) == ("done", 2, "other")
 
 
-def test_the_latest_change_of_an_address_wins(push_hub: Hub, make_worker: Callable[..., Worker], fake_providers: FakeProviders, clock: Clock) -> None:
+def test_the_latest_change_of_an_address_wins(
+    push_hub: Hub, make_worker: Callable[..., Worker], fake_providers: FakeProviders, clock: Clock
+) -> None:
     scope = topic_scope("newsletter")
     push_hub.record([optout("x@example.com", scope=scope)])
     clock.advance(1)
     push_hub.record([optout("x@example.com", scope=scope, kind=Kind.RESUBSCRIBE, source=Source.PREFERENCES)])
     make_worker(push_hub).drain()
     assert [c.method for c in fake_providers.sendgrid.calls] == ["DELETE"]
-    states = collections.Counter((r.provider, r.action, r.last_error) for r in rows(push_hub) if r.provider == "sendgrid")
-    assert states == {("sendgrid", "unsubscribe", "superseded by a later change"): 1, ("sendgrid", "resubscribe", None): 1}
+    states = collections.Counter(
+        (r.provider, r.action, r.last_error) for r in rows(push_hub) if r.provider == "sendgrid"
+    )
+    assert states == {
+        ("sendgrid", "unsubscribe", "superseded by a later change"): 1,
+        ("sendgrid", "resubscribe", None): 1,
+    }
 
 
-def test_the_running_worker_pushes_a_lone_opt_out_within_a_second(push_config: Config, fake_providers: FakeProviders, http: requests.Session) -> None:
-    config = replace(push_config, worker=replace(push_config.worker, collect_window_seconds=0.2, poll_interval_seconds=0.5))
+def test_the_running_worker_pushes_a_lone_opt_out_within_a_second(
+    push_config: Config, fake_providers: FakeProviders, http: requests.Session
+) -> None:
+    config = replace(
+        push_config, worker=replace(push_config.worker, collect_window_seconds=0.2, poll_interval_seconds=0.5)
+    )
     hub = Hub.open(config, upgrade=True)  # the real clock
     worker = Worker(hub, make_clients(config, http, now=hub.clock), http=http)
     stop = threading.Event()
@@ -275,9 +378,20 @@ PROVIDER_TABLES = {
 }
 
 
-def write_worker_config(path, database_url: str, fakes: FakeProviders, *, providers: tuple[str, ...] = ("sendgrid",), lease_seconds: int = 120, batch_size: int = 1000):  # noqa: ANN001, ANN201
+def write_worker_config(
+    path,
+    database_url: str,
+    fakes: FakeProviders,
+    *,
+    providers: tuple[str, ...] = ("sendgrid",),
+    lease_seconds: int = 120,
+    batch_size: int = 1000,
+):
     """A TOML file for a child process: the test's database, the fakes, short polls."""
-    tables = "".join(f'\n[providers.{slug}]\nenabled = true\nbase_url = "{fakes.url(slug)}"\nbatch_size = {batch_size}\n{PROVIDER_TABLES[slug]}\n' for slug in providers)
+    tables = "".join(
+        f'\n[providers.{slug}]\nenabled = true\nbase_url = "{fakes.url(slug)}"\nbatch_size = {batch_size}\n{PROVIDER_TABLES[slug]}\n'
+        for slug in providers
+    )
     path.write_text(
         f"""
 [database]
@@ -299,10 +413,15 @@ lease_seconds = {lease_seconds}
 class WorkerProcess:
     """``optout-hub worker`` in a child process, its output in a file for failure messages."""
 
-    def __init__(self, config_path, env: dict[str, str], log_path) -> None:  # noqa: ANN001
+    def __init__(self, config_path, env: dict[str, str], log_path) -> None:
         self.log_path = log_path
         with open(log_path, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "adapters", "worker", "--config", str(config_path)], env={**os.environ, **env}, stdout=log, stderr=log)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "adapters", "worker", "--config", str(config_path)],
+                env={**os.environ, **env},
+                stdout=log,
+                stderr=log,
+            )
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -325,7 +444,9 @@ def worker_env(test_env: dict[str, str], provider_env: dict[str, str]) -> dict[s
     return {**test_env, **provider_env}
 
 
-def test_a_worker_killed_mid_push_loses_nothing(tmp_path, database_url: str, fake_providers: FakeProviders, worker_env: dict[str, str]) -> None:  # noqa: ANN001
+def test_a_worker_killed_mid_push_loses_nothing(
+    tmp_path, database_url: str, fake_providers: FakeProviders, worker_env: dict[str, str]
+) -> None:
     path = write_worker_config(tmp_path / "worker.toml", database_url, fake_providers, lease_seconds=1)
     hub = Hub.open(load_config(path, worker_env), upgrade=True)  # the real clock, like the worker's
     try:
@@ -350,7 +471,9 @@ def test_a_worker_killed_mid_push_loses_nothing(tmp_path, database_url: str, fak
         hub.close()
 
 
-def test_two_worker_processes_on_postgresql_push_each_row_exactly_once(tmp_path, postgresql_url: str, fake_providers: FakeProviders, worker_env: dict[str, str]) -> None:  # noqa: ANN001
+def test_two_worker_processes_on_postgresql_push_each_row_exactly_once(
+    tmp_path, postgresql_url: str, fake_providers: FakeProviders, worker_env: dict[str, str]
+) -> None:
     path = write_worker_config(tmp_path / "worker.toml", postgresql_url, fake_providers, batch_size=25)
     hub = Hub.open(load_config(path, worker_env), upgrade=True)
     try:
@@ -364,7 +487,9 @@ def test_two_worker_processes_on_postgresql_push_each_row_exactly_once(tmp_path,
                 worker.proc.terminate()
             for worker in workers:
                 assert worker.proc.wait(timeout=30) == 0, worker.output()
-        pushed = collections.Counter(e for c in fake_providers.sendgrid.calls_to("POST") for e in c.body["recipient_emails"])
+        pushed = collections.Counter(
+            e for c in fake_providers.sendgrid.calls_to("POST") for e in c.body["recipient_emails"]
+        )
         assert len(pushed) == 5000 and set(pushed.values()) == {1}
         done = rows(hub)
         assert {r.state for r in done} == {"done"} and {r.attempts for r in done} == {1}
@@ -373,8 +498,12 @@ def test_two_worker_processes_on_postgresql_push_each_row_exactly_once(tmp_path,
         hub.close()
 
 
-
-def test_the_worker_part_of_serve_starts_stops_and_honours_enabled(make_config: Callable[..., Config], make_hub: Callable[[Config], Hub], push_config: Config, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_worker_part_of_serve_starts_stops_and_honours_enabled(
+    make_config: Callable[..., Config],
+    make_hub: Callable[[Config], Hub],
+    push_config: Config,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     from adapters.cli import WorkerComponent, _components, serve_parts
 
     disabled = make_config({"worker": {"enabled": False}})
@@ -393,11 +522,17 @@ def test_the_worker_part_of_serve_starts_stops_and_honours_enabled(make_config: 
 
 
 def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "adapters", *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "adapters", *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=60
+    )
 
 
-def test_sync_prints_pushed_retried_and_dead_per_provider(tmp_path, database_url: str, fake_providers: FakeProviders, worker_env: dict[str, str]) -> None:  # noqa: ANN001
-    path = write_worker_config(tmp_path / "sync.toml", database_url, fake_providers, providers=("mailchimp", "sendgrid", "hubspot"))
+def test_sync_prints_pushed_retried_and_dead_per_provider(
+    tmp_path, database_url: str, fake_providers: FakeProviders, worker_env: dict[str, str]
+) -> None:
+    path = write_worker_config(
+        tmp_path / "sync.toml", database_url, fake_providers, providers=("mailchimp", "sendgrid", "hubspot")
+    )
     hub = Hub.open(load_config(path, worker_env), upgrade=True)
     try:
         hub.record([optout("s1@example.com"), optout("s2@example.com", source=Source.MAILCHIMP)])
@@ -411,20 +546,33 @@ def test_sync_prints_pushed_retried_and_dead_per_provider(tmp_path, database_url
     lines = done.stdout.splitlines()
     assert lines[0] == "mailchimp: pushed 1, retried 0, dead 0"
     assert lines[1] == "sendgrid: pushed 0, retried 0, dead 2"
-    assert lines[2].startswith("  dead: row ") and "s1@example.com global" in lines[2] and "400 key *** may not do this" in lines[2]
+    assert (
+        lines[2].startswith("  dead: row ")
+        and "s1@example.com global" in lines[2]
+        and "400 key *** may not do this" in lines[2]
+    )
     assert lines[4] == "hubspot: pushed 0, retried 2, dead 0"
     assert key not in done.stdout + done.stderr
-    assert "push sendgrid unsubscribe global: 2 rows, status 400, done=0 retry=0 dead=2" in done.stderr  # one log line per call
+    assert (
+        "push sendgrid unsubscribe global: 2 rows, status 400, done=0 retry=0 dead=2" in done.stderr
+    )  # one log line per call
 
 
-def test_providers_check_prints_ok_or_the_providers_error(tmp_path, database_url: str, fake_providers: FakeProviders, worker_env: dict[str, str]) -> None:  # noqa: ANN001
-    path = write_worker_config(tmp_path / "check.toml", database_url, fake_providers, providers=("mailchimp", "sendgrid", "hubspot"))
+def test_providers_check_prints_ok_or_the_providers_error(
+    tmp_path, database_url: str, fake_providers: FakeProviders, worker_env: dict[str, str]
+) -> None:
+    path = write_worker_config(
+        tmp_path / "check.toml", database_url, fake_providers, providers=("mailchimp", "sendgrid", "hubspot")
+    )
     ok = run_cli(["providers", "check", "--config", str(path)], worker_env)
-    assert (ok.returncode, ok.stdout.splitlines()) == (0, [
-        "mailchimp: ok (ping ok; lists: list1 (List list1), list2 (List list2))",
-        "sendgrid: ok (scopes ok; groups: none configured)",
-        "hubspot: ok (token ok; subscriptions: 5678 (Subscription 5678); unsubscribe-all: batch (needs communication_preferences.statuses.batch.write); write scopes are proven only by a push)",
-    ])
+    assert (ok.returncode, ok.stdout.splitlines()) == (
+        0,
+        [
+            "mailchimp: ok (ping ok; lists: list1 (List list1), list2 (List list2))",
+            "sendgrid: ok (scopes ok; groups: none configured)",
+            "hubspot: ok (token ok; subscriptions: 5678 (Subscription 5678); unsubscribe-all: batch (needs communication_preferences.statuses.batch.write); write scopes are proven only by a push)",
+        ],
+    )
     fake_providers.sendgrid.scopes = ["mail.send"]
     bad = run_cli(["providers", "check", "--config", str(path)], {**worker_env, "HUBSPOT_ACCESS_TOKEN": "pat-revoked"})
     assert bad.returncode == 1
@@ -438,36 +586,94 @@ def test_providers_check_prints_ok_or_the_providers_error(tmp_path, database_url
 # --- end to end: provider webhooks in, pushes out to the other providers ------------------
 
 
-def test_webhook_opt_outs_reach_the_other_providers_and_never_echo(make_config: Callable[..., Config], make_hub: Callable[[Config], Hub], serve_app, fake_providers: FakeProviders, provider_env: dict[str, str], make_worker: Callable[..., Worker], clock: Clock) -> None:  # noqa: ANN001
+def test_webhook_opt_outs_reach_the_other_providers_and_never_echo(
+    make_config: Callable[..., Config],
+    make_hub: Callable[[Config], Hub],
+    serve_app,
+    fake_providers: FakeProviders,
+    provider_env: dict[str, str],
+    make_worker: Callable[..., Worker],
+    clock: Clock,
+) -> None:
     from webhooks import create_app
 
     providers = {
-        "mailchimp": {"enabled": True, "base_url": fake_providers.url("mailchimp"), "lists": ["list1", "list2"], "webhook_secret_env": ""},
+        "mailchimp": {
+            "enabled": True,
+            "base_url": fake_providers.url("mailchimp"),
+            "lists": ["list1", "list2"],
+            "webhook_secret_env": "",
+        },
         "sendgrid": {"enabled": True, "base_url": fake_providers.url("sendgrid"), "webhook_public_key_env": ""},
         "hubspot": {"enabled": True, "base_url": fake_providers.url("hubspot"), "subscription_ids": ["5678"]},
     }
     topics = [{"name": "newsletter", "mailchimp_list": "list1", "sendgrid_group": 1234, "hubspot_subscription": "5678"}]
-    hub = make_hub(make_config({"providers": providers, "topics": topics}, env={**provider_env, "HUBSPOT_CLIENT_SECRET": "hubspot-client-secret"}))
+    hub = make_hub(
+        make_config(
+            {"providers": providers, "topics": topics},
+            env={**provider_env, "HUBSPOT_CLIENT_SECRET": "hubspot-client-secret"},
+        )
+    )
     app = serve_app(create_app(hub=hub))
     ts = int(clock().timestamp())
     sendgrid_events = [
         {"email": "sg-person@example.com", "timestamp": ts, "event": "unsubscribe", "sg_event_id": "sg-1"},
-        {"email": "grp@example.com", "timestamp": ts, "event": "group_unsubscribe", "asm_group_id": 1234, "sg_event_id": "sg-2"},
+        {
+            "email": "grp@example.com",
+            "timestamp": ts,
+            "event": "group_unsubscribe",
+            "asm_group_id": 1234,
+            "sg_event_id": "sg-2",
+        },
     ]
-    answer = requests.post(f"{app.url}/webhooks/sendgrid", data=json.dumps(sendgrid_events), headers={"Content-Type": "application/json"}, timeout=10)
+    answer = requests.post(
+        f"{app.url}/webhooks/sendgrid",
+        data=json.dumps(sendgrid_events),
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
     assert answer.status_code == 200, answer.text
     fake_providers.hubspot.contacts["1246965"] = "hs-person@example.com"
-    body = json.dumps([{"objectId": 1246965, "propertyName": "hs_email_optout", "propertyValue": "true", "changeSource": "CRM", "eventId": 3816279340, "subscriptionId": 25, "portalId": 33, "appId": 1160452, "occurredAt": ts * 1000, "subscriptionType": "contact.propertyChange", "attemptNumber": 0}])
+    body = json.dumps(
+        [
+            {
+                "objectId": 1246965,
+                "propertyName": "hs_email_optout",
+                "propertyValue": "true",
+                "changeSource": "CRM",
+                "eventId": 3816279340,
+                "subscriptionId": 25,
+                "portalId": 33,
+                "appId": 1160452,
+                "occurredAt": ts * 1000,
+                "subscriptionType": "contact.propertyChange",
+                "attemptNumber": 0,
+            }
+        ]
+    )
     stamp = str(ts * 1000)
     message = ("POST" + hub.config.http.public_url + "/webhooks/hubspot" + body + stamp).encode()
     signature = base64.b64encode(hmac.new(b"hubspot-client-secret", message, hashlib.sha256).digest()).decode()
-    answer = requests.post(f"{app.url}/webhooks/hubspot", data=body, headers={"Content-Type": "application/json", "X-HubSpot-Signature-v3": signature, "X-HubSpot-Request-Timestamp": stamp}, timeout=10)
+    answer = requests.post(
+        f"{app.url}/webhooks/hubspot",
+        data=body,
+        headers={
+            "Content-Type": "application/json",
+            "X-HubSpot-Signature-v3": signature,
+            "X-HubSpot-Request-Timestamp": stamp,
+        },
+        timeout=10,
+    )
     assert answer.status_code in (200, 204), answer.text
 
     make_worker(hub).drain()  # resolves the HubSpot contact id, then pushes
 
     assert fake_providers.mailchimp.members == {
-        "list1": {"sg-person@example.com": "unsubscribed", "grp@example.com": "unsubscribed", "hs-person@example.com": "unsubscribed"},
+        "list1": {
+            "sg-person@example.com": "unsubscribed",
+            "grp@example.com": "unsubscribed",
+            "hs-person@example.com": "unsubscribed",
+        },
         "list2": {"sg-person@example.com": "unsubscribed", "hs-person@example.com": "unsubscribed"},
     }
     assert fake_providers.sendgrid.global_suppressions == {"hs-person@example.com"}  # nothing echoed back to SendGrid

@@ -4,24 +4,24 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from adapters.providers import sendgrid
 from adapters.config import Topic
 from adapters.errors import ConfigError, PayloadError, SignatureError
 from adapters.events import Kind, Source, Verification
+from adapters.providers import sendgrid
 from tests.conftest import SHARED
 
 PAYLOADS = Path(__file__).with_name("payloads")
 VECTOR = json.loads((SHARED / "vectors" / "sendgrid_official.json").read_text())
-NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 TOPICS = (Topic("newsletter", sendgrid_group=1234),)
 
 
@@ -43,9 +43,17 @@ def test_official_vector_verifies() -> None:
 
 @pytest.mark.parametrize("case", VECTOR["negative_cases"], ids=lambda c: c["what"])
 def test_official_negative_cases_are_refused(case: dict[str, str]) -> None:
-    headers = {sendgrid.SIGNATURE_HEADER: case.get("signature", VECTOR["signature"]), sendgrid.TIMESTAMP_HEADER: case.get("timestamp", VECTOR["timestamp"])}
+    headers = {
+        sendgrid.SIGNATURE_HEADER: case.get("signature", VECTOR["signature"]),
+        sendgrid.TIMESTAMP_HEADER: case.get("timestamp", VECTOR["timestamp"]),
+    }
     with pytest.raises(SignatureError):
-        sendgrid.verify_signature(case.get("payload", VECTOR["payload"]).encode(), headers, public_key=case.get("public_key", VECTOR["public_key"]), now=NOW)
+        sendgrid.verify_signature(
+            case.get("payload", VECTOR["payload"]).encode(),
+            headers,
+            public_key=case.get("public_key", VECTOR["public_key"]),
+            now=NOW,
+        )
 
 
 def test_generated_key_and_header_names_are_case_insensitive() -> None:
@@ -90,19 +98,30 @@ def test_maximum_timestamp_age_both_edges() -> None:
     sendgrid.verify_signature(b"[]", headers, public_key=public, now=NOW, max_age_seconds=0)  # 0: no limit
     for stamp in ("9" * 400, "\u00b2"):  # signed, but no usable time: refused, not a crash
         with pytest.raises(SignatureError):
-            sendgrid.verify_signature(b"[]", sign(private, b"[]", stamp), public_key=public, now=NOW, max_age_seconds=600)
+            sendgrid.verify_signature(
+                b"[]", sign(private, b"[]", stamp), public_key=public, now=NOW, max_age_seconds=600
+            )
 
 
 def test_a_bad_configured_key_is_a_config_error_naming_the_setting() -> None:
     with pytest.raises(ConfigError, match="webhook_public_key_env"):
         sendgrid.load_public_key("not a key")
-    rsa_like = base64.b64encode(ec.generate_private_key(ec.SECP384R1()).public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).decode()
+    rsa_like = base64.b64encode(
+        ec.generate_private_key(ec.SECP384R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    ).decode()
     with pytest.raises(ConfigError, match="P-256"):
         sendgrid.load_public_key(rsa_like)
 
 
 def test_mixed_batch_keeps_only_opt_outs() -> None:
-    events = sendgrid.parse_events((PAYLOADS / "sendgrid_mixed.json").read_bytes(), "application/json; charset=utf-8", topics=TOPICS, received_at=NOW)
+    events = sendgrid.parse_events(
+        (PAYLOADS / "sendgrid_mixed.json").read_bytes(),
+        "application/json; charset=utf-8",
+        topics=TOPICS,
+        received_at=NOW,
+    )
     got = [(e.email, e.kind, e.scope, e.provider_event_id) for e in events]
     assert got == [
         ("Unsub@example.com", Kind.UNSUBSCRIBE, "global", "sg-unsub-1"),
@@ -114,7 +133,7 @@ def test_mixed_batch_keeps_only_opt_outs() -> None:
     ]
     first = events[0]
     assert first.source is Source.SENDGRID and first.verification is Verification.SIGNATURE
-    assert first.occurred_at == datetime.fromtimestamp(1513299569, tz=timezone.utc)
+    assert first.occurred_at == datetime.fromtimestamp(1513299569, tz=UTC)
     assert first.received_at == NOW
     assert events[4].reason == "550 5.1.1 no such user"
     assert events[1].metadata == {"asm_group_id": 1234} and events[0].metadata is None
@@ -122,7 +141,12 @@ def test_mixed_batch_keeps_only_opt_outs() -> None:
 
 def test_rejoining_an_unmapped_group_lifts_nothing() -> None:
     """Leaving a group no topic maps is a global opt-out; rejoining it must not undo one."""
-    body = json.dumps([{"event": "group_resubscribe", "email": "a@example.com", "sg_event_id": "r1", "asm_group_id": 999}, {"event": "group_unsubscribe", "email": "a@example.com", "sg_event_id": "u1", "asm_group_id": "999"}]).encode()
+    body = json.dumps(
+        [
+            {"event": "group_resubscribe", "email": "a@example.com", "sg_event_id": "r1", "asm_group_id": 999},
+            {"event": "group_unsubscribe", "email": "a@example.com", "sg_event_id": "u1", "asm_group_id": "999"},
+        ]
+    ).encode()
     events = sendgrid.parse_events(body, "application/json", topics=TOPICS, received_at=NOW)
     assert [(e.kind, e.scope, e.provider_event_id) for e in events] == [(Kind.UNSUBSCRIBE, "global", "u1")]
 
@@ -142,12 +166,32 @@ def test_unknown_event_types_are_not_validated_further() -> None:
         (b"\xff\xfe[]", "application/json", "not valid JSON"),
         (b'[{"email": "a@example.com"}]', "application/json", r"events\[0\]\.event"),
         (b'[{"event": "unsubscribe", "sg_event_id": "x"}]', "application/json", r"events\[0\]\.email"),
-        (b'[{"event": "unsubscribe", "email": "not-an-address", "sg_event_id": "x"}]', "application/json", r"events\[0\]\.email"),
+        (
+            b'[{"event": "unsubscribe", "email": "not-an-address", "sg_event_id": "x"}]',
+            "application/json",
+            r"events\[0\]\.email",
+        ),
         (b'[{"event": "spamreport", "email": "a@example.com"}]', "application/json", r"events\[0\]\.sg_event_id"),
-        (b'[{"event": "spamreport", "email": "a@example.com", "sg_event_id": "' + b"x" * 201 + b'"}]', "application/json", r"events\[0\]\.sg_event_id: longer than 200"),
-        (b'[{"event": "group_unsubscribe", "email": "a@example.com", "sg_event_id": "x"}]', "application/json", "asm_group_id"),
-        ('[{"event": "group_unsubscribe", "email": "a@example.com", "sg_event_id": "x", "asm_group_id": "\u00b2"}]'.encode(), "application/json", "asm_group_id"),
-        (b'[{"event": "unsubscribe", "email": "a@example.com", "sg_event_id": "x", "timestamp": "yesterday"}]', "application/json", "timestamp"),
+        (
+            b'[{"event": "spamreport", "email": "a@example.com", "sg_event_id": "' + b"x" * 201 + b'"}]',
+            "application/json",
+            r"events\[0\]\.sg_event_id: longer than 200",
+        ),
+        (
+            b'[{"event": "group_unsubscribe", "email": "a@example.com", "sg_event_id": "x"}]',
+            "application/json",
+            "asm_group_id",
+        ),
+        (
+            '[{"event": "group_unsubscribe", "email": "a@example.com", "sg_event_id": "x", "asm_group_id": "\u00b2"}]'.encode(),
+            "application/json",
+            "asm_group_id",
+        ),
+        (
+            b'[{"event": "unsubscribe", "email": "a@example.com", "sg_event_id": "x", "timestamp": "yesterday"}]',
+            "application/json",
+            "timestamp",
+        ),
     ],
 )
 def test_malformed_bodies_raise_payload_error(body: bytes, content_type: str, message: str) -> None:
@@ -156,12 +200,18 @@ def test_malformed_bodies_raise_payload_error(body: bytes, content_type: str, me
 
 
 JSON_SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30)
-EVENT_VALUES = st.sampled_from(["unsubscribe", "group_unsubscribe", "group_resubscribe", "spamreport", "bounce", "open"]) | JSON_SCALARS
+EVENT_VALUES = (
+    st.sampled_from(["unsubscribe", "group_unsubscribe", "group_resubscribe", "spamreport", "bounce", "open"])
+    | JSON_SCALARS
+)
 FIELDS = st.sampled_from(["email", "sg_event_id", "timestamp", "asm_group_id", "type", "reason", "event"])
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.dictionaries(FIELDS, EVENT_VALUES | st.lists(JSON_SCALARS, max_size=2), max_size=7), max_size=5) | st.binary(max_size=200).map(lambda b: b.decode("latin-1")))
+@given(
+    st.lists(st.dictionaries(FIELDS, EVENT_VALUES | st.lists(JSON_SCALARS, max_size=2), max_size=7), max_size=5)
+    | st.binary(max_size=200).map(lambda b: b.decode("latin-1"))
+)
 def test_any_body_is_events_or_a_payload_error(data: object) -> None:
     """Whatever arrives, parsing answers events or a PayloadError (a 400), never anything else."""
     body = data.encode("latin-1") if isinstance(data, str) else json.dumps(data).encode()

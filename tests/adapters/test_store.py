@@ -3,23 +3,29 @@
 from __future__ import annotations
 
 import io
-from collections import Counter
 import threading
+from collections import Counter
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
 
-
-from adapters.store import queries
-from adapters.store.queries import address_state, check_addresses, export_suppressions
 from adapters.errors import PayloadError
 from adapters.events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, Verification, topic_scope
 from adapters.hub import Hub
+from adapters.store import queries
 from adapters.store.importer import import_csv
 from adapters.store.models import Event, OutboxRow, Suppression
+from adapters.store.queries import address_state, check_addresses, export_suppressions
 
-PROVIDER_ENV = {"SENDGRID_API_KEY": "k", "SENDGRID_WEBHOOK_PUBLIC_KEY": "p", "HUBSPOT_ACCESS_TOKEN": "t", "HUBSPOT_CLIENT_SECRET": "s", "MAILCHIMP_API_KEY": "m-us1", "MAILCHIMP_WEBHOOK_SECRET": "w"}
+PROVIDER_ENV = {
+    "SENDGRID_API_KEY": "k",
+    "SENDGRID_WEBHOOK_PUBLIC_KEY": "p",
+    "HUBSPOT_ACCESS_TOKEN": "t",
+    "HUBSPOT_CLIENT_SECRET": "s",
+    "MAILCHIMP_API_KEY": "m-us1",
+    "MAILCHIMP_WEBHOOK_SECRET": "w",
+}
 
 
 def ev(email: str, kind: Kind = Kind.UNSUBSCRIBE, source: Source = Source.API, **kw) -> OptOutEvent:
@@ -35,7 +41,9 @@ def test_batch_is_recorded_once(hub: Hub) -> None:
     batch = [ev(f"user{i}@example.com", source=Source.SENDGRID, provider_event_id=f"sg-{i}") for i in range(50)]
     assert hub.record(batch).new == 50
     assert hub.record(batch).new == 0
-    assert hub.record(batch[:10] + [ev("late@example.com", source=Source.SENDGRID, provider_event_id="sg-late")]).new == 1
+    assert (
+        hub.record(batch[:10] + [ev("late@example.com", source=Source.SENDGRID, provider_event_id="sg-late")]).new == 1
+    )
     # the same provider event twice inside one batch is stored once
     assert hub.record([ev("x@example.com", source=Source.SENDGRID, provider_event_id="dup")] * 3).new == 1
     # the same id from another source is another event
@@ -67,10 +75,30 @@ def test_only_a_later_resubscribe_undoes_an_opt_out(hub: Hub, clock) -> None:
     hub.record([ev("ann@example.com", Kind.COMPLAINT, occurred_at=t0 + timedelta(seconds=1))])
     assert state(hub, "ann@example.com")["scopes"] == ["global"]
     # a resubscribe that happened before the opt-out does not undo it
-    hub.record([ev("ann@example.com", Kind.RESUBSCRIBE, Source.PREFERENCES, occurred_at=t0 - timedelta(seconds=5), verification=Verification.TOKEN)])
+    hub.record(
+        [
+            ev(
+                "ann@example.com",
+                Kind.RESUBSCRIBE,
+                Source.PREFERENCES,
+                occurred_at=t0 - timedelta(seconds=5),
+                verification=Verification.TOKEN,
+            )
+        ]
+    )
     assert state(hub, "ann@example.com")["suppressed"]
     # an explicit later resubscribe does
-    hub.record([ev("ANN@example.com", Kind.RESUBSCRIBE, Source.PREFERENCES, occurred_at=t0 + timedelta(seconds=10), verification=Verification.TOKEN)])
+    hub.record(
+        [
+            ev(
+                "ANN@example.com",
+                Kind.RESUBSCRIBE,
+                Source.PREFERENCES,
+                occurred_at=t0 + timedelta(seconds=10),
+                verification=Verification.TOKEN,
+            )
+        ]
+    )
     s = state(hub, "ann@example.com")
     assert not s["suppressed"] and s["scopes"] == []
     assert [e["kind"] for e in s["events"]] == ["resubscribe", "unsubscribe", "complaint", "resubscribe"]
@@ -89,7 +117,17 @@ def test_global_opt_out_wins_over_topic_state(make_hub, make_config, clock) -> N
         assert check_addresses(session, ["bo@example.com"], topic="offers").suppressed == []
         assert check_addresses(session, ["bo@example.com"]).suppressed == []
     hub.record([ev("bo@example.com", occurred_at=t0 + timedelta(seconds=1))])
-    hub.record([ev("bo@example.com", Kind.RESUBSCRIBE, Source.PREFERENCES, scope=topic_scope("news"), occurred_at=t0 + timedelta(seconds=2))])
+    hub.record(
+        [
+            ev(
+                "bo@example.com",
+                Kind.RESUBSCRIBE,
+                Source.PREFERENCES,
+                scope=topic_scope("news"),
+                occurred_at=t0 + timedelta(seconds=2),
+            )
+        ]
+    )
     with hub.sessions() as session:
         for topic in (None, "news", "offers"):
             assert check_addresses(session, ["bo@example.com"], topic=topic).suppressed == ["bo@example.com"]
@@ -100,7 +138,9 @@ def test_import_never_undoes_an_opt_out(hub: Hub, clock) -> None:
     with pytest.raises(PayloadError):
         hub.record([ev("a@example.com", Kind.RESUBSCRIBE, Source.IMPORT)])
     hub.record([ev("kept@example.com", Kind.COMPLAINT, Source.SENDGRID, provider_event_id="x1")])
-    summary = import_csv(hub, io.StringIO("email,note\nkept@example.com,old list\nnew@example.com,\nnew@example.com,\nbroken,\n"))
+    summary = import_csv(
+        hub, io.StringIO("email,note\nkept@example.com,old list\nnew@example.com,\nnew@example.com,\nbroken,\n")
+    )
     assert (summary.imported, summary.duplicates) == (1, 2)
     assert summary.invalid == [(5, "address must contain exactly one @")]
     s = state(hub, "kept@example.com")
@@ -116,7 +156,9 @@ def test_import_never_undoes_an_opt_out(hub: Hub, clock) -> None:
 
 
 def test_import_keeps_extra_columns_and_origin(hub: Hub) -> None:
-    import_csv(hub, io.StringIO("Email,list,reason\nz@example.com,promo,moved\n"), origin="legacy-esp", kind=Kind.COMPLAINT)
+    import_csv(
+        hub, io.StringIO("Email,list,reason\nz@example.com,promo,moved\n"), origin="legacy-esp", kind=Kind.COMPLAINT
+    )
     with hub.sessions() as session:
         event = session.scalars(select(Event)).one()
     assert event.meta == {"list": "promo", "reason": "moved", "origin": "legacy-esp"}
@@ -138,7 +180,11 @@ def test_bounces_suppress_only_when_configured(make_hub, make_config) -> None:
 def test_outbox_rows_follow_scope_and_never_echo(make_hub, make_config) -> None:
     config = make_config(
         {
-            "providers": {"mailchimp": {"enabled": True, "lists": ["L1"]}, "sendgrid": {"enabled": True}, "hubspot": {"enabled": True}},
+            "providers": {
+                "mailchimp": {"enabled": True, "lists": ["L1"]},
+                "sendgrid": {"enabled": True},
+                "hubspot": {"enabled": True},
+            },
             "topics": [{"name": "news", "sendgrid_group": 7, "hubspot_subscription": "55"}, {"name": "bare"}],
         },
         env=PROVIDER_ENV,
@@ -165,7 +211,9 @@ def test_check_many_addresses_in_chunks(hub: Hub, monkeypatch) -> None:
     emails = [f"S{i}@Example.com" for i in range(60)] + ["bad", "s0@example.com"]
     with hub.sessions() as session:
         result = check_addresses(session, emails)
-    assert result.suppressed == [f"S{i}@Example.com" for i in range(0, 60, 3)] + ["s0@example.com"]  # as given, in order
+    assert result.suppressed == [f"S{i}@Example.com" for i in range(0, 60, 3)] + [
+        "s0@example.com"
+    ]  # as given, in order
     assert result.invalid == ["bad"]
 
 
@@ -181,7 +229,9 @@ def test_export_since(hub: Hub, clock) -> None:
 def test_returned_event_ids_are_the_stored_rows(hub: Hub) -> None:
     first = hub.record([ev(f"id{i}@example.com", source=Source.SENDGRID, provider_event_id=f"i{i}") for i in range(5)])
     # a batch where some conflict and some are new
-    second = hub.record([ev(f"id{i}@example.com", source=Source.SENDGRID, provider_event_id=f"i{i}") for i in range(3, 8)])
+    second = hub.record(
+        [ev(f"id{i}@example.com", source=Source.SENDGRID, provider_event_id=f"i{i}") for i in range(3, 8)]
+    )
     assert second.new == 3
     with hub.sessions() as session:
         stored = {e.id: e.provider_event_id for e in session.scalars(select(Event))}
@@ -192,14 +242,21 @@ def test_returned_event_ids_are_the_stored_rows(hub: Hub) -> None:
     assert suppression_events == set(first.event_ids) | set(second.event_ids)
 
 
-def test_event_counts_follow_every_new_event_and_only_new_ones(hub: Hub, clock) -> None:  # noqa: ANN001
+def test_event_counts_follow_every_new_event_and_only_new_ones(hub: Hub, clock) -> None:
     from adapters.store.models import EventCount
     from tests.adapters.test_db import expected_counts
 
     day1 = clock.now
     day2 = day1 + timedelta(days=1)
     batch = [
-        OptOutEvent(email=f"p{i}@example.com", kind=Kind.UNSUBSCRIBE if i % 3 else Kind.COMPLAINT, source=Source.SENDGRID, provider_event_id=f"sg{i}", received_at=day1 if i < 5 else day2, reason=None if i % 2 else "x" * 300)
+        OptOutEvent(
+            email=f"p{i}@example.com",
+            kind=Kind.UNSUBSCRIBE if i % 3 else Kind.COMPLAINT,
+            source=Source.SENDGRID,
+            provider_event_id=f"sg{i}",
+            received_at=day1 if i < 5 else day2,
+            reason=None if i % 2 else "x" * 300,
+        )
         for i in range(10)
     ]
     hub.record(batch)

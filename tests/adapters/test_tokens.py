@@ -98,7 +98,12 @@ def test_recipients_resolve_and_are_idempotent(make_hub, topics_config: Config) 
     hub: Hub = make_hub(topics_config)
     long_topic = topics_config.topics[1].name
     campaigns = [None, "c1", "spring-2026-" + "y" * 180]
-    requests = [RecipientRequest(email, topic, campaign) for email, topic, campaign in itertools.product(["Ann@Example.com", "ann@example.com", "zed@example.org"], [None, "news", long_topic], campaigns)]
+    requests = [
+        RecipientRequest(email, topic, campaign)
+        for email, topic, campaign in itertools.product(
+            ["Ann@Example.com", "ann@example.com", "zed@example.org"], [None, "news", long_topic], campaigns
+        )
+    ]
     with hub.sessions.begin() as session:
         first = issue_tokens(session, hub.signer, topics_config, requests, now=hub.clock())
     with hub.sessions.begin() as session:
@@ -124,13 +129,21 @@ def distinct_addresses(session: Session) -> dict[tuple[str, str], int]:
     return truth
 
 
-def test_recipient_counts_follow_first_issues_only(make_hub, topics_config: Config) -> None:  # noqa: ANN001
+def test_recipient_counts_follow_first_issues_only(make_hub, topics_config: Config) -> None:
     hub: Hub = make_hub(topics_config)
     long_topic = topics_config.topics[1].name
     batches = [
-        [RecipientRequest(e, t, c) for e, t, c in itertools.product(["Ann@Example.com", "ann@example.com", "zed@example.org"], [None, "news", long_topic], [None, "c1"])],
+        [
+            RecipientRequest(e, t, c)
+            for e, t, c in itertools.product(
+                ["Ann@Example.com", "ann@example.com", "zed@example.org"], [None, "news", long_topic], [None, "c1"]
+            )
+        ],
         [RecipientRequest("ann@example.com", "news", "c1")],  # issued again: nothing new
-        [RecipientRequest("bo@example.net", "news", "c1"), RecipientRequest("bo@example.net", long_topic, "c1")],  # one address, two topics
+        [
+            RecipientRequest("bo@example.net", "news", "c1"),
+            RecipientRequest("bo@example.net", long_topic, "c1"),
+        ],  # one address, two topics
         [RecipientRequest("zed@example.org", None, "c2")],  # known address, new campaign
     ]
     for batch in batches:

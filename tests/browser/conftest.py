@@ -20,7 +20,13 @@ from tests.webhooks.pagehelpers import TOPICS
 from webhooks import create_app
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--no-first-run", "--disable-gpu"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-gpu",
+]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
 
 
@@ -36,7 +42,11 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def web_hub(make_config: Callable[..., Config], make_hub: Callable[[Config], Hub]) -> Hub:
-    data = {"topics": TOPICS, "http": {"public_url": "http://127.0.0.1"}, "providers": {"sendgrid": {"enabled": True, "webhook_public_key_env": ""}}}
+    data = {
+        "topics": TOPICS,
+        "http": {"public_url": "http://127.0.0.1"},
+        "providers": {"sendgrid": {"enabled": True, "webhook_public_key_env": ""}},
+    }
     return make_hub(make_config(data, env={"SENDGRID_API_KEY": "SG.test-key"}))
 
 

@@ -25,7 +25,9 @@ def state(hub: Hub, email: str) -> dict:
         return address_state(session, email)
 
 
-def test_scanner_get_does_nothing_and_the_button_opts_out(web_hub: Hub, app_url: str, new_page: Callable[..., Page], shot: Shot) -> None:
+def test_scanner_get_does_nothing_and_the_button_opts_out(
+    web_hub: Hub, app_url: str, new_page: Callable[..., Page], shot: Shot
+) -> None:
     token = issue_token(web_hub, "amy@example.com", topic="newsletter", campaign="c-7")
     page = new_page()
     page.goto(f"{app_url}/u/{token}")  # what a link scanner or prefetcher does
@@ -38,11 +40,15 @@ def test_scanner_get_does_nothing_and_the_button_opts_out(web_hub: Hub, app_url:
     page.wait_for_selector("#done")
     shot(page, "done")
     assert page.url == f"{app_url}/u/{token}"  # answered in place: no redirect
-    assert [(e.kind, e.scope, e.source, e.campaign) for e in events(web_hub)] == [("unsubscribe", "topic:newsletter", "oneclick", "c-7")]
+    assert [(e.kind, e.scope, e.source, e.campaign) for e in events(web_hub)] == [
+        ("unsubscribe", "topic:newsletter", "oneclick", "c-7")
+    ]
     assert page.context.cookies() == []
 
 
-def test_preference_centre_changes_a_topic_stores_a_reason_and_resubscribes(web_hub: Hub, app_url: str, new_page: Callable[..., Page], shot: Shot) -> None:
+def test_preference_centre_changes_a_topic_stores_a_reason_and_resubscribes(
+    web_hub: Hub, app_url: str, new_page: Callable[..., Page], shot: Shot
+) -> None:
     token = issue_token(web_hub, "bea@example.com")
     page = new_page()
     page.goto(f"{app_url}/preferences/{token}")
@@ -69,7 +75,9 @@ def test_preference_centre_changes_a_topic_stores_a_reason_and_resubscribes(web_
     assert resub.kind == "resubscribe" and resub.meta["consent"]["wording"] == consent
 
 
-def test_arabic_page_renders_right_to_left(web_hub: Hub, app_url: str, new_page: Callable[..., Page], shot: Shot) -> None:
+def test_arabic_page_renders_right_to_left(
+    web_hub: Hub, app_url: str, new_page: Callable[..., Page], shot: Shot
+) -> None:
     token = issue_token(web_hub, "cai@example.com")
     page = new_page(locale="ar-EG")
     page.goto(f"{app_url}/u/{token}")
@@ -89,11 +97,17 @@ def test_arabic_page_renders_right_to_left(web_hub: Hub, app_url: str, new_page:
     shot(page, "ar-preferences")
 
 
-def test_admin_logs_in_sees_counts_change_approves_and_retries(web_hub: Hub, app_url: str, new_page: Callable[..., Page], shot: Shot) -> None:
+def test_admin_logs_in_sees_counts_change_approves_and_retries(
+    web_hub: Hub, app_url: str, new_page: Callable[..., Page], shot: Shot
+) -> None:
     item = add_review_item(web_hub, "dee@example.com")
-    web_hub.record([OptOutEvent(email="eli@example.com", kind=Kind.UNSUBSCRIBE, source=Source.API, reason="asked by phone")])
+    web_hub.record(
+        [OptOutEvent(email="eli@example.com", kind=Kind.UNSUBSCRIBE, source=Source.API, reason="asked by phone")]
+    )
     with web_hub.sessions.begin() as session:
-        session.execute(update(OutboxRow).values(state="dead", attempts=25, last_status=400, last_error="invalid email address"))
+        session.execute(
+            update(OutboxRow).values(state="dead", attempts=25, last_status=400, last_error="invalid email address")
+        )
         dead = session.scalar(select(OutboxRow.id))
     page = new_page()
     page.goto(f"{app_url}/admin")
@@ -111,7 +125,12 @@ def test_admin_logs_in_sees_counts_change_approves_and_retries(web_hub: Hub, app
     shot(page, "dashboard")
 
     token = issue_token(web_hub, "fay@example.com")
-    requests.post(f"{app_url}/u/{token}", data="List-Unsubscribe=One-Click", headers={"Content-Type": "application/x-www-form-urlencoded"}, timeout=10)
+    requests.post(
+        f"{app_url}/u/{token}",
+        data="List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        timeout=10,
+    )
     page.reload()
     assert set(page.inner_text("#by-source").splitlines()) == {"api\t1", "oneclick\t1"}
     assert page.locator("#daily-chart rect").count() == 2

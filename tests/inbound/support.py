@@ -17,7 +17,6 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from adapters.config import Config
 from inbound.classify import Classification, Envelope, classify_message
-
 from tests.conftest import SHARED
 
 CORPUS = SHARED / "corpus"
@@ -67,7 +66,13 @@ class DKIMKey:
     txt: bytes
 
     def sign(self, raw: bytes) -> bytes:
-        sig = dkim.sign(raw, self.selector.encode(), self.domain.encode(), self.private_pem, include_headers=[b"from", b"to", b"subject", b"date"])
+        sig = dkim.sign(
+            raw,
+            self.selector.encode(),
+            self.domain.encode(),
+            self.private_pem,
+            include_headers=[b"from", b"to", b"subject", b"date"],
+        )
         return sig + raw
 
     def dns(self, name: bytes, timeout: int = 5) -> bytes | None:
@@ -77,8 +82,12 @@ class DKIMKey:
 @lru_cache(maxsize=4)
 def dkim_key(domain: str = "example.org") -> DKIMKey:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption())
-    public_der = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    private_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+    )
+    public_der = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     return DKIMKey(domain, "test", private_pem, b"v=DKIM1; k=rsa; p=" + base64.b64encode(public_der))
 
 
@@ -91,7 +100,9 @@ def classify(
     resolve_token: Callable[[str], object] | None = None,
     dkim_dns: Callable[..., bytes | None] | None = no_dns,
 ) -> Classification:
-    return classify_message(raw, Envelope(mail_from, (rcpt,)), config=config or Config(), resolve_token=resolve_token, dkim_dns=dkim_dns)  # type: ignore[arg-type]
+    return classify_message(
+        raw, Envelope(mail_from, (rcpt,)), config=config or Config(), resolve_token=resolve_token, dkim_dns=dkim_dns
+    )  # type: ignore[arg-type]
 
 
 def corpus_labels() -> list[dict[str, str]]:

@@ -12,9 +12,8 @@ from adapters.config import Config, InboundConfig
 from adapters.errors import TokenError
 from adapters.events import Verification
 from adapters.tokens import TokenSigner
-from inbound.classify import Category, classify_message, Envelope
+from inbound.classify import Category, Envelope, classify_message
 from inbound.replies import Clarity, find_request
-
 from tests.inbound.support import DOMAIN, REPLIES, classify, dkim_key, message, raw_message
 
 
@@ -106,7 +105,9 @@ def test_negations_are_not_requests(text: str) -> None:
 
 
 def test_a_negated_body_makes_a_bare_subject_unclear() -> None:
-    verdict = classify(message("Please don't unsubscribe me, my colleague sent that by mistake.", subject="unsubscribe"))
+    verdict = classify(
+        message("Please don't unsubscribe me, my colleague sent that by mistake.", subject="unsubscribe")
+    )
     assert verdict.category is Category.REVIEW
 
 
@@ -223,14 +224,24 @@ APPLE = dict(
     subject="unsubscribe",
     headers={"Auto-Submitted": "auto-replied", "X-Apple-Unsubscribe": "true"},
 )
-OUTLOOK = dict(body="", subject="Unsubscribe", headers={"Thread-Index": "AQHa1b2c3d4e5f6g7h8i9j0k", "X-MS-Has-Attach": "", "X-Auto-Response-Suppress": "All"})
+OUTLOOK = dict(
+    body="",
+    subject="Unsubscribe",
+    headers={"Thread-Index": "AQHa1b2c3d4e5f6g7h8i9j0k", "X-MS-Has-Attach": "", "X-Auto-Response-Suppress": "All"},
+)
 CLIENTS = {"gmail": GMAIL, "apple": APPLE, "outlook": OUTLOOK}
 
 
 @pytest.mark.parametrize("client", CLIENTS)
 def test_client_unsubscribe_to_a_token_address(client: str) -> None:
     shape = CLIENTS[client]
-    raw = message(shape["body"], subject=shape["subject"], headers=shape.get("headers"), sender="Someone Else <someone@example.net>", to=token_address(7))
+    raw = message(
+        shape["body"],
+        subject=shape["subject"],
+        headers=shape.get("headers"),
+        sender="Someone Else <someone@example.net>",
+        to=token_address(7),
+    )
     verdict = classify(raw, rcpt=token_address(7), resolve_token=resolve)
     assert verdict.category is Category.UNSUBSCRIBE
     assert verdict.address == "ann@example.com"  # the token's recipient, not the From
@@ -242,20 +253,26 @@ def test_client_unsubscribe_to_a_token_address(client: str) -> None:
 @pytest.mark.parametrize("client", CLIENTS)
 def test_client_unsubscribe_to_a_plain_address_unsubscribes_the_sender(client: str) -> None:
     shape = CLIENTS[client]
-    raw = message(shape["body"], subject=shape["subject"], headers=shape.get("headers"), to=f"list-unsubscribe@{DOMAIN}")
+    raw = message(
+        shape["body"], subject=shape["subject"], headers=shape.get("headers"), to=f"list-unsubscribe@{DOMAIN}"
+    )
     verdict = classify(raw, rcpt=f"list-unsubscribe@{DOMAIN}")
     assert verdict.category is Category.UNSUBSCRIBE, verdict
     assert verdict.address == "jane@example.org"
 
 
 @pytest.mark.parametrize("transform", [str.lower, str.upper, lambda a: a])
-def test_token_survives_case_folding(transform) -> None:  # noqa: ANN001
+def test_token_survives_case_folding(transform) -> None:
     verdict = classify(message("unsubscribe"), rcpt=transform(token_address(8)), resolve_token=resolve)
     assert (verdict.category, verdict.address, verdict.scope) == (Category.UNSUBSCRIBE, "bob@example.net", "global")
 
 
 def test_token_wins_over_auto_reply_wording() -> None:
-    raw = message("This is an automatically generated message.", subject="Automatic reply: unsubscribe", headers={"Auto-Submitted": "auto-replied"})
+    raw = message(
+        "This is an automatically generated message.",
+        subject="Automatic reply: unsubscribe",
+        headers={"Auto-Submitted": "auto-replied"},
+    )
     verdict = classify(raw, rcpt=token_address(8), resolve_token=resolve)
     assert verdict.category is Category.UNSUBSCRIBE
 
@@ -304,12 +321,20 @@ def test_a_request_naming_someone_else_goes_to_review(text: str, subject: str) -
     """The sender asks for another address: opting out the sender would be the wrong person,
     and the other address has not asked. An admin decides."""
     verdict = classify(message(text, subject=subject))
-    assert (verdict.category, verdict.address, verdict.reason) == (Category.REVIEW, "jane@example.org", "the request names another address")
+    assert (verdict.category, verdict.address, verdict.reason) == (
+        Category.REVIEW,
+        "jane@example.org",
+        "the request names another address",
+    )
     assert not verdict.opts_out
 
 
 def test_a_request_naming_the_sender_or_the_unsubscribe_address_still_counts() -> None:
-    for text in ("Please unsubscribe Jane@Example.org from everything.", f"Please unsubscribe me, as I asked {REPLIES} before.", "Please unsubscribe me from devs-request@lists.example.net"):
+    for text in (
+        "Please unsubscribe Jane@Example.org from everything.",
+        f"Please unsubscribe me, as I asked {REPLIES} before.",
+        "Please unsubscribe me from devs-request@lists.example.net",
+    ):
         verdict = classify(message(text, subject="Re: hello"))
         assert (verdict.category, verdict.address) == (Category.UNSUBSCRIBE, "jane@example.org"), text
 
@@ -342,7 +367,7 @@ What do you make of this one?
 --b1
 Content-Type: message/rfc822
 
-{inner.decode().replace(chr(13), '')}
+{inner.decode().replace(chr(13), "")}
 --b1--
 """
     )
@@ -374,7 +399,10 @@ def test_non_utf8_charsets_in_base64_and_quoted_printable(charset: str, cte: str
 
 
 def test_mislabelled_charset_is_read_as_utf8() -> None:
-    raw = b"From: jane@example.org\r\nSubject: x\r\nContent-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: 8bit\r\n\r\n" + "退订\r\n".encode("utf-8")
+    raw = (
+        b"From: jane@example.org\r\nSubject: x\r\nContent-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+        + "退订\r\n".encode()
+    )
     assert classify(raw).category is Category.UNSUBSCRIBE
 
 
@@ -433,7 +461,11 @@ def test_no_sender_means_review_not_an_opt_out() -> None:
     ],
 )
 def test_auto_replies_are_never_requests(headers: dict[str, str], subject: str) -> None:
-    verdict = classify(message("I am out of the office. Please stop by my colleague's desk. Unsubscribe", subject=subject, headers=headers))
+    verdict = classify(
+        message(
+            "I am out of the office. Please stop by my colleague's desk. Unsubscribe", subject=subject, headers=headers
+        )
+    )
     assert verdict.category is Category.AUTO_REPLY, verdict
 
 
@@ -442,24 +474,43 @@ def test_null_sender_is_never_a_request() -> None:
 
 
 def test_list_precedence_does_not_hide_a_relayed_request() -> None:
-    raw = message("unsubscribe", subject="unsubscribe", headers={"Precedence": "bulk", "List-Id": "<devs.lists.example.net>"})
+    raw = message(
+        "unsubscribe", subject="unsubscribe", headers={"Precedence": "bulk", "List-Id": "<devs.lists.example.net>"}
+    )
     assert classify(raw).category is Category.UNSUBSCRIBE
 
 
 def test_list_rewritten_from_uses_reply_to() -> None:
-    headers = {"Reply-To": "Jane Doe <jane@example.org>", "List-Id": "<devs.lists.example.net>", "List-Post": "<mailto:devs@lists.example.net>"}
+    headers = {
+        "Reply-To": "Jane Doe <jane@example.org>",
+        "List-Id": "<devs.lists.example.net>",
+        "List-Post": "<mailto:devs@lists.example.net>",
+    }
     raw = message("Please unsubscribe me.", sender="Jane Doe via devs <devs@lists.example.net>", headers=headers)
     verdict = classify(raw, mail_from="devs-bounces@lists.example.net")
     assert (verdict.category, verdict.address) == (Category.UNSUBSCRIBE, "jane@example.org")
 
 
 def test_list_rewritten_from_without_reply_to_goes_to_review() -> None:
-    raw = message("Please unsubscribe me.", sender="Jane Doe via devs <devs@lists.example.net>", headers={"List-Id": "<devs.lists.example.net>"})
+    raw = message(
+        "Please unsubscribe me.",
+        sender="Jane Doe via devs <devs@lists.example.net>",
+        headers={"List-Id": "<devs.lists.example.net>"},
+    )
     verdict = classify(raw)
     assert verdict.category is Category.REVIEW and not verdict.opts_out
 
 
-@pytest.mark.parametrize("sender", ["no-reply@shop.example", "devs-request@lists.example.net", "owner-devs@lists.example.net", "devs-bounces@lists.example.net", "MAILER-DAEMON@mx.example.net"])
+@pytest.mark.parametrize(
+    "sender",
+    [
+        "no-reply@shop.example",
+        "devs-request@lists.example.net",
+        "owner-devs@lists.example.net",
+        "devs-bounces@lists.example.net",
+        "MAILER-DAEMON@mx.example.net",
+    ],
+)
 def test_robots_and_list_addresses_are_never_requests(sender: str) -> None:
     verdict = classify(message("unsubscribe", subject="unsubscribe", sender=sender), mail_from=sender)
     assert not verdict.opts_out
@@ -504,7 +555,11 @@ Buy now.
 
 def test_complaint_recipient_from_our_token_when_the_report_hides_it() -> None:
     verdict = classify(_arf("", "undisclosed-recipients:;"), resolve_token=resolve)
-    assert (verdict.category, verdict.address, verdict.verification) == (Category.COMPLAINT, "ann@example.com", Verification.TOKEN)
+    assert (verdict.category, verdict.address, verdict.verification) == (
+        Category.COMPLAINT,
+        "ann@example.com",
+        Verification.TOKEN,
+    )
 
 
 def test_complaint_original_rcpt_to_wins_over_the_token() -> None:

@@ -16,7 +16,6 @@ import pytest
 
 from adapters.addresses import address_key
 from inbound.classify import Category
-
 from tests.inbound.support import REPLIES, classify, corpus_labels, corpus_message
 
 LABELS = corpus_labels()
@@ -60,10 +59,16 @@ def test_corpus_confusion_table(capsys: pytest.CaptureFixture[str]) -> None:
             wrong_person.append((row["file"], verdict.addresses, row["optout_address"]))
     categories = sorted({c for c, _ in table})
     columns = [c.value for c in Category]
-    lines = ["", "corpus confusion table (rows: label, columns: classification)", f"{'':20}" + "".join(f"{c:>12}" for c in columns)]
+    lines = [
+        "",
+        "corpus confusion table (rows: label, columns: classification)",
+        f"{'':20}" + "".join(f"{c:>12}" for c in columns),
+    ]
     for category in categories:
         lines.append(f"{category:20}" + "".join(f"{table[(category, c)] or '.':>12}" for c in columns))
-    lines.append(f"wrongful opt-outs: {len(wrongful)}; requests missed: {len(missed)}; wrong person: {len(wrong_person)}; total {len(LABELS)}")
+    lines.append(
+        f"wrongful opt-outs: {len(wrongful)}; requests missed: {len(missed)}; wrong person: {len(wrong_person)}; total {len(LABELS)}"
+    )
     with capsys.disabled():
         print("\n".join(lines))
     assert not wrongful, wrongful

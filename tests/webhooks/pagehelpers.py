@@ -16,13 +16,17 @@ TOPICS = [{"name": "newsletter", "title": "Monthly newsletter"}, {"name": "offer
 
 def issue_token(hub: Hub, email: str, topic: str | None = None, campaign: str | None = None) -> str:
     with hub.sessions.begin() as session:
-        return issue_tokens(session, hub.signer, hub.config, [RecipientRequest(email, topic, campaign)], now=hub.clock())[0].token
+        return issue_tokens(
+            session, hub.signer, hub.config, [RecipientRequest(email, topic, campaign)], now=hub.clock()
+        )[0].token
 
 
 def stored_counts(hub: Hub) -> tuple[int, int]:
     """(events, evidence rows) in the store."""
     with hub.sessions() as session:
-        return session.scalar(select(func.count()).select_from(Event)), session.scalar(select(func.count()).select_from(Evidence))
+        return session.scalar(select(func.count()).select_from(Event)), session.scalar(
+            select(func.count()).select_from(Evidence)
+        )
 
 
 def events(hub: Hub) -> list[Event]:

@@ -9,11 +9,11 @@ import pytest
 import requests
 from sqlalchemy import select, update
 
-from adapters.worker.lookups import resolve_pending_lookups
 from adapters.config import Config
 from adapters.events import Kind, OptOutEvent, Source
 from adapters.hub import Hub
 from adapters.store.models import Evidence, OutboxRow
+from adapters.worker.lookups import resolve_pending_lookups
 from tests.conftest import ADMIN_TOKEN, TEST_SECRET, Clock, LiveServer
 from tests.webhooks.pagehelpers import TOPICS, events, form_field, issue_token
 from webhooks import create_app
@@ -40,26 +40,58 @@ def app_url(admin_hub: Hub, serve_app: Callable[[Any], LiveServer]) -> str:
 def login(url: str, token: str = ADMIN_TOKEN) -> tuple[requests.Session, requests.Response]:
     browser = requests.Session()
     page = browser.get(f"{url}/admin/login", timeout=10)
-    r = browser.post(f"{url}/admin/login", data={"token": token, CSRF_FIELD: form_field(page.text, CSRF_FIELD)}, allow_redirects=False, timeout=10)
+    r = browser.post(
+        f"{url}/admin/login",
+        data={"token": token, CSRF_FIELD: form_field(page.text, CSRF_FIELD)},
+        allow_redirects=False,
+        timeout=10,
+    )
     return browser, r
 
 
 def admin_post(browser: requests.Session, url: str, path: str, **fields: str) -> requests.Response:
     page = browser.get(f"{url}/admin", timeout=10)
-    return browser.post(f"{url}{path}", data={CSRF_FIELD: form_field(page.text, CSRF_FIELD), **fields}, allow_redirects=False, timeout=10)
+    return browser.post(
+        f"{url}{path}",
+        data={CSRF_FIELD: form_field(page.text, CSRF_FIELD), **fields},
+        allow_redirects=False,
+        timeout=10,
+    )
 
 
-def add_review_item(hub: Hub, address: str | None, raw: bytes = b"From: x@example.com\r\nSubject: please\r\n\r\nmaybe stop?\r\n") -> int:
+def add_review_item(
+    hub: Hub, address: str | None, raw: bytes = b"From: x@example.com\r\nSubject: please\r\n\r\nmaybe stop?\r\n"
+) -> int:
     with hub.sessions.begin() as session:
-        row = Evidence(channel="smtp", source="smtp", received_at=hub.clock(), content=raw, content_type="message/rfc822", state="review",
-                       result={"classification": "review", "address": address, "scope": "global", "verification": "none", "campaign": None, "reason": None, "detail": "unclear request"})
+        row = Evidence(
+            channel="smtp",
+            source="smtp",
+            received_at=hub.clock(),
+            content=raw,
+            content_type="message/rfc822",
+            state="review",
+            result={
+                "classification": "review",
+                "address": address,
+                "scope": "global",
+                "verification": "none",
+                "campaign": None,
+                "reason": None,
+                "detail": "unclear request",
+            },
+        )
         session.add(row)
         session.flush()
         return row.id
 
 
 def test_without_a_session_every_admin_url_redirects_to_login(admin_hub: Hub, app_url: str) -> None:
-    for method, path in (("get", "/admin"), ("get", "/admin/search?email=a@example.com"), ("post", "/admin/outbox/1/retry"), ("post", "/admin/review/1/approve")):
+    for method, path in (
+        ("get", "/admin"),
+        ("get", "/admin/search?email=a@example.com"),
+        ("post", "/admin/outbox/1/retry"),
+        ("post", "/admin/review/1/approve"),
+    ):
         r = requests.request(method, f"{app_url}{path}", allow_redirects=False, timeout=10)
         assert r.status_code == 303, path
         assert r.headers["Location"].startswith("/admin/login")
@@ -77,23 +109,46 @@ def test_a_script_with_the_bearer_token_needs_no_login(admin_hub: Hub, app_url: 
     made to send the header cross-site, so such requests need no CSRF form token either."""
     admin_hub.record([OptOutEvent(email="ivy@example.com", kind=Kind.UNSUBSCRIBE, source=Source.API, reason="phone")])
     with admin_hub.sessions.begin() as session:
-        session.execute(update(OutboxRow).values(state="dead", attempts=25, last_status=400, last_error="invalid email"))
+        session.execute(
+            update(OutboxRow).values(state="dead", attempts=25, last_status=400, last_error="invalid email")
+        )
         row_id = session.scalar(select(OutboxRow.id))
     bearer = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     page = requests.get(f"{app_url}/admin", headers=bearer, allow_redirects=False, timeout=10)
     assert page.status_code == 200 and f'id="retry-{row_id}"' in page.text
-    assert requests.post(f"{app_url}/admin/outbox/{row_id}/retry", headers=bearer, allow_redirects=False, timeout=10).status_code == 303
+    assert (
+        requests.post(
+            f"{app_url}/admin/outbox/{row_id}/retry", headers=bearer, allow_redirects=False, timeout=10
+        ).status_code
+        == 303
+    )
     with admin_hub.sessions() as session:
         assert session.get(OutboxRow, row_id).state == "pending"
     for wrong in ("Bearer wrong-token", "Bearer ", "bearer  x"):
         r = requests.get(f"{app_url}/admin", headers={"Authorization": wrong}, allow_redirects=False, timeout=10)
         assert r.status_code == 401 and r.json() == {"error": "missing or invalid bearer token"}, wrong
         assert r.headers["WWW-Authenticate"] == 'Bearer realm="optout-hub"'
-    r = requests.post(f"{app_url}/admin/review/1/approve", headers={"Authorization": "Bearer wrong-token"}, allow_redirects=False, timeout=10)
+    r = requests.post(
+        f"{app_url}/admin/review/1/approve",
+        headers={"Authorization": "Bearer wrong-token"},
+        allow_redirects=False,
+        timeout=10,
+    )
     assert r.status_code == 401
-    for path in ("/admin/outbox/99999999999999999999999/retry", f"/admin/review/{2**63}/approve", f"/admin/review/{2**63}/reject"):
-        assert requests.post(f"{app_url}{path}", headers=bearer, allow_redirects=False, timeout=10).status_code == 404, path  # not a 500
-    assert requests.post(f"{app_url}/admin/review/{2**63 - 1}/approve", headers=bearer, allow_redirects=False, timeout=10).status_code == 400
+    for path in (
+        "/admin/outbox/99999999999999999999999/retry",
+        f"/admin/review/{2**63}/approve",
+        f"/admin/review/{2**63}/reject",
+    ):
+        assert (
+            requests.post(f"{app_url}{path}", headers=bearer, allow_redirects=False, timeout=10).status_code == 404
+        ), path  # not a 500
+    assert (
+        requests.post(
+            f"{app_url}/admin/review/{2**63 - 1}/approve", headers=bearer, allow_redirects=False, timeout=10
+        ).status_code
+        == 400
+    )
 
 
 def test_login_form_needs_its_csrf_token(app_url: str) -> None:
@@ -114,19 +169,35 @@ def test_login_sets_a_strict_httponly_cookie_keyed_by_a_derived_key(admin_hub: H
     assert app.secret_key == admin_hub.signer.derive_key("admin session cookie") != TEST_SECRET.encode()
 
 
-def test_session_cookie_is_secure_behind_https(make_config: Callable[..., Config], make_hub: Callable[[Config], Hub]) -> None:
+def test_session_cookie_is_secure_behind_https(
+    make_config: Callable[..., Config], make_hub: Callable[[Config], Hub]
+) -> None:
     app = create_app(hub=make_hub(make_config()))
     client = app.test_client()
     page = client.get("/admin/login")
     assert "Secure" in page.headers["Set-Cookie"]
 
 
-def test_no_admin_token_configured_refuses_login(make_config: Callable[..., Config], make_hub: Callable[[Config], Hub], serve_app: Callable[[Any], LiveServer]) -> None:
-    hub = make_hub(make_config({"http": {"public_url": "http://127.0.0.1"}, "security": {"token_secret_env": "OPTOUT_HUB_SECRET", "admin_token_env": ""}}))
+def test_no_admin_token_configured_refuses_login(
+    make_config: Callable[..., Config], make_hub: Callable[[Config], Hub], serve_app: Callable[[Any], LiveServer]
+) -> None:
+    hub = make_hub(
+        make_config(
+            {
+                "http": {"public_url": "http://127.0.0.1"},
+                "security": {"token_secret_env": "OPTOUT_HUB_SECRET", "admin_token_env": ""},
+            }
+        )
+    )
     url = serve_app(create_app(hub=hub)).url
     _, r = login(url, "")
     assert r.status_code == 401 and "Admin access is off" in r.text
-    assert requests.get(f"{url}/admin", headers={"Authorization": "Bearer "}, allow_redirects=False, timeout=10).status_code == 401
+    assert (
+        requests.get(
+            f"{url}/admin", headers={"Authorization": "Bearer "}, allow_redirects=False, timeout=10
+        ).status_code
+        == 401
+    )
 
 
 def test_counts_and_chart_follow_opt_outs(admin_hub: Hub, app_url: str) -> None:
@@ -135,13 +206,18 @@ def test_counts_and_chart_follow_opt_outs(admin_hub: Hub, app_url: str) -> None:
     assert "<rect x=" not in before
     token = issue_token(admin_hub, "pat@example.com", campaign="autumn")
     issue_token(admin_hub, "quinn@example.com", campaign="autumn")
-    requests.post(f"{app_url}/u/{token}", data="List-Unsubscribe=One-Click", headers={"Content-Type": "application/x-www-form-urlencoded"}, timeout=10)
+    requests.post(
+        f"{app_url}/u/{token}",
+        data="List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        timeout=10,
+    )
     page = browser.get(f"{app_url}/admin", timeout=10).text
-    assert "<td>oneclick</td><td class=\"num\">1</td>" in page
-    assert "<td>unsubscribe</td><td class=\"num\">1</td>" in page
-    assert '<title>2026-11-24 oneclick: 1</title>' in page
-    assert "<td>autumn</td><td class=\"num\">2</td><td class=\"num\">1</td><td class=\"num\">50.0%</td>" in page
-    assert "<td>sendgrid</td><td class=\"num\">1</td>" in page  # one pending push
+    assert '<td>oneclick</td><td class="num">1</td>' in page
+    assert '<td>unsubscribe</td><td class="num">1</td>' in page
+    assert "<title>2026-11-24 oneclick: 1</title>" in page
+    assert '<td>autumn</td><td class="num">2</td><td class="num">1</td><td class="num">50.0%</td>' in page
+    assert '<td>sendgrid</td><td class="num">1</td>' in page  # one pending push
 
 
 def test_approve_and_reject_review_items(admin_hub: Hub, app_url: str) -> None:
@@ -163,14 +239,20 @@ def test_approve_and_reject_review_items(admin_hub: Hub, app_url: str) -> None:
         ("Tia@example.com", "unsubscribe", "smtp", f"smtp:{unnamed}", "approved by admin", unnamed),
     ]
     with admin_hub.sessions() as session:
-        assert [session.get(Evidence, i).state for i in (named, unnamed, rejected)] == ["approved", "approved", "rejected"]
+        assert [session.get(Evidence, i).state for i in (named, unnamed, rejected)] == [
+            "approved",
+            "approved",
+            "rejected",
+        ]
     assert "Nothing to review." in browser.get(f"{app_url}/admin", timeout=10).text
 
 
 def test_retry_a_dead_letter(admin_hub: Hub, app_url: str, clock: Clock) -> None:
     admin_hub.record([OptOutEvent(email="uma@example.com", kind=Kind.UNSUBSCRIBE, source=Source.API, reason="phone")])
     with admin_hub.sessions.begin() as session:
-        session.execute(update(OutboxRow).values(state="dead", attempts=25, last_status=400, last_error="invalid email"))
+        session.execute(
+            update(OutboxRow).values(state="dead", attempts=25, last_status=400, last_error="invalid email")
+        )
         row_id = session.scalar(select(OutboxRow.id))
     browser, _ = login(app_url)
     page = browser.get(f"{app_url}/admin", timeout=10).text
@@ -193,7 +275,12 @@ def test_admin_forms_need_csrf(admin_hub: Hub, app_url: str) -> None:
 
 def test_search_shows_history_with_evidence(admin_hub: Hub, app_url: str, clock: Clock) -> None:
     token = issue_token(admin_hub, "wes@example.com", topic="offers")
-    requests.post(f"{app_url}/u/{token}", data="List-Unsubscribe=One-Click", headers={"Content-Type": "application/x-www-form-urlencoded", "User-Agent": "TestMail/1.0"}, timeout=10)
+    requests.post(
+        f"{app_url}/u/{token}",
+        data="List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded", "User-Agent": "TestMail/1.0"},
+        timeout=10,
+    )
     browser, _ = login(app_url)
     page = browser.get(f"{app_url}/admin/search", params={"email": "WES@example.com"}, timeout=10).text
     assert "Suppressed at: topic:offers" in page
@@ -203,20 +290,37 @@ def test_search_shows_history_with_evidence(admin_hub: Hub, app_url: str, clock:
     assert bad.status_code == 400
 
 
-def test_changing_the_admin_token_ends_sessions(admin_hub: Hub, app_url: str, make_config: Callable[..., Config], make_hub: Callable[[Config], Hub], serve_app: Callable[[Any], LiveServer]) -> None:
+def test_changing_the_admin_token_ends_sessions(
+    admin_hub: Hub,
+    app_url: str,
+    make_config: Callable[..., Config],
+    make_hub: Callable[[Config], Hub],
+    serve_app: Callable[[Any], LiveServer],
+) -> None:
     browser, _ = login(app_url)
-    rotated = make_hub(make_config(ADMIN_CONFIG, env={**ADMIN_ENV, "OPTOUT_HUB_ADMIN_TOKEN": "another-admin-token-123456"}))
+    rotated = make_hub(
+        make_config(ADMIN_CONFIG, env={**ADMIN_ENV, "OPTOUT_HUB_ADMIN_TOKEN": "another-admin-token-123456"})
+    )
     url = serve_app(create_app(hub=rotated)).url
     cookie = browser.cookies.get("optout_admin")
     r = requests.get(f"{url}/admin", cookies={"optout_admin": cookie}, allow_redirects=False, timeout=10)
     assert r.status_code == 303
 
 
-def test_opt_outs_waiting_for_a_hubspot_contact_address_are_shown(make_config: Callable[..., Config], make_hub: Callable[[Config], Hub], serve_app: Callable[[Any], LiveServer]) -> None:
+def test_opt_outs_waiting_for_a_hubspot_contact_address_are_shown(
+    make_config: Callable[..., Config], make_hub: Callable[[Config], Hub], serve_app: Callable[[Any], LiveServer]
+) -> None:
     from tests.adapters.test_hubspot import SECRET, TOKEN, queue
 
-    providers = {"hubspot": {"enabled": True, "base_url": "http://127.0.0.1:9"}}  # the discard port: HubSpot unreachable
-    hub = make_hub(make_config({**ADMIN_CONFIG, "providers": providers}, env={"HUBSPOT_ACCESS_TOKEN": TOKEN, "HUBSPOT_CLIENT_SECRET": SECRET}))
+    providers = {
+        "hubspot": {"enabled": True, "base_url": "http://127.0.0.1:9"}
+    }  # the discard port: HubSpot unreachable
+    hub = make_hub(
+        make_config(
+            {**ADMIN_CONFIG, "providers": providers},
+            env={"HUBSPOT_ACCESS_TOKEN": TOKEN, "HUBSPOT_CLIENT_SECRET": SECRET},
+        )
+    )
     url = serve_app(create_app(hub=hub)).url
     browser, _ = login(url)
     assert "No opt-out waits for a contact's address." in browser.get(f"{url}/admin", timeout=10).text
@@ -226,6 +330,6 @@ def test_opt_outs_waiting_for_a_hubspot_contact_address_are_shown(make_config: C
     page = browser.get(f"{url}/admin", timeout=10).text
     assert "2 provider opt-outs wait for the worker to read their contact's address; oldest received 2026-11-24" in page
     assert page.count('id="lookup-') == 2
-    assert "<td>hubspot</td><td>501</td><td class=\"num\">1</td>" in page and "ConnectionError" in page
+    assert '<td>hubspot</td><td>501</td><td class="num">1</td>' in page and "ConnectionError" in page
     assert TOKEN not in page and SECRET not in page
     assert 'optout_lookups_pending{provider="hubspot"} 2.0' in requests.get(f"{url}/metrics", timeout=10).text

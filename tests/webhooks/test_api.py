@@ -15,7 +15,12 @@ def test_missing_or_wrong_token_is_401(live_app: LiveServer) -> None:
 
 
 def test_add_then_status_then_check(live_app: LiveServer, admin_headers: dict[str, str]) -> None:
-    r = requests.post(f"{live_app.url}/api/v1/suppressions", json={"email": "Bob@Example.COM", "reason": "asked by phone"}, headers=admin_headers, timeout=5)
+    r = requests.post(
+        f"{live_app.url}/api/v1/suppressions",
+        json={"email": "Bob@Example.COM", "reason": "asked by phone"},
+        headers=admin_headers,
+        timeout=5,
+    )
     assert r.status_code == 201, r.text
     assert r.json()["changed"] is True
     r = requests.get(f"{live_app.url}/api/v1/suppressions/bob@example.com", headers=admin_headers, timeout=5)
@@ -24,7 +29,12 @@ def test_add_then_status_then_check(live_app: LiveServer, admin_headers: dict[st
     assert body["suppressed"] is True and body["scopes"] == ["global"]
     assert [e["source"] for e in body["events"]] == ["api"]
     assert body["events"][0]["reason"] == "asked by phone"
-    r = requests.post(f"{live_app.url}/api/v1/suppressions/check", json={"emails": ["BOB@example.com", "carol@example.com", "not-an-address"]}, headers=admin_headers, timeout=5)
+    r = requests.post(
+        f"{live_app.url}/api/v1/suppressions/check",
+        json={"emails": ["BOB@example.com", "carol@example.com", "not-an-address"]},
+        headers=admin_headers,
+        timeout=5,
+    )
     assert r.json() == {"suppressed": ["BOB@example.com"], "invalid": ["not-an-address"]}
 
 
@@ -50,7 +60,9 @@ def test_headers_in_bulk_resolve_to_their_recipients(live_app: LiveServer, admin
     from adapters.store.recipients import resolve_token
 
     recipients = [{"email": f"R{i}@Example.com", "campaign": f"c{i % 3}"} for i in range(500)]
-    r = requests.post(f"{live_app.url}/api/v1/headers", json={"recipients": recipients}, headers=admin_headers, timeout=30)
+    r = requests.post(
+        f"{live_app.url}/api/v1/headers", json={"recipients": recipients}, headers=admin_headers, timeout=30
+    )
     assert r.status_code == 200, r.text
     issued = r.json()["headers"]
     assert len(issued) == 500
@@ -95,16 +107,32 @@ def test_oversized_body_is_413(make_config, make_hub, serve_app, admin_headers: 
 
     config = make_config({"http": {"max_content_length": 1024}})
     server = serve_app(create_app(hub=make_hub(config)))
-    r = requests.post(f"{server.url}/api/v1/suppressions/check", json={"emails": ["a@example.com"] * 200}, headers=admin_headers, timeout=5)
+    r = requests.post(
+        f"{server.url}/api/v1/suppressions/check",
+        json={"emails": ["a@example.com"] * 200},
+        headers=admin_headers,
+        timeout=5,
+    )
     assert r.status_code == 413 and "error" in r.json()
 
 
 def test_healthz_and_metrics(live_app: LiveServer, admin_headers: dict[str, str]) -> None:
     assert requests.get(f"{live_app.url}/healthz", timeout=5).json() == {"status": "ok", "database": "ok"}
-    requests.post(f"{live_app.url}/api/v1/suppressions", json={"email": "m@example.com", "reason": "phone"}, headers=admin_headers, timeout=5)
+    requests.post(
+        f"{live_app.url}/api/v1/suppressions",
+        json={"email": "m@example.com", "reason": "phone"},
+        headers=admin_headers,
+        timeout=5,
+    )
     text = requests.get(f"{live_app.url}/metrics", timeout=5).text
     assert 'optout_events_total{kind="unsubscribe",source="api"} 1.0' in text
-    for name in ("optout_smtp_messages_total", "optout_webhook_requests_total", "optout_push_total", "optout_push_latency_seconds", "optout_outbox_pending"):
+    for name in (
+        "optout_smtp_messages_total",
+        "optout_webhook_requests_total",
+        "optout_push_total",
+        "optout_push_latency_seconds",
+        "optout_outbox_pending",
+    ):
         assert f"# TYPE {name.removesuffix('_total')}" in text
 
 
@@ -115,6 +143,8 @@ def test_healthz_reports_a_dead_database(make_config, make_hub, serve_app) -> No
     hub = make_hub(make_config())
     server = serve_app(create_app(hub=hub))
     hub.engine.dispose()
-    hub.engine = database.make_engine("postgresql+psycopg://postgres@127.0.0.1:9/gone?connect_timeout=2")  # nothing listens there
+    hub.engine = database.make_engine(
+        "postgresql+psycopg://postgres@127.0.0.1:9/gone?connect_timeout=2"
+    )  # nothing listens there
     r = requests.get(f"{server.url}/healthz", timeout=5)
     assert r.status_code == 503 and r.json() == {"error": "database unavailable"}

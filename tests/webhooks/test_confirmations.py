@@ -5,23 +5,23 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import timedelta
 from email.message import EmailMessage
 from typing import Any
-from datetime import timedelta
 from urllib.parse import urlsplit
 
 import pytest
-from aiosmtpd.controller import Controller
 import requests
+from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
-from adapters.store.confirmations import queue_confirmation
-from adapters.worker.confirmations import send_due_confirmations
 from adapters.config import Config
 from adapters.events import Kind, OptOutEvent, Source
 from adapters.hub import Hub
-from adapters.store.queries import address_state
+from adapters.store.confirmations import queue_confirmation
 from adapters.store.models import ConfirmationSend
+from adapters.store.queries import address_state
+from adapters.worker.confirmations import send_due_confirmations
 from adapters.worker.outbox import Worker
 from tests.conftest import Clock, LiveServer, Sink, delivered, free_port
 from tests.webhooks.pagehelpers import TOPICS, form_field, issue_token
@@ -48,7 +48,9 @@ def resubscribe_link(msg: EmailMessage) -> str:
     return match.group(1)
 
 
-def test_one_click_sends_one_confirmation_whose_link_resubscribes(mail_hub: Hub, app_url: str, sink: tuple[Sink, int]) -> None:
+def test_one_click_sends_one_confirmation_whose_link_resubscribes(
+    mail_hub: Hub, app_url: str, sink: tuple[Sink, int]
+) -> None:
     handler, _ = sink
     token = issue_token(mail_hub, "Jo@Example.com", campaign="c1")
     assert requests.post(f"{app_url}/u/{token}", timeout=10, **ONE_CLICK).status_code == 200
@@ -63,7 +65,9 @@ def test_one_click_sends_one_confirmation_whose_link_resubscribes(mail_hub: Hub,
     path = resubscribe_link(msg)
     page = requests.get(app_url + path, timeout=10)
     assert "You are unsubscribed from all our emails." in page.text
-    r = requests.post(app_url + path, data={"action": "resubscribe", CSRF_FIELD: form_field(page.text, CSRF_FIELD)}, timeout=10)
+    r = requests.post(
+        app_url + path, data={"action": "resubscribe", CSRF_FIELD: form_field(page.text, CSRF_FIELD)}, timeout=10
+    )
     assert r.status_code == 200 and "Welcome back" in r.text
     with mail_hub.sessions() as session:
         state = address_state(session, "jo@example.com")
@@ -73,13 +77,19 @@ def test_one_click_sends_one_confirmation_whose_link_resubscribes(mail_hub: Hub,
     delivered(handler, 1)
 
 
-def test_at_most_one_confirmation_per_address_per_day(mail_hub: Hub, app_url: str, sink: tuple[Sink, int], clock: Clock) -> None:
+def test_at_most_one_confirmation_per_address_per_day(
+    mail_hub: Hub, app_url: str, sink: tuple[Sink, int], clock: Clock
+) -> None:
     handler, _ = sink
     for topic in ("newsletter", "offers", None):
         requests.post(f"{app_url}/u/{issue_token(mail_hub, 'kim@example.com', topic=topic)}", timeout=10, **ONE_CLICK)
     assert send_due_confirmations(mail_hub) == 1
     [msg] = delivered(handler, 1)
-    assert "Monthly newsletter" in msg.get_content() or "Special offers" in msg.get_content() or "all our emails" in msg.get_content()
+    assert (
+        "Monthly newsletter" in msg.get_content()
+        or "Special offers" in msg.get_content()
+        or "all our emails" in msg.get_content()
+    )
     clock.advance(24 * 3600)
     requests.post(f"{app_url}/u/{issue_token(mail_hub, 'kim@example.com')}", timeout=10, **ONE_CLICK)
     assert send_due_confirmations(mail_hub) == 1
@@ -129,10 +139,14 @@ def test_off_by_default(hub: Hub) -> None:
 
 
 def relay_hub(make_config: Callable[..., Config], make_hub: Callable[[Config], Hub], port: int) -> Hub:
-    return make_hub(make_config({"confirmations": {"enabled": True, "smtp_port": port}, "worker": {"backoff_base_seconds": 2}}))
+    return make_hub(
+        make_config({"confirmations": {"enabled": True, "smtp_port": port}, "worker": {"backoff_base_seconds": 2}})
+    )
 
 
-def test_relay_down_keeps_the_mail_and_the_worker_sends_it_later(make_config: Callable[..., Config], make_hub: Callable[[Config], Hub], clock: Clock) -> None:
+def test_relay_down_keeps_the_mail_and_the_worker_sends_it_later(
+    make_config: Callable[..., Config], make_hub: Callable[[Config], Hub], clock: Clock
+) -> None:
     hub = relay_hub(make_config, make_hub, free_port())
     assert queue(hub, smtp_event()) is True
     assert send_due_confirmations(hub) == 0  # the relay is down
@@ -155,7 +169,9 @@ def test_relay_down_keeps_the_mail_and_the_worker_sends_it_later(make_config: Ca
     assert urlsplit(resubscribe_link(handler.messages[0])).path.startswith("/preferences/")
 
 
-def test_a_day_late_it_is_given_up(make_config: Callable[..., Config], make_hub: Callable[[Config], Hub], clock: Clock) -> None:
+def test_a_day_late_it_is_given_up(
+    make_config: Callable[..., Config], make_hub: Callable[[Config], Hub], clock: Clock
+) -> None:
     hub = relay_hub(make_config, make_hub, free_port())
     queue(hub, smtp_event())
     for _ in range(30):  # the relay stays down for 30 hours; each hour the mail is due again
@@ -169,7 +185,7 @@ def test_a_day_late_it_is_given_up(make_config: Callable[..., Config], make_hub:
 class RefusingRelay(Sink):
     """A relay that refuses one recipient for good and another for now."""
 
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]) -> str:  # noqa: ANN401
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]) -> str:
         if address.startswith("gone@"):
             return "550 5.1.1 <gone@example.com>: no such user"
         if address.startswith("busy@"):
@@ -191,6 +207,9 @@ def test_the_relay_refusing_a_recipient(make_config: Callable[..., Config], make
     finally:
         controller.stop()
     states = {r.email: (r.state, r.last_error) for r in rows(hub)}
-    assert states["gone@example.com"] == ("dead", "relay refused the recipient: 550 5.1.1 <gone@example.com>: no such user")
+    assert states["gone@example.com"] == (
+        "dead",
+        "relay refused the recipient: 550 5.1.1 <gone@example.com>: no such user",
+    )
     assert states["busy@example.com"] == ("pending", "relay refused the recipient: 452 4.2.2 mailbox full, try later")
     assert states["fine@example.com"] == ("sent", None)

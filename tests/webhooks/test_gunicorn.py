@@ -18,14 +18,37 @@ from tests.conftest import ADMIN_TOKEN, free_port
 
 
 def gunicorn(config: Path, env: dict[str, str], port: int) -> subprocess.Popen[str]:
-    command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2", "webhooks:create_app()"]
-    return subprocess.Popen(command, env={**os.environ, **env, "OPTOUT_HUB_CONFIG": str(config)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        "2",
+        "webhooks:create_app()",
+    ]
+    return subprocess.Popen(
+        command,
+        env={**os.environ, **env, "OPTOUT_HUB_CONFIG": str(config)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
-def test_gunicorn_serves_the_app_and_stops_on_sigterm(tmp_path: Path, database_url: str, make_config: Callable[..., Config], make_hub: Callable[[Config], Hub], test_env: dict[str, str]) -> None:
+def test_gunicorn_serves_the_app_and_stops_on_sigterm(
+    tmp_path: Path,
+    database_url: str,
+    make_config: Callable[..., Config],
+    make_hub: Callable[[Config], Hub],
+    test_env: dict[str, str],
+) -> None:
     make_hub(make_config())  # the schema, as `optout-hub db upgrade` makes it
     config = tmp_path / "optout-hub.toml"
-    config.write_text(f'[database]\nurl = "{database_url}"\n[security]\ntoken_secret_env = "OPTOUT_HUB_SECRET"\nadmin_token_env = "OPTOUT_HUB_ADMIN_TOKEN"\n')
+    config.write_text(
+        f'[database]\nurl = "{database_url}"\n[security]\ntoken_secret_env = "OPTOUT_HUB_SECRET"\nadmin_token_env = "OPTOUT_HUB_ADMIN_TOKEN"\n'
+    )
     port = free_port()
     proc = gunicorn(config, test_env, port)
     try:
@@ -36,9 +59,16 @@ def test_gunicorn_serves_the_app_and_stops_on_sigterm(tmp_path: Path, database_u
                     break
             except requests.ConnectionError:
                 pass
-            assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read() if proc.poll() is not None else "no answer"
+            assert time.monotonic() < deadline and proc.poll() is None, (
+                proc.stderr.read() if proc.poll() is not None else "no answer"
+            )
             time.sleep(0.1)
-        r = requests.post(f"http://127.0.0.1:{port}/api/v1/suppressions", json={"email": "gus@example.com", "reason": "phone"}, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10)
+        r = requests.post(
+            f"http://127.0.0.1:{port}/api/v1/suppressions",
+            json={"email": "gus@example.com", "reason": "phone"},
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            timeout=10,
+        )
         assert r.status_code == 201, r.text
     finally:
         proc.send_signal(signal.SIGTERM)

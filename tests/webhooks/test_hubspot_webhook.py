@@ -13,11 +13,10 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from adapters.worker.lookups import resolve_pending_lookups
 from adapters.providers import hubspot
-
-from adapters.store.queries import address_state
 from adapters.store.models import Event, Evidence, PendingLookup
+from adapters.store.queries import address_state
+from adapters.worker.lookups import resolve_pending_lookups
 from tests.adapters.hubspot_fake import FakeContactsAPI
 from tests.adapters.test_hubspot import SECRET, TOKEN, sign
 from tests.webhooks.webhook_cases import Delivery, Running, WebhookCases
@@ -26,7 +25,20 @@ PUBLIC_URL = "https://unsubscribe.example.com"
 
 
 def event(object_id: int, value: str = "true", n: int = 0, **extra: Any) -> dict[str, Any]:
-    return {"objectId": object_id, "propertyName": "hs_email_optout", "propertyValue": value, "changeSource": "CRM", "eventId": 3816279340 + n, "subscriptionId": 25, "portalId": 33, "appId": 1160452, "occurredAt": 1764000000000 + n, "subscriptionType": "contact.propertyChange", "attemptNumber": 0, **extra}
+    return {
+        "objectId": object_id,
+        "propertyName": "hs_email_optout",
+        "propertyValue": value,
+        "changeSource": "CRM",
+        "eventId": 3816279340 + n,
+        "subscriptionId": 25,
+        "portalId": 33,
+        "appId": 1160452,
+        "occurredAt": 1764000000000 + n,
+        "subscriptionType": "contact.propertyChange",
+        "attemptNumber": 0,
+        **extra,
+    }
 
 
 class TestHubSpotWebhook(WebhookCases):
@@ -34,9 +46,13 @@ class TestHubSpotWebhook(WebhookCases):
     bad_signature_status = 401
     stored_model = PendingLookup
 
-    def delivery(self, body: bytes, *, when: datetime | None = None, query: str = "", content_type: str = "application/json") -> Delivery:
+    def delivery(
+        self, body: bytes, *, when: datetime | None = None, query: str = "", content_type: str = "application/json"
+    ) -> Delivery:
         path = "/webhooks/hubspot" + (f"?{query}" if query else "")
-        headers = sign(body, uri=hubspot.signature_uri(PUBLIC_URL, "/webhooks/hubspot", query), **({"when": when} if when else {}))
+        headers = sign(
+            body, uri=hubspot.signature_uri(PUBLIC_URL, "/webhooks/hubspot", query), **({"when": when} if when else {})
+        )
         return Delivery(body, {"Content-Type": content_type, "User-Agent": "HubSpot Connect 2.0", **headers}, path)
 
     def config_data(self, fake_url: str) -> dict[str, Any]:
@@ -81,14 +97,23 @@ class TestHubSpotWebhook(WebhookCases):
         assert r.status_code == 401
 
     def test_mixed_batch_queues_only_opt_out_changes(self, running: Running) -> None:
-        body = json.dumps([event(1), event(2, value="false", n=1), {**event(3, n=2), "propertyName": "firstname"}, {**event(4, n=3), "subscriptionType": "contact.creation"}]).encode()
+        body = json.dumps(
+            [
+                event(1),
+                event(2, value="false", n=1),
+                {**event(3, n=2), "propertyName": "firstname"},
+                {**event(4, n=3), "subscriptionType": "contact.creation"},
+            ]
+        ).encode()
         r = running.post(self.delivery(body))
         assert r.status_code == 200 and r.json() == {"events": 2}
         rows = _pending(running)
         assert [(r.object_id, r.event["kind"]) for r in rows] == [("1", "unsubscribe"), ("2", "resubscribe")]
         assert all(r.evidence_id is not None and r.next_attempt_at == running.hub.clock() for r in rows)
 
-    def test_contact_ids_resolve_after_hubspot_comes_back(self, start: Callable[..., Running], fake_contacts: FakeContactsAPI) -> None:
+    def test_contact_ids_resolve_after_hubspot_comes_back(
+        self, start: Callable[..., Running], fake_contacts: FakeContactsAPI
+    ) -> None:
         running = start(self.config_data(fake_contacts.url))
         assert running.post(self.optouts(["ann@example.com", "bob@example.com"])[0]).status_code == 200
         http = requests.Session()
@@ -101,7 +126,10 @@ class TestHubSpotWebhook(WebhookCases):
         with running.hub.sessions() as session:
             events = session.scalars(select(Event).order_by(Event.email)).all()
             state = address_state(session, "contact0@example.com")
-        assert [(e.email, e.kind, e.source, e.verification) for e in events] == [("contact0@example.com", "unsubscribe", "hubspot", "signature"), ("contact1@example.com", "unsubscribe", "hubspot", "signature")]
+        assert [(e.email, e.kind, e.source, e.verification) for e in events] == [
+            ("contact0@example.com", "unsubscribe", "hubspot", "signature"),
+            ("contact1@example.com", "unsubscribe", "hubspot", "signature"),
+        ]
         assert state["suppressed"] is True
         with running.hub.sessions() as session:
             assert session.get(Evidence, events[0].evidence_id).source == "hubspot"

@@ -10,9 +10,8 @@ from urllib.parse import urlencode
 import requests
 from sqlalchemy import select
 
-
-from adapters.store.queries import address_state
 from adapters.store.models import Event, Evidence
+from adapters.store.queries import address_state
 from tests.webhooks.webhook_cases import Delivery, Running, WebhookCases
 
 SECRET = "mc-webhook-secret-3f9a1c0e7b2d"
@@ -29,7 +28,10 @@ class TestMailchimpWebhook(WebhookCases):
     bad_signature_status = 404
 
     def config_data(self, fake_url: str) -> dict[str, Any]:
-        return {"providers": {"mailchimp": {"enabled": True, "lists": ["abc123", "def456"], "base_url": fake_url}}, "topics": [{"name": "newsletter", "mailchimp_list": "abc123"}]}
+        return {
+            "providers": {"mailchimp": {"enabled": True, "lists": ["abc123", "def456"], "base_url": fake_url}},
+            "topics": [{"name": "newsletter", "mailchimp_list": "abc123"}],
+        }
 
     def env(self) -> dict[str, str]:
         return {"MAILCHIMP_API_KEY": "0123456789abcdef-us6", "MAILCHIMP_WEBHOOK_SECRET": SECRET}
@@ -81,8 +83,18 @@ class TestMailchimpWebhook(WebhookCases):
             ("abuse@example.com", "complaint", "global", "abuse"),
             ("bounce@example.com", "bounce", "global", "hard"),
         }
-        resubscribe = {"type": "subscribe", "fired_at": "2026-11-24 12:01:00", "data[list_id]": "abc123", "data[email]": "topic@example.com"}
-        assert running.post(Delivery(urlencode(resubscribe).encode(), dict(FORM), f"/webhooks/mailchimp/{SECRET}")).status_code == 200
+        resubscribe = {
+            "type": "subscribe",
+            "fired_at": "2026-11-24 12:01:00",
+            "data[list_id]": "abc123",
+            "data[email]": "topic@example.com",
+        }
+        assert (
+            running.post(
+                Delivery(urlencode(resubscribe).encode(), dict(FORM), f"/webhooks/mailchimp/{SECRET}")
+            ).status_code
+            == 200
+        )
         with running.hub.sessions() as session:
             assert address_state(session, "topic@example.com")["suppressed"] is False
 

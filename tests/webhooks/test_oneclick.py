@@ -31,7 +31,14 @@ def test_urlencoded_post_opts_out_with_200_and_no_cookie(topic_hub: Hub, app_url
     assert without_cookies(r)
     assert "Location" not in r.headers
     [event] = events(topic_hub)
-    assert (event.email, event.kind, event.scope, event.source, event.verification, event.campaign) == ("Alice@example.com", "unsubscribe", "global", "oneclick", "token", "spring-2026")
+    assert (event.email, event.kind, event.scope, event.source, event.verification, event.campaign) == (
+        "Alice@example.com",
+        "unsubscribe",
+        "global",
+        "oneclick",
+        "token",
+        "spring-2026",
+    )
     with topic_hub.sessions() as session:
         evidence = session.get(Evidence, event.evidence_id)
         assert (evidence.channel, evidence.source, evidence.content) == ("http", "oneclick", BODY.encode())
@@ -55,7 +62,9 @@ def test_multipart_post_with_topic_token_opts_out_of_that_topic(topic_hub: Hub, 
     ],
     ids=["empty", "wrong-value", "no-field", "json"],
 )
-def test_post_without_the_exact_body_is_400_and_stores_nothing(topic_hub: Hub, app_url: str, kwargs: dict[str, Any]) -> None:
+def test_post_without_the_exact_body_is_400_and_stores_nothing(
+    topic_hub: Hub, app_url: str, kwargs: dict[str, Any]
+) -> None:
     token = issue_token(topic_hub, "carol@example.com")
     r = post(f"{app_url}/u/{token}", **kwargs)
     assert r.status_code == 400
@@ -72,7 +81,9 @@ def test_forged_unknown_and_malformed_tokens_are_404_and_store_nothing(topic_hub
         for method in ("get", "post"):
             for accept in (browser, "*/*", None):
                 headers = {"Content-Type": "application/x-www-form-urlencoded"} | ({"Accept": accept} if accept else {})
-                r = requests.request(method, f"{app_url}/u/{bad}", data=BODY, headers=headers, timeout=10, allow_redirects=False)
+                r = requests.request(
+                    method, f"{app_url}/u/{bad}", data=BODY, headers=headers, timeout=10, allow_redirects=False
+                )
                 assert r.status_code == 404, (bad, method, accept)
                 if accept == browser:
                     assert r.headers["Content-Type"].startswith("text/html") and "not valid" in r.text
@@ -110,7 +121,10 @@ def test_get_and_head_never_change_state(topic_hub: Hub, app_url: str) -> None:
 
 def test_token_pages_send_security_headers_and_no_cookie(topic_hub: Hub, app_url: str) -> None:
     token = issue_token(topic_hub, "gina@example.com")
-    for r in (requests.get(f"{app_url}/u/{token}", timeout=10), post(f"{app_url}/u/{token}", data=BODY, headers={"Content-Type": "application/x-www-form-urlencoded"})):
+    for r in (
+        requests.get(f"{app_url}/u/{token}", timeout=10),
+        post(f"{app_url}/u/{token}", data=BODY, headers={"Content-Type": "application/x-www-form-urlencoded"}),
+    ):
         assert "frame-ancestors 'none'" in r.headers["Content-Security-Policy"]
         assert "script-src" not in r.headers["Content-Security-Policy"]  # default-src 'none': no script at all
         assert r.headers["X-Frame-Options"] == "DENY"
@@ -130,7 +144,9 @@ def test_page_language_follows_accept_language_and_switcher(topic_hub: Hub, app_
     assert f'href="/u/{token}?lang=ar"' in switched.text
 
 
-def test_topic_titles_are_escaped(make_config: Callable[..., Config], make_hub: Callable[[Config], Hub], serve_app: Callable[[Any], LiveServer]) -> None:
+def test_topic_titles_are_escaped(
+    make_config: Callable[..., Config], make_hub: Callable[[Config], Hub], serve_app: Callable[[Any], LiveServer]
+) -> None:
     hub = make_hub(make_config({"topics": [{"name": "x", "title": "<script>alert(1)</script>"}]}))
     url = serve_app(create_app(hub=hub)).url
     r = requests.get(f"{url}/u/{issue_token(hub, 'ivan@example.com', topic='x')}", timeout=10)
@@ -152,5 +168,7 @@ def test_app_redacts_gunicorn_access_lines(topic_hub: Hub, caplog: pytest.LogCap
     create_app(hub=topic_hub)
     token = issue_token(topic_hub, "jay@example.com")
     with caplog.at_level(logging.INFO, logger="gunicorn.access"):
-        logging.getLogger("gunicorn.access").info('%(h)s "%(r)s" %(s)s', {"h": "127.0.0.1", "r": f"POST /u/{token} HTTP/1.1", "s": "200"})
+        logging.getLogger("gunicorn.access").info(
+            '%(h)s "%(r)s" %(s)s', {"h": "127.0.0.1", "r": f"POST /u/{token} HTTP/1.1", "s": "200"}
+        )
     assert token not in caplog.text and f"/u/{token[:4]}…" in caplog.text

@@ -41,7 +41,14 @@ def test_unsubscribing_a_topic_stores_the_reason(topic_hub: Hub, app_url: str) -
     r = submit(url, csrf, action="save", topic="newsletter", reason="too_many", reason_text="  three a   week ")
     assert r.status_code == 200 and "Your choices are saved." in r.text
     [event] = events(topic_hub)
-    assert (event.kind, event.scope, event.source, event.verification, event.reason, event.campaign) == ("unsubscribe", "topic:offers", "preferences", "token", "too_many: three a week", "c-42")
+    assert (event.kind, event.scope, event.source, event.verification, event.reason, event.campaign) == (
+        "unsubscribe",
+        "topic:offers",
+        "preferences",
+        "token",
+        "too_many: three a week",
+        "c-42",
+    )
     assert r.text.count(" checked>") == 1  # the page shows the new state
     r = submit(url, csrf, action="save", topic="newsletter")
     assert "Nothing has changed." in r.text and len(events(topic_hub)) == 1
@@ -55,11 +62,18 @@ def test_unsubscribe_all_then_resubscribe_keeps_proof_of_consent(topic_hub: Hub,
     clock.advance(60)
     html, csrf = open_centre(url, **{"Accept-Language": "zh"})
     clock.advance(5)
-    r = requests.post(url, data={"action": "resubscribe", CSRF_FIELD: csrf}, headers={"Accept-Language": "zh"}, timeout=10)
+    r = requests.post(
+        url, data={"action": "resubscribe", CSRF_FIELD: csrf}, headers={"Accept-Language": "zh"}, timeout=10
+    )
     assert r.status_code == 200
     unsub, resub = events(topic_hub)
     assert (unsub.kind, unsub.scope, unsub.reason) == ("unsubscribe", "global", "never_signed_up")
-    assert (resub.kind, resub.scope, resub.source, resub.verification) == ("resubscribe", "global", "preferences", "token")
+    assert (resub.kind, resub.scope, resub.source, resub.verification) == (
+        "resubscribe",
+        "global",
+        "preferences",
+        "token",
+    )
     consent = resub.meta["consent"]
     assert consent["wording"] == "是的，我希望此地址重新接收所有这些邮件。" and consent["wording"] in html
     assert consent["lang"] == "zh" and consent["page"] == "preferences"
@@ -76,8 +90,14 @@ def test_ticking_a_topic_again_resubscribes_it(topic_hub: Hub, app_url: str) -> 
     submit(url, csrf, action="save", topic="offers")
     r = submit(url, csrf, action="save", topic=["offers", "newsletter"])
     assert "Welcome back" in r.text
-    assert [(e.kind, e.scope) for e in events(topic_hub)] == [("unsubscribe", "topic:newsletter"), ("resubscribe", "topic:newsletter")]
-    assert events(topic_hub)[1].meta["consent"]["wording"] == "Ticked topics are the emails I agree to receive at this address."
+    assert [(e.kind, e.scope) for e in events(topic_hub)] == [
+        ("unsubscribe", "topic:newsletter"),
+        ("resubscribe", "topic:newsletter"),
+    ]
+    assert (
+        events(topic_hub)[1].meta["consent"]["wording"]
+        == "Ticked topics are the emails I agree to receive at this address."
+    )
 
 
 def test_csrf_missing_wrong_or_expired_is_400_and_stores_nothing(topic_hub: Hub, app_url: str, clock: Clock) -> None:
@@ -99,7 +119,12 @@ def test_csrf_missing_wrong_or_expired_is_400_and_stores_nothing(topic_hub: Hub,
 def test_bad_form_values_are_400(topic_hub: Hub, app_url: str) -> None:
     url = f"{app_url}/preferences/{issue_token(topic_hub, 'gus@example.com')}"
     _, csrf = open_centre(url)
-    for fields in ({"action": "delete_everything"}, {"action": "save", "topic": "nope"}, {"action": "unsubscribe_all", "reason": "spite"}, {"action": "unsubscribe_all", "reason_text": "x" * 501}):
+    for fields in (
+        {"action": "delete_everything"},
+        {"action": "save", "topic": "nope"},
+        {"action": "unsubscribe_all", "reason": "spite"},
+        {"action": "unsubscribe_all", "reason_text": "x" * 501},
+    ):
         assert submit(url, csrf, **fields).status_code == 400, fields
     assert stored_counts(topic_hub) == (0, 0)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +13,8 @@ import requests
 from sqlalchemy import select
 
 from adapters.providers import sendgrid
-
-from adapters.store.queries import address_state
 from adapters.store.models import Event
+from adapters.store.queries import address_state
 from tests.adapters.test_sendgrid import VECTOR, make_key, sign
 from tests.webhooks.webhook_cases import Delivery, Running, WebhookCases
 
@@ -25,7 +24,11 @@ TIMESTAMP = "1764000000"
 
 
 def signed(body: bytes, content_type: str = "application/json") -> Delivery:
-    return Delivery(body, {"Content-Type": content_type, "User-Agent": "SendGrid Event API", **sign(PRIVATE_KEY, body, TIMESTAMP)}, "/webhooks/sendgrid")
+    return Delivery(
+        body,
+        {"Content-Type": content_type, "User-Agent": "SendGrid Event API", **sign(PRIVATE_KEY, body, TIMESTAMP)},
+        "/webhooks/sendgrid",
+    )
 
 
 class TestSendGridWebhook(WebhookCases):
@@ -33,13 +36,18 @@ class TestSendGridWebhook(WebhookCases):
     bad_signature_status = 403
 
     def config_data(self, fake_url: str) -> dict[str, Any]:
-        return {"providers": {"sendgrid": {"enabled": True, "base_url": fake_url}}, "topics": [{"name": "newsletter", "sendgrid_group": 1234}]}
+        return {
+            "providers": {"sendgrid": {"enabled": True, "base_url": fake_url}},
+            "topics": [{"name": "newsletter", "sendgrid_group": 1234}],
+        }
 
     def env(self) -> dict[str, str]:
         return {"SENDGRID_API_KEY": "SG.test-key", "SENDGRID_WEBHOOK_PUBLIC_KEY": PUBLIC_KEY}
 
     def optouts(self, emails: Sequence[str]) -> list[Delivery]:
-        events = [{"email": e, "timestamp": 1764000000, "event": "unsubscribe", "sg_event_id": f"sg-{e}"} for e in emails]
+        events = [
+            {"email": e, "timestamp": 1764000000, "event": "unsubscribe", "sg_event_id": f"sg-{e}"} for e in emails
+        ]
         # As SendGrid sends it: CRLF after each event, and after the array.
         return [signed(("[" + ",\r\n".join(json.dumps(e) for e in events) + "]\r\n").encode())]
 
@@ -52,7 +60,9 @@ class TestSendGridWebhook(WebhookCases):
             signed(b'{"event": "unsubscribe"}'),
             signed(b"[]", content_type="text/plain"),
             signed(b'[{"event": "unsubscribe", "email": "nobody", "sg_event_id": "x"}]'),
-            signed(b'[{"event": "unsubscribe", "email": "ok@example.com", "sg_event_id": "ok"}, {"event": "spamreport", "email": "x@example.com"}]'),
+            signed(
+                b'[{"event": "unsubscribe", "email": "ok@example.com", "sg_event_id": "ok"}, {"event": "spamreport", "email": "x@example.com"}]'
+            ),
         ]
 
     def test_mixed_batch_counts_only_opt_outs_with_topic_mapping(self, running: Running) -> None:
@@ -64,7 +74,12 @@ class TestSendGridWebhook(WebhookCases):
             assert address_state(session, "resub@example.com")["suppressed"] is False
         assert ("example@test.com", "unsubscribe", "topic:newsletter", "signature") in rows
         assert ("unmapped@example.com", "unsubscribe", "global", "signature") in rows
-        assert not {e for e, *_ in rows} & {"processed@example.com", "open@example.com", "blocked@example.com", "dropped@example.com"}
+        assert not {e for e, *_ in rows} & {
+            "processed@example.com",
+            "open@example.com",
+            "blocked@example.com",
+            "dropped@example.com",
+        }
         assert running.hub.metrics.events.labels("sendgrid", "unsubscribe")._value.get() == 3
         assert running.hub.metrics.events.labels("sendgrid", "complaint")._value.get() == 1
 
@@ -81,17 +96,17 @@ class TestSendGridWebhook(WebhookCases):
         assert r.json() == {"events": 2, "stored": 1, "duplicates": 1}
         assert running.count(Event) == 2
 
-    def test_expired_timestamp_is_refused_when_a_maximum_age_is_set(self, start) -> None:  # noqa: ANN001
+    def test_expired_timestamp_is_refused_when_a_maximum_age_is_set(self, start) -> None:
         data = self.config_data("http://127.0.0.1:9")
         data["providers"]["sendgrid"]["max_timestamp_age_seconds"] = 3600
         running = start(data)
-        running.hub.clock.now = datetime.fromtimestamp(int(TIMESTAMP) + 3600, tz=timezone.utc)  # type: ignore[attr-defined]
+        running.hub.clock.now = datetime.fromtimestamp(int(TIMESTAMP) + 3600, tz=UTC)  # type: ignore[attr-defined]
         assert running.post(self.optouts(["ann@example.com"])[0]).status_code == 200
         running.hub.clock.advance(1)
         assert running.post(self.optouts(["bob@example.com"])[0]).status_code == 403
         assert running.count(Event) == 1
 
-    def test_without_a_public_key_events_are_stored_unverified(self, start) -> None:  # noqa: ANN001
+    def test_without_a_public_key_events_are_stored_unverified(self, start) -> None:
         data = self.config_data("http://127.0.0.1:9")
         data["providers"]["sendgrid"]["webhook_public_key_env"] = ""
         running = start(data)
@@ -101,11 +116,16 @@ class TestSendGridWebhook(WebhookCases):
             assert session.scalars(select(Event.verification)).all() == ["none"]
 
 
-def test_official_vector_over_http(make_config, make_hub, serve_app) -> None:  # noqa: ANN001
+def test_official_vector_over_http(make_config, make_hub, serve_app) -> None:
     """SendGrid's own signed sample passes the real route (it holds no opt-out event)."""
     from webhooks import create_app
 
-    hub = make_hub(make_config({"providers": {"sendgrid": {"enabled": True}}}, env={"SENDGRID_API_KEY": "SG.x", "SENDGRID_WEBHOOK_PUBLIC_KEY": VECTOR["public_key"]}))
+    hub = make_hub(
+        make_config(
+            {"providers": {"sendgrid": {"enabled": True}}},
+            env={"SENDGRID_API_KEY": "SG.x", "SENDGRID_WEBHOOK_PUBLIC_KEY": VECTOR["public_key"]},
+        )
+    )
     server = serve_app(create_app(hub=hub))
     headers = {**VECTOR["headers"], "Content-Type": "application/json"}
     url = server.url + "/webhooks/sendgrid"

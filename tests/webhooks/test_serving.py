@@ -13,8 +13,8 @@ import requests
 from webhooks.serving import BackgroundServer
 
 
-def slow_app(started: threading.Event):  # noqa: ANN201
-    def app(environ, start_response):  # noqa: ANN001, ANN202
+def slow_app(started: threading.Event):
+    def app(environ, start_response):
         if environ["PATH_INFO"] == "/slow":
             started.set()
             time.sleep(0.5)

@@ -16,14 +16,29 @@ CATALOGUES = ROOT / "adapters" / "translations"
 PLACEHOLDER = re.compile(r"%\(\w+\)s")
 
 
-def read(path: Path):  # noqa: ANN201 - a babel Catalog
+def read(path: Path):
     with path.open("rb") as fh:
         return read_po(fh)
 
 
 def test_template_is_in_step_with_the_code(tmp_path: Path) -> None:
     out = tmp_path / "messages.pot"
-    cmd = [sys.executable, "-m", "babel.messages.frontend", "extract", "-F", str(CATALOGUES / "babel.cfg"), "-k", "lazy_gettext", "--no-location", "--omit-header", "-o", str(out), "webhooks", "adapters/worker/confirmations.py"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "babel.messages.frontend",
+        "extract",
+        "-F",
+        str(CATALOGUES / "babel.cfg"),
+        "-k",
+        "lazy_gettext",
+        "--no-location",
+        "--omit-header",
+        "-o",
+        str(out),
+        "webhooks",
+        "adapters/worker/confirmations.py",
+    ]
     subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
     assert {m.id for m in read(out) if m.id} == {m.id for m in read(CATALOGUES / "messages.pot") if m.id}
 

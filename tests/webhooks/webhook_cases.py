@@ -30,7 +30,7 @@ class Delivery:
     headers: dict[str, str]
     path: str
 
-    def replace(self, **changes: Any) -> "Delivery":
+    def replace(self, **changes: Any) -> Delivery:
         return dataclasses.replace(self, **changes)
 
 
@@ -79,7 +79,9 @@ class WebhookCases:
 
     def secrets(self, delivery: Delivery) -> list[str]:
         """What must never reach a log line: configured secrets and the delivery's proof."""
-        return [v for v in self.env().values() if len(v) >= 12] + [v for k, v in delivery.headers.items() if "signature" in k.lower()]
+        return [v for v in self.env().values() if len(v) >= 12] + [
+            v for k, v in delivery.headers.items() if "signature" in k.lower()
+        ]
 
     def tampered(self, delivery: Delivery) -> Delivery:
         """One byte of the body changed after signing."""
@@ -87,11 +89,18 @@ class WebhookCases:
         return delivery.replace(body=delivery.body[: i - 1] + b"x" + delivery.body[i:])
 
     @pytest.fixture
-    def start(self, make_config: Callable[..., Config], make_hub: Callable[[Config], Hub], serve_app: Callable[[Any], LiveServer]) -> Callable[..., Running]:
+    def start(
+        self,
+        make_config: Callable[..., Config],
+        make_hub: Callable[[Config], Hub],
+        serve_app: Callable[[Any], LiveServer],
+    ) -> Callable[..., Running]:
         from webhooks import create_app
 
         def start(data: dict[str, Any] | None = None) -> Running:
-            hub = make_hub(make_config(data if data is not None else self.config_data("http://127.0.0.1:9"), env=self.env()))
+            hub = make_hub(
+                make_config(data if data is not None else self.config_data("http://127.0.0.1:9"), env=self.env())
+            )
             return Running(hub, serve_app(create_app(hub=hub)))
 
         return start
@@ -108,12 +117,16 @@ class WebhookCases:
         assert running.count(self.stored_model) == 2
         with running.hub.sessions() as session:
             evidence = session.scalars(select(Evidence).order_by(Evidence.id)).all()
-        assert [(e.channel, e.source, e.content) for e in evidence] == [("webhook", self.provider, d.body) for d in deliveries]
+        assert [(e.channel, e.source, e.content) for e in evidence] == [
+            ("webhook", self.provider, d.body) for d in deliveries
+        ]
         kept = " ".join(f"{k}={v}" for e in evidence for k, v in e.meta.items()).lower()
         assert "signature" not in kept and "secret" not in kept
         assert running.requests_counted(self.provider, 200) == len(deliveries)
         metrics = requests.get(running.server.url + "/metrics", timeout=5).text
-        assert f'optout_webhook_requests_total{{provider="{self.provider}",status="200"}} {len(deliveries)}.0' in metrics
+        assert (
+            f'optout_webhook_requests_total{{provider="{self.provider}",status="200"}} {len(deliveries)}.0' in metrics
+        )
 
     def test_replayed_delivery_is_stored_once(self, running: Running) -> None:
         [delivery] = self.optouts(["ann@example.com"])
@@ -145,7 +158,9 @@ class WebhookCases:
         [delivery] = self.optouts(["ann@example.com"])
         for attempt in (delivery, self.tampered(delivery), self.unsigned(delivery), *self.malformed()):
             running.post(attempt)
-        server_log = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith("urllib3"))  # urllib3: the test's client
+        server_log = "\n".join(
+            r.getMessage() for r in caplog.records if not r.name.startswith("urllib3")
+        )  # urllib3: the test's client
         assert "webhook" in server_log
         for secret in self.secrets(delivery):
             assert secret not in server_log

@@ -6,4 +6,4 @@ class ReceiverConfig(AppConfig):
     label = "receiver"
 
     def ready(self) -> None:
-        from bench.anymail_site.receiver import signals
+        pass

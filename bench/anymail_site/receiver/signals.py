@@ -8,5 +8,8 @@ from bench.anymail_site.receiver.models import TrackedEvent
 
 
 @receiver(tracking)
-def store_event(sender, event, esp_name, **kwargs):  # noqa: ANN001, ANN003, ANN201
-    TrackedEvent.objects.get_or_create(event_id=event.event_id, defaults={"event_type": event.event_type, "email": event.recipient or "", "timestamp": event.timestamp})
+def store_event(sender, event, esp_name, **kwargs):
+    TrackedEvent.objects.get_or_create(
+        event_id=event.event_id,
+        defaults={"event_type": event.event_type, "email": event.recipient or "", "timestamp": event.timestamp},
+    )

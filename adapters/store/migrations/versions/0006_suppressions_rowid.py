@@ -9,21 +9,21 @@ add (1,272 WAL frames per 1,000-event delivery, measured). As a rowid table, new
 to the table's end and only the narrow (email_key, scope) index takes random inserts (585
 frames). PostgreSQL has no such option: nothing to do there.
 """
-from typing import Sequence, Union
+
+from collections.abc import Sequence
 
 from alembic import op
 
-
-revision: str = '0006_suppressions_rowid'
-down_revision: Union[str, Sequence[str], None] = '0005_recipient_counts'
-branch_labels: Union[str, Sequence[str], None] = None
-depends_on: Union[str, Sequence[str], None] = None
+revision: str = "0006_suppressions_rowid"
+down_revision: str | Sequence[str] | None = "0005_recipient_counts"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
 
 
 def _rebuild(with_rowid: bool) -> None:
-    if op.get_bind().dialect.name != 'sqlite':
+    if op.get_bind().dialect.name != "sqlite":
         return
-    with op.batch_alter_table('suppressions', recreate='always', table_kwargs={'sqlite_with_rowid': with_rowid}):
+    with op.batch_alter_table("suppressions", recreate="always", table_kwargs={"sqlite_with_rowid": with_rowid}):
         pass
 
 
