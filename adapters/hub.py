@@ -66,16 +66,21 @@ class Hub:
         return hub
 
     def record(self, events: Sequence[OptOutEvent]) -> RecordResult:
-        """Record events in a transaction of their own and count them once committed.
+        """Record events in a transaction of their own and count them once committed."""
+        return self.record_with(lambda session: record_events(session, events, self.policy, now=self.clock()))
 
-        An edge that stores evidence with the events calls :func:`record_events` in its own
-        transaction instead, then :meth:`count_events`.
+    def record_with(self, work: Callable[[Session], RecordResult], *, what: str = "record events") -> RecordResult:
+        """Run ``work`` in one transaction, then count the events it stored once committed.
+
+        ``work`` records events (:func:`record_events`) together with whatever must be stored
+        with them: the raw evidence, a confirmation, a settled queue row. A database failure
+        is a :class:`StoreError` (``could not <what>``), so the edge answers 451 or 503.
         """
         try:
             with self.sessions.begin() as session:
-                result = record_events(session, events, self.policy, now=self.clock())
+                result = work(session)
         except SQLAlchemyError as exc:
-            raise StoreError(f"could not record events: {exc.__class__.__name__}") from exc
+            raise StoreError(f"could not {what}: {exc.__class__.__name__}") from exc
         self.count_events(result)
         return result
 

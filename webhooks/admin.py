@@ -199,11 +199,8 @@ def search() -> Response:
 @bp.post("/review/<row_id:item>/approve")
 def approve(item: int) -> BaseResponse:
     hub = current_hub()
-    with hub.sessions.begin() as s:
-        result = review.approve(
-            s, item, hub.policy, now=hub.clock(), email=request.form.get("email", "").strip() or None
-        )
-    hub.count_events(result)
+    email = request.form.get("email", "").strip() or None
+    hub.record_with(lambda s: review.approve(s, item, hub.policy, now=hub.clock(), email=email), what="approve")
     log.info("admin: review item %d approved", item)
     flash(gettext("Approved: the opt-out is recorded."))
     return redirect(url_for("admin.home", _anchor="review"), code=303)

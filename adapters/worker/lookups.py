@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 import requests
 from sqlalchemy import delete, update
+from sqlalchemy.orm import Session
 
 from adapters.errors import PayloadError, ProviderAPIError
 from adapters.events import Kind, OptOutEvent, Source, Verification
@@ -14,7 +15,7 @@ from adapters.hub import Hub
 from adapters.providers import payloads
 from adapters.providers.hubspot import MAX_BATCH_READ, PROVIDER, make_client, read_contact_emails
 from adapters.store.models import PendingLookup
-from adapters.store.record import record_events
+from adapters.store.record import RecordResult, record_events
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,8 @@ def resolve_pending_lookups(hub: Hub, http: requests.Session, *, limit: int = 10
             resolved.append(row.id)
         except PayloadError as exc:
             waiting.append((row, f"contact not found or without a usable address: {exc}", None))
-    with hub.sessions.begin() as session:
+
+    def settle(session: Session) -> RecordResult:
         result = record_events(session, events, hub.policy, now=now)
         if resolved:
             session.execute(delete(PendingLookup).where(PendingLookup.id.in_(resolved)))
@@ -75,7 +77,9 @@ def resolve_pending_lookups(hub: Hub, http: requests.Session, *, limit: int = 10
                     for row, error, retry_after in waiting
                 ],
             )
-    hub.count_events(result)
+        return result
+
+    result = hub.record_with(settle, what="settle HubSpot lookups")
     log.info(
         "hubspot lookups: resolved=%d stored=%d waiting=%d%s",
         len(resolved),

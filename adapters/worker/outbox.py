@@ -24,7 +24,7 @@ import requests
 from sqlalchemy import Select, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from adapters.errors import ProviderAPIError
+from adapters.errors import ProviderAPIError, StoreError
 from adapters.hub import Hub
 from adapters.providers.client import Outcome, PushClient, PushResult, email_key, result_for_error
 from adapters.store.models import OutboxRow
@@ -122,7 +122,7 @@ class Worker:
                 log.error(
                     "outbox: round failed (%s); trying again",
                     exc.__class__.__name__,
-                    exc_info=not isinstance(exc, SQLAlchemyError),
+                    exc_info=not isinstance(exc, (SQLAlchemyError, StoreError)),
                 )
                 busy = False
                 stop.wait(cfg.poll_interval_seconds)
