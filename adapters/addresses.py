@@ -33,7 +33,10 @@ class Address(NamedTuple):
     key: str  # for comparison: the whole address lower-cased
 
 
-def _normalize_domain(domain: str) -> str:
+def normalize_domain(domain: str) -> str:
+    """A domain in the one form addresses and ``[smtp].domains`` are compared in: trimmed,
+    without a trailing dot, lower-cased, international names as IDNA A-labels
+    (``bücher.example`` becomes ``xn--bcher-kva.example``). Raises :class:`AddressError`."""
     domain = domain.strip().rstrip(".")
     if not domain:
         raise AddressError("missing domain")
@@ -88,7 +91,7 @@ def _normalize_slow(text: str) -> Address:
         raise AddressError("non-ASCII local part")
     if not _LOCAL_RE.fullmatch(local):
         raise AddressError("invalid characters in local part")
-    domain = _normalize_domain(domain)
+    domain = normalize_domain(domain)
     email = f"{local}@{domain}"
     if len(email) > MAX_ADDRESS:
         raise AddressError("address longer than 254 characters")

@@ -18,7 +18,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from adapters.errors import ConfigError
+from adapters.addresses import normalize_domain
+from adapters.errors import AddressError, ConfigError
 
 CONFIG_ENV = "OPTOUT_HUB_CONFIG"
 PROVIDER_SLUGS = ("mailchimp", "sendgrid", "hubspot")
@@ -65,6 +66,18 @@ class SMTPConfig:
     max_message_bytes: int = 1_048_576
     max_connections: int = 200
     timeout_seconds: int = 60
+
+    def __post_init__(self) -> None:
+        """Keep ``domains`` in the one form every recipient's domain is compared in
+        (:func:`~adapters.addresses.normalize_domain`: lower case, IDNA A-labels), duplicates
+        dropped, so ``bücher.example`` and ``xn--bcher-kva.example`` name one domain."""
+        normalized = []
+        for i, domain in enumerate(self.domains):
+            try:
+                normalized.append(normalize_domain(domain))
+            except AddressError as exc:
+                raise ConfigError(f"smtp.domains[{i}]", f"not a mail domain: {exc}") from None
+        object.__setattr__(self, "domains", tuple(dict.fromkeys(normalized)))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,21 +1,23 @@
-"""The SMTP listener (aiosmtpd): store the raw message durably, answer, then classify.
+"""The SMTP listener (aiosmtpd): receive, store the raw message durably, answer.
 
-- ``RCPT`` is accepted only for ``[smtp].domains``; anything else gets ``550 5.1.1`` and is
-  never relayed.
+- ``RCPT`` is accepted only for ``[smtp].domains`` (the recipient's domain normalized as the
+  configuration normalizes those, so an international domain matches in Unicode or A-label
+  form); anything else gets ``550 5.1.1`` and is never relayed.
 - ``EHLO`` advertises ``SIZE [smtp].max_message_bytes``; larger messages get ``552`` (aiosmtpd
   enforces it while reading ``DATA``).
-- ``DATA`` commits one ``evidence`` row (see :mod:`inbound.processing`) before answering
-  ``250``; if the write fails the answer is ``451 4.3.0`` so the sending server retries.
-  The blocking database work runs in a writer thread, never on the event loop, and
-  messages arriving together share one commit.
-- Classification runs afterwards in one background thread; rows still ``pending`` at start-up
-  (the process died between ``250`` and classification) are classified first.
+- ``DATA`` commits one ``evidence`` row (:mod:`inbound.evidence`) before answering ``250``; if
+  the write fails the answer is ``451 4.3.0`` so the sending server retries. The blocking
+  database work runs in the writer thread, never on the event loop, and messages arriving
+  together share one commit.
+- Each stored message is handed to the classification thread (:mod:`inbound.classification`),
+  which classifies it after the answer.
 - Beyond ``[smtp].max_connections`` open connections a new one is answered ``421`` and
   closed; a connection idle for ``[smtp].timeout_seconds`` is closed, so idle or slow clients
   cannot starve the others.
 
-Test hook: ``OPTOUT_HUB_TEST_CLASSIFY_DELAY`` (seconds, unset in production) delays each
-classification, so the crash test can kill the process between ``250`` and classification.
+:class:`SMTPComponent` is the ``smtp`` part of ``serve``: it starts the classification thread,
+then the listener, and stops them in the reverse order. See the README's "Mail in: the SMTP
+listener".
 """
 
 from __future__ import annotations
@@ -23,12 +25,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import queue
 import socket
-import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Collection
+from typing import Any, Literal
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -36,14 +36,14 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from adapters.addresses import normalize_address
 from adapters.errors import OptOutHubError, StoreError
 from adapters.hub import Hub
+from inbound.classification import DELAY_ENV, Classifier, default_dkim_dns
 from inbound.classify import DNSLookup
-from inbound.processing import EvidenceWriter, Received, pending_ids, process_batch, take_batch
+from inbound.evidence import EvidenceWriter, Received
 
 log = logging.getLogger(__name__)
 if logging.getLogger("mail.log").level == logging.NOTSET:  # aiosmtpd logs every SMTP command at INFO
     logging.getLogger("mail.log").setLevel(logging.WARNING)
 
-DELAY_ENV = "OPTOUT_HUB_TEST_CLASSIFY_DELAY"
 MAX_RECIPIENTS = 100
 
 # Replies, named as aiosmtpd's testing/statuscodes.py names them.
@@ -55,13 +55,6 @@ ERR_TOO_MANY_RCPTS = "452 4.5.3 Too many recipients"
 ERR_STORE = "451 4.3.0 Could not store the message, try again later"
 ERR_INTERNAL = "451 4.3.0 Internal error, try again later"
 ERR_TOO_MANY_CONNECTIONS = b"421 4.3.2 Too many connections, try again later\r\n"
-
-
-def default_dkim_dns() -> DNSLookup:
-    """dkimpy's own DNS TXT lookup (dnspython)."""
-    from dkim.dnsplug import get_txt
-
-    return get_txt
 
 
 class ConnectionLimit:
@@ -113,7 +106,11 @@ class InboundHandler:
     """aiosmtpd handler: each hook's return value is the SMTP reply."""
 
     def __init__(
-        self, domains: set[str], writer: EvidenceWriter, on_stored: Callable[[int], None], clock: Callable[[], Any]
+        self,
+        domains: Collection[str],
+        writer: EvidenceWriter,
+        on_stored: Callable[[int], None],
+        clock: Callable[[], Any],
     ) -> None:
         self.domains = domains
         self.writer = writer
@@ -128,7 +125,7 @@ class InboundHandler:
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
     ) -> str:
-        try:
+        try:  # the domain comes out as normalize_domain makes it, the form [smtp].domains is kept in
             domain = normalize_address(address).email.rpartition("@")[2]
         except OptOutHubError:
             return ERR_BAD_ADDRESS.format(address=address)
@@ -191,109 +188,6 @@ class _Controller(Controller):
         return self.loop.create_server(self._factory_invoker, sock=self._sock, backlog=512)
 
 
-class Classifier:
-    """One background thread that classifies stored messages, oldest first, in batches.
-
-    Intake comes first: classifying competes with the listener for the interpreter, so while
-    messages are arriving (``busy()``) the thread waits, but never more than ``max_defer``
-    seconds. A burst is thus acknowledged at full speed and classified right after it; under
-    a flood that outlasts the wait, the thread classifies the whole backlog each time, so it
-    never falls behind for more than about ``max_defer`` seconds. (An opt-out must be honoured
-    within days; seconds of delay cost nothing, a slow ``250`` costs senders.)
-    """
-
-    def __init__(
-        self,
-        hub: Hub,
-        *,
-        dkim_dns: DNSLookup | None,
-        delay: float = 0.0,
-        busy: Callable[[], bool] = lambda: False,
-        max_batch: int = 100,
-        max_defer: float = 5.0,
-        max_attempts: int = 5,
-    ) -> None:
-        self.max_defer = max_defer
-        self.hub = hub
-        self.dkim_dns = dkim_dns
-        self.delay = delay
-        self.busy = busy
-        self.max_batch = max_batch
-        self.max_attempts = max_attempts
-        self.queue: queue.Queue[int | None] = queue.Queue()
-        self._attempts: dict[int, int] = {}
-        self._thread = threading.Thread(target=self._run, name="smtp-classifier", daemon=True)
-        self._stop_requested = threading.Event()  # ends the test hook's delay early
-        self._stopping = threading.Event()
-
-    def start(self) -> None:
-        try:
-            recovered = pending_ids(self.hub)
-        except Exception:
-            log.exception("could not list pending inbound messages; they are classified at the next start")
-            recovered = []
-        if recovered:
-            log.info("classifying %d inbound message(s) stored before the last stop", len(recovered))
-        for evidence_id in recovered:
-            self.queue.put(evidence_id)
-        self._thread.start()
-
-    def submit(self, evidence_id: int) -> None:
-        self.queue.put(evidence_id)
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Finish what is queued (up to ``timeout``); the rest stays pending for the next start."""
-        self.queue.put(None)
-        self._stop_requested.set()
-        self._thread.join(timeout=timeout)
-        self._stopping.set()
-        self._thread.join(timeout=1)
-
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            first = self.queue.get()  # the first message of a burst wakes the thread...
-            if first is None:
-                return
-            deferred_until = time.monotonic() + self.max_defer  # ...which waits for the burst to end
-            while self.busy() and time.monotonic() < deferred_until and not self._stopping.is_set():
-                time.sleep(0.05)
-            flood = self.busy()  # still arriving after the whole wait: drain the backlog now
-            while True:
-                batch, last = take_batch(self.queue, first, self.max_batch)
-                if self.delay:
-                    self._stop_requested.wait(self.delay)
-                if not self._stopping.is_set():
-                    self._process(batch)
-                if last or self._stopping.is_set():
-                    return
-                if not flood:
-                    break
-                try:
-                    first = self.queue.get_nowait()
-                except queue.Empty:
-                    break
-                if first is None:
-                    return
-
-    def _process(self, batch: list[int]) -> None:
-        try:
-            process_batch(self.hub, batch, dkim_dns=self.dkim_dns)
-        except Exception:
-            for evidence_id in batch:
-                attempts = self._attempts.get(evidence_id, 0) + 1
-                self._attempts[evidence_id] = attempts
-                if attempts < self.max_attempts:
-                    threading.Timer(min(2.0**attempts, 60.0), self.queue.put, args=(evidence_id,)).start()
-            log.warning(
-                "classifying %d message(s) failed; retrying later (they stay pending until done)",
-                len(batch),
-                exc_info=True,
-            )
-        else:
-            for evidence_id in batch:
-                self._attempts.pop(evidence_id, None)
-
-
 def listening_socket(host: str, port: int, backlog: int = 512) -> socket.socket:
     """A bound, listening TCP socket for the controller (bound first, so port 0 works).
 
@@ -314,7 +208,9 @@ def listening_socket(host: str, port: int, backlog: int = 512) -> socket.socket:
 
 
 class SMTPComponent:
-    """The ``smtp`` part of ``serve``: listener plus classifier, started and stopped together."""
+    """The ``smtp`` part of ``serve``: the listener, its evidence writer and the classification
+    thread, started and stopped together. ``dkim_dns``: the DKIM DNS lookup (``"default"``:
+    dkimpy's resolver; ``None``: DKIM is not checked)."""
 
     def __init__(
         self,
@@ -322,19 +218,19 @@ class SMTPComponent:
         *,
         host: str | None = None,
         port: int | None = None,
-        dkim_dns: DNSLookup | str | None = "default",
+        dkim_dns: DNSLookup | Literal["default"] | None = "default",
     ) -> None:
         self.hub = hub
         smtp = hub.config.smtp
         self.host = smtp.host if host is None else host
         self.port = smtp.port if port is None else port
-        self.domains = {normalize_address(f"postmaster@{d}").email.rpartition("@")[2] for d in smtp.domains}
-        dns = default_dkim_dns() if dkim_dns == "default" else dkim_dns
+        self.domains = frozenset(smtp.domains)  # normalized by the configuration
+        dns = default_dkim_dns() if isinstance(dkim_dns, str) else dkim_dns
         self.writer = EvidenceWriter(hub)
         self.handler = InboundHandler(self.domains, self.writer, self._stored, hub.clock)
         self.classifier = Classifier(
             hub, dkim_dns=dns, delay=float(os.environ.get(DELAY_ENV) or 0), busy=self.handler.busy
-        )  # type: ignore[arg-type]
+        )
         self.controller: _Controller | None = None
 
     @property

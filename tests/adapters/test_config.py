@@ -105,6 +105,7 @@ def test_topics_and_enabled_providers() -> None:
         ({"smtp": {"domains": "a.example"}}, {}, "smtp.domains", "must be a list"),
         ({"smtp": {"domains": [1]}}, {}, "smtp.domains[0]", "must be a string"),
         ({"smtp": {"domains": []}}, {}, "smtp.domains", "at least one domain"),
+        ({"smtp": {"domains": ["a.example", "localhost"]}}, {}, "smtp.domains[1]", "not a mail domain"),
         ({"smtp": 3}, {}, "smtp", "must be a table"),
         ({"http": {"public_url": "unsubscribe.example.com"}}, {}, "http.public_url", "http(s) URL"),
         ({"worker": {"enabled": "yes"}}, {}, "worker.enabled", "must be a boolean"),
@@ -189,3 +190,10 @@ def test_secrets_named_by_default_resolve_without_their_table() -> None:
     assert config.security.token_secret == Secret("s" * 20)
     assert config.security.admin_token == Secret("a" * 20)
     assert parse_config({}, {}).security.admin_token is None
+
+
+def test_smtp_domains_are_kept_in_one_normalized_form() -> None:
+    """Every part compares a recipient's domain with ``[smtp].domains`` through
+    ``normalize_domain``: the configured domains are in that form from the start."""
+    config = parse_config({"smtp": {"domains": ["Bücher.Example.", "xn--bcher-kva.example", "Unsub.EXAMPLE.com"]}}, {})
+    assert config.smtp.domains == ("xn--bcher-kva.example", "unsub.example.com")

@@ -114,7 +114,10 @@ def corpus_message(name: str) -> bytes:
     """A corpus file as bytes; the header-less reply bodies get minimal headers around them."""
     raw = (CORPUS / name).read_bytes()
     if name.endswith(".txt"):
-        head = f"From: Person <person@example.org>\r\nTo: {REPLIES}\r\nSubject: Re: your message\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+        head = (
+            f"From: Person <person@example.org>\r\nTo: {REPLIES}\r\nSubject: Re: your message\r\n"
+            "Content-Type: text/plain; charset=utf-8\r\n\r\n"
+        )
         raw = head.encode() + raw
     return raw
 

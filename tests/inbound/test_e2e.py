@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from adapters.tokens import TOKEN_LENGTH
-from inbound.listener import DELAY_ENV
+from inbound.classification import DELAY_ENV
 from tests.conftest import TEST_SECRET, free_port
 from tests.inbound.support import DOMAIN, REPLIES, message
 
@@ -161,7 +161,7 @@ def _smtplib_send(hub: Hub, raw: bytes, rcpt: str, mail_from: str = "jane@exampl
 def test_smtplib_mailto_unsubscribe_with_a_lower_cased_token(hub_process: Hub) -> None:
     hub_process.start()
     mailto = hub_process.mailto("Ann.Example@Example.COM", topic="newsletter")
-    local, _, domain = mailto.partition("@")
+    local, _, _ = mailto.partition("@")
     assert len(local) == len("unsub-") + TOKEN_LENGTH
     lowered = mailto.lower()  # what a case-folding sending server delivers
     raw = message(

@@ -134,9 +134,16 @@ class _Compiled:
     solo_unclear: frozenset[str]
 
 
-_LIST = r"(?:(?:the|your|this|that|our|all|any|these|those|my)\s+)?(?:[\w.-]+\s+){0,3}?(?:mailing\s*lists?|e-?mail\s*lists?|lists?|distribution\s*lists?|newsletters?|mailings?|e-?mails?|mails?|database|contacts?|subscribers?|subscriptions?)"
+_LIST = (
+    r"(?:(?:the|your|this|that|our|all|any|these|those|my)\s+)?(?:[\w.-]+\s+){0,3}?"
+    r"(?:mailing\s*lists?|e-?mail\s*lists?|lists?|distribution\s*lists?|newsletters?|mailings?|e-?mails?|mails?|"
+    r"database|contacts?|subscribers?|subscriptions?)"
+)
 
-_WHOM = r"(?:me|us|myself|ourselves|my\s+[\w-]+(?:\s+[\w-]+)?|our\s+[\w-]+|(?:this|the|that|my)\s+(?:e-?mail\s+)?address|(?:e-?mail\s+)?address(?:\s+address)*)"
+_WHOM = (
+    r"(?:me|us|myself|ourselves|my\s+[\w-]+(?:\s+[\w-]+)?|our\s+[\w-]+|(?:this|the|that|my)\s+(?:e-?mail\s+)?address|"
+    r"(?:e-?mail\s+)?address(?:\s+address)*)"
+)
 # What a request to "opt out of X" / "be removed from X" may name for it to mean mail.
 _MAIL_OBJECT = re.compile(
     r"^\s*(?:of|from|off)\s+(?:"
@@ -441,9 +448,7 @@ def _negated(lang: _Compiled, text: str, start: int, end: int) -> bool:
         inside = text[start:end]
         if lang.code in ("de", "fr", "nl", "it", "es", "pt", "ru") and lang.negation.search(inside):
             return True
-    if lang.negation_after is not None and lang.negation_after.search(text[end : end + 12]):
-        return True
-    return False
+    return lang.negation_after is not None and lang.negation_after.search(text[end : end + 12]) is not None
 
 
 def _in_instruction(lang: _Compiled, text: str, start: int, end: int) -> bool:
@@ -485,9 +490,10 @@ def _scan(text: str, where: str, languages: Sequence[str]) -> tuple[RequestMatch
                     continue
                 return RequestMatch(Clarity.CLEAR, where, code, m.group(0).strip()), negated
         for pattern in lang.narrow:
-            m = pattern.search(text)
-            if m and not _negated(lang, text, m.start(), m.end()):
-                best = best or RequestMatch(Clarity.UNCLEAR, where, code, text[m.start() : m.end() + 40].strip())
+            narrow = pattern.search(text)
+            if narrow and not _negated(lang, text, narrow.start(), narrow.end()):
+                phrase = text[narrow.start() : narrow.end() + 40].strip()
+                best = best or RequestMatch(Clarity.UNCLEAR, where, code, phrase)
         for pattern in lang.keywords:
             for m in pattern.finditer(text):
                 if _negated(lang, text, m.start(), m.end()):

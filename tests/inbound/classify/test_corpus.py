@@ -49,9 +49,9 @@ def test_corpus_confusion_table(capsys: pytest.CaptureFixture[str]) -> None:
         if verdict.category not in EXPECTED_CATEGORY[row["category"]]:
             wrong_category.append((row["file"], verdict.category.value, verdict.reason))
         expected = row["expected_optout"] == "yes"
-        if verdict.opts_out and not expected:
+        if verdict.opts_out_someone and not expected:
             wrongful.append((row["file"], verdict.addresses, verdict.reason))
-        elif expected and not verdict.opts_out:
+        elif expected and not verdict.opts_out_someone:
             missed.append((row["file"], verdict.category.value, verdict.reason))
         elif expected and address_key(verdict.address or "") != address_key(row["optout_address"]):
             wrong_person.append((row["file"], verdict.address, row["optout_address"]))
@@ -67,7 +67,8 @@ def test_corpus_confusion_table(capsys: pytest.CaptureFixture[str]) -> None:
     for category in categories:
         lines.append(f"{category:20}" + "".join(f"{table[(category, c)] or '.':>12}" for c in columns))
     lines.append(
-        f"wrongful opt-outs: {len(wrongful)}; requests missed: {len(missed)}; wrong person: {len(wrong_person)}; total {len(LABELS)}"
+        f"wrongful opt-outs: {len(wrongful)}; requests missed: {len(missed)}; "
+        f"wrong person: {len(wrong_person)}; total {len(LABELS)}"
     )
     with capsys.disabled():
         print("\n".join(lines))
@@ -80,13 +81,13 @@ def test_corpus_confusion_table(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.parametrize("row", [r for r in LABELS if r["expected_optout"] == "yes"], ids=lambda r: r["file"])
 def test_every_request_names_its_person(row: dict[str, str]) -> None:
     verdict = _classify(row["file"])
-    assert verdict.opts_out
+    assert verdict.opts_out_someone
     assert address_key(verdict.address or "") == address_key(row["optout_address"])
 
 
 @pytest.mark.parametrize("row", [r for r in LABELS if r["expected_optout"] == "no"], ids=lambda r: r["file"])
 def test_nobody_else_is_opted_out(row: dict[str, str]) -> None:
-    assert not _classify(row["file"]).opts_out
+    assert not _classify(row["file"]).opts_out_someone
 
 
 def test_ambiguous_scoped_complaint_goes_to_review_at_most() -> None:

@@ -1,0 +1,53 @@
+"""The order of decisions (inbound/classify/__init__.py): a request that names someone else
+goes to review, one naming the sender or our own address counts; the result's JSON and the
+plain envelope type."""
+
+from __future__ import annotations
+
+import pytest
+
+from adapters.config import Config
+from inbound.classify import Category, Envelope, classify_message
+from tests.inbound.support import REPLIES, classify, message
+
+
+@pytest.mark.parametrize(
+    ("text", "subject"),
+    [
+        ("Please unsubscribe my colleague bob@example.com, he left the company.", "Re: hello"),
+        ("Unsubscribe me and my wife Anna@Example.com please", "Re: hello"),
+        ("Please remove <mailto:old.address@example.net> from your list.", "Re: hello"),
+        ("退订 zhang.wei@example.cn", "Re: hello"),
+    ],
+)
+def test_a_request_naming_someone_else_goes_to_review(text: str, subject: str) -> None:
+    """The sender asks for another address: opting out the sender would be the wrong person,
+    and the other address has not asked. An admin decides."""
+    verdict = classify(message(text, subject=subject))
+    assert (verdict.category, verdict.address, verdict.reason) == (
+        Category.REVIEW,
+        "jane@example.org",
+        "the request names another address",
+    )
+    assert not verdict.opts_out_someone
+
+
+def test_a_request_naming_the_sender_or_the_unsubscribe_address_still_counts() -> None:
+    for text in (
+        "Please unsubscribe Jane@Example.org from everything.",
+        f"Please unsubscribe me, as I asked {REPLIES} before.",
+        "Please unsubscribe me from devs-request@lists.example.net",
+    ):
+        verdict = classify(message(text, subject="Re: hello"))
+        assert (verdict.category, verdict.address) == (Category.UNSUBSCRIBE, "jane@example.org"), text
+
+
+def test_classification_result_json_has_the_agreed_keys() -> None:
+    result = classify(message("unsubscribe")).as_result()
+    assert {"classification", "address", "scope", "verification", "campaign", "reason", "detail"} <= set(result)
+    assert result["classification"] == "unsubscribe" and result["verification"] == "none"
+
+
+def test_envelope_type_is_a_plain_value() -> None:
+    verdict = classify_message(message("STOP"), Envelope("jane@example.org", [REPLIES]), config=Config())
+    assert verdict.category is Category.UNSUBSCRIBE

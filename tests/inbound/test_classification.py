@@ -1,0 +1,123 @@
+"""The classification thread: stored messages classified after the answer and recorded with
+their events, bounce policy, complaints, recovery of pending rows at start (and only once),
+confirmation mail for a person's reply but not for a mail client's request."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import func, select
+
+from adapters.config import Config
+from adapters.events import utcnow
+from adapters.hub import Hub
+from adapters.store.models import Event, Evidence
+from adapters.store.queries import address_state
+from adapters.worker.confirmations import send_due_confirmations
+from inbound.classification import process_evidence
+from inbound.evidence import EvidenceWriter, Received
+from inbound.listener import SMTPComponent
+from tests.conftest import Sink, delivered
+from tests.inbound.smtp_client import send, wait_classified
+from tests.inbound.support import REPLIES, corpus_message, message
+
+
+def test_stop_reply_is_classified_after_the_answer(start_smtp: Callable[..., SMTPComponent]) -> None:
+    component = start_smtp()
+    evidence_id = send(component, message("Please unsubscribe me.", subject="Re: news"))
+    row = wait_classified(component.hub, evidence_id)
+    assert row.state == "done"
+    assert row.result["classification"] == "unsubscribe"
+    assert row.result["address"] == "jane@example.org"
+    assert row.processed_at is not None
+    with component.hub.sessions() as session:
+        state = address_state(session, "JANE@example.org")
+        assert state["suppressed"] and state["scopes"] == ["global"]
+        (event,) = state["events"]
+        assert (event["source"], event["kind"], event["provider_event_id"], event["evidence_id"]) == (
+            "smtp",
+            "unsubscribe",
+            f"smtp:{evidence_id}",
+            evidence_id,
+        )
+    metrics = component.hub.metrics.render().decode()
+    assert 'optout_smtp_messages_total{classification="unsubscribe"} 1.0' in metrics
+    assert 'optout_events_total{kind="unsubscribe",source="smtp"} 1.0' in metrics
+
+
+def test_hard_bounces_suppress_only_when_the_policy_says_so(start_smtp: Callable[..., SMTPComponent]) -> None:
+    raw = corpus_message("bounce/sisimai_lhost-postfix-01.eml")
+    off = start_smtp()
+    row = wait_classified(off.hub, send(off, raw, mail_from=""))
+    assert row.result["classification"] == "bounce" and row.result["address"] == "kijitora@example.org"
+    with off.hub.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Event)) == 0
+    off.stop()
+
+
+def test_hard_bounce_suppression_switched_on(start_smtp: Callable[..., SMTPComponent]) -> None:
+    on = start_smtp(inbound={"suppress_hard_bounces": True})
+    row = wait_classified(on.hub, send(on, corpus_message("bounce/sisimai_lhost-postfix-01.eml"), mail_from=""))
+    assert row.result["classification"] == "bounce"
+    with on.hub.sessions() as session:
+        assert address_state(session, "kijitora@example.org")["suppressed"]
+
+
+def test_complaint_is_recorded_as_a_complaint(start_smtp: Callable[..., SMTPComponent]) -> None:
+    component = start_smtp()
+    row = wait_classified(
+        component.hub,
+        send(component, corpus_message("complaint/phpbounce_fbl-yahoo.eml"), mail_from="feedback@arf.mail.yahoo.com"),
+    )
+    assert row.result["classification"] == "complaint"
+    with component.hub.sessions() as session:
+        (event,) = address_state(session, "someuser@yahoo.com")["events"]
+        assert event["kind"] == "complaint"
+
+
+def test_pending_rows_are_classified_at_start_and_only_once(
+    start_smtp: Callable[..., SMTPComponent], make_config: Callable[..., Config], make_hub: Callable[[Config], Hub]
+) -> None:
+    hub = make_hub(make_config({"smtp": {"port": 0}}))
+    received = Received(
+        message("STOP", subject="Re: x"), "jane@example.org", (REPLIES,), "127.0.0.1:1", "client", utcnow()
+    )
+    writer = EvidenceWriter(hub)
+    evidence_id = writer.store(received)
+    writer.close()
+    start_smtp(hub=hub)
+    row = wait_classified(hub, evidence_id)
+    assert row.result["classification"] == "unsubscribe"
+    # A crash after the events were stored but before... is impossible (one transaction); a
+    # second classification of the same row (two processes recovering it) stores nothing new.
+    with hub.sessions.begin() as session:
+        session.get(Evidence, evidence_id).state = "pending"
+    assert process_evidence(hub, evidence_id) is not None
+    assert process_evidence(hub, evidence_id) is None
+    with hub.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Event)) == 1
+
+
+def test_a_stop_reply_gets_one_confirmation_a_client_request_none(
+    start_smtp: Callable[..., SMTPComponent],
+    make_config: Callable[..., Config],
+    make_hub: Callable[[Config], Hub],
+    sink: tuple[Sink, int],
+) -> None:
+    handler, port = sink
+    hub = make_hub(make_config({"smtp": {"port": 0}, "confirmations": {"enabled": True, "smtp_port": port}}))
+    component = start_smtp(hub=hub)
+    wait_classified(hub, send(component, message("STOP", subject="Re: news")))
+    assert handler.messages == []  # queued with the opt-out; the worker mails it
+    assert send_due_confirmations(hub) == 1
+    (mail,) = delivered(handler, 1)
+    assert mail["To"] == "jane@example.org" and mail["Auto-Submitted"] == "auto-generated"
+    assert "/preferences/" in mail.get_content()
+    # the same person again the same day: no second mail
+    wait_classified(hub, send(component, message("unsubscribe", subject="Re: news")))
+    # a mail client's List-Unsubscribe message (Apple Mail) is honoured, not answered
+    apple = corpus_message("unsubscribe_mailto/sisimai_arf-26_apple_mail.eml")
+    row = wait_classified(hub, send(component, apple, mail_from="example@icloud.com"))
+    assert row.result["classification"] == "unsubscribe" and row.result["automatic"] is True
+    assert send_due_confirmations(hub) == 0
+    assert len(delivered(handler, 1)) == 1
