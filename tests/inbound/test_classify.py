@@ -14,7 +14,7 @@ from adapters.events import Verification
 from adapters.tokens import TokenSigner
 from inbound.classify import Category, Envelope, classify_message
 from inbound.replies import Clarity, find_request
-from tests.inbound.support import DOMAIN, REPLIES, classify, dkim_key, message, raw_message
+from tests.support.mail import DOMAIN, REPLIES, classify, dkim_key, message, raw_message
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,7 +16,7 @@ import pytest
 
 from adapters.addresses import address_key
 from inbound.classify import Category
-from tests.inbound.support import REPLIES, classify, corpus_labels, corpus_message
+from tests.support.mail import REPLIES, classify, corpus_labels, corpus_message
 
 LABELS = corpus_labels()
 EXPECTED_CATEGORY = {

@@ -25,8 +25,8 @@ from adapters.store.recipients import RecipientRequest, issue_tokens
 from adapters.worker.confirmations import send_due_confirmations
 from inbound.listener import SMTPComponent
 from inbound.processing import EvidenceWriter, Received, process_evidence
-from tests.conftest import Sink, delivered
-from tests.inbound.support import DOMAIN, REPLIES, corpus_message, message
+from tests.support.mail import DOMAIN, REPLIES, corpus_message, message
+from tests.support.servers import Sink, delivered
 
 STORED = re.compile(rb"stored as (\d+)")
 
