@@ -13,9 +13,10 @@ for optout-hub's batching worker beside a naive one-call-per-opt-out-per-provide
   worker runs as in ``serve``; latency is from the moment an opt-out was recorded to the fake's
   2xx for the call that carried it, per (opt-out, provider).
 
-The providers are the test suite's fakes (``tests/fakes.py``): real HTTP servers on 127.0.0.1
-that check every call; ``--provider-latency`` adds a fixed delay to each answer, as a real API
-over the internet would (the burst runs without it, to count calls and time our own work).
+The providers are the test suite's fakes (``tests/support/fake_providers.py``): real HTTP
+servers on 127.0.0.1 that check every call; ``--provider-latency`` adds a fixed delay to each
+answer, as a real API over the internet would (the burst runs without it, to count calls and
+time our own work).
 Each mode gets a fresh database: an SQLite file in a temporary directory by default.
 """
 
@@ -43,7 +44,7 @@ from adapters.hub import Hub
 from adapters.providers import make_clients
 from adapters.store.outbox import outbox_summary
 from adapters.worker.outbox import Worker
-from tests.fakes import FakeHubSpot, FakeMailchimp, FakeProviders, FakeSendGrid, provider_env_vars
+from tests.support.fake_providers import FakeHubSpot, FakeMailchimp, FakeProviders, FakeSendGrid, provider_env_vars
 
 SLUGS = ("mailchimp", "sendgrid", "hubspot")
 

@@ -8,20 +8,18 @@
 - ``make_config`` / ``hub``: a :class:`Config` built in code (no global settings) and the
   wired core on that database.
 - ``live_app``: the real Flask app served by waitress on a free port, for real HTTP.
+- ``sink``: a real SMTP server that keeps the mail it is sent.
+- ``swaks``: the path of swaks (skips where it is missing, fails under CI).
+
+What is not a fixture (the clock, servers, fakes, message builders...) is in ``tests/support``.
 """
 
 from __future__ import annotations
 
-import email
-import email.policy
 import os
-import socket
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +30,10 @@ from sqlalchemy.engine import make_url
 
 from adapters.config import Config, parse_config
 from adapters.hub import Hub
-from webhooks.serving import BackgroundServer
-
-PG_ENV = "OPTOUT_HUB_TEST_DATABASE_URL"
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-TEST_SECRET = "test-token-secret-0123456789abcdef"
-ADMIN_TOKEN = "test-admin-token-0123456789"
+from tests.support.clock import Clock
+from tests.support.environment import ADMIN_TOKEN, PG_ENV, TEST_SECRET
+from tests.support.prerequisites import require_tool, unavailable
+from tests.support.servers import LiveServer, Sink, free_port
 
 
 def _backends() -> list[str]:
@@ -80,9 +76,7 @@ def postgresql_url(_pg_database: str | None) -> str:
     """A clean PostgreSQL database, for tests of several processes sharing one database
     (SQLite is one worker per database by design). ``.ci/run`` always provides it."""
     if _pg_database is None:
-        if os.environ.get("CI"):  # CI must run it: a missing database is a failure there
-            pytest.fail(f"{PG_ENV} is not set: .ci/run sets it for PostgreSQL at 127.0.0.1:5432")
-        pytest.skip(f"needs PostgreSQL: set {PG_ENV} (.ci/run sets it)")
+        unavailable(f"needs PostgreSQL: set {PG_ENV} (.ci/run sets it for PostgreSQL at 127.0.0.1:5432)")
     return _reset_schema(_pg_database)
 
 
@@ -93,20 +87,6 @@ def _reset_schema(url: str) -> str:
         conn.execute(text("CREATE SCHEMA public"))
     engine.dispose()
     return url
-
-
-class Clock:
-    """A clock that stands still until told to move."""
-
-    def __init__(self, start: datetime | None = None) -> None:
-        self.now = start or datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> datetime:
-        self.now += timedelta(seconds=seconds)
-        return self.now
 
 
 @pytest.fixture
@@ -159,14 +139,6 @@ def hub(make_hub: Callable[[Config], Hub], config: Config) -> Hub:
     return make_hub(config)
 
 
-class LiveServer(BackgroundServer):
-    """A WSGI app served by waitress on 127.0.0.1 and a free port, in a thread."""
-
-    def __init__(self, app: Any) -> None:
-        super().__init__(app, host="127.0.0.1", port=0, threads=8, ident="test", name="test-http")
-        self.start()
-
-
 @pytest.fixture
 def serve_app() -> Iterator[Callable[[Any], LiveServer]]:
     servers: list[LiveServer] = []
@@ -194,39 +166,6 @@ def admin_headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
-# --- a local SMTP sink (confirmation mail) ------------------------------------------------
-
-
-class Sink:
-    """An aiosmtpd handler that keeps every message it is given."""
-
-    def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
-        self.envelopes: list[tuple[str, list[str]]] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
-        self.messages.append(email.message_from_bytes(envelope.original_content, policy=email.policy.default))
-        return "250 2.0.0 OK"
-
-
-def delivered(handler: Sink, count: int, *, settle: float = 0.3) -> list[EmailMessage]:
-    """The sink's messages once ``count`` have arrived (sent after the HTTP answer), after
-    ``settle`` more seconds in which no other may arrive."""
-    deadline = time.monotonic() + 10
-    while len(handler.messages) < count and time.monotonic() < deadline:
-        time.sleep(0.02)
-    time.sleep(settle)
-    assert len(handler.messages) == count, [m["Subject"] for m in handler.messages]
-    return handler.messages
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def sink() -> Iterator[tuple[Sink, int]]:
     """A real SMTP server on a free port that keeps what it receives: (handler, port)."""
@@ -235,3 +174,9 @@ def sink() -> Iterator[tuple[Sink, int]]:
     controller.start()
     yield handler, port
     controller.stop()
+
+
+@pytest.fixture(scope="session")
+def swaks() -> str:
+    """The swaks SMTP client, for the end-to-end mail tests."""
+    return require_tool("swaks", "apt-get install swaks")

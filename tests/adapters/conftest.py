@@ -4,7 +4,7 @@
 - ``push_config``: a Config with all three providers enabled, pointed at the fake provider
   servers of ``fake_providers``, with one topic mapped at every provider.
 - ``fake_providers``: real local HTTP servers that behave like the providers' APIs
-  (see ``tests/fakes.py``); a test fails if one got a request the real API would reject.
+  (see ``tests/support/fake_providers.py``); a test fails if one got a request the real API would reject.
 - ``make_push_config(fakes, providers=..., worker=...)``: ``push_config`` with options.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from adapters.config import Config
-from tests.fakes import FakeProviders, provider_env_vars
+from tests.support.fake_providers import FakeProviders, provider_env_vars
 
 
 @pytest.fixture

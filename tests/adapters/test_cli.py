@@ -20,7 +20,8 @@ import requests
 
 from adapters.config import Config
 from adapters.hub import Hub
-from tests.conftest import ADMIN_TOKEN, TEST_SECRET, free_port
+from tests.support.environment import ADMIN_TOKEN, TEST_SECRET
+from tests.support.servers import free_port
 
 
 @pytest.fixture

@@ -15,8 +15,9 @@ from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
 from adapters.config import Config
 from adapters.hub import Hub
-from tests.conftest import LiveServer
-from tests.webhooks.pagehelpers import TOPICS
+from tests.support.pages import TOPICS
+from tests.support.prerequisites import require_tool
+from tests.support.servers import LiveServer
 from webhooks import create_app
 
 CHROMIUM = "/usr/bin/chromium"
@@ -32,10 +33,9 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium")
+    chromium = require_tool(CHROMIUM, "apt-get install chromium")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
 

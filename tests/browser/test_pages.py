@@ -13,9 +13,8 @@ from adapters.events import Kind, OptOutEvent, Source
 from adapters.hub import Hub
 from adapters.store.models import Evidence, OutboxRow
 from adapters.store.queries import address_state
-from tests.conftest import ADMIN_TOKEN
-from tests.webhooks.pagehelpers import events, issue_token
-from tests.webhooks.test_admin import add_review_item
+from tests.support.environment import ADMIN_TOKEN
+from tests.support.pages import add_review_item, events, issue_token
 
 Shot = Callable[[Page, str], Path]
 

@@ -17,9 +17,9 @@ from adapters.worker.confirmations import send_due_confirmations
 from inbound.classification import process_evidence
 from inbound.evidence import EvidenceWriter, Received
 from inbound.listener import SMTPComponent
-from tests.conftest import Sink, delivered
-from tests.inbound.smtp_client import send, wait_classified
-from tests.inbound.support import REPLIES, corpus_message, message
+from tests.support.mail import REPLIES, corpus_message, message
+from tests.support.servers import Sink, delivered
+from tests.support.smtp_client import send, wait_classified
 
 
 def test_stop_reply_is_classified_after_the_answer(start_smtp: Callable[..., SMTPComponent]) -> None:

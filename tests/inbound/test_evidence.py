@@ -15,8 +15,8 @@ from adapters.errors import StoreError
 from adapters.store.models import Evidence
 from inbound.evidence import Received
 from inbound.listener import SMTPComponent
-from tests.inbound.smtp_client import data_reply, send
-from tests.inbound.support import REPLIES, message
+from tests.support.mail import REPLIES, message
+from tests.support.smtp_client import data_reply, send
 
 
 def test_message_is_durable_before_250(start_smtp: Callable[..., SMTPComponent]) -> None:

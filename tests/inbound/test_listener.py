@@ -19,8 +19,8 @@ from adapters.store.models import Event, Evidence
 from adapters.store.queries import address_state
 from adapters.store.recipients import RecipientRequest, issue_tokens
 from inbound.listener import SMTPComponent
-from tests.inbound.smtp_client import client, send, wait_classified
-from tests.inbound.support import DOMAIN, REPLIES, message
+from tests.support.mail import DOMAIN, REPLIES, message
+from tests.support.smtp_client import client, send, wait_classified
 
 
 def test_relay_is_refused_and_size_is_advertised(start_smtp: Callable[..., SMTPComponent]) -> None:

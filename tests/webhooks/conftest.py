@@ -9,8 +9,8 @@ import pytest
 
 from adapters.config import Config
 from adapters.hub import Hub
-from tests.conftest import LiveServer
-from tests.webhooks.pagehelpers import TOPICS
+from tests.support.pages import TOPICS
+from tests.support.servers import LiveServer
 from webhooks import create_app
 
 

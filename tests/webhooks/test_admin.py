@@ -14,8 +14,10 @@ from adapters.events import Kind, OptOutEvent, Source
 from adapters.hub import Hub
 from adapters.store.models import Evidence, OutboxRow
 from adapters.worker.lookups import resolve_pending_lookups
-from tests.conftest import ADMIN_TOKEN, TEST_SECRET, Clock, LiveServer
-from tests.webhooks.pagehelpers import TOPICS, events, form_field, issue_token
+from tests.support.clock import Clock
+from tests.support.environment import ADMIN_TOKEN, TEST_SECRET
+from tests.support.pages import TOPICS, add_review_item, events, form_field, issue_token
+from tests.support.servers import LiveServer
 from webhooks import create_app
 from webhooks.security import CSRF_FIELD
 
@@ -57,32 +59,6 @@ def admin_post(browser: requests.Session, url: str, path: str, **fields: str) ->
         allow_redirects=False,
         timeout=10,
     )
-
-
-def add_review_item(
-    hub: Hub, address: str | None, raw: bytes = b"From: x@example.com\r\nSubject: please\r\n\r\nmaybe stop?\r\n"
-) -> int:
-    with hub.sessions.begin() as session:
-        row = Evidence(
-            channel="smtp",
-            source="smtp",
-            received_at=hub.clock(),
-            content=raw,
-            content_type="message/rfc822",
-            state="review",
-            result={
-                "classification": "review",
-                "address": address,
-                "scope": "global",
-                "verification": "none",
-                "campaign": None,
-                "reason": None,
-                "detail": "unclear request",
-            },
-        )
-        session.add(row)
-        session.flush()
-        return row.id
 
 
 def test_without_a_session_every_admin_url_redirects_to_login(admin_hub: Hub, app_url: str) -> None:
@@ -310,7 +286,7 @@ def test_changing_the_admin_token_ends_sessions(
 def test_opt_outs_waiting_for_a_hubspot_contact_address_are_shown(
     make_config: Callable[..., Config], make_hub: Callable[[Config], Hub], serve_app: Callable[[Any], LiveServer]
 ) -> None:
-    from tests.adapters.test_hubspot import SECRET, TOKEN, queue
+    from tests.support.hubspot import SECRET, TOKEN, queue
 
     providers = {
         "hubspot": {"enabled": True, "base_url": "http://127.0.0.1:9"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import requests
 
-from tests.conftest import LiveServer
+from tests.support.servers import LiveServer
 
 
 def test_missing_or_wrong_token_is_401(live_app: LiveServer) -> None:

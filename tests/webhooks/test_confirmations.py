@@ -23,8 +23,9 @@ from adapters.store.models import ConfirmationSend
 from adapters.store.queries import address_state
 from adapters.worker.confirmations import send_due_confirmations
 from adapters.worker.outbox import Worker
-from tests.conftest import Clock, LiveServer, Sink, delivered, free_port
-from tests.webhooks.pagehelpers import TOPICS, form_field, issue_token
+from tests.support.clock import Clock
+from tests.support.pages import TOPICS, form_field, issue_token
+from tests.support.servers import LiveServer, Sink, delivered, free_port
 from webhooks import create_app
 from webhooks.security import CSRF_FIELD
 

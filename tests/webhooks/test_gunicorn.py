@@ -14,7 +14,8 @@ import requests
 
 from adapters.config import Config
 from adapters.hub import Hub
-from tests.conftest import ADMIN_TOKEN, free_port
+from tests.support.environment import ADMIN_TOKEN
+from tests.support.servers import free_port
 
 
 def gunicorn(config: Path, env: dict[str, str], port: int) -> subprocess.Popen[str]:

@@ -17,9 +17,9 @@ from adapters.providers import hubspot
 from adapters.store.models import Event, Evidence, PendingLookup
 from adapters.store.queries import address_state
 from adapters.worker.lookups import resolve_pending_lookups
-from tests.adapters.hubspot_fake import FakeContactsAPI
-from tests.adapters.test_hubspot import SECRET, TOKEN, sign
-from tests.webhooks.webhook_cases import Delivery, Running, WebhookCases
+from tests.support.fake_providers import FakeContactsAPI
+from tests.support.hubspot import SECRET, TOKEN, sign
+from tests.support.webhook_cases import Delivery, Running, WebhookCases
 
 PUBLIC_URL = "https://unsubscribe.example.com"
 
@@ -122,7 +122,7 @@ class TestHubSpotWebhook(WebhookCases):
             running.hub.clock.advance(3600)  # type: ignore[attr-defined]
         assert [r.attempts for r in _pending(running)] == [2, 2]
         assert resolve_pending_lookups(running.hub, http) == 2
-        assert fake_contacts.refused == [] and _pending(running) == []
+        assert fake_contacts.unexpected == [] and _pending(running) == []
         with running.hub.sessions() as session:
             events = session.scalars(select(Event).order_by(Event.email)).all()
             state = address_state(session, "contact0@example.com")

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from adapters.store.models import Event, Evidence
 from adapters.store.queries import address_state
-from tests.webhooks.webhook_cases import Delivery, Running, WebhookCases
+from tests.support.webhook_cases import Delivery, Running, WebhookCases
 
 SECRET = "mc-webhook-secret-3f9a1c0e7b2d"
 FORM = {"Content-Type": "application/x-www-form-urlencoded", "User-Agent": "MailChimp"}

@@ -12,8 +12,8 @@ import requests
 from adapters.config import Config
 from adapters.hub import Hub
 from adapters.store.models import Evidence
-from tests.conftest import LiveServer
-from tests.webhooks.pagehelpers import events, forged, issue_token, stored_counts, without_cookies
+from tests.support.pages import events, forged, issue_token, stored_counts, without_cookies
+from tests.support.servers import LiveServer
 from webhooks import create_app
 from webhooks.security import TokenRedactingFilter, redact_tokens
 

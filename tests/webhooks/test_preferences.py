@@ -7,8 +7,8 @@ from typing import Any
 import requests
 
 from adapters.hub import Hub
-from tests.conftest import Clock
-from tests.webhooks.pagehelpers import events, forged, form_field, issue_token, stored_counts, without_cookies
+from tests.support.clock import Clock
+from tests.support.pages import events, forged, form_field, issue_token, stored_counts, without_cookies
 from webhooks.security import CSRF_FIELD
 
 

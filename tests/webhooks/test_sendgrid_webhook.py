@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import requests
@@ -15,10 +14,10 @@ from sqlalchemy import select
 from adapters.providers import sendgrid
 from adapters.store.models import Event
 from adapters.store.queries import address_state
-from tests.adapters.test_sendgrid import VECTOR, make_key, sign
-from tests.webhooks.webhook_cases import Delivery, Running, WebhookCases
+from tests.support.data import PAYLOADS
+from tests.support.sendgrid import VECTOR, make_key, sign
+from tests.support.webhook_cases import Delivery, Running, WebhookCases
 
-PAYLOADS = Path(__file__).parents[1] / "adapters" / "payloads"
 PRIVATE_KEY, PUBLIC_KEY = make_key()
 TIMESTAMP = "1764000000"
 

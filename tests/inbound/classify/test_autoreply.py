@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from inbound.classify import Category
-from tests.inbound.classify.samples import CLIENTS
-from tests.inbound.support import DOMAIN, classify, message
+from tests.support.classify_samples import CLIENTS
+from tests.support.mail import DOMAIN, classify, message
 
 
 @pytest.mark.parametrize("client", CLIENTS)

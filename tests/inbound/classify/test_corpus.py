@@ -1,4 +1,4 @@
-"""The classifier over every message of ``shared/corpus`` against ``labels.csv``.
+"""The classifier over every message of ``tests/data/corpus`` against ``labels.csv``.
 
 What must hold: nobody is opted out who did not ask (zero wrongful opt-outs), every request is
 found, and it opts out exactly ``optout_address`` (complaints that name their recipient count
@@ -16,7 +16,7 @@ import pytest
 
 from adapters.addresses import address_key
 from inbound.classify import Category
-from tests.inbound.support import REPLIES, classify, corpus_labels, corpus_message
+from tests.support.mail import REPLIES, classify, corpus_labels, corpus_message
 
 LABELS = corpus_labels()
 EXPECTED_CATEGORY = {

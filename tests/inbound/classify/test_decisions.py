@@ -8,7 +8,7 @@ import pytest
 
 from adapters.config import Config
 from inbound.classify import Category, Envelope, classify_message
-from tests.inbound.support import REPLIES, classify, message
+from tests.support.mail import REPLIES, classify, message
 
 
 @pytest.mark.parametrize(

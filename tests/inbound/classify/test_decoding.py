@@ -8,7 +8,7 @@ import pytest
 
 from inbound.classify import Category
 from inbound.classify.requests import find_request
-from tests.inbound.support import REPLIES, classify, message, raw_message
+from tests.support.mail import REPLIES, classify, message, raw_message
 
 QUOTED_FOOTER = """Thanks, see you on Tuesday!
 

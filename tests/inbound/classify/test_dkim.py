@@ -8,7 +8,7 @@ from dataclasses import replace
 from adapters.config import Config, InboundConfig
 from adapters.events import Verification
 from inbound.classify import Category
-from tests.inbound.support import classify, dkim_key, message
+from tests.support.mail import classify, dkim_key, message
 
 
 def test_dkim_signed_request_is_verified() -> None:

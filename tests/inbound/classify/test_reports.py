@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from adapters.events import Verification
 from inbound.classify import Category
-from tests.inbound.classify.samples import SIGNER, resolve, token_address
-from tests.inbound.support import DOMAIN, classify, raw_message
+from tests.support.classify_samples import SIGNER, resolve, token_address
+from tests.support.mail import DOMAIN, classify, raw_message
 
 
 def _arf(rcpt_line: str, reported_to: str) -> bytes:

@@ -12,7 +12,7 @@ from adapters.config import Config, InboundConfig
 from adapters.events import Verification
 from inbound.classify import Category
 from inbound.classify.requests import Clarity, find_request
-from tests.inbound.support import classify, message
+from tests.support.mail import classify, message
 
 REQUESTS = [
     ("en", "Please unsubscribe me from this list."),

@@ -11,8 +11,8 @@ import pytest
 from adapters.config import Config, SMTPConfig
 from adapters.events import Verification
 from inbound.classify import Category
-from tests.inbound.classify.samples import CLIENTS, SIGNER, UNKNOWN_TOKEN, resolve, token_address
-from tests.inbound.support import DOMAIN, classify, message
+from tests.support.classify_samples import CLIENTS, SIGNER, UNKNOWN_TOKEN, resolve, token_address
+from tests.support.mail import DOMAIN, classify, message
 
 
 @pytest.mark.parametrize("client", CLIENTS)

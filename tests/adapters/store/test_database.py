@@ -1,0 +1,225 @@
+"""Schema migrations: they build exactly the models, and carry the rows stored before them."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Engine, insert, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from adapters.store import database
+from adapters.store.models import (
+    Base,
+    ConfirmationSend,
+    Event,
+    EventCount,
+    OutboxRow,
+    Recipient,
+    RecipientCount,
+    Suppression,
+)
+from adapters.store.queries import address_state
+
+
+@contextlib.contextmanager
+def engine_at(database_url: str, revision: str) -> Iterator[Engine]:
+    """An engine on a database migrated up to ``revision`` (the test adds rows, then upgrades)."""
+    engine = database.make_engine(database_url)
+    try:
+        command.upgrade(database.alembic_config(engine), revision)
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def test_migrations_build_exactly_the_models(database_url: str) -> None:
+    with engine_at(database_url, "head") as engine, engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+
+
+def test_event_counts_migration_counts_the_events_already_stored(database_url: str) -> None:
+    with engine_at(database_url, "0002_confirmation_sends") as engine:
+        late = datetime(2026, 11, 23, 23, 30, tzinfo=timezone(timedelta(hours=-5)))  # 04:30 UTC on the 24th
+        rows = [
+            {
+                "email": "a@example.com",
+                "email_key": "a@example.com",
+                "kind": "unsubscribe",
+                "scope": "global",
+                "source": "smtp",
+                "verification": "none",
+                "occurred_at": late,
+                "received_at": late,
+                "reason": "r" * 300,
+            },
+            {
+                "email": "b@example.com",
+                "email_key": "b@example.com",
+                "kind": "unsubscribe",
+                "scope": "global",
+                "source": "smtp",
+                "verification": "none",
+                "occurred_at": late,
+                "received_at": late,
+                "reason": "r" * 250,
+            },
+            {
+                "email": "c@example.com",
+                "email_key": "c@example.com",
+                "kind": "complaint",
+                "scope": "global",
+                "source": "api",
+                "verification": "none",
+                "occurred_at": late,
+                "received_at": late - timedelta(days=1),
+                "reason": None,
+            },
+        ]
+        with engine.begin() as conn:
+            conn.execute(insert(Event), rows)
+        database.upgrade(engine)
+        with engine.connect() as conn:
+            counts = {(c.day, c.source, c.kind, c.reason): c.n for c in conn.execute(select(EventCount))}
+        assert counts == {
+            ("2026-11-24", "smtp", "unsubscribe", "r" * 200): 2,
+            ("2026-11-23", "api", "complaint", ""): 1,
+        }
+
+
+def test_confirmation_queue_migration_keeps_sent_mail_as_sent(database_url: str) -> None:
+    with engine_at(database_url, "0003_event_counts") as engine:
+        sent_at = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO confirmation_sends (email_key, day, sent_at) VALUES ('max@example.com', '2026-11-23', :at)"
+                ),
+                {"at": sent_at if engine.dialect.name == "postgresql" else "2026-11-23 09:00:00.000000"},
+            )
+        database.upgrade(engine)
+        with Session(engine) as session:
+            [row] = session.scalars(select(ConfirmationSend)).all()
+        assert (row.state, row.email, row.scope, row.lang, row.attempts) == (
+            "sent",
+            "max@example.com",
+            "global",
+            "en",
+            1,
+        )
+        assert row.queued_at == row.next_attempt_at == row.sent_at == sent_at
+
+
+def test_recipient_counts_migration_counts_the_addresses_already_issued(database_url: str) -> None:
+    with engine_at(database_url, "0004_confirmation_queue") as engine:
+        now = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+        issued = [
+            ("a@example.com", "news", "c1"),
+            ("a@example.com", "deals", "c1"),
+            ("b@example.com", "news", "c1"),
+            ("b@example.com", "", "c2"),
+            ("c@example.com", "", ""),
+        ]
+        with engine.begin() as conn:
+            conn.execute(
+                insert(Recipient),
+                [{"email": e, "email_key": e, "topic": t, "campaign": c, "created_at": now} for e, t, c in issued],
+            )
+        database.upgrade(engine)
+        with engine.connect() as conn:
+            counts = {(c.kind, c.name): c.addresses for c in conn.execute(select(RecipientCount))}
+        assert counts == {("campaign", "c1"): 2, ("campaign", "c2"): 1, ("topic", "news"): 2, ("topic", "deals"): 1}
+
+
+def test_suppressions_migration_keeps_the_opt_outs_in_a_rowid_table(database_url: str) -> None:
+    with engine_at(database_url, "0005_recipient_counts") as engine:
+        at = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+        row = {
+            "email_key": "max@example.com",
+            "scope": "global",
+            "email": "Max@Example.com",
+            "suppressed": True,
+            "kind": "complaint",
+            "source": "sendgrid",
+            "reason": "spam",
+            "first_at": at,
+            "last_at": at,
+            "event_id": 7,
+        }
+        with engine.begin() as conn:
+            conn.execute(insert(Suppression), [row])
+        database.upgrade(engine)
+        with engine.connect() as conn:
+            assert [dict(r._mapping) for r in conn.execute(select(Suppression.__table__))] == [row]
+            if engine.dialect.name == "sqlite":  # new rows append to the table; only the key index takes random inserts
+                schema = conn.exec_driver_sql("SELECT sql FROM sqlite_schema WHERE name = 'suppressions'").scalar_one()
+                assert "WITHOUT ROWID" not in schema.upper()
+                assert (
+                    conn.exec_driver_sql(
+                        "SELECT count(*) FROM sqlite_schema WHERE name = 'ix_suppressions_last_at'"
+                    ).scalar_one()
+                    == 1
+                )
+
+
+def test_events_migration_keeps_deduplicating_on_one_address_index(database_url: str) -> None:
+    with engine_at(database_url, "0006_suppressions_rowid") as engine:
+        at = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+        row = {
+            "email": "Max@Example.com",
+            "email_key": "max@example.com",
+            "kind": "unsubscribe",
+            "scope": "global",
+            "source": "sendgrid",
+            "verification": "signature",
+            "provider_event_id": "ahSCB7xYcXFb-hEaawsPRw==",
+            "occurred_at": at,
+            "received_at": at,
+        }
+        with (
+            engine.begin() as conn
+        ):  # a push queued for the event: SQLite's rebuild of events must keep it pointing there
+            event_id = conn.execute(insert(Event).values(row).returning(Event.id)).scalar_one()
+            conn.execute(
+                insert(OutboxRow).values(
+                    event_id=event_id,
+                    provider="mailchimp",
+                    action="unsubscribe",
+                    email=row["email"],
+                    scope="global",
+                    state="pending",
+                    attempts=0,
+                    due_at=at,
+                    received_at=at,
+                    created_at=at,
+                )
+            )
+        database.upgrade(engine)
+        with engine.connect() as conn:
+            assert conn.execute(select(OutboxRow.event_id)).scalars().all() == [event_id]
+            if engine.dialect.name == "sqlite":
+                assert (
+                    conn.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1
+                )  # enforced again after the migration
+        replay = pg_insert(Event) if engine.dialect.name == "postgresql" else sqlite_insert(Event)
+        with engine.begin() as conn:
+            assert (
+                conn.execute(
+                    replay.values(row)
+                    .on_conflict_do_nothing(index_elements=["email_key", "source", "provider_event_id"])
+                    .returning(Event.id)
+                ).all()
+                == []
+            )
+            conn.execute(insert(Event), [{**row, "provider_event_id": "another-event"}])
+        with Session(engine) as session:
+            assert [e["provider_event_id"] for e in address_state(session, "MAX@example.com")["events"]] == [
+                "ahSCB7xYcXFb-hEaawsPRw==",
+                "another-event",
+            ]
