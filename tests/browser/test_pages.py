@@ -14,8 +14,8 @@ from adapters.hub import Hub
 from adapters.store.models import Evidence, OutboxRow
 from adapters.store.queries import address_state
 from tests.conftest import ADMIN_TOKEN
+from tests.webhooks.admin.test_admin import add_review_item
 from tests.webhooks.pagehelpers import events, issue_token
-from tests.webhooks.test_admin import add_review_item
 
 Shot = Callable[[Page, str], Path]
 
