@@ -47,7 +47,8 @@ def test_gunicorn_serves_the_app_and_stops_on_sigterm(
     make_hub(make_config())  # the schema, as `optout-hub db upgrade` makes it
     config = tmp_path / "optout-hub.toml"
     config.write_text(
-        f'[database]\nurl = "{database_url}"\n[security]\ntoken_secret_env = "OPTOUT_HUB_SECRET"\nadmin_token_env = "OPTOUT_HUB_ADMIN_TOKEN"\n'
+        f'[database]\nurl = "{database_url}"\n'
+        '[security]\ntoken_secret_env = "OPTOUT_HUB_SECRET"\nadmin_token_env = "OPTOUT_HUB_ADMIN_TOKEN"\n'
     )
     port = free_port()
     proc = gunicorn(config, test_env, port)

@@ -61,7 +61,8 @@ class TestSendGridWebhook(WebhookCases):
             signed(b"[]", content_type="text/plain"),
             signed(b'[{"event": "unsubscribe", "email": "nobody", "sg_event_id": "x"}]'),
             signed(
-                b'[{"event": "unsubscribe", "email": "ok@example.com", "sg_event_id": "ok"}, {"event": "spamreport", "email": "x@example.com"}]'
+                b'[{"event": "unsubscribe", "email": "ok@example.com", "sg_event_id": "ok"}, '
+                b'{"event": "spamreport", "email": "x@example.com"}]'
             ),
         ]
 
