@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from adapters.errors import PayloadError, SignatureError
 from adapters.hub import Hub
-from adapters.providers import PROVIDER_MODULES
+from adapters.providers import PROVIDER_MODULES, payloads
 from adapters.providers.webhook import ContactLookups, Delivery, WebhookRequest, WebhookSpec
 from adapters.store.lookups import queue_lookups
 from adapters.store.models import Evidence
@@ -86,20 +86,17 @@ def receive(slug: str, spec: WebhookSpec, **path_args: str) -> Response:
     if request.method == "GET":  # only routed when the spec's URL rule has a GET check
         return jsonify(status="ok")
     now = hub.clock()
-    delivery = spec.read(
-        WebhookRequest(
-            method=request.method,
-            path=request.path,
-            query_string=request.query_string.decode("latin-1"),
-            headers=dict(request.headers),
-            content_type=request.content_type or "",
-            body=request.get_data(),
-            path_args=path_args,
-        ),
-        hub.config,
-        now,
+    delivery_request = WebhookRequest(
+        method=request.method,
+        path=request.path,
+        query_string=request.query_string.decode("latin-1"),
+        headers=dict(request.headers),
+        content_type=request.content_type or "",
+        body=request.get_data(),
+        path_args=path_args,
     )
-    result = _store(hub, slug, spec, delivery, now) if delivery.events else None
+    delivery = spec.read(delivery_request, hub.config, now)
+    result = _store(hub, slug, spec, delivery_request, delivery, now) if delivery.events else None
     if isinstance(delivery, ContactLookups):
         log.info(
             "%s webhook from %s: %d opt-out events queued for lookup", slug, request.remote_addr, len(delivery.events)
@@ -110,22 +107,24 @@ def receive(slug: str, spec: WebhookSpec, **path_args: str) -> Response:
     return jsonify(events=parsed, stored=new, duplicates=parsed - new)
 
 
-def _store(hub: Hub, slug: str, spec: WebhookSpec, delivery: Delivery, now: datetime) -> RecordResult:
+def _store(
+    hub: Hub, slug: str, spec: WebhookSpec, delivery_request: WebhookRequest, delivery: Delivery, now: datetime
+) -> RecordResult:
     """Store the raw delivery as evidence with its events, or its pending lookups, in one
     transaction."""
-    meta = {
-        "remote_addr": request.remote_addr,
-        **{h: request.headers[h] for h in spec.evidence_headers if h in request.headers},
-    }
-    body, content_type = request.get_data(), request.content_type or ""
+    meta = {"remote_addr": request.remote_addr}
+    for name in spec.evidence_headers:
+        value = payloads.header(delivery_request.headers, name)
+        if value is not None:
+            meta[name] = value
 
     def store(session: Session) -> RecordResult:
         evidence = Evidence(
             channel="webhook",
             source=slug,
             received_at=now,
-            content=body,
-            content_type=content_type,
+            content=delivery_request.body,
+            content_type=delivery_request.content_type,
             meta=meta,
             state="done",
         )
