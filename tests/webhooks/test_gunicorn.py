@@ -58,7 +58,7 @@ def test_gunicorn_serves_the_app_and_stops_on_sigterm(
             try:
                 if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not listening yet, or workers still booting
                 pass
             assert time.monotonic() < deadline and proc.poll() is None, (
                 proc.stderr.read() if proc.poll() is not None else "no answer"
