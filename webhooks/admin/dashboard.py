@@ -7,6 +7,7 @@ out the bars of the server-rendered SVG chart, so the page needs no script.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import statistics
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
@@ -19,16 +20,10 @@ from adapters.events import TOPIC_PREFIX, Kind, Source
 from adapters.store.models import Event, EventCount, OutboxRow, PendingLookup, RecipientCount
 
 OPT_OUT_KINDS = (Kind.UNSUBSCRIBE.value, Kind.COMPLAINT.value, Kind.BOUNCE.value)
-SOURCE_COLOURS = {
-    Source.SMTP: "#4e79a7",
-    Source.ONECLICK: "#f28e2b",
-    Source.PREFERENCES: "#e15759",
-    Source.MAILCHIMP: "#76b7b2",
-    Source.SENDGRID: "#59a14f",
-    Source.HUBSPOT: "#edc948",
-    Source.API: "#b07aa1",
-    Source.IMPORT: "#9c755f",
-}
+# Bar colours in the order of :class:`Source` (smtp, oneclick, preferences, mailchimp, sendgrid,
+# hubspot, api, import), then spares: a source added later gets one with no edit here.
+PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#9c755f", "#ff9da7", "#bab0ac")
+SOURCE_COLOURS = dict(zip(Source, itertools.cycle(PALETTE), strict=False))
 
 
 def counts_by(session: Session, column: str, *, opt_outs_only: bool = True, limit: int = 20) -> list[tuple[str, int]]:
