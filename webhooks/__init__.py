@@ -14,15 +14,15 @@ from adapters.config import Config, load_config
 from adapters.errors import ConfigError
 from adapters.hub import Hub
 from adapters.runtime import tune_gc
-from webhooks import admin, api, errors, oneclick, ops, pages, preferences, providers, security
+from webhooks import admin, api, errors, ops, pages, providers, security
 
 
 def create_app(config: Config | None = None, *, hub: Hub | None = None) -> Flask:
     """Build the app. With no argument (a WSGI server such as gunicorn starting a worker),
     loads ``$OPTOUT_HUB_CONFIG`` or the defaults and tunes the process for serving."""
-    if config is None and hub is None:
-        return _app_for_wsgi_server()
     if hub is None:
+        if config is None:
+            return _app_for_wsgi_server()
         hub = Hub.open(config)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = hub.config.http.max_content_length
@@ -33,8 +33,6 @@ def create_app(config: Config | None = None, *, hub: Hub | None = None) -> Flask
     app.register_blueprint(api.bp)
     security.init_app(app)
     pages.init_app(app)
-    app.register_blueprint(oneclick.bp)
-    app.register_blueprint(preferences.bp)
     admin.init_app(app)
     providers.init_app(app, hub)
     return app

@@ -1,4 +1,5 @@
-"""The JSON API for admins and senders (contract §4), behind a bearer token."""
+"""The JSON API for admins and senders, ``/api/v1``, behind the admin bearer token (the
+``Authorization: Bearer`` header, as scripts use for ``/admin``)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import json
 import logging
 from typing import Any
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, Response, jsonify, request
+from sqlalchemy.orm import Session
 
 from adapters.addresses import normalize_address
 from adapters.errors import PayloadError
@@ -14,7 +16,7 @@ from adapters.events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, Verificatio
 from adapters.store.models import Evidence
 from adapters.store.queries import address_state, check_addresses
 from adapters.store.recipients import RecipientRequest, issue_tokens
-from adapters.store.record import record_events
+from adapters.store.record import RecordResult, record_events
 from webhooks.context import current_hub
 from webhooks.errors import bearer_refused
 from webhooks.security import bearer_token, is_admin_token
@@ -25,7 +27,7 @@ MAX_CHECK = 100_000
 
 
 @bp.before_request
-def _authenticate():
+def _authenticate() -> Response | None:
     if not is_admin_token(bearer_token(request.headers), current_hub().config.security.admin_token):
         return bearer_refused()
     return None
@@ -52,13 +54,13 @@ def _optional_str(body: dict[str, Any], key: str) -> str | None:
 
 
 @bp.get("/suppressions/<path:email>")
-def get_suppression(email: str):
+def get_suppression(email: str) -> Response:
     with current_hub().sessions() as session:
         return jsonify(address_state(session, email))
 
 
 @bp.post("/suppressions")
-def add_suppression():
+def add_suppression() -> tuple[Response, int]:
     """Add one opt-out by hand (or, with ``"kind": "resubscribe"``, undo one), with a reason."""
     hub = current_hub()
     body = read_json_object()
@@ -75,13 +77,17 @@ def add_suppression():
     if topic is not None and hub.config.topic(topic) is None:
         raise PayloadError(f"unknown topic {topic!r}")
     address = normalize_address(body["email"])
+    scope = topic_scope(topic) if topic else GLOBAL_SCOPE
     now = hub.clock()
-    with hub.sessions.begin() as session:
+    content = request.get_data()
+    state: dict[str, Any] = {}  # the address's state after the change, read in the same transaction
+
+    def store(session: Session) -> RecordResult:
         evidence = Evidence(
             channel="api",
             source=Source.API.value,
             received_at=now,
-            content=request.get_data(),
+            content=content,
             content_type="application/json",
             meta={"remote_addr": request.remote_addr},
             state="done",
@@ -92,7 +98,7 @@ def add_suppression():
             email=address.email,
             kind=kind,
             source=Source.API,
-            scope=topic_scope(topic) if topic else GLOBAL_SCOPE,
+            scope=scope,
             verification=Verification.NONE,
             occurred_at=now,
             received_at=now,
@@ -100,14 +106,16 @@ def add_suppression():
             evidence_id=evidence.id,
         )
         result = record_events(session, [event], hub.policy, now=now)
-        state = address_state(session, address.email)
-    hub.count_events(result)
-    log.info("api: %s %s recorded (changed=%d)", kind.value, event.scope, result.changed)
+        state.update(address_state(session, address.email))
+        return result
+
+    result = hub.record_with(store, what="record the suppression")
+    log.info("api: %s %s recorded (changed=%d)", kind.value, scope, result.changed)
     return jsonify(stored=bool(result.new), changed=bool(result.changed), state=state), 201
 
 
 @bp.post("/suppressions/check")
-def check_suppressions():
+def check_suppressions() -> Response:
     body = read_json_object()
     emails = body.get("emails")
     if not isinstance(emails, list) or not all(isinstance(e, str) for e in emails):
@@ -121,7 +129,7 @@ def check_suppressions():
 
 
 @bp.post("/headers")
-def issue_headers():
+def issue_headers() -> Response:
     hub = current_hub()
     body = read_json_object()
     recipients = body.get("recipients")

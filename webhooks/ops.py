@@ -17,7 +17,7 @@ bp = Blueprint("ops", __name__)
 
 
 @bp.get("/healthz")
-def healthz():
+def healthz() -> Response:
     try:
         database.ping(current_hub().engine)
     except SQLAlchemyError as exc:

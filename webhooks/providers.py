@@ -1,30 +1,29 @@
-"""Provider webhooks (contract §4): one blueprint per provider, one fixed pipeline.
+"""Provider webhooks (README "Provider webhooks"): one view serves every provider's
+:class:`~adapters.providers.webhook.WebhookSpec`, from one blueprint per registered provider
+at ``/webhooks/<slug>`` plus the spec's URL rule.
 
-Every view reads the raw body and headers, then: verify (the adapter's check; a failure is
-answered with the provider's status: Mailchimp 404, SendGrid 403, HubSpot 401) → parse (the
-adapter's pure ``parse_events``; bad input is a 400 and nothing is stored) → store the raw
-delivery as evidence and its events in ONE transaction → 2xx. A database failure is a 503,
-so the provider retries. A delivery with no opt-out in it (SendGrid opens, Mailchimp profile
-updates) is answered 200 without touching the database.
-
-``PROVIDERS`` is the explicit registry: adding a provider means an adapter module, a
-blueprint here and an entry in that mapping.
+The pipeline is fixed: off (404) unless the provider is enabled → the spec's URL check → its
+``read`` verifies (a :class:`SignatureError` is answered with the spec's refusal) and parses
+(a :class:`PayloadError` is a 400 and nothing is stored) → the raw delivery as evidence and
+its events (or, for contact ids, its pending lookups) in ONE transaction → 200. A database
+failure is a 503, so the provider retries. A delivery with no opt-out in it (SendGrid opens,
+Mailchimp profile updates) is answered 200 without touching the database. Every answer is
+counted in ``webhook_requests``.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from flask import Blueprint, Flask, Response, jsonify, request
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from adapters.errors import PayloadError, SignatureError, StoreError
-from adapters.events import OptOutEvent, Verification
+from adapters.errors import PayloadError, SignatureError
 from adapters.hub import Hub
-from adapters.providers import hubspot, mailchimp, sendgrid
+from adapters.providers import PROVIDER_MODULES, payloads
+from adapters.providers.webhook import ContactLookups, Delivery, WebhookRequest, WebhookSpec
 from adapters.store.lookups import queue_lookups
 from adapters.store.models import Evidence
 from adapters.store.record import RecordResult, record_events
@@ -33,25 +32,32 @@ from webhooks.errors import error_response
 
 log = logging.getLogger(__name__)
 
-# Headers kept with the evidence: never a signature, a secret or the (secret) Mailchimp path.
-EVIDENCE_HEADERS = ("User-Agent", sendgrid.TIMESTAMP_HEADER, hubspot.TIMESTAMP_HEADER)
+
+def init_app(app: Flask, hub: Hub) -> None:
+    """Register a blueprint per provider; an enabled provider's configuration is checked here
+    (``check_config``), so a setting that would fail every delivery stops start-up."""
+    for slug, module in PROVIDER_MODULES.items():
+        spec = module.WEBHOOK
+        if spec.check_config is not None and slug in hub.config.providers.enabled():
+            spec.check_config(hub.config)
+        app.register_blueprint(_blueprint(slug, spec))
 
 
-def _blueprint(slug: str, bad_signature_status: int, bad_signature_message: str) -> Blueprint:
-    """A provider's blueprint with the parts every provider shares: off unless enabled, its
-    own answer to a failed check, and the request counter."""
+def _blueprint(slug: str, spec: WebhookSpec) -> Blueprint:
+    """A provider's blueprint: off unless enabled, its own answer to a failed check, the
+    request counter, and :func:`receive` at the spec's URL rule."""
     bp = Blueprint(f"{slug}_webhook", __name__, url_prefix=f"/webhooks/{slug}")
 
     @bp.before_request
     def _enabled() -> Response | None:
-        if not getattr(current_hub().config.providers, slug).enabled:
+        if slug not in current_hub().config.providers.enabled():
             return error_response(404, f"{slug} webhooks are not enabled")
         return None
 
     @bp.errorhandler(SignatureError)
     def _refused(exc: SignatureError) -> Response:
         log.warning("%s webhook refused from %s: %s", slug, request.remote_addr, exc)
-        return error_response(bad_signature_status, bad_signature_message)
+        return error_response(spec.refusal_status, spec.refusal_message)
 
     @bp.errorhandler(PayloadError)
     def _malformed(exc: PayloadError) -> Response:
@@ -63,127 +69,69 @@ def _blueprint(slug: str, bad_signature_status: int, bad_signature_message: str)
         current_hub().metrics.webhook_requests.labels(slug, str(response.status_code)).inc()
         return response
 
+    bp.add_url_rule(
+        spec.url.path,
+        endpoint=f"{slug}_webhook",
+        view_func=functools.partial(receive, slug, spec),
+        methods=spec.url.methods,
+    )
     return bp
 
 
-mailchimp_bp = _blueprint("mailchimp", 404, "not found")
-sendgrid_bp = _blueprint("sendgrid", 403, "invalid signature")
-hubspot_bp = _blueprint("hubspot", 401, "invalid signature")
-PROVIDERS: dict[str, Blueprint] = {"mailchimp": mailchimp_bp, "sendgrid": sendgrid_bp, "hubspot": hubspot_bp}
-
-
-def init_app(app: Flask, hub: Hub) -> None:
-    """Register the provider blueprints; a configured SendGrid key that cannot be loaded
-    stops start-up here rather than failing every delivery."""
-    key = hub.config.providers.sendgrid.webhook_public_key
-    if hub.config.providers.sendgrid.enabled and key is not None:
-        sendgrid.load_public_key(key.reveal())
-    for bp in PROVIDERS.values():
-        app.register_blueprint(bp)
-
-
-def _store_delivery(
-    slug: str,
-    body: bytes,
-    now: datetime,
-    events: Sequence[OptOutEvent],
-    also: Callable[[Session, int], None] | None = None,
-) -> RecordResult:
-    """Store the raw delivery and its events (and ``also``'s rows) in one transaction."""
+def receive(slug: str, spec: WebhookSpec, **path_args: str) -> Response:
+    """The one webhook view: check the URL, read the delivery, store it, answer."""
     hub = current_hub()
-    meta = {
-        "remote_addr": request.remote_addr,
-        **{h: request.headers[h] for h in EVIDENCE_HEADERS if h in request.headers},
-    }
-    try:
-        with hub.sessions.begin() as session:
-            evidence = Evidence(
-                channel="webhook",
-                source=slug,
-                received_at=now,
-                content=body,
-                content_type=request.content_type or "",
-                meta=meta,
-                state="done",
-            )
-            result = record_events(session, events, hub.policy, now=now, evidence=evidence)
-            if also is not None:
-                also(session, evidence.id)
-    except SQLAlchemyError as exc:
-        raise StoreError(f"could not store the {slug} delivery: {exc.__class__.__name__}") from exc
-    hub.count_events(result)
-    return result
-
-
-def _answer(slug: str, parsed: int, result: RecordResult | None) -> Response:
-    new = result.new if result is not None else 0
+    if spec.url.check is not None:
+        spec.url.check(path_args, hub.config)
+    if request.method == "GET":  # only routed when the spec's URL rule has a GET check
+        return jsonify(status="ok")
+    now = hub.clock()
+    delivery_request = WebhookRequest(
+        method=request.method,
+        path=request.path,
+        query_string=request.query_string.decode("latin-1"),
+        headers=dict(request.headers),
+        content_type=request.content_type or "",
+        body=request.get_data(),
+        path_args=path_args,
+    )
+    delivery = spec.read(delivery_request, hub.config, now)
+    result = _store(hub, slug, spec, delivery_request, delivery, now) if delivery.events else None
+    if isinstance(delivery, ContactLookups):
+        log.info(
+            "%s webhook from %s: %d opt-out events queued for lookup", slug, request.remote_addr, len(delivery.events)
+        )
+        return jsonify(events=len(delivery.events))
+    parsed, new = len(delivery.events), result.new if result is not None else 0
     log.info("%s webhook from %s: %d opt-out events, %d new", slug, request.remote_addr, parsed, new)
     return jsonify(events=parsed, stored=new, duplicates=parsed - new)
 
 
-@mailchimp_bp.route("/<secret>", methods=["GET", "POST"])
-def mailchimp_webhook(secret: str) -> Response:
-    """GET is Mailchimp's URL check; POST carries one form-encoded event."""
-    hub = current_hub()
-    config = hub.config.providers.mailchimp
-    mailchimp.verify_secret(secret, secret=config.webhook_secret)
-    if request.method == "GET":
-        return jsonify(status="ok")
-    now = hub.clock()
-    body = request.get_data()
-    events = mailchimp.parse_events(
-        body, request.content_type or "", topics=hub.config.topics, lists=config.lists, received_at=now
-    )
-    return _answer("mailchimp", len(events), _store_delivery("mailchimp", body, now, events) if events else None)
+def _store(
+    hub: Hub, slug: str, spec: WebhookSpec, delivery_request: WebhookRequest, delivery: Delivery, now: datetime
+) -> RecordResult:
+    """Store the raw delivery as evidence with its events, or its pending lookups, in one
+    transaction."""
+    meta = {"remote_addr": request.remote_addr}
+    for name in spec.evidence_headers:
+        value = payloads.header(delivery_request.headers, name)
+        if value is not None:
+            meta[name] = value
 
-
-@sendgrid_bp.post("")
-def sendgrid_webhook() -> Response:
-    """A JSON array of events, verified on the exact raw bytes when a public key is set."""
-    hub = current_hub()
-    config = hub.config.providers.sendgrid
-    now = hub.clock()
-    body = request.get_data()
-    verification = Verification.NONE
-    if config.webhook_public_key is not None:
-        sendgrid.verify_signature(
-            body,
-            request.headers,
-            public_key=config.webhook_public_key.reveal(),
-            now=now,
-            max_age_seconds=config.max_timestamp_age_seconds,
+    def store(session: Session) -> RecordResult:
+        evidence = Evidence(
+            channel="webhook",
+            source=slug,
+            received_at=now,
+            content=delivery_request.body,
+            content_type=delivery_request.content_type,
+            meta=meta,
+            state="done",
         )
-        verification = Verification.SIGNATURE
-    events = sendgrid.parse_events(
-        body, request.content_type or "", topics=hub.config.topics, received_at=now, verification=verification
-    )
-    return _answer("sendgrid", len(events), _store_delivery("sendgrid", body, now, events) if events else None)
+        if isinstance(delivery, ContactLookups):
+            result = record_events(session, (), hub.policy, now=now, evidence=evidence)
+            queue_lookups(session, delivery.events, evidence_id=evidence.id, now=now)
+            return result
+        return record_events(session, delivery.events, hub.policy, now=now, evidence=evidence)
 
-
-@hubspot_bp.post("")
-def hubspot_webhook() -> Response:
-    """A JSON array of contact events; opt-outs wait in ``pending_lookups`` for the worker to
-    resolve their contact ids (:func:`adapters.hubspot.resolve_pending_lookups`)."""
-    hub = current_hub()
-    now = hub.clock()
-    body = request.get_data()
-    uri = hubspot.signature_uri(hub.config.http.public_url, request.path, request.query_string.decode("latin-1"))
-    hubspot.verify_signature(
-        body,
-        request.headers,
-        method=request.method,
-        uri=uri,
-        secret=hub.config.providers.hubspot.client_secret,
-        now=now,
-    )
-    found = hubspot.parse_events(body, request.content_type or "", received_at=now)
-    if found:
-        _store_delivery(
-            "hubspot",
-            body,
-            now,
-            (),
-            lambda session, evidence_id: queue_lookups(session, found, evidence_id=evidence_id, now=now),
-        )
-    log.info("hubspot webhook from %s: %d opt-out events queued for lookup", request.remote_addr, len(found))
-    return jsonify(events=len(found))
+    return hub.record_with(store, what=f"store the {slug} delivery")

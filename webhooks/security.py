@@ -12,10 +12,10 @@ import hashlib
 import hmac
 import logging
 import re
-from collections.abc import Mapping
 from datetime import datetime
 
 from flask import Flask, Response
+from werkzeug.datastructures import Headers
 
 from adapters.config import Secret
 from adapters.errors import PayloadError
@@ -23,7 +23,10 @@ from adapters.providers import payloads
 
 CSRF_FIELD = "csrf_token"
 CSRF_MAX_AGE = 24 * 3600
-CSP = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
 _TOKEN_PATH = re.compile(r"(/(?:u|preferences)/)([A-Za-z0-9]{4})[A-Za-z0-9]*")
 REDACTED_LOGGERS = ("gunicorn.access", "werkzeug", "waitress")
 
@@ -46,7 +49,7 @@ def check_csrf(key: bytes, binding: str, given: str | None, *, now: datetime, ma
     return issued
 
 
-def bearer_token(headers: Mapping[str, str]) -> str | None:
+def bearer_token(headers: Headers) -> str | None:
     """The token of an ``Authorization: Bearer`` header, or ``None`` when there is none."""
     scheme, _, given = headers.get("Authorization", "").partition(" ")
     return given.strip() if scheme.lower() == "bearer" else None

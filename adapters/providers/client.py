@@ -25,6 +25,7 @@ import requests
 
 from adapters.config import Config
 from adapters.errors import ProviderAPIError
+from adapters.providers.webhook import WebhookSpec
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,10 @@ class PushClient(Protocol):
 
 
 class ProviderModule(Protocol):
-    """What a provider module exposes for push-back."""
+    """What a provider module exposes: its webhook (served by ``webhooks/providers.py``) and
+    its push-back client."""
+
+    WEBHOOK: WebhookSpec
 
     def make_client(self, config: Config, http: requests.Session, *, now: Callable[[], datetime]) -> PushClient: ...
 

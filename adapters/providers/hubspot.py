@@ -1,13 +1,13 @@
 """HubSpot: webhook events in (verify, parse) and opt-outs pushed back out (API client).
 
-The inbound section is pure (bytes in, events out); the push-back section talks HTTP through
-an injected `requests.Session`.
+The inbound section is pure (bytes in, events out) and ends with ``WEBHOOK``, the spec the
+HTTP side serves (:mod:`adapters.providers.webhook`); the push-back section talks HTTP
+through an injected `requests.Session`.
 """
 
 from __future__ import annotations
 
 import base64
-import dataclasses
 import hashlib
 import hmac
 import json
@@ -21,9 +21,10 @@ import requests
 
 from adapters.config import Config, Secret
 from adapters.errors import ConfigError, PayloadError, ProviderAPIError, SignatureError
-from adapters.events import GLOBAL_SCOPE, Kind, scope_topic
+from adapters.events import Kind, scope_topic
 from adapters.providers import payloads
 from adapters.providers.client import APIClient, Outcome, PushResult, email_key, push_each
+from adapters.providers.webhook import ContactEvent, ContactLookups, WebhookRequest, WebhookSpec
 
 log = logging.getLogger(__name__)
 
@@ -90,30 +91,6 @@ def verify_signature(
         raise SignatureError("HubSpot signature does not verify (check providers.hubspot.client_secret_env)")
 
 
-@dataclasses.dataclass(frozen=True)
-class ContactEvent:
-    """A HubSpot opt-out that names a contact id, not an address, until it is resolved."""
-
-    object_id: str
-    kind: Kind
-    provider_event_id: str
-    occurred_at: datetime | None
-    received_at: datetime
-    metadata: Mapping[str, Any]
-    scope: str = GLOBAL_SCOPE
-
-    def to_json(self) -> dict[str, Any]:
-        """The fields kept in ``pending_lookups.event``."""
-        return {
-            "kind": self.kind.value,
-            "scope": self.scope,
-            "occurred_at": self.occurred_at.isoformat() if self.occurred_at else None,
-            "received_at": self.received_at.isoformat(),
-            "reason": OPTOUT_PROPERTY,
-            "metadata": dict(self.metadata),
-        }
-
-
 def parse_events(body: bytes, content_type: str, *, received_at: datetime) -> list[ContactEvent]:
     """The opt-out changes in a webhook delivery (a JSON array of up to 100 events).
 
@@ -150,6 +127,7 @@ def parse_events(body: bytes, content_type: str, *, received_at: datetime) -> li
                 provider_event_id=key,
                 occurred_at=payloads.epoch(item.get("occurredAt"), f"{where}.occurredAt", scale=1000),
                 received_at=received_at,
+                reason=OPTOUT_PROPERTY,
                 metadata={
                     "object_id": object_id,
                     "portal_id": item.get("portalId"),
@@ -158,6 +136,29 @@ def parse_events(body: bytes, content_type: str, *, received_at: datetime) -> li
             )
         )
     return events
+
+
+def read_webhook(request: WebhookRequest, config: Config, now: datetime) -> ContactLookups:
+    """A delivery, verified against the URI HubSpot called (see :func:`signature_uri`); its
+    opt-outs wait for their contacts' addresses."""
+    uri = signature_uri(config.http.public_url, request.path, request.query_string)
+    verify_signature(
+        request.body,
+        request.headers,
+        method=request.method,
+        uri=uri,
+        secret=config.providers.hubspot.client_secret,
+        now=now,
+    )
+    return ContactLookups(parse_events(request.body, request.content_type, received_at=now))
+
+
+WEBHOOK = WebhookSpec(
+    read=read_webhook,
+    refusal_status=401,
+    refusal_message="invalid signature",
+    evidence_headers=("User-Agent", TIMESTAMP_HEADER),
+)
 
 
 def read_contact_emails(api: APIClient, ids: Sequence[str]) -> dict[str, str]:

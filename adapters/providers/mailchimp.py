@@ -1,7 +1,8 @@
 """Mailchimp: webhook events in (verify, parse) and opt-outs pushed back out (API client).
 
-The inbound section is pure (bytes in, events out); the push-back section talks HTTP through
-an injected `requests.Session`.
+The inbound section is pure (bytes in, events out) and ends with ``WEBHOOK``, the spec the
+HTTP side serves (:mod:`adapters.providers.webhook`); the push-back section talks HTTP
+through an injected `requests.Session`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from adapters.errors import ConfigError, PayloadError, ProviderAPIError, Signatu
 from adapters.events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, Verification, scope_topic, topic_scope
 from adapters.providers import payloads
 from adapters.providers.client import APIClient, Outcome, PushResult, email_key, push_each, result_for_error
+from adapters.providers.webhook import OptOuts, UrlRule, WebhookRequest, WebhookSpec
 
 # --- inbound: webhook verification and parsing ----------------------------------------------
 
@@ -118,6 +120,32 @@ def _fired_at(value: str) -> datetime | None:
     except ValueError:
         raise PayloadError(f"fired_at: expected YYYY-MM-DD HH:MM:SS, not {value!r}") from None
 
+
+def check_url(path_args: Mapping[str, str], config: Config) -> None:
+    """The secret path segment of ``/webhooks/mailchimp/<secret>`` (see :func:`verify_secret`)."""
+    verify_secret(path_args["secret"], secret=config.providers.mailchimp.webhook_secret)
+
+
+def read_webhook(request: WebhookRequest, config: Config, now: datetime) -> OptOuts:
+    """A POSTed delivery, its URL already checked by :func:`check_url`."""
+    return OptOuts(
+        parse_events(
+            request.body,
+            request.content_type,
+            topics=config.topics,
+            lists=config.providers.mailchimp.lists,
+            received_at=now,
+        )
+    )
+
+
+# A GET on the URL is Mailchimp's check that the webhook answers.
+WEBHOOK = WebhookSpec(
+    read=read_webhook,
+    refusal_status=404,
+    refusal_message="not found",
+    url=UrlRule("/<secret>", check=check_url, get_check=True),
+)
 
 # --- push-back: API client ------------------------------------------------------------------
 

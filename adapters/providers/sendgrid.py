@@ -1,7 +1,8 @@
 """SendGrid: webhook events in (verify, parse) and opt-outs pushed back out (API client).
 
-The inbound section is pure (bytes in, events out); the push-back section talks HTTP through
-an injected `requests.Session`.
+The inbound section is pure (bytes in, events out) and ends with ``WEBHOOK``, the spec the
+HTTP side serves (:mod:`adapters.providers.webhook`); the push-back section talks HTTP
+through an injected `requests.Session`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from adapters.errors import ConfigError, PayloadError, ProviderAPIError, Signatu
 from adapters.events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, Verification, scope_topic, topic_scope
 from adapters.providers import payloads
 from adapters.providers.client import APIClient, Outcome, PushResult, email_key, push_each
+from adapters.providers.webhook import OptOuts, WebhookRequest, WebhookSpec
 
 # --- inbound: webhook verification and parsing ----------------------------------------------
 
@@ -158,6 +160,43 @@ def _group_id(value: object, where: str) -> int:
         raise PayloadError(f"{where}: missing or not an integer")
     return value
 
+
+def read_webhook(request: WebhookRequest, config: Config, now: datetime) -> OptOuts:
+    """A delivery, verified on its exact bytes when a public key is configured (else its
+    events are stored as unverified)."""
+    cfg = config.providers.sendgrid
+    verification = Verification.NONE
+    if cfg.webhook_public_key is not None:
+        verify_signature(
+            request.body,
+            request.headers,
+            public_key=cfg.webhook_public_key.reveal(),
+            now=now,
+            max_age_seconds=cfg.max_timestamp_age_seconds,
+        )
+        verification = Verification.SIGNATURE
+    return OptOuts(
+        parse_events(
+            request.body, request.content_type, topics=config.topics, received_at=now, verification=verification
+        )
+    )
+
+
+def check_config(config: Config) -> None:
+    """A configured public key that cannot be loaded stops start-up rather than failing every
+    delivery."""
+    key = config.providers.sendgrid.webhook_public_key
+    if key is not None:
+        load_public_key(key.reveal())
+
+
+WEBHOOK = WebhookSpec(
+    read=read_webhook,
+    refusal_status=403,
+    refusal_message="invalid signature",
+    evidence_headers=("User-Agent", TIMESTAMP_HEADER),
+    check_config=check_config,
+)
 
 # --- push-back: API client ------------------------------------------------------------------
 

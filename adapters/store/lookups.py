@@ -7,7 +7,8 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from adapters.providers.hubspot import PROVIDER, ContactEvent
+from adapters.providers.hubspot import PROVIDER
+from adapters.providers.webhook import ContactEvent
 from adapters.store.bulk import insert_statement
 from adapters.store.models import PendingLookup
 

@@ -48,7 +48,8 @@ def test_gunicorn_serves_the_app_and_stops_on_sigterm(
     make_hub(make_config())  # the schema, as `optout-hub db upgrade` makes it
     config = tmp_path / "optout-hub.toml"
     config.write_text(
-        f'[database]\nurl = "{database_url}"\n[security]\ntoken_secret_env = "OPTOUT_HUB_SECRET"\nadmin_token_env = "OPTOUT_HUB_ADMIN_TOKEN"\n'
+        f'[database]\nurl = "{database_url}"\n'
+        '[security]\ntoken_secret_env = "OPTOUT_HUB_SECRET"\nadmin_token_env = "OPTOUT_HUB_ADMIN_TOKEN"\n'
     )
     port = free_port()
     proc = gunicorn(config, test_env, port)
@@ -58,7 +59,7 @@ def test_gunicorn_serves_the_app_and_stops_on_sigterm(
             try:
                 if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not listening yet, or workers still booting
                 pass
             assert time.monotonic() < deadline and proc.poll() is None, (
                 proc.stderr.read() if proc.poll() is not None else "no answer"

@@ -111,6 +111,17 @@ class TestHubSpotWebhook(WebhookCases):
         assert [(r.object_id, r.event["kind"]) for r in rows] == [("1", "unsubscribe"), ("2", "resubscribe")]
         assert all(r.evidence_id is not None and r.next_attempt_at == running.hub.clock() for r in rows)
 
+    def test_evidence_keeps_the_user_agent_and_the_signed_timestamp(self, running: Running) -> None:
+        [delivery] = self.optouts(["ann@example.com"])
+        assert running.post(delivery).status_code == 200
+        with running.hub.sessions() as session:
+            meta = session.scalars(select(Evidence.meta)).one()
+        assert meta == {
+            "remote_addr": "127.0.0.1",
+            "User-Agent": "HubSpot Connect 2.0",
+            hubspot.TIMESTAMP_HEADER: delivery.headers[hubspot.TIMESTAMP_HEADER],
+        }
+
     def test_contact_ids_resolve_after_hubspot_comes_back(
         self, start: Callable[..., Running], fake_contacts: FakeContactsAPI
     ) -> None:

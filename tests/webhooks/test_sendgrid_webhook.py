@@ -8,9 +8,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 import requests
 from sqlalchemy import select
 
+from adapters.errors import ConfigError
 from adapters.providers import sendgrid
 from adapters.store.models import Event
 from adapters.store.queries import address_state
@@ -60,7 +62,8 @@ class TestSendGridWebhook(WebhookCases):
             signed(b"[]", content_type="text/plain"),
             signed(b'[{"event": "unsubscribe", "email": "nobody", "sg_event_id": "x"}]'),
             signed(
-                b'[{"event": "unsubscribe", "email": "ok@example.com", "sg_event_id": "ok"}, {"event": "spamreport", "email": "x@example.com"}]'
+                b'[{"event": "unsubscribe", "email": "ok@example.com", "sg_event_id": "ok"}, '
+                b'{"event": "spamreport", "email": "x@example.com"}]'
             ),
         ]
 
@@ -132,3 +135,13 @@ def test_official_vector_over_http(make_config, make_hub, serve_app) -> None:
     assert r.status_code == 400 and "JSON array" in r.json()["error"]  # verified, then parsed: an object, not an array
     bad = {**headers, sendgrid.SIGNATURE_HEADER: VECTOR["negative_cases"][0]["signature"]}
     assert requests.post(url, data=VECTOR["payload"].encode(), headers=bad, timeout=10).status_code == 403
+
+
+def test_a_public_key_that_cannot_be_loaded_stops_start_up(make_config, make_hub) -> None:
+    from webhooks import create_app
+
+    env = {"SENDGRID_API_KEY": "SG.x", "SENDGRID_WEBHOOK_PUBLIC_KEY": "not a key"}
+    hub = make_hub(make_config({"providers": {"sendgrid": {"enabled": True}}}, env=env))
+    with pytest.raises(ConfigError, match="webhook_public_key_env"):
+        create_app(hub=hub)
+    create_app(hub=make_hub(make_config({}, env=env)))  # not enabled: the key is not read

@@ -1,4 +1,4 @@
-"""RFC 8058 one-click unsubscribe over real HTTP (contract §4)."""
+"""RFC 8058 one-click unsubscribe over real HTTP (README "Recipients' pages and the admin dashboard")."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import requests
+from sqlalchemy import text
 
 from adapters.config import Config
 from adapters.hub import Hub
@@ -70,6 +71,20 @@ def test_post_without_the_exact_body_is_400_and_stores_nothing(
     assert r.status_code == 400
     assert r.json() == {"error": "the body must be List-Unsubscribe=One-Click"}  # no text/html in Accept
     assert stored_counts(topic_hub) == (0, 0)
+
+
+def test_a_database_failure_is_503_so_the_mail_client_retries(topic_hub: Hub, app_url: str) -> None:
+    token = issue_token(topic_hub, "dave@example.com")
+    form = {"data": BODY, "headers": {"Content-Type": "application/x-www-form-urlencoded"}}
+    with topic_hub.engine.begin() as conn:
+        conn.execute(text("ALTER TABLE evidence RENAME TO evidence_away"))
+    r = post(f"{app_url}/u/{token}", **form)
+    assert r.status_code == 503 and "retry" in r.json()["error"]
+    with topic_hub.engine.begin() as conn:
+        conn.execute(text("ALTER TABLE evidence_away RENAME TO evidence"))
+    assert stored_counts(topic_hub) == (0, 0)
+    assert post(f"{app_url}/u/{token}", **form).status_code == 200
+    assert stored_counts(topic_hub) == (1, 1)
 
 
 def test_forged_unknown_and_malformed_tokens_are_404_and_store_nothing(topic_hub: Hub, app_url: str) -> None:

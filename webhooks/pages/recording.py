@@ -1,5 +1,6 @@
 """Recording what a recipient asked for on a page: the request as evidence, its events and
-the confirmation mail to send, in one transaction; then the metrics."""
+the confirmation mail to send, in one transaction (:meth:`~adapters.hub.Hub.record_with`,
+which then counts them)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from adapters.store.confirmations import queue_confirmation
 from adapters.store.models import Evidence, Recipient
 from adapters.store.recipients import resolve_token
 from adapters.store.record import RecordResult, record_events
-from webhooks.pages import current_language
+from webhooks.pages.rendering import current_language
 from webhooks.security import redact_tokens
 
 log = logging.getLogger(__name__)
@@ -31,11 +32,15 @@ def record_token_request(
     """
     now = hub.clock()
     body = request.get_data(cache=True)  # read first: the form is then parsed from this copy
-    with hub.sessions.begin() as session:
+    recipient: Recipient | None = None
+    events: list[OptOutEvent] = []
+
+    def store(session: Session) -> RecordResult:
+        nonlocal recipient, events
         recipient = resolve_token(session, hub.signer, token)
         events = list(build(session, recipient))
         if not events:
-            return recipient, [], RecordResult(0, (), 0, 0)
+            return RecordResult(0, (), 0, 0)
         evidence = Evidence(
             channel="http",
             source=source.value,
@@ -59,8 +64,12 @@ def record_token_request(
         opt_out = next((e for e in events if e.kind is Kind.UNSUBSCRIBE), None)
         if opt_out is not None:  # the worker mails it; queued with the opt-out, so never lost
             queue_confirmation(session, hub.config, opt_out, auto_submitted=False, now=now, lang=current_language())
-    hub.count_events(result)
-    log.info(
-        "%s: recipient %d, %d event(s) stored, %d change(s)", source.value, recipient.id, result.new, result.changed
-    )
+        return result
+
+    result = hub.record_with(store, what=f"record the {source.value} request")
+    assert recipient is not None  # ``store`` resolved it, or raised
+    if events:
+        log.info(
+            "%s: recipient %d, %d event(s) stored, %d change(s)", source.value, recipient.id, result.new, result.changed
+        )
     return recipient, events, result

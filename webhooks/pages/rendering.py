@@ -66,7 +66,8 @@ def render_page(template: str, *, status: int = 200, token_page: bool = False, *
 
 def wants_html() -> bool:
     """Whether the client names an HTML type in ``Accept``, as browsers do. Mail clients making
-    a one-click POST, and scripts, do not: they get the JSON errors of contract §4."""
+    a one-click POST, and scripts, do not: they get the JSON errors every other route answers
+    (README "Recipients' pages and the admin dashboard")."""
     return any(mime in HTML_TYPES for mime, quality in request.accept_mimetypes if quality > 0)
 
 
@@ -83,7 +84,8 @@ def error_page(exc: PayloadError) -> Response:
             token_page=True,
             title=gettext("This link is not valid"),
             message=gettext(
-                "The link may be incomplete or may have been copied wrongly. Please use the link from the most recent email."
+                "The link may be incomplete or may have been copied wrongly. "
+                "Please use the link from the most recent email."
             ),
         )
     return render_page(

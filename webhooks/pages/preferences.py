@@ -22,9 +22,9 @@ from adapters.events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, Verificatio
 from adapters.store.models import Recipient, Suppression
 from adapters.store.recipients import resolve_token
 from webhooks.context import current_hub
-from webhooks.oneclick import list_title
-from webhooks.pages import current_language, mask_email, page_blueprint, render_page
-from webhooks.recording import record_token_request
+from webhooks.pages.oneclick import list_title
+from webhooks.pages.recording import record_token_request
+from webhooks.pages.rendering import current_language, mask_email, page_blueprint, render_page
 from webhooks.security import CSRF_FIELD, check_csrf, csrf_token
 
 bp = page_blueprint("preferences", __name__)

@@ -25,10 +25,10 @@ from adapters.store import review
 from adapters.store.models import Evidence
 from adapters.store.outbox import dead_rows, outbox_summary, retry_row
 from adapters.store.queries import address_state
-from webhooks import dashboard
+from webhooks.admin import dashboard
 from webhooks.context import current_hub
 from webhooks.errors import bearer_refused
-from webhooks.pages import page_blueprint, render_page
+from webhooks.pages.rendering import page_blueprint, render_page
 from webhooks.security import CSRF_FIELD, bearer_token, check_csrf, csrf_token, is_admin_token
 
 log = logging.getLogger(__name__)
@@ -151,7 +151,7 @@ def home() -> Response:
     hub = current_hub()
     now = hub.clock()
     with hub.sessions() as s:
-        data = {
+        data: dict[str, Any] = {
             "by_source": dashboard.counts_by(s, "source"),
             "by_kind": dashboard.counts_by(s, "kind", opt_outs_only=False),
             "by_reason": dashboard.counts_by(s, "reason", limit=10),

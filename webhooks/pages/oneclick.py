@@ -18,8 +18,8 @@ from adapters.store.models import Recipient
 from adapters.store.queries import is_suppressed
 from adapters.store.recipients import resolve_token
 from webhooks.context import current_hub
-from webhooks.pages import mask_email, page_blueprint, render_page
-from webhooks.recording import record_token_request
+from webhooks.pages.recording import record_token_request
+from webhooks.pages.rendering import mask_email, page_blueprint, render_page
 
 bp = page_blueprint("oneclick", __name__)
 ONE_CLICK_FIELD, ONE_CLICK_VALUE = "List-Unsubscribe", "One-Click"
