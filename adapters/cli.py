@@ -367,7 +367,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config)
         configure_logging(config)
-        return args.func(args, config)
+        command: Callable[[argparse.Namespace, Config], int] = args.func
+        return command(args, config)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2

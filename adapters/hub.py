@@ -10,9 +10,9 @@ import logging
 import secrets
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import ClassVar, Protocol, TypeVar
 
-from sqlalchemy import ColumnElement, Engine, Select, func, select
+from sqlalchemy import ColumnElement, Engine, Select, Table, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -28,7 +28,17 @@ from adapters.tokens import TokenSigner
 
 log = logging.getLogger(__name__)
 GENERATED_SECRET = "token_secret"
-Q = TypeVar("Q")
+
+
+class QueueRow(Protocol):
+    """A row of a retry queue that :meth:`Hub.claim_due` can claim (HubSpot lookups, confirmations)."""
+
+    __table__: ClassVar[Table]
+    id: int
+    next_attempt_at: datetime
+
+
+Q = TypeVar("Q", bound=QueueRow)
 
 
 @dataclasses.dataclass
@@ -95,13 +105,13 @@ class Hub:
         dies only delays them, and on PostgreSQL rows another worker holds are skipped."""
         lease = timedelta(seconds=self.config.worker.lease_seconds)
         with self.sessions.begin() as session:
-            due = model.next_attempt_at  # type: ignore[attr-defined]
-            stmt = select(model).where(due <= now, *conditions).order_by(due, model.id).limit(limit)  # type: ignore[attr-defined]
+            due, row_id = model.__table__.c.next_attempt_at, model.__table__.c.id
+            stmt = select(model).where(due <= now, *conditions).order_by(due, row_id).limit(limit)
             if session.get_bind().dialect.name == "postgresql":
                 stmt = stmt.with_for_update(skip_locked=True)
             rows = list(session.scalars(stmt))
             for row in rows:
-                row.next_attempt_at = now + lease  # type: ignore[attr-defined]
+                row.next_attempt_at = now + lease
         return rows
 
     def outbox_pending(self) -> list[tuple[str, int]]:
@@ -138,6 +148,6 @@ def _token_secrets(config: Config, sessions: sessionmaker[Session]) -> list[byte
             insert_statement(session, InstanceSetting).on_conflict_do_nothing(index_elements=["name"]),
             [{"name": GENERATED_SECRET, "value": secrets.token_urlsafe(32)}],
         )
-        value = session.get(InstanceSetting, GENERATED_SECRET).value
+        value = session.get_one(InstanceSetting, GENERATED_SECRET).value
     log.info("no token secret configured (%s): using the instance's generated secret", sec.token_secret_env)
     return [value.encode()]

@@ -39,7 +39,7 @@ BATCH_READ_PATH = "/crm/v3/objects/contacts/batch/read"
 MAX_BATCH_READ = 100
 
 # (subscription type, property, new value) -> our kind; everything else is no opt-out.
-EVENT_KINDS = {
+EVENT_KINDS: dict[tuple[str, str | None, str | None], Kind] = {
     ("contact.propertyChange", OPTOUT_PROPERTY, "true"): Kind.UNSUBSCRIBE,
     ("contact.propertyChange", OPTOUT_PROPERTY, "false"): Kind.RESUBSCRIBE,
 }
@@ -78,8 +78,8 @@ def verify_signature(
     if secret is None:
         raise SignatureError("no HubSpot client secret configured (providers.hubspot.client_secret_env)")
     signature = payloads.header(headers, SIGNATURE_HEADER)
-    timestamp = payloads.header(headers, TIMESTAMP_HEADER)
-    stamp_ms = payloads.digits(timestamp or "")
+    timestamp = payloads.header(headers, TIMESTAMP_HEADER) or ""
+    stamp_ms = payloads.digits(timestamp)
     if not signature or stamp_ms is None:
         raise SignatureError("HubSpot signature or timestamp header missing")
     age_ms = abs(int(now.timestamp() * 1000) - stamp_ms)  # ints: a 400-digit header cannot overflow

@@ -15,7 +15,20 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, DateTime, Engine, String, Table, bindparam, cast, func, literal, select, true
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    DateTime,
+    Engine,
+    String,
+    Table,
+    bindparam,
+    cast,
+    func,
+    literal,
+    select,
+    true,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select
@@ -33,15 +46,15 @@ def _dialect(bind: Session | Connection | Engine) -> str:
 
 
 @functools.cache
-def _rows_select(dialect: str, table: Table, names: tuple[str, ...]) -> Select:
+def _rows_select(dialect: str, table: Table, names: tuple[str, ...]) -> Select[Any]:
     """SELECT yielding the rows of the JSON array parameter, typed as ``table``'s columns."""
     param = bindparam(PAYLOAD, type_=String)
-    columns = []
+    columns: list[ColumnElement[Any]] = []
     if dialect == "postgresql":
         elements = func.jsonb_array_elements(cast(param, postgresql.JSONB)).table_valued("value")
         for i, name in enumerate(names):
             col_type = table.c[name].type
-            value = (
+            value: ColumnElement[Any] = (
                 elements.c.value.op("->")(i)
                 if isinstance(col_type, JSON)
                 else cast(elements.c.value.op("->>")(i), col_type)
@@ -50,9 +63,9 @@ def _rows_select(dialect: str, table: Table, names: tuple[str, ...]) -> Select:
         return select(*columns).select_from(elements)
     elements = func.json_each(param).table_valued("value")
     for i, name in enumerate(names):
-        value = func.json_extract(elements.c.value, f"$[{i}]")
+        extracted = func.json_extract(elements.c.value, f"$[{i}]")
         # json_extract gives objects back as text; json() keeps SQL NULL for a JSON null
-        columns.append((func.json(value) if isinstance(table.c[name].type, JSON) else value).label(name))
+        columns.append((func.json(extracted) if isinstance(table.c[name].type, JSON) else extracted).label(name))
     # SQLite needs a WHERE before ON CONFLICT in INSERT ... SELECT (a parsing ambiguity).
     return select(*columns).select_from(elements).where(true())
 
