@@ -18,11 +18,6 @@ class Kind(StrEnum):
     BOUNCE = "bounce"
     RESUBSCRIBE = "resubscribe"
 
-    @property
-    def opts_out(self) -> bool:
-        """Kinds that suppress an address (a bounce only when policy says so; see the store)."""
-        return self in (Kind.UNSUBSCRIBE, Kind.COMPLAINT, Kind.BOUNCE)
-
 
 class Source(StrEnum):
     SMTP = "smtp"

@@ -23,8 +23,9 @@ from typing import Any, Protocol
 
 import requests
 
+from adapters.addresses import address_key
 from adapters.config import Config
-from adapters.errors import ProviderAPIError
+from adapters.errors import AddressError, ProviderAPIError
 from adapters.providers.webhook import WebhookSpec
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class PushClient(Protocol):
     def push(self, scope: str, action: str, emails: Sequence[str]) -> dict[str, PushResult]:
         """Push ``action`` (``unsubscribe``/``resubscribe``) at ``scope`` for ``emails``.
 
-        Answers one result per address, keyed by the lower-cased address. Raises
+        Answers one result per address, keyed by its :func:`~adapters.addresses.address_key`. Raises
         :class:`ProviderAPIError` when the whole call failed.
         """
         ...
@@ -86,8 +87,16 @@ class ProviderModule(Protocol):
     def make_client(self, config: Config, http: requests.Session, *, now: Callable[[], datetime]) -> PushClient: ...
 
 
-def email_key(address: str) -> str:
-    return address.lower()
+def answer_key(value: object) -> str | None:
+    """The :func:`~adapters.addresses.address_key` of an address a provider's answer names, or
+    ``None`` for anything else there: an answer may hold any string, or none. ``None`` matches
+    no address pushed, so the row is settled by what the rest of the answer says."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return address_key(value)
+    except AddressError:
+        return None
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
@@ -202,12 +211,12 @@ def push_each(emails: Sequence[str], call: Callable[[str], PushResult]) -> dict[
     results: dict[str, PushResult] = {}
     for i, address in enumerate(emails):
         try:
-            results[email_key(address)] = call(address)
+            results[address_key(address)] = call(address)
         except ProviderAPIError as exc:
             result = result_for_error(exc)
-            results[email_key(address)] = result
+            results[address_key(address)] = result
             if result.outcome is Outcome.RETRY:
                 for rest in emails[i + 1 :]:
-                    results[email_key(rest)] = result
+                    results[address_key(rest)] = result
                 break
     return results

@@ -19,11 +19,12 @@ from urllib.parse import quote
 
 import requests
 
+from adapters.addresses import address_key
 from adapters.config import Config, Secret
 from adapters.errors import ConfigError, PayloadError, ProviderAPIError, SignatureError
 from adapters.events import Kind, scope_topic
 from adapters.providers import payloads
-from adapters.providers.client import APIClient, Outcome, PushResult, email_key, push_each
+from adapters.providers.client import APIClient, Outcome, PushResult, answer_key, push_each
 from adapters.providers.webhook import ContactEvent, ContactLookups, WebhookRequest, WebhookSpec
 
 log = logging.getLogger(__name__)
@@ -230,14 +231,14 @@ class HubSpotClient:
                     None,
                     "HubSpot has no API to undo unsubscribe-from-all: resubscribe the contact in HubSpot",
                 )
-                return {email_key(e): dead for e in emails}
+                return {address_key(e): dead for e in emails}
             if not self.batch:
                 return push_each(emails, self._unsubscribe_all_one)
             return self._unsubscribe_all(emails)
         subscription = self.topic_subscriptions.get(topic)
         if subscription is None:
             return {
-                email_key(e): PushResult(Outcome.DONE, None, "no HubSpot subscription for this scope") for e in emails
+                address_key(e): PushResult(Outcome.DONE, None, "no HubSpot subscription for this scope") for e in emails
             }
         return push_each(emails, lambda address: self._set_subscription(address, subscription, action))
 
@@ -246,13 +247,11 @@ class HubSpotClient:
             "POST", UNSUBSCRIBE_ALL_PATH, params={"channel": "EMAIL"}, json_body={"inputs": list(emails)}
         )
         body = body if isinstance(body, dict) else {}
-        answered = {
-            email_key(str(r.get("subscriberIdString", ""))) for r in body.get("results") or [] if isinstance(r, dict)
-        }
+        answered = {answer_key(r.get("subscriberIdString")) for r in body.get("results") or [] if isinstance(r, dict)}
         errors = [e for e in body.get("errors") or [] if isinstance(e, dict)]
         results = {}
         for address in emails:
-            key = email_key(address)
+            key = address_key(address)
             if key in answered:  # includes NO_STATUS_CHANGE: already unsubscribed
                 results[key] = PushResult(Outcome.DONE, status)
                 continue
