@@ -1,4 +1,5 @@
-"""The ``optout-hub`` command: the one place that wires ``inbound``, ``webhooks`` and the core.
+"""The ``optout-hub`` command (README "Commands"): the one place that wires ``inbound``,
+``webhooks`` and the core, reaching the first two only through :data:`CALLER_PARTS`.
 
 Every subcommand takes ``--config PATH`` (else ``$OPTOUT_HUB_CONFIG``, else the defaults).
 A configuration error prints one line naming the key and exits with status 2.

@@ -1,9 +1,10 @@
-"""Typed configuration, loaded once from TOML and passed in (contract §3).
+"""Typed configuration, loaded once from TOML and passed in (README "Configuration").
 
 Every section is a frozen dataclass. A key ending in ``_env`` names an environment
-variable that holds a secret; the resolved value sits beside it as a :class:`Secret` whose
-repr never shows it. An empty ``_env`` value means "not used". A bad file stops start-up with
-one :class:`ConfigError` naming the key.
+variable that holds a secret; the resolved value sits beside it, in the field of the same
+name without ``_env``, as a :class:`Secret` whose repr never shows it. An empty ``_env``
+value means "not used". A bad file stops start-up with one :class:`ConfigError` naming the
+key.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """The wired core of one process: config, database, token signer, metrics, clock.
 
-Built once by the entry point (CLI, ``webhooks.create_app``) and passed to every part.
+Built once by the entry point (CLI, ``webhooks.create_app``) and passed to every part, with
+the two steps they share: recording in a transaction then counting (:meth:`Hub.record_with`)
+and claiming due rows of a retry queue under the worker's lease (:meth:`Hub.claim_due`).
 """
 
 from __future__ import annotations

@@ -1,10 +1,5 @@
 """What every provider module shares: the push client's protocol and HTTP plumbing.
 
-Adding a provider: a module ``adapters/<slug>.py`` with a ``make_client(config, http, *,
-now)`` function, a ``[providers.<slug>]`` section in ``config.py`` and
-``config.example.toml``, its slug in :class:`adapters.events.Source`, and one line in
-``PROVIDERS`` below.
-
 A client pushes one batch — one scope, one action, many addresses — and answers per address,
 because a provider's 2xx can still hold per-address failures. A failure of the whole call is
 a :class:`ProviderAPIError`; :func:`result_for_error` turns it into the same per-address

@@ -1,6 +1,7 @@
-"""The store's tables (SQLAlchemy 2.0 typed models). Migrations live in ``adapters/migrations``.
+"""The store's tables (SQLAlchemy 2.0 typed models). Migrations live in ``adapters/store/migrations``.
 
-- ``events``: append-only log of every request, unique on (source, provider_event_id).
+- ``events``: append-only log of every request, unique on (email_key, source,
+  provider_event_id).
 - ``suppressions``: current state per (address, scope), written in the same transaction as
   the events that change it.
 - ``recipients``: what an unsubscribe token points at (address, topic, campaign).
@@ -228,7 +229,7 @@ class ConfirmationSend(Base):
 class EventCount(Base):
     """Stored events per UTC day of receipt, source, kind and reason.
 
-    Kept in step by :func:`adapters.store.record_events` (in the transaction that stores the
+    Kept in step by :func:`adapters.store.record.record_events` (in the transaction that stores the
     events), so the admin dashboard sums a few rows per day instead of scanning every event.
     """
 
@@ -245,7 +246,7 @@ class EventCount(Base):
 class RecipientCount(Base):
     """Addresses that were issued a token, per campaign and per topic.
 
-    Kept in step by :func:`adapters.recipients.issue_tokens`, so the dashboard's unsubscribe
+    Kept in step by :func:`adapters.store.recipients.issue_tokens`, so the dashboard's unsubscribe
     rates read a few rows instead of counting distinct addresses over every recipient row.
     Two transactions issuing the same address for one campaign at the same moment, under
     different topics, can each count it once: a rate is then a hair low, never an opt-out lost.

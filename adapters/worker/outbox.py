@@ -1,4 +1,4 @@
-"""The push-back outbox: rows written by :func:`adapters.store.record_events`, pushed by a worker.
+"""The push worker's loop: outbox rows written by :func:`adapters.store.record.record_events`, pushed.
 
 A row's life: ``pending`` → claimed under a lease (``lease_until``, ``lease_owner``) → pushed →
 ``done``, ``pending`` again with a later ``due_at`` (retry), or ``dead`` (kept with the
@@ -34,7 +34,6 @@ from adapters.worker.lookups import resolve_pending_lookups
 
 log = logging.getLogger(__name__)
 
-STATES = ("pending", "done", "dead")
 CLAIM_MAX = 1000  # rows one worker takes per provider and round (bounds the work under one lease)
 
 

@@ -1,4 +1,4 @@
-"""Store semantics (contract §6) on a real SQLite file and, in CI, real PostgreSQL."""
+"""Store semantics (README "How it fits together") on a real SQLite file and, in CI, real PostgreSQL."""
 
 from __future__ import annotations
 
