@@ -124,6 +124,11 @@ def encode_rows(session: Session, table: Table, names: Sequence[str], rows: Sequ
     return {PAYLOAD: json.dumps(_prepare(session, table, names, rows, as_json=True), separators=(",", ":"))}
 
 
+def _insert_sql(table: Table, names: Sequence[str], mark: str) -> str:
+    """``INSERT INTO table (names) VALUES (mark, ...)``, for the driver's own executemany."""
+    return f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join([mark] * len(names))})"
+
+
 def execute_many(
     session: Session,
     table: Table,
@@ -136,8 +141,7 @@ def execute_many(
     SQLAlchemy); with ``upsert_on``, conflicting rows update every other column."""
     if not rows:
         return
-    mark = "%s" if _dialect(session) == "postgresql" else "?"
-    sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join([mark] * len(names))})"
+    sql = _insert_sql(table, names, "%s" if _dialect(session) == "postgresql" else "?")
     if upsert_on:
         updates = ", ".join(f"{n} = excluded.{n}" for n in names if n not in upsert_on)
         sql += f" ON CONFLICT ({', '.join(upsert_on)}) DO UPDATE SET {updates}"
@@ -175,7 +179,7 @@ def insert_new(
         return list(conn.execute(stmt, encode_rows(session, table, names, rows)))
     pk = table.primary_key.columns[0]
     before = conn.execute(select(func.coalesce(func.max(pk), 0))).scalar_one()
-    sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) ON CONFLICT ({', '.join(unique)}) DO NOTHING"
+    sql = f"{_insert_sql(table, names, '?')} ON CONFLICT ({', '.join(unique)}) DO NOTHING"
     params = prepared if prepared is not None else _prepare(session, table, names, rows, as_json=False)
     inserted = conn.exec_driver_sql(sql, [tuple(r) for r in params]).rowcount
     if inserted == len(rows):  # no conflict: SQLite gave the rows the ids after ``before``, in order
