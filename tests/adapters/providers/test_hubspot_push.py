@@ -122,9 +122,9 @@ def test_daily_limit_waits_until_the_next_utc_day(client: hubspot.HubSpotClient,
 def test_check_lists_subscriptions_and_names_missing_ones(
     client: hubspot.HubSpotClient, fake_providers: FakeProviders
 ) -> None:
-    assert (
-        client.check()
-        == "token ok; subscriptions: 5678 (Subscription 5678); unsubscribe-all: batch (needs communication_preferences.statuses.batch.write); write scopes are proven only by a push"
+    assert client.check() == (
+        "token ok; subscriptions: 5678 (Subscription 5678); unsubscribe-all: batch "
+        "(needs communication_preferences.statuses.batch.write); write scopes are proven only by a push"
     )
     fake_providers.hubspot.subscriptions.clear()
     with pytest.raises(ProviderAPIError, match="not found in this portal: 5678"):
