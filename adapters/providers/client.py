@@ -19,8 +19,8 @@ from typing import Any, Protocol
 import requests
 
 from adapters.addresses import address_key
-from adapters.config import Config
-from adapters.errors import AddressError, ProviderAPIError
+from adapters.config import Config, Secret
+from adapters.errors import AddressError, ConfigError, ProviderAPIError
 from adapters.providers.webhook import WebhookSpec
 
 log = logging.getLogger(__name__)
@@ -131,6 +131,10 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     return max((when - now).total_seconds(), 0.0) if when.tzinfo else None
 
 
+RetryHint = Callable[[requests.Response, Any, datetime], float | None]
+"""Seconds to wait, read from a provider's 429 answer (response, parsed body, now)."""
+
+
 class APIClient:
     """HTTP plumbing for one provider: base URL, auth header, time-out, and one error type.
 
@@ -149,7 +153,7 @@ class APIClient:
         timeout: float,
         secrets: Sequence[str],
         now: Callable[[], datetime],
-        retry_hint: Callable[[requests.Response, Any, datetime], float | None] | None = None,
+        retry_hint: RetryHint | None = None,
     ) -> None:
         self.provider = provider
         self.http = http
@@ -195,6 +199,28 @@ class APIClient:
             body=text,
             retry_after=retry_after,
         )
+
+
+def bearer_api(
+    provider: str,
+    http: requests.Session,
+    token: Secret | None,
+    *,
+    setting: str,
+    what: str,
+    base_url: str,
+    timeout: float,
+    now: Callable[[], datetime],
+    retry_hint: RetryHint | None = None,
+) -> APIClient:
+    """The :class:`APIClient` of a provider that takes a bearer token (SendGrid, HubSpot);
+    :class:`ConfigError` naming ``setting`` (``no <what>``) when none is configured."""
+    if token is None:
+        raise ConfigError(setting, f"no {what}")
+    value = token.reveal()
+    return APIClient(
+        provider, http, base_url, f"Bearer {value}", timeout=timeout, secrets=(value,), now=now, retry_hint=retry_hint
+    )
 
 
 def push_each(emails: Sequence[str], call: Callable[[str], PushResult]) -> dict[str, PushResult]:

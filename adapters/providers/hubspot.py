@@ -21,10 +21,10 @@ import requests
 
 from adapters.addresses import address_key
 from adapters.config import Config, Secret
-from adapters.errors import ConfigError, PayloadError, ProviderAPIError, SignatureError
+from adapters.errors import PayloadError, ProviderAPIError, SignatureError
 from adapters.events import Kind, scope_topic
 from adapters.providers import payloads
-from adapters.providers.client import APIClient, Outcome, PushResult, answer_key, push_each
+from adapters.providers.client import APIClient, Outcome, PushResult, answer_key, bearer_api, push_each
 from adapters.providers.webhook import ContactEvent, ContactLookups, WebhookRequest, WebhookSpec
 
 log = logging.getLogger(__name__)
@@ -304,16 +304,14 @@ class HubSpotClient:
 
 def make_client(config: Config, http: requests.Session, *, now: Callable[[], datetime]) -> HubSpotClient:
     cfg = config.providers.hubspot
-    if cfg.access_token is None:
-        raise ConfigError("providers.hubspot.access_token_env", "no access token")
-    token = cfg.access_token.reveal()
-    api = APIClient(
+    api = bearer_api(
         "hubspot",
         http,
-        cfg.base_url or DEFAULT_BASE_URL,
-        f"Bearer {token}",
+        cfg.access_token,
+        setting="providers.hubspot.access_token_env",
+        what="access token",
+        base_url=cfg.base_url or DEFAULT_BASE_URL,
         timeout=cfg.timeout_seconds,
-        secrets=(token,),
         now=now,
         retry_hint=_policy_wait,
     )

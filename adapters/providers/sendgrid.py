@@ -24,7 +24,7 @@ from adapters.config import Config, Topic
 from adapters.errors import ConfigError, PayloadError, ProviderAPIError, SignatureError
 from adapters.events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, Verification, scope_topic, topic_scope
 from adapters.providers import payloads
-from adapters.providers.client import APIClient, Outcome, PushResult, push_each
+from adapters.providers.client import APIClient, Outcome, PushResult, bearer_api, push_each
 from adapters.providers.webhook import OptOuts, WebhookRequest, WebhookSpec
 
 # --- inbound: webhook verification and parsing ----------------------------------------------
@@ -276,16 +276,14 @@ class SendGridClient:
 
 def make_client(config: Config, http: requests.Session, *, now: Callable[[], datetime]) -> SendGridClient:
     cfg = config.providers.sendgrid
-    if cfg.api_key is None:
-        raise ConfigError("providers.sendgrid.api_key_env", "no API key")
-    key = cfg.api_key.reveal()
-    api = APIClient(
+    api = bearer_api(
         "sendgrid",
         http,
-        cfg.base_url or DEFAULT_BASE_URL,
-        f"Bearer {key}",
+        cfg.api_key,
+        setting="providers.sendgrid.api_key_env",
+        what="API key",
+        base_url=cfg.base_url or DEFAULT_BASE_URL,
         timeout=cfg.timeout_seconds,
-        secrets=(key,),
         now=now,
         retry_hint=_rate_limit_reset,
     )
