@@ -12,9 +12,8 @@ import logging
 import secrets
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import ClassVar, Protocol, TypeVar
 
-from sqlalchemy import ColumnElement, Engine, Select, Table, func, select
+from sqlalchemy import ColumnElement, Engine, Select, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -24,23 +23,13 @@ from adapters.events import OptOutEvent, utcnow
 from adapters.metrics import Metrics
 from adapters.store import database
 from adapters.store.bulk import insert_statement
+from adapters.store.leases import Q, claim_due
 from adapters.store.models import InstanceSetting, OutboxRow, PendingLookup
 from adapters.store.record import RecordResult, StorePolicy, record_events
 from adapters.tokens import TokenSigner
 
 log = logging.getLogger(__name__)
 GENERATED_SECRET = "token_secret"
-
-
-class QueueRow(Protocol):
-    """A row of a retry queue that :meth:`Hub.claim_due` can claim (HubSpot lookups, confirmations)."""
-
-    __table__: ClassVar[Table]
-    id: int
-    next_attempt_at: datetime
-
-
-Q = TypeVar("Q", bound=QueueRow)
 
 
 @dataclasses.dataclass
@@ -102,19 +91,11 @@ class Hub:
             self.metrics.events.labels(source, kind).inc(n)
 
     def claim_due(self, model: type[Q], *conditions: ColumnElement[bool], now: datetime, limit: int) -> list[Q]:
-        """Up to ``limit`` rows of a retry queue (``next_attempt_at``) due ``now``, oldest first,
-        claimed for the worker's lease: their next attempt moves past it, so a worker that
-        dies only delays them, and on PostgreSQL rows another worker holds are skipped."""
-        lease = timedelta(seconds=self.config.worker.lease_seconds)
+        """Up to ``limit`` due rows of a retry queue, claimed in a transaction of their own for
+        the worker's lease (:func:`adapters.store.leases.claim_due`)."""
+        until = now + timedelta(seconds=self.config.worker.lease_seconds)
         with self.sessions.begin() as session:
-            due, row_id = model.__table__.c.next_attempt_at, model.__table__.c.id
-            stmt = select(model).where(due <= now, *conditions).order_by(due, row_id).limit(limit)
-            if session.get_bind().dialect.name == "postgresql":
-                stmt = stmt.with_for_update(skip_locked=True)
-            rows = list(session.scalars(stmt))
-            for row in rows:
-                row.next_attempt_at = now + lease
-        return rows
+            return claim_due(session, model, *conditions, now=now, until=until, limit=limit)
 
     def outbox_pending(self) -> list[tuple[str, int]]:
         """Outbox rows not yet pushed, per enabled provider (for the metrics)."""
