@@ -1,3 +1,5 @@
+"""``python -m adapters``: the ``optout-hub`` command."""
+
 import sys
 
 from adapters.cli import main

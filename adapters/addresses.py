@@ -85,7 +85,7 @@ def _normalize_slow(text: str) -> Address:
     local, domain = text.split("@")
     if not local:
         raise AddressError("missing local part")
-    if len(local.encode("utf-8")) > MAX_LOCAL:
+    if len(local.encode("utf-8", "surrogatepass")) > MAX_LOCAL:  # a lone surrogate is no address either
         raise AddressError("local part longer than 64 octets")
     if not local.isascii():
         raise AddressError("non-ASCII local part")

@@ -1,4 +1,5 @@
-"""The ``optout-hub`` command: the one place that wires ``inbound``, ``webhooks`` and the core.
+"""The ``optout-hub`` command (README "Commands"): the one place that wires ``inbound``,
+``webhooks`` and the core, reaching the first two only through :data:`CALLER_PARTS`.
 
 Every subcommand takes ``--config PATH`` (else ``$OPTOUT_HUB_CONFIG``, else the defaults).
 A configuration error prints one line naming the key and exits with status 2.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib
 import json
 import logging
 import logging.config
@@ -58,15 +60,35 @@ def configure_logging(config: Config) -> None:
     )
 
 
+CALLER_PARTS = {
+    "smtp": "inbound.listener:SMTPComponent",
+    "http-app": "webhooks:create_app",
+    "http-server": "webhooks.serving:BackgroundServer",
+}
+"""The parts ``serve`` runs from the packages above the core, as ``module:attribute`` paths
+imported when a command runs them: the core never imports its callers (README "How it fits
+together"), yet this one command starts them all."""
+
+
+def load_part(part: str) -> Any:
+    """The object :data:`CALLER_PARTS` names for ``part``, imported now."""
+    module, _, attribute = CALLER_PARTS[part].partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+class HTTPServer(Component, Protocol):
+    """What :class:`HTTPComponent` needs of the server :data:`CALLER_PARTS` names."""
+
+    url: str
+
+
 class HTTPComponent:
     """The Flask app under waitress, in a thread."""
 
     def __init__(self, hub: Hub) -> None:
-        from webhooks import create_app
-        from webhooks.serving import BackgroundServer
-
+        create_app, server = load_part("http-app"), load_part("http-server")
         http = hub.config.http
-        self.server = BackgroundServer(
+        self.server: HTTPServer = server(
             create_app(hub=hub), host=http.host, port=http.port, threads=http.threads, ident="optout-hub"
         )
 
@@ -102,9 +124,8 @@ def _components(hub: Hub, parts: Sequence[str]) -> list[Component]:
     built: list[Component] = []
     for part in parts:
         if part == "smtp":
-            from inbound.listener import SMTPComponent
-
-            built.append(SMTPComponent(hub))
+            smtp_component: Callable[[Hub], Component] = load_part("smtp")
+            built.append(smtp_component(hub))
         elif part == "http":
             built.append(HTTPComponent(hub))
         elif part == "worker":
@@ -367,7 +388,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config)
         configure_logging(config)
-        return args.func(args, config)
+        command: Callable[[argparse.Namespace, Config], int] = args.func
+        return command(args, config)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2

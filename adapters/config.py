@@ -1,9 +1,10 @@
-"""Typed configuration, loaded once from TOML and passed in (contract §3).
+"""Typed configuration, loaded once from TOML and passed in (README "Configuration").
 
 Every section is a frozen dataclass. A key ending in ``_env`` names an environment
-variable that holds a secret; the resolved value sits beside it as a :class:`Secret` whose
-repr never shows it. An empty ``_env`` value means "not used". A bad file stops start-up with
-one :class:`ConfigError` naming the key.
+variable that holds a secret; the resolved value sits beside it, in the field of the same
+name without ``_env``, as a :class:`Secret` whose repr never shows it. An empty ``_env``
+value means "not used". A bad file stops start-up with one :class:`ConfigError` naming the
+key.
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from adapters.addresses import normalize_domain
 from adapters.errors import AddressError, ConfigError
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 CONFIG_ENV = "OPTOUT_HUB_CONFIG"
 PROVIDER_SLUGS = ("mailchimp", "sendgrid", "hubspot")
@@ -46,11 +50,6 @@ class Secret:
 
     def __hash__(self) -> int:
         return hash(Secret)
-
-
-def _secret(env_key: str) -> Any:
-    """A field holding the resolved secret of the ``*_env`` key named ``env_key``."""
-    return dataclasses.field(default=None, repr=False, compare=False, metadata={"secret_of": env_key})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,9 +93,9 @@ class SecurityConfig:
     token_secret_env: str = "OPTOUT_HUB_SECRET"
     previous_token_secrets_env: tuple[str, ...] = ()
     admin_token_env: str = "OPTOUT_HUB_ADMIN_TOKEN"
-    token_secret: Secret | None = _secret("token_secret_env")
-    previous_token_secrets: tuple[Secret, ...] = _secret("previous_token_secrets_env")
-    admin_token: Secret | None = _secret("admin_token_env")
+    token_secret: Secret | None = dataclasses.field(default=None, repr=False, compare=False)
+    previous_token_secrets: tuple[Secret, ...] = dataclasses.field(default=(), repr=False, compare=False)
+    admin_token: Secret | None = dataclasses.field(default=None, repr=False, compare=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,8 +116,8 @@ class MailchimpConfig:
     base_url: str = ""
     timeout_seconds: float = 10.0
     batch_size: int = 500
-    api_key: Secret | None = _secret("api_key_env")
-    webhook_secret: Secret | None = _secret("webhook_secret_env")
+    api_key: Secret | None = dataclasses.field(default=None, repr=False, compare=False)
+    webhook_secret: Secret | None = dataclasses.field(default=None, repr=False, compare=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,8 +129,8 @@ class SendGridConfig:
     timeout_seconds: float = 10.0
     batch_size: int = 1000
     max_timestamp_age_seconds: int = 0  # 0: no limit (SendGrid retries for up to 24 h)
-    api_key: Secret | None = _secret("api_key_env")
-    webhook_public_key: Secret | None = _secret("webhook_public_key_env")
+    api_key: Secret | None = dataclasses.field(default=None, repr=False, compare=False)
+    webhook_public_key: Secret | None = dataclasses.field(default=None, repr=False, compare=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,8 +143,8 @@ class HubSpotConfig:
     timeout_seconds: float = 10.0
     batch_size: int = 100
     batch_unsubscribe_all: bool = True  # false: one call per address (portals without Marketing Hub Enterprise)
-    access_token: Secret | None = _secret("access_token_env")
-    client_secret: Secret | None = _secret("client_secret_env")
+    access_token: Secret | None = dataclasses.field(default=None, repr=False, compare=False)
+    client_secret: Secret | None = dataclasses.field(default=None, repr=False, compare=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,7 +177,7 @@ class WorkerConfig:
 
     def retry_delay(self, failures: int) -> float:
         """Seconds to wait after ``failures`` failed attempts: doubling from the base, capped."""
-        return min(self.backoff_base_seconds * 2 ** max(failures - 1, 0), self.backoff_max_seconds)
+        return min(self.backoff_base_seconds * 2.0 ** max(failures - 1, 0), self.backoff_max_seconds)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,8 +189,8 @@ class ConfirmationsConfig:
     username_env: str = ""
     password_env: str = ""
     from_address: str = "no-reply@unsubscribe.example.com"
-    username: Secret | None = _secret("username_env")
-    password: Secret | None = _secret("password_env")
+    username: Secret | None = dataclasses.field(default=None, repr=False, compare=False)
+    password: Secret | None = dataclasses.field(default=None, repr=False, compare=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -218,6 +217,7 @@ class Config:
 
 # --- loading -----------------------------------------------------------------------------
 
+_Section = TypeVar("_Section", bound="DataclassInstance")
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean"}
 
 
@@ -241,7 +241,7 @@ def _check_value(value: Any, hint: Any, key: str) -> Any:
     raise ConfigError(key, "unsupported value")  # pragma: no cover - all hints are listed above
 
 
-def _build(cls: type, data: Any, path: str, env: Mapping[str, str]) -> Any:
+def _build(cls: type[_Section], data: object, path: str, env: Mapping[str, str]) -> _Section:
     """Build dataclass ``cls`` from a TOML table, resolving ``*_env`` secrets from ``env``.
 
     A referenced environment variable that is unset is an error when the section is enabled
@@ -252,7 +252,8 @@ def _build(cls: type, data: Any, path: str, env: Mapping[str, str]) -> Any:
         raise ConfigError(path, "must be a table")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    settable = {name for name, f in fields.items() if "secret_of" not in f.metadata}
+    secrets = {name: f"{name}_env" for name in fields if f"{name}_env" in fields}  # field -> its *_env key
+    settable = [name for name in fields if name not in secrets]
     for key in data:
         if key not in settable:
             raise ConfigError(f"{path}.{key}", "unknown key")
@@ -261,16 +262,13 @@ def _build(cls: type, data: Any, path: str, env: Mapping[str, str]) -> Any:
         if name not in data:
             continue
         hint = hints[name]
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             values[name] = _build(hint, data[name], f"{path}.{name}", env)
         else:
             values[name] = _check_value(data[name], hint, f"{path}.{name}")
     switchable = "enabled" in fields
     enabled = values.get("enabled", fields["enabled"].default) if switchable else True
-    for name, f in fields.items():
-        env_key = f.metadata.get("secret_of")
-        if env_key is None:
-            continue
+    for name, env_key in secrets.items():
         names = values.get(env_key, fields[env_key].default)
         must = enabled and (switchable or env_key in data)
         if isinstance(names, tuple):

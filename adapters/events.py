@@ -1,4 +1,4 @@
-"""The one normalized opt-out event that every source produces (contract §6)."""
+"""The one normalized opt-out event that every source produces (README "How it fits together")."""
 
 from __future__ import annotations
 
@@ -17,11 +17,6 @@ class Kind(StrEnum):
     COMPLAINT = "complaint"
     BOUNCE = "bounce"
     RESUBSCRIBE = "resubscribe"
-
-    @property
-    def opts_out(self) -> bool:
-        """Kinds that suppress an address (a bounce only when policy says so; see the store)."""
-        return self in (Kind.UNSUBSCRIBE, Kind.COMPLAINT, Kind.BOUNCE)
 
 
 class Source(StrEnum):
@@ -69,7 +64,8 @@ class OptOutEvent:
 
     ``email`` is already normalized (see :func:`adapters.addresses.normalize_address`).
     ``provider_event_id`` makes a provider's retried delivery idempotent: the store keeps one
-    event per (source, provider_event_id). ``evidence_id`` points at the stored raw message
+    event per (address key, source, provider_event_id), as a provider's event id names one
+    event for one address. ``evidence_id`` points at the stored raw message
     or payload that proves the request.
     """
 

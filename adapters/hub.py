@@ -1,6 +1,8 @@
 """The wired core of one process: config, database, token signer, metrics, clock.
 
-Built once by the entry point (CLI, ``webhooks.create_app``) and passed to every part.
+Built once by the entry point (CLI, ``webhooks.create_app``) and passed to every part, with
+the two steps they share: recording in a transaction then counting (:meth:`Hub.record_with`)
+and claiming due rows of a retry queue under the worker's lease (:meth:`Hub.claim_due`).
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ import logging
 import secrets
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import TypeVar
 
 from sqlalchemy import ColumnElement, Engine, Select, func, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -22,13 +23,13 @@ from adapters.events import OptOutEvent, utcnow
 from adapters.metrics import Metrics
 from adapters.store import database
 from adapters.store.bulk import insert_statement
+from adapters.store.leases import Q, claim_due
 from adapters.store.models import InstanceSetting, OutboxRow, PendingLookup
 from adapters.store.record import RecordResult, StorePolicy, record_events
 from adapters.tokens import TokenSigner
 
 log = logging.getLogger(__name__)
 GENERATED_SECRET = "token_secret"
-Q = TypeVar("Q")
 
 
 @dataclasses.dataclass
@@ -90,19 +91,11 @@ class Hub:
             self.metrics.events.labels(source, kind).inc(n)
 
     def claim_due(self, model: type[Q], *conditions: ColumnElement[bool], now: datetime, limit: int) -> list[Q]:
-        """Up to ``limit`` rows of a retry queue (``next_attempt_at``) due ``now``, oldest first,
-        claimed for the worker's lease: their next attempt moves past it, so a worker that
-        dies only delays them, and on PostgreSQL rows another worker holds are skipped."""
-        lease = timedelta(seconds=self.config.worker.lease_seconds)
+        """Up to ``limit`` due rows of a retry queue, claimed in a transaction of their own for
+        the worker's lease (:func:`adapters.store.leases.claim_due`)."""
+        until = now + timedelta(seconds=self.config.worker.lease_seconds)
         with self.sessions.begin() as session:
-            due = model.next_attempt_at  # type: ignore[attr-defined]
-            stmt = select(model).where(due <= now, *conditions).order_by(due, model.id).limit(limit)  # type: ignore[attr-defined]
-            if session.get_bind().dialect.name == "postgresql":
-                stmt = stmt.with_for_update(skip_locked=True)
-            rows = list(session.scalars(stmt))
-            for row in rows:
-                row.next_attempt_at = now + lease  # type: ignore[attr-defined]
-        return rows
+            return claim_due(session, model, *conditions, now=now, until=until, limit=limit)
 
     def outbox_pending(self) -> list[tuple[str, int]]:
         """Outbox rows not yet pushed, per enabled provider (for the metrics)."""
@@ -138,6 +131,6 @@ def _token_secrets(config: Config, sessions: sessionmaker[Session]) -> list[byte
             insert_statement(session, InstanceSetting).on_conflict_do_nothing(index_elements=["name"]),
             [{"name": GENERATED_SECRET, "value": secrets.token_urlsafe(32)}],
         )
-        value = session.get(InstanceSetting, GENERATED_SECRET).value
+        value = session.get_one(InstanceSetting, GENERATED_SECRET).value
     log.info("no token secret configured (%s): using the instance's generated secret", sec.token_secret_env)
     return [value.encode()]

@@ -1,4 +1,4 @@
-"""Prometheus metrics (contract §8), one registry per process, passed in like the config."""
+"""Prometheus metrics, one registry per process, passed in like the config (served at ``/metrics``)."""
 
 from __future__ import annotations
 

@@ -62,7 +62,8 @@ def run(label: str, urls: list[str], clients: int, method: str = "GET", **kwargs
     wall = time.perf_counter() - start
     p95 = times[min(len(times) - 1, int(0.95 * len(times)))]
     print(
-        f"  {label:<44} {len(urls) / wall:>8,.0f} req/s   p50 {statistics.median(times) * 1000:>7.1f} ms   p95 {p95 * 1000:>7.1f} ms   (n={len(urls):,})",
+        f"  {label:<44} {len(urls) / wall:>8,.0f} req/s   p50 {statistics.median(times) * 1000:>7.1f} ms   p95 "
+        f"{p95 * 1000:>7.1f} ms   (n={len(urls):,})",
         flush=True,
     )
 
@@ -102,7 +103,8 @@ def main() -> None:
             ]
             tokens = [h.token for h in issue_tokens(session, hub.signer, hub.config, reqs, now=utcnow())]
         print(
-            f"Pages bench: {n:,} requests per line, {args.clients} client threads, waitress {args.clients} threads, {hub.engine.dialect.name}",
+            f"Pages bench: {n:,} requests per line, {args.clients} client threads, waitress {args.clients} threads, "
+            f"{hub.engine.dialect.name}",
             flush=True,
         )
         run("baseline  GET /healthz", [f"{base}/healthz"] * n, args.clients)
@@ -149,7 +151,8 @@ def main() -> None:
             flush=True,
         )
         print(
-            f"  {'GET /admin  (dashboard), ' + format(n + args.events, ',') + ' events':<44} {large * 1000:>8.1f} ms per page",
+            f"  {'GET /admin  (dashboard), ' + format(n + args.events, ',') + ' events':<44} "
+            f"{large * 1000:>8.1f} ms per page",
             flush=True,
         )
         server.stop()

@@ -182,30 +182,36 @@ def main() -> None:
     args = parser.parse_args()
 
     print(
-        f"push bench: {args.database_url or 'SQLite file'}; fake providers on 127.0.0.1 (Mailchimp with 1 list, SendGrid, HubSpot)"
+        f"push bench: {args.database_url or 'SQLite file'}; fake providers on 127.0.0.1 (Mailchimp with 1 list, "
+        "SendGrid, HubSpot)"
     )
     print(
-        f"\nburst: global opt-outs recorded at once, then drained (optout-hub: {args.burst:,}; naive: {args.baseline_burst:,}, scaled)"
+        f"\nburst: global opt-outs recorded at once, then drained (optout-hub: {args.burst:,}; naive: "
+        f"{args.baseline_burst:,}, scaled)"
     )
     print(
-        f"  {'mode':<22} {'calls/1,000':>11} {'mailchimp':>10} {'sendgrid':>9} {'hubspot':>8} {'drain s':>8} {'opt-outs/s':>11}"
+        f"  {'mode':<22} {'calls/1,000':>11} {'mailchimp':>10} {'sendgrid':>9} {'hubspot':>8} {'drain s':>8} "
+        f"{'opt-outs/s':>11}"
     )
     for mode in MODES:
         n = args.burst if mode.batched else args.baseline_burst
         calls, elapsed = burst(mode, n, args.database_url)
         per = {slug: calls[slug] * 1000 / n for slug in SLUGS}
         print(
-            f"  {mode.name:<22} {sum(per.values()):>11.1f} {per['mailchimp']:>10.1f} {per['sendgrid']:>9.1f} {per['hubspot']:>8.1f} {elapsed:>8.2f} {n / elapsed:>11,.0f}"
+            f"  {mode.name:<22} {sum(per.values()):>11.1f} {per['mailchimp']:>10.1f} {per['sendgrid']:>9.1f} "
+            f"{per['hubspot']:>8.1f} {elapsed:>8.2f} {n / elapsed:>11,.0f}"
         )
 
     print(
-        f"\nsteady: {args.rate:,} opt-outs/min for {args.seconds:g} s, each provider answering after {args.provider_latency * 1000:g} ms"
+        f"\nsteady: {args.rate:,} opt-outs/min for {args.seconds:g} s, each provider answering after "
+        f"{args.provider_latency * 1000:g} ms"
     )
     print(f"  {'mode':<22} {'p50 s':>7} {'p99 s':>7} {'max s':>7} {'calls/1,000':>11}")
     for mode in MODES:
         latencies, calls, n = steady(mode, args.rate, args.seconds, args.provider_latency, args.database_url)
         print(
-            f"  {mode.name:<22} {percentile(latencies, 50):>7.3f} {percentile(latencies, 99):>7.3f} {max(latencies):>7.3f} {calls * 1000 / n:>11.1f}"
+            f"  {mode.name:<22} {percentile(latencies, 50):>7.3f} {percentile(latencies, 99):>7.3f} "
+            f"{max(latencies):>7.3f} {calls * 1000 / n:>11.1f}"
         )
     print(
         "\ntargets: <= 15 calls per 1,000 opt-outs across the three providers (burst); p99 <= 2 s at 1,000 opt-outs/min"

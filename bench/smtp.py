@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import itertools
 import os
 import socket
 import sqlite3
@@ -116,7 +118,7 @@ async def drive(port: int, rcpts: list[str], connections: int, per_connection: i
     async def one_connection() -> None:
         nonlocal acked
         while True:
-            batch = [n for _, n in zip(range(per_connection), counter)]
+            batch = list(itertools.islice(counter, per_connection))
             if not batch:
                 return
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -131,10 +133,8 @@ async def drive(port: int, rcpts: list[str], connections: int, per_connection: i
                 acked += 1
             await client.command("QUIT", 221)
             writer.close()
-            try:
+            with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
-            except ConnectionError:
-                pass
 
     started = time.perf_counter()
     await asyncio.wait_for(asyncio.gather(*(one_connection() for _ in range(connections))), timeout=600)
@@ -216,7 +216,8 @@ def main() -> int:
     hub_port, sink_port = free_port(), free_port()
     config = workdir / "bench.toml"
     config.write_text(
-        f'[database]\nurl = "sqlite:///{database}"\n\n[smtp]\nport = {hub_port}\ndomains = ["{DOMAIN}"]\nmax_connections = 500\n\n[worker]\nenabled = false\n\n[logging]\nlevel = "WARNING"\n',
+        f'[database]\nurl = "sqlite:///{database}"\n\n[smtp]\nport = {hub_port}\ndomains = '
+        f'["{DOMAIN}"]\nmax_connections = 500\n\n[worker]\nenabled = false\n\n[logging]\nlevel = "WARNING"\n',
         encoding="utf-8",
     )
     env = {**os.environ, "OPTOUT_HUB_SECRET": SECRET, "PYTHONUNBUFFERED": "1"}
@@ -243,16 +244,20 @@ def main() -> int:
         wait_line(hub, "optout-hub: SMTP listening")
         wait_line(sink, "sink: listening")
         print(
-            f"SMTP intake: {args.messages} mailto unsubscribes per scenario, {args.connections} concurrent connections, loopback"
+            f"SMTP intake: {args.messages} mailto unsubscribes per scenario, {args.connections} concurrent "
+            "connections, loopback"
         )
         print(
-            f"machine: {os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} at the start (other work on the machine slows both servers alike)"
+            f"machine: {os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
+            "at the start (other work on the machine slows both servers alike)"
         )
         print(
-            f"hub: optout-hub smtp on SQLite ({database.name}, WAL, synchronous=FULL), every message committed before 250"
+            f"hub: optout-hub smtp on SQLite ({database.name}, WAL, synchronous=FULL), "
+            "every message committed before 250"
         )
         print(
-            f"{'scenario':<22}{'bare sink msg/s':>17}{'hub msg/s':>12}{'hub/sink':>10}   (medians of {args.rounds} alternating rounds)"
+            f"{'scenario':<22}{'bare sink msg/s':>17}{'hub msg/s':>12}{'hub/sink':>10}   (medians of {args.rounds} "
+            "alternating rounds)"
         )
         acked_total = 0
         ratios = []
@@ -272,11 +277,13 @@ def main() -> int:
             sink_rate, hub_rate = statistics.median(sink_rates), statistics.median(hub_rates)
             ratios.append(hub_rate / sink_rate)
             print(
-                f"{f'{per_connection} msg/connection':<22}{sink_rate:>17,.0f}{hub_rate:>12,.0f}{hub_rate / sink_rate:>9.2f}x"
+                f"{f'{per_connection} msg/connection':<22}"
+                f"{sink_rate:>17,.0f}{hub_rate:>12,.0f}{hub_rate / sink_rate:>9.2f}x"
             )
         stored, pending = count_rows(database)
         print(
-            f"durable before 250: {acked_total} acknowledged by the hub, {stored} stored ({'OK' if stored == acked_total else 'MISSING ROWS'})"
+            f"durable before 250: {acked_total} acknowledged by the hub, {stored} stored "
+            f"({'OK' if stored == acked_total else 'MISSING ROWS'})"
         )
         started = time.monotonic()
         stored, pending = wait_classified(database)
@@ -285,7 +292,8 @@ def main() -> int:
             events = conn.execute("SELECT count(*) FROM events WHERE source = 'smtp'").fetchone()[0]
         print(f"classified afterwards: {stored - pending}/{stored} messages, {events} unsubscribe events")
         print(
-            f"target >= 0.50x the bare sink: {'met' if min(ratios) >= 0.5 else 'NOT met'} (worst {min(ratios):.2f}x); load average now {os.getloadavg()[0]:.2f}"
+            f"target >= 0.50x the bare sink: {'met' if min(ratios) >= 0.5 else 'NOT met'} (worst {min(ratios):.2f}x); "
+            f"load average now {os.getloadavg()[0]:.2f}"
         )
         return 0 if stored == acked_total else 1
     finally:

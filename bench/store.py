@@ -129,20 +129,24 @@ def main() -> None:
         hub = open_hub(url)
         tune_gc()  # as the serve and import commands do once started
         print(
-            f"database: {hub.engine.dialect.name} ({hub.engine.url.render_as_string(hide_password=True)}); garbage collector tuned as in optout-hub serve/import"
+            f"database: {hub.engine.dialect.name} ({hub.engine.url.render_as_string(hide_password=True)}); garbage "
+            "collector tuned as in optout-hub serve/import"
         )
         ours, bare = bench_record(hub, args.events)
         print(
-            f"record  {args.events:>9,} events in {BATCH}-event batches: {ours:>10,.0f} events/s   bare executemany: {bare:>10,.0f} rows/s   ratio {ours / bare:.2f}   (target >= 30,000 events/s on SQLite)"
+            f"record  {args.events:>9,} events in {BATCH}-event batches: {ours:>10,.0f} events/s   bare executemany: "
+            f"{bare:>10,.0f} rows/s   ratio {ours / bare:.2f}   (target >= 30,000 events/s on SQLite)"
         )
         ours, bare, hits = bench_check(hub, args.check)
         print(
-            f"check   {args.check:>9,} addresses in one call:     {ours:>10,.0f} addr/s     bare SELECT ... IN:  {bare:>10,.0f} addr/s   ratio {ours / bare:.2f}   ({hits:,} suppressed; target >= 200,000 addr/s)"
+            f"check   {args.check:>9,} addresses in one call:     {ours:>10,.0f} addr/s     bare SELECT ... IN:  "
+            f"{bare:>10,.0f} addr/s   ratio {ours / bare:.2f}   ({hits:,} suppressed; target >= 200,000 addr/s)"
         )
         if args.import_rows:
             rate, seconds, line = bench_import(hub, args.import_rows)
             print(
-                f"import  {args.import_rows:>9,} CSV rows:                 {rate:>10,.0f} rows/s     {seconds:.1f} s   ({line}; target < 60 s for 1,000,000)"
+                f"import  {args.import_rows:>9,} CSV rows:                 {rate:>10,.0f} rows/s     {seconds:.1f} s  "
+                f" ({line}; target < 60 s for 1,000,000)"
             )
         hub.close()
 

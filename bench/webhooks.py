@@ -2,7 +2,8 @@
 baselines measured in the same run on the same load.
 
     pip install -e '.[bench]'
-    python bench/webhooks.py [--batches 60] [--anymail-batches 6] [--clients 4] [--workers 2] [--rounds 5] [--database-url URL]
+    python bench/webhooks.py [--batches 60] [--anymail-batches 6] [--clients 4] [--workers 2] [--rounds 5] \
+        [--database-url URL]
 
 The load is signed Event Webhook deliveries of 1,000 opt-out events each (unique addresses
 and ``sg_event_id``s; a CRLF after each event as SendGrid sends them), posted by several
@@ -47,14 +48,14 @@ import requests
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import text  # noqa: E402
+from sqlalchemy import text
 
-from adapters.store import engine as hub_db
+from adapters.store import database
 from adapters.store.models import Base
 
+ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
 BATCH = 1000
 OPT_OUTS = ("unsubscribe", "unsubscribe", "group_unsubscribe", "spamreport", "bounce")
@@ -222,7 +223,7 @@ def serve_and_post(
 
 def on_hub_database(url: str, sql: str) -> int | None:
     """Run one statement on optout-hub's database; its first value, if it returns rows."""
-    engine = hub_db.make_engine(url)
+    engine = database.make_engine(url)
     try:
         with engine.begin() as conn:
             result = conn.execute(text(sql))
@@ -343,7 +344,8 @@ def main() -> int:
     )
     parser.add_argument(
         "--database-url",
-        help="optout-hub's database instead of a fresh SQLite file per run (PostgreSQL: its tables are emptied before each run)",
+        help="optout-hub's database instead of a fresh SQLite file per run (PostgreSQL: its tables are emptied before "
+        "each run)",
     )
     args = parser.parse_args()
 
@@ -358,7 +360,9 @@ def main() -> int:
     try:
         load_avg = ", ".join(f"{x:.1f}" for x in os.getloadavg())
         print(
-            f"SendGrid webhook bench: signed {BATCH:,}-event deliveries, {args.clients} client threads, gunicorn {args.workers} workers x {args.threads} threads each, optout-hub on {'PostgreSQL' if args.database_url else 'SQLite'}, {os.cpu_count()} CPUs (load average {load_avg})",
+            f"SendGrid webhook bench: signed {BATCH:,}-event deliveries, {args.clients} client threads, gunicorn "
+            f"{args.workers} workers x {args.threads} threads each, optout-hub on "
+            f"{'PostgreSQL' if args.database_url else 'SQLite'}, {os.cpu_count()} CPUs (load average {load_avg})",
             flush=True,
         )
         rounds = sorted(
@@ -425,7 +429,8 @@ def main() -> int:
         )
         ratio = f"{ours / theirs:,.1f}x" if theirs else "n/a (it stored nothing)"
         print(
-            f"optout-hub: {ours:,.0f} durable events/s (target >= 30,000); {ratio} django-anymail (target >= 10x); {ours / ceiling:.0%} of the bare sink's rate"
+            f"optout-hub: {ours:,.0f} durable events/s (target >= 30,000); {ratio} django-anymail (target >= 10x); "
+            f"{ours / ceiling:.0%} of the bare sink's rate"
         )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -18,9 +18,8 @@ import queue
 import threading
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table
 from sqlalchemy.pool import PoolProxiedConnection
 
 from adapters.errors import StoreError
@@ -34,7 +33,7 @@ CHANNEL = "smtp"
 CONTENT_TYPE = "message/rfc822"
 PENDING, DONE, REVIEW = "pending", "done", "review"
 EVIDENCE_COLUMNS = ("channel", "source", "received_at", "content", "content_type", "meta", "state")
-_EVIDENCE = cast(Table, Evidence.__table__)
+_EVIDENCE = Evidence.__table__
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,5 +1,7 @@
-"""The provider adapters: one module per provider (verify and parse in, push out), the HTTP
-plumbing they share (:mod:`adapters.providers.client`) and the registry below.
+"""The provider adapters: one module per provider (its webhook in, its push client out), what
+they share (:mod:`~adapters.providers.webhook`, the framework-free webhook spec;
+:mod:`~adapters.providers.client`, the push protocol and HTTP plumbing;
+:mod:`~adapters.providers.payloads`, payload readers) and the registry below.
 
 Nothing here touches the store or the worker: a provider module turns bytes into events and
 addresses into API calls, and the callers decide what to keep.

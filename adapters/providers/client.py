@@ -1,10 +1,5 @@
 """What every provider module shares: the push client's protocol and HTTP plumbing.
 
-Adding a provider: a module ``adapters/<slug>.py`` with a ``make_client(config, http, *,
-now)`` function, a ``[providers.<slug>]`` section in ``config.py`` and
-``config.example.toml``, its slug in :class:`adapters.events.Source`, and one line in
-``PROVIDERS`` below.
-
 A client pushes one batch — one scope, one action, many addresses — and answers per address,
 because a provider's 2xx can still hold per-address failures. A failure of the whole call is
 a :class:`ProviderAPIError`; :func:`result_for_error` turns it into the same per-address
@@ -23,8 +18,9 @@ from typing import Any, Protocol
 
 import requests
 
-from adapters.config import Config
-from adapters.errors import ProviderAPIError
+from adapters.addresses import address_key
+from adapters.config import Config, Secret
+from adapters.errors import AddressError, ConfigError, ProviderAPIError
 from adapters.providers.webhook import WebhookSpec
 
 log = logging.getLogger(__name__)
@@ -67,7 +63,7 @@ class PushClient(Protocol):
     def push(self, scope: str, action: str, emails: Sequence[str]) -> dict[str, PushResult]:
         """Push ``action`` (``unsubscribe``/``resubscribe``) at ``scope`` for ``emails``.
 
-        Answers one result per address, keyed by the lower-cased address. Raises
+        Answers one result per address, keyed by its :func:`~adapters.addresses.address_key`. Raises
         :class:`ProviderAPIError` when the whole call failed.
         """
         ...
@@ -86,8 +82,16 @@ class ProviderModule(Protocol):
     def make_client(self, config: Config, http: requests.Session, *, now: Callable[[], datetime]) -> PushClient: ...
 
 
-def email_key(address: str) -> str:
-    return address.lower()
+def answer_key(value: object) -> str | None:
+    """The :func:`~adapters.addresses.address_key` of an address a provider's answer names, or
+    ``None`` for anything else there: an answer may hold any string, or none. ``None`` matches
+    no address pushed, so the row is settled by what the rest of the answer says."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return address_key(value)
+    except AddressError:
+        return None
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
@@ -127,6 +131,10 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     return max((when - now).total_seconds(), 0.0) if when.tzinfo else None
 
 
+RetryHint = Callable[[requests.Response, Any, datetime], float | None]
+"""Seconds to wait, read from a provider's 429 answer (response, parsed body, now)."""
+
+
 class APIClient:
     """HTTP plumbing for one provider: base URL, auth header, time-out, and one error type.
 
@@ -145,7 +153,7 @@ class APIClient:
         timeout: float,
         secrets: Sequence[str],
         now: Callable[[], datetime],
-        retry_hint: Callable[[requests.Response, Any, datetime], float | None] | None = None,
+        retry_hint: RetryHint | None = None,
     ) -> None:
         self.provider = provider
         self.http = http
@@ -193,6 +201,28 @@ class APIClient:
         )
 
 
+def bearer_api(
+    provider: str,
+    http: requests.Session,
+    token: Secret | None,
+    *,
+    setting: str,
+    what: str,
+    base_url: str,
+    timeout: float,
+    now: Callable[[], datetime],
+    retry_hint: RetryHint | None = None,
+) -> APIClient:
+    """The :class:`APIClient` of a provider that takes a bearer token (SendGrid, HubSpot);
+    :class:`ConfigError` naming ``setting`` (``no <what>``) when none is configured."""
+    if token is None:
+        raise ConfigError(setting, f"no {what}")
+    value = token.reveal()
+    return APIClient(
+        provider, http, base_url, f"Bearer {value}", timeout=timeout, secrets=(value,), now=now, retry_hint=retry_hint
+    )
+
+
 def push_each(emails: Sequence[str], call: Callable[[str], PushResult]) -> dict[str, PushResult]:
     """Push address by address (for APIs without a batch form); one failure settles one row.
 
@@ -202,12 +232,12 @@ def push_each(emails: Sequence[str], call: Callable[[str], PushResult]) -> dict[
     results: dict[str, PushResult] = {}
     for i, address in enumerate(emails):
         try:
-            results[email_key(address)] = call(address)
+            results[address_key(address)] = call(address)
         except ProviderAPIError as exc:
             result = result_for_error(exc)
-            results[email_key(address)] = result
+            results[address_key(address)] = result
             if result.outcome is Outcome.RETRY:
                 for rest in emails[i + 1 :]:
-                    results[email_key(rest)] = result
+                    results[address_key(rest)] = result
                 break
     return results

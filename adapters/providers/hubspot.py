@@ -19,11 +19,12 @@ from urllib.parse import quote
 
 import requests
 
+from adapters.addresses import address_key
 from adapters.config import Config, Secret
-from adapters.errors import ConfigError, PayloadError, ProviderAPIError, SignatureError
+from adapters.errors import PayloadError, ProviderAPIError, SignatureError
 from adapters.events import Kind, scope_topic
 from adapters.providers import payloads
-from adapters.providers.client import APIClient, Outcome, PushResult, email_key, push_each
+from adapters.providers.client import APIClient, Outcome, PushResult, answer_key, bearer_api, push_each
 from adapters.providers.webhook import ContactEvent, ContactLookups, WebhookRequest, WebhookSpec
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ BATCH_READ_PATH = "/crm/v3/objects/contacts/batch/read"
 MAX_BATCH_READ = 100
 
 # (subscription type, property, new value) -> our kind; everything else is no opt-out.
-EVENT_KINDS = {
+EVENT_KINDS: dict[tuple[str, str | None, str | None], Kind] = {
     ("contact.propertyChange", OPTOUT_PROPERTY, "true"): Kind.UNSUBSCRIBE,
     ("contact.propertyChange", OPTOUT_PROPERTY, "false"): Kind.RESUBSCRIBE,
 }
@@ -78,8 +79,8 @@ def verify_signature(
     if secret is None:
         raise SignatureError("no HubSpot client secret configured (providers.hubspot.client_secret_env)")
     signature = payloads.header(headers, SIGNATURE_HEADER)
-    timestamp = payloads.header(headers, TIMESTAMP_HEADER)
-    stamp_ms = payloads.digits(timestamp or "")
+    timestamp = payloads.header(headers, TIMESTAMP_HEADER) or ""
+    stamp_ms = payloads.digits(timestamp)
     if not signature or stamp_ms is None:
         raise SignatureError("HubSpot signature or timestamp header missing")
     age_ms = abs(int(now.timestamp() * 1000) - stamp_ms)  # ints: a 400-digit header cannot overflow
@@ -230,14 +231,14 @@ class HubSpotClient:
                     None,
                     "HubSpot has no API to undo unsubscribe-from-all: resubscribe the contact in HubSpot",
                 )
-                return {email_key(e): dead for e in emails}
+                return {address_key(e): dead for e in emails}
             if not self.batch:
                 return push_each(emails, self._unsubscribe_all_one)
             return self._unsubscribe_all(emails)
         subscription = self.topic_subscriptions.get(topic)
         if subscription is None:
             return {
-                email_key(e): PushResult(Outcome.DONE, None, "no HubSpot subscription for this scope") for e in emails
+                address_key(e): PushResult(Outcome.DONE, None, "no HubSpot subscription for this scope") for e in emails
             }
         return push_each(emails, lambda address: self._set_subscription(address, subscription, action))
 
@@ -246,13 +247,11 @@ class HubSpotClient:
             "POST", UNSUBSCRIBE_ALL_PATH, params={"channel": "EMAIL"}, json_body={"inputs": list(emails)}
         )
         body = body if isinstance(body, dict) else {}
-        answered = {
-            email_key(str(r.get("subscriberIdString", ""))) for r in body.get("results") or [] if isinstance(r, dict)
-        }
+        answered = {answer_key(r.get("subscriberIdString")) for r in body.get("results") or [] if isinstance(r, dict)}
         errors = [e for e in body.get("errors") or [] if isinstance(e, dict)]
         results = {}
         for address in emails:
-            key = email_key(address)
+            key = address_key(address)
             if key in answered:  # includes NO_STATUS_CHANGE: already unsubscribed
                 results[key] = PushResult(Outcome.DONE, status)
                 continue
@@ -305,16 +304,14 @@ class HubSpotClient:
 
 def make_client(config: Config, http: requests.Session, *, now: Callable[[], datetime]) -> HubSpotClient:
     cfg = config.providers.hubspot
-    if cfg.access_token is None:
-        raise ConfigError("providers.hubspot.access_token_env", "no access token")
-    token = cfg.access_token.reveal()
-    api = APIClient(
+    api = bearer_api(
         "hubspot",
         http,
-        cfg.base_url or DEFAULT_BASE_URL,
-        f"Bearer {token}",
+        cfg.access_token,
+        setting="providers.hubspot.access_token_env",
+        what="access token",
+        base_url=cfg.base_url or DEFAULT_BASE_URL,
         timeout=cfg.timeout_seconds,
-        secrets=(token,),
         now=now,
         retry_hint=_policy_wait,
     )

@@ -16,11 +16,12 @@ from urllib.parse import parse_qsl, quote
 
 import requests
 
+from adapters.addresses import address_key
 from adapters.config import Config, Secret, Topic
 from adapters.errors import ConfigError, PayloadError, ProviderAPIError, SignatureError
 from adapters.events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, Verification, scope_topic, topic_scope
 from adapters.providers import payloads
-from adapters.providers.client import APIClient, Outcome, PushResult, email_key, push_each, result_for_error
+from adapters.providers.client import APIClient, Outcome, PushResult, answer_key, push_each, result_for_error
 from adapters.providers.webhook import OptOuts, UrlRule, WebhookRequest, WebhookSpec
 
 # --- inbound: webhook verification and parsing ----------------------------------------------
@@ -190,7 +191,7 @@ class MailchimpClient:
         return (self.topic_lists[topic],) if topic in self.topic_lists else ()
 
     def push(self, scope: str, action: str, emails: Sequence[str]) -> dict[str, PushResult]:
-        results = {email_key(e): PushResult(Outcome.DONE, None, "no Mailchimp list for this scope") for e in emails}
+        results = {address_key(e): PushResult(Outcome.DONE, None, "no Mailchimp list for this scope") for e in emails}
         for i, list_id in enumerate(self.lists_for(scope)):
             part = self._push_list(list_id, action, emails)
             results = part if i == 0 else {k: results[k].worse(r) for k, r in part.items()}
@@ -206,22 +207,22 @@ class MailchimpClient:
             )
         except ProviderAPIError as exc:
             failed = result_for_error(exc)
-            return {email_key(e): failed for e in emails}
+            return {address_key(e): failed for e in emails}
         body = body if isinstance(body, dict) else {}
         errors = {
-            email_key(str(err.get("email_address", ""))): err
+            key: err
             for err in body.get("errors") or []
-            if isinstance(err, dict)
+            if isinstance(err, dict) and (key := answer_key(err.get("email_address"))) is not None
         }
         results = {}
         for address in emails:
-            err = errors.get(email_key(address))
+            err = errors.get(address_key(address))
             if err is None:
-                results[email_key(address)] = PushResult(Outcome.DONE, status)
+                results[address_key(address)] = PushResult(Outcome.DONE, status)
                 continue
             detail = f"list {list_id}: {err.get('error_code') or 'error'}: {err.get('error') or ''}".strip()
             gone = "forgotten email" in str(err.get("error", "")).lower()  # permanently deleted: nothing to suppress
-            results[email_key(address)] = PushResult(Outcome.DONE if gone else Outcome.DEAD, status, detail)
+            results[address_key(address)] = PushResult(Outcome.DONE if gone else Outcome.DEAD, status, detail)
         return results
 
     def _resubscribe(self, list_id: str, address: str) -> PushResult:

@@ -68,10 +68,10 @@ def text(value: Any, where: str, *, max_chars: int) -> str:
     forever). Numbers, as some providers send ids, become strings."""
     if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
         raise PayloadError(f"{where}: missing or not a string")
-    value = str(value)
-    if len(value) > max_chars:
+    result = str(value)
+    if len(result) > max_chars:
         raise PayloadError(f"{where}: longer than {max_chars} characters")
-    return value
+    return result
 
 
 def epoch(value: Any, where: str, *, scale: float = 1.0) -> datetime | None:

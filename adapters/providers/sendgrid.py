@@ -19,11 +19,12 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from adapters.addresses import address_key
 from adapters.config import Config, Topic
 from adapters.errors import ConfigError, PayloadError, ProviderAPIError, SignatureError
 from adapters.events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, Verification, scope_topic, topic_scope
 from adapters.providers import payloads
-from adapters.providers.client import APIClient, Outcome, PushResult, email_key, push_each
+from adapters.providers.client import APIClient, Outcome, PushResult, bearer_api, push_each
 from adapters.providers.webhook import OptOuts, WebhookRequest, WebhookSpec
 
 # --- inbound: webhook verification and parsing ----------------------------------------------
@@ -236,11 +237,11 @@ class SendGridClient:
     def push(self, scope: str, action: str, emails: Sequence[str]) -> dict[str, PushResult]:
         path = self._suppressions_path(scope)
         if path is None:
-            return {email_key(e): PushResult(Outcome.DONE, None, "no SendGrid group for this scope") for e in emails}
+            return {address_key(e): PushResult(Outcome.DONE, None, "no SendGrid group for this scope") for e in emails}
         if action == "resubscribe":
             return push_each(emails, lambda address: self._delete(f"{path}/{quote(address, safe='@')}"))
         status, _ = self.api.request("POST", path, json_body={"recipient_emails": list(emails)})
-        return {email_key(e): PushResult(Outcome.DONE, status) for e in emails}
+        return {address_key(e): PushResult(Outcome.DONE, status) for e in emails}
 
     def _delete(self, path: str) -> PushResult:
         try:
@@ -275,16 +276,14 @@ class SendGridClient:
 
 def make_client(config: Config, http: requests.Session, *, now: Callable[[], datetime]) -> SendGridClient:
     cfg = config.providers.sendgrid
-    if cfg.api_key is None:
-        raise ConfigError("providers.sendgrid.api_key_env", "no API key")
-    key = cfg.api_key.reveal()
-    api = APIClient(
+    api = bearer_api(
         "sendgrid",
         http,
-        cfg.base_url or DEFAULT_BASE_URL,
-        f"Bearer {key}",
+        cfg.api_key,
+        setting="providers.sendgrid.api_key_env",
+        what="API key",
+        base_url=cfg.base_url or DEFAULT_BASE_URL,
         timeout=cfg.timeout_seconds,
-        secrets=(key,),
         now=now,
         retry_hint=_rate_limit_reset,
     )

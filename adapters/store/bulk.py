@@ -15,7 +15,20 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, DateTime, Engine, String, Table, bindparam, cast, func, literal, select, true
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    DateTime,
+    Engine,
+    String,
+    Table,
+    bindparam,
+    cast,
+    func,
+    literal,
+    select,
+    true,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select
@@ -33,15 +46,15 @@ def _dialect(bind: Session | Connection | Engine) -> str:
 
 
 @functools.cache
-def _rows_select(dialect: str, table: Table, names: tuple[str, ...]) -> Select:
+def _rows_select(dialect: str, table: Table, names: tuple[str, ...]) -> Select[Any]:
     """SELECT yielding the rows of the JSON array parameter, typed as ``table``'s columns."""
     param = bindparam(PAYLOAD, type_=String)
-    columns = []
+    columns: list[ColumnElement[Any]] = []
     if dialect == "postgresql":
         elements = func.jsonb_array_elements(cast(param, postgresql.JSONB)).table_valued("value")
         for i, name in enumerate(names):
             col_type = table.c[name].type
-            value = (
+            value: ColumnElement[Any] = (
                 elements.c.value.op("->")(i)
                 if isinstance(col_type, JSON)
                 else cast(elements.c.value.op("->>")(i), col_type)
@@ -50,9 +63,9 @@ def _rows_select(dialect: str, table: Table, names: tuple[str, ...]) -> Select:
         return select(*columns).select_from(elements)
     elements = func.json_each(param).table_valued("value")
     for i, name in enumerate(names):
-        value = func.json_extract(elements.c.value, f"$[{i}]")
+        extracted = func.json_extract(elements.c.value, f"$[{i}]")
         # json_extract gives objects back as text; json() keeps SQL NULL for a JSON null
-        columns.append((func.json(value) if isinstance(table.c[name].type, JSON) else value).label(name))
+        columns.append((func.json(extracted) if isinstance(table.c[name].type, JSON) else extracted).label(name))
     # SQLite needs a WHERE before ON CONFLICT in INSERT ... SELECT (a parsing ambiguity).
     return select(*columns).select_from(elements).where(true())
 
@@ -111,6 +124,11 @@ def encode_rows(session: Session, table: Table, names: Sequence[str], rows: Sequ
     return {PAYLOAD: json.dumps(_prepare(session, table, names, rows, as_json=True), separators=(",", ":"))}
 
 
+def _insert_sql(table: Table, names: Sequence[str], mark: str) -> str:
+    """``INSERT INTO table (names) VALUES (mark, ...)``, for the driver's own executemany."""
+    return f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join([mark] * len(names))})"
+
+
 def execute_many(
     session: Session,
     table: Table,
@@ -123,8 +141,7 @@ def execute_many(
     SQLAlchemy); with ``upsert_on``, conflicting rows update every other column."""
     if not rows:
         return
-    mark = "%s" if _dialect(session) == "postgresql" else "?"
-    sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join([mark] * len(names))})"
+    sql = _insert_sql(table, names, "%s" if _dialect(session) == "postgresql" else "?")
     if upsert_on:
         updates = ", ".join(f"{n} = excluded.{n}" for n in names if n not in upsert_on)
         sql += f" ON CONFLICT ({', '.join(upsert_on)}) DO UPDATE SET {updates}"
@@ -162,7 +179,7 @@ def insert_new(
         return list(conn.execute(stmt, encode_rows(session, table, names, rows)))
     pk = table.primary_key.columns[0]
     before = conn.execute(select(func.coalesce(func.max(pk), 0))).scalar_one()
-    sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) ON CONFLICT ({', '.join(unique)}) DO NOTHING"
+    sql = f"{_insert_sql(table, names, '?')} ON CONFLICT ({', '.join(unique)}) DO NOTHING"
     params = prepared if prepared is not None else _prepare(session, table, names, rows, as_json=False)
     inserted = conn.exec_driver_sql(sql, [tuple(r) for r in params]).rowcount
     if inserted == len(rows):  # no conflict: SQLite gave the rows the ids after ``before``, in order

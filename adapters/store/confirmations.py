@@ -30,9 +30,10 @@ def queue_confirmation(
 
     Call it in the transaction that records the event: the mail is then as durable as the
     opt-out (a crash after the commit, or a relay that is down, delays it, never loses it),
-    and the worker sends it (:func:`send_due_confirmations`). ``auto_submitted`` is true for
-    requests no person sent: an ``Auto-Submitted`` header other than ``no``, a ``Precedence:
-    bulk/junk/list`` header, or a null envelope sender. Returns whether one was queued.
+    and the worker sends it (:func:`adapters.worker.confirmations.send_due_confirmations`).
+    ``auto_submitted`` is true for requests no person sent: an ``Auto-Submitted`` header other
+    than ``no``, a ``Precedence: bulk/junk/list`` header, or a null envelope sender. Returns
+    whether one was queued.
     """
     if not config.confirmations.enabled or not should_confirm(event, auto_submitted=auto_submitted):
         return False

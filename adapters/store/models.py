@@ -1,6 +1,7 @@
-"""The store's tables (SQLAlchemy 2.0 typed models). Migrations live in ``adapters/migrations``.
+"""The store's tables (SQLAlchemy 2.0 typed models). Migrations live in ``adapters/store/migrations``.
 
-- ``events``: append-only log of every request, unique on (source, provider_event_id).
+- ``events``: append-only log of every request, unique on (email_key, source,
+  provider_event_id).
 - ``suppressions``: current state per (address, scope), written in the same transaction as
   the events that change it.
 - ``recipients``: what an unsubscribe token points at (address, topic, campaign).
@@ -16,7 +17,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -28,6 +29,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -67,7 +69,8 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON()}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime(), dict[str, Any]: JSON()}
+    __table__: ClassVar[Table]  # every model here maps one table (SQLAlchemy types it as any FromClause)
 
 
 class Evidence(Base):
@@ -226,7 +229,7 @@ class ConfirmationSend(Base):
 class EventCount(Base):
     """Stored events per UTC day of receipt, source, kind and reason.
 
-    Kept in step by :func:`adapters.store.record_events` (in the transaction that stores the
+    Kept in step by :func:`adapters.store.record.record_events` (in the transaction that stores the
     events), so the admin dashboard sums a few rows per day instead of scanning every event.
     """
 
@@ -237,13 +240,13 @@ class EventCount(Base):
     reason: Mapped[str] = mapped_column(String(REASON_KEY_CHARS), primary_key=True)  # "" for none
     n: Mapped[int] = mapped_column(BigInteger)
 
-    __table_args__ = {"sqlite_with_rowid": False}
+    __table_args__ = ({"sqlite_with_rowid": False},)
 
 
 class RecipientCount(Base):
     """Addresses that were issued a token, per campaign and per topic.
 
-    Kept in step by :func:`adapters.recipients.issue_tokens`, so the dashboard's unsubscribe
+    Kept in step by :func:`adapters.store.recipients.issue_tokens`, so the dashboard's unsubscribe
     rates read a few rows instead of counting distinct addresses over every recipient row.
     Two transactions issuing the same address for one campaign at the same moment, under
     different topics, can each count it once: a rate is then a hair low, never an opt-out lost.
@@ -254,4 +257,4 @@ class RecipientCount(Base):
     name: Mapped[str] = mapped_column(String(200), primary_key=True)
     addresses: Mapped[int] = mapped_column(BigInteger)
 
-    __table_args__ = {"sqlite_with_rowid": False}
+    __table_args__ = ({"sqlite_with_rowid": False},)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session
 
 from adapters.store.models import OutboxRow
@@ -44,4 +45,4 @@ def retry_row(session: Session, row_id: int, *, now: datetime) -> bool:
         .where(OutboxRow.id == row_id, OutboxRow.state == "dead")
         .values(state="pending", due_at=now, attempts=0, lease_until=None, lease_owner=None)
     )
-    return session.execute(stmt).rowcount == 1
+    return cast(CursorResult[Any], session.execute(stmt)).rowcount == 1

@@ -36,7 +36,7 @@ def _event_json(e: Event) -> dict[str, Any]:
 
 
 def address_state(session: Session, email: str) -> dict[str, Any]:
-    """The contract's status JSON: ``{"email", "suppressed", "scopes", "events"}``.
+    """The status JSON of ``optout-hub status`` and the API: ``{"email", "suppressed", "scopes", "events"}``.
 
     ``scopes`` lists the scopes at which the address is suppressed; ``suppressed`` is true
     when there is any. Raises :class:`AddressError` for an invalid address.

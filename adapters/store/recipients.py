@@ -42,7 +42,7 @@ def issue_tokens(
     """Tokens and header values for many recipients (one row per address, topic, campaign)."""
     if len(requests) > MAX_HEADERS_BATCH:
         raise PayloadError(f"at most {MAX_HEADERS_BATCH} recipients per call")
-    rows = []
+    rows: list[dict[str, Any]] = []
     for i, req in enumerate(requests):
         if req.topic is not None and config.topic(req.topic) is None:
             raise PayloadError(f"recipients[{i}].topic: unknown topic {req.topic!r}")

@@ -1,8 +1,9 @@
-"""The opt-out store: recording events, current state, bulk checks, export.
+"""Recording events: the append-only log, the current state it implies, and the pushes it queues.
 
 Every function takes the caller's unit of work (a :class:`~sqlalchemy.orm.Session` inside a
 ``begin()`` block) and never commits: the edge that received the request owns the
-transaction, so "stored" and "acknowledged" mean the same thing (contract §6).
+transaction, so "stored" and "acknowledged" mean the same thing (README "How it fits
+together"). Reading the state is :mod:`adapters.store.queries`.
 
 State rules:
 - an opt-out (unsubscribe, complaint; a bounce only when the policy says so) suppresses the
@@ -33,7 +34,6 @@ from adapters.store.models import REASON_KEY_CHARS, Event, EventCount, Evidence,
 
 log = logging.getLogger(__name__)
 
-CHECK_CHUNK = 100_000  # addresses per statement (one JSON or array parameter each)
 PROVIDER_SOURCES = frozenset({Source.MAILCHIMP, Source.SENDGRID, Source.HUBSPOT})
 
 
@@ -269,7 +269,7 @@ def _apply(session: Session, stored: Sequence[_Stored], policy: StorePolicy, now
 
 
 def _count(session: Session, stored: Sequence[_Stored]) -> None:
-    """Add new events to ``event_counts`` (:class:`~adapters.models.EventCount`).
+    """Add new events to ``event_counts`` (:class:`~adapters.store.models.EventCount`).
 
     Last in ``record_events`` (callers commit soon after), keys in sorted order: concurrent
     PostgreSQL transactions that touch the same day's counters wait for each other only until

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from adapters.addresses import normalize_address
@@ -43,9 +44,9 @@ def _decide(session: Session, evidence_id: int, state: str, now: datetime) -> Ev
         .where(Evidence.id == evidence_id, Evidence.channel == "smtp", Evidence.state == REVIEW)
         .values(state=state, processed_at=now)
     )
-    if session.execute(stmt).rowcount != 1:
+    if cast(CursorResult[Any], session.execute(stmt)).rowcount != 1:
         raise PayloadError(f"review item {evidence_id} does not exist or was already decided")
-    row = session.get(Evidence, evidence_id)
+    row = session.get_one(Evidence, evidence_id)
     session.refresh(row)
     return row
 

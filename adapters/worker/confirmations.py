@@ -130,7 +130,7 @@ def _compose_all(hub: Hub, rows: Sequence[ConfirmationSend], now: datetime) -> d
             now=now,
             translations=load_translations(row.lang),
         )
-        for row, token in zip(rows, tokens)
+        for row, token in zip(rows, tokens, strict=True)
     }
 
 

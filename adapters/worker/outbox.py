@@ -1,4 +1,4 @@
-"""The push-back outbox: rows written by :func:`adapters.store.record_events`, pushed by a worker.
+"""The push worker's loop: outbox rows written by :func:`adapters.store.record.record_events`, pushed.
 
 A row's life: ``pending`` → claimed under a lease (``lease_until``, ``lease_owner``) → pushed →
 ``done``, ``pending`` again with a later ``due_at`` (retry), or ``dead`` (kept with the
@@ -24,16 +24,16 @@ import requests
 from sqlalchemy import Select, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
+from adapters.addresses import address_key
 from adapters.errors import ProviderAPIError, StoreError
 from adapters.hub import Hub
-from adapters.providers.client import Outcome, PushClient, PushResult, email_key, result_for_error
+from adapters.providers.client import Outcome, PushClient, PushResult, result_for_error
 from adapters.store.models import OutboxRow
 from adapters.worker.confirmations import send_due_confirmations
 from adapters.worker.lookups import resolve_pending_lookups
 
 log = logging.getLogger(__name__)
 
-STATES = ("pending", "done", "dead")
 CLAIM_MAX = 1000  # rows one worker takes per provider and round (bounds the work under one lease)
 
 
@@ -200,7 +200,7 @@ class Worker:
         latest: dict[tuple[str, str], Claimed] = {}
         superseded: list[Claimed] = []
         for row in sorted(rows, key=lambda r: r.id):
-            key = (email_key(row.email), row.scope)
+            key = (address_key(row.email), row.scope)
             if key in latest:
                 superseded.append(latest[key])  # a later change of the same address and scope wins
             latest[key] = row
@@ -210,7 +210,7 @@ class Worker:
                     client.slug,
                     superseded,
                     {
-                        email_key(r.email): PushResult(Outcome.DONE, None, "superseded by a later change")
+                        address_key(r.email): PushResult(Outcome.DONE, None, "superseded by a later change")
                         for r in superseded
                     },
                 )
@@ -224,11 +224,11 @@ class Worker:
                     results = client.push(scope, action, [r.email for r in chunk])
                 except ProviderAPIError as exc:
                     failed = result_for_error(exc)
-                    results = {email_key(r.email): failed for r in chunk}
+                    results = {address_key(r.email): failed for r in chunk}
                 except Exception:  # an answer we cannot read: retry with back-off, dead after max_attempts
                     log.exception("push %s %s %s: unexpected failure", client.slug, action, scope)
                     failed = PushResult(Outcome.RETRY, None, "unexpected failure; see the worker log")
-                    results = {email_key(r.email): failed for r in chunk}
+                    results = {address_key(r.email): failed for r in chunk}
                 result = self.settle(client.slug, chunk, results)
                 statuses = sorted({str(r.status) for r in results.values()})
                 log.info(
@@ -260,7 +260,7 @@ class Worker:
         latencies = []
         missing = PushResult(Outcome.RETRY, None, "no answer for this address")
         for row in rows:
-            result = results.get(email_key(row.email), missing)
+            result = results.get(address_key(row.email), missing)
             outcome, due, detail = result.outcome, now, result.detail
             if outcome is Outcome.RETRY and row.attempts >= cfg.max_attempts:
                 outcome, detail = Outcome.DEAD, f"gave up after {row.attempts} attempts: {detail}"

@@ -47,7 +47,8 @@ class Classification:
     def opts_out_someone(self) -> bool:
         """Whether this decision itself opts a named person out: an unsubscribe or a complaint
         naming an address. A hard bounce is not counted: it suppresses only by the store's
-        policy (compare :attr:`adapters.events.Kind.opts_out`, the event kinds that suppress)."""
+        policy (``[inbound] suppress_hard_bounces``, applied by
+        :func:`adapters.store.record.record_events`)."""
         return self.category in (Category.UNSUBSCRIBE, Category.COMPLAINT) and bool(self.addresses)
 
     def as_result(self) -> dict[str, Any]:

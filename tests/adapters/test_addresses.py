@@ -52,6 +52,8 @@ def test_normalizes(raw: str, email: str, key: str) -> None:
         ("x" * 65 + "@example.com", "longer than 64"),
         ("alice@" + "a" * 64 + ".com", "invalid domain label"),
         ("josé@example.com", "non-ASCII local part"),
+        ("\udcff@example.com", "non-ASCII local part"),  # a lone surrogate, as JSON can carry
+        ("alice@exa\udcffmple.com", "invalid international domain"),
         ("Name <>", "unparseable"),
     ],
 )

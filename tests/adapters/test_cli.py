@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from adapters.cli import CALLER_PARTS, load_part
 from adapters.config import Config
 from adapters.hub import Hub
 from tests.support.environment import ADMIN_TOKEN, TEST_SECRET
@@ -67,6 +68,13 @@ def test_help_for_every_command(cli_env: dict[str, str]) -> None:
         result = run(cli_env, command, "--help")
         assert result.returncode == 0, (command, result.stderr)
         assert "--config" in result.stdout
+
+
+@pytest.mark.parametrize("part", sorted(CALLER_PARTS))
+def test_every_part_from_the_callers_resolves(part: str) -> None:
+    """The table of dotted paths is the core's only link to inbound and webhooks: a rename
+    there must fail here, not at start-up."""
+    assert callable(load_part(part))
 
 
 def test_headers_status_import_export(cli_env: dict[str, str], tmp_path: Path) -> None:

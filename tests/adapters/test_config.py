@@ -52,11 +52,12 @@ def test_example_file_documents_every_key_and_loads() -> None:
 
     for section, obj in sections.items():
         assert f"[{section}]" in text
-        for field in dataclasses.fields(obj):
-            if "secret_of" not in field.metadata:
-                assert f"{field.name} =" in text, f"{section}.{field.name} is not documented"
+        names = [field.name for field in dataclasses.fields(obj)]
+        for name in names:
+            if f"{name}_env" not in names:  # not a resolved secret: a key of the file
+                assert f"{name} =" in text, f"{section}.{name} is not documented"
     lines = text.splitlines()
-    for before, line in zip(["#"] + lines, lines):
+    for before, line in zip(["#", *lines], lines, strict=False):
         if re.match(r"[a-z_]+ *=", line):  # a key: a comment on its line or just above it
             assert "#" in line or before.lstrip().startswith("#"), f"no comment for: {line}"
 

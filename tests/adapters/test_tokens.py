@@ -111,7 +111,7 @@ def test_recipients_resolve_and_are_idempotent(make_hub, topics_config: Config) 
     assert [h.token for h in first] == [h.token for h in second]
     # Ann@ and ann@ are the same recipient: same token for the same topic and campaign.
     assert first[0].token == first[len(campaigns) * 3].token
-    for issued, req in zip(first, requests):
+    for issued, req in zip(first, requests, strict=True):
         local = issued.list_unsubscribe.split("mailto:")[1].split("@")[0]
         assert len(local.encode()) <= 64
         with hub.sessions() as session:

@@ -1,4 +1,4 @@
-"""Alembic environment: runs against the engine handed in by ``adapters.db.upgrade``.
+"""Alembic environment: runs against the engine handed in by :func:`adapters.store.database.upgrade`.
 
 On SQLite, batch migrations rebuild a table by copying it and dropping the old one; with
 foreign keys enforced, dropping a table that other rows reference (``events``, under
@@ -8,17 +8,25 @@ must come back empty before they commit.
 """
 
 from alembic import context
-from sqlalchemy import create_engine
+from sqlalchemy import Connection, Engine
 
 from adapters.store.models import Base
 
 config = context.config
-engine = config.attributes.get("engine") or create_engine(config.get_main_option("sqlalchemy.url"))
+engine: Engine = config.attributes["engine"]  # set by adapters.store.database.alembic_config
+
+
+def set_foreign_keys(connection: Connection, state: str) -> None:
+    """``PRAGMA foreign_keys`` on the driver's connection, outside SQLAlchemy's transaction."""
+    driver = connection.connection.driver_connection
+    assert driver is not None, "a checked-out connection has its driver connection"
+    driver.execute(f"PRAGMA foreign_keys={state}")
+
 
 with engine.connect() as connection:
     sqlite = connection.dialect.name == "sqlite"
     if sqlite:
-        connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")
+        set_foreign_keys(connection, "OFF")
     try:
         context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
         with context.begin_transaction():
@@ -29,4 +37,4 @@ with engine.connect() as connection:
             connection.commit()
     finally:
         if sqlite:
-            connection.connection.driver_connection.execute("PRAGMA foreign_keys=ON")
+            set_foreign_keys(connection, "ON")

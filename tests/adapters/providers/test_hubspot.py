@@ -90,21 +90,25 @@ def test_mixed_batch_keeps_only_the_opt_out_property() -> None:
         (b"[{]", "not valid JSON"),
         (b'[{"objectId": 1}]', "subscriptionType"),
         (
-            b'[{"subscriptionType": "contact.propertyChange", "propertyName": "hs_email_optout", "propertyValue": "true", "eventId": 1, "portalId": 2, "subscriptionId": 3, "occurredAt": 4}]',
+            b'[{"subscriptionType": "contact.propertyChange", "propertyName": "hs_email_optout", '
+            b'"propertyValue": "true", "eventId": 1, "portalId": 2, "subscriptionId": 3, "occurredAt": 4}]',
             "objectId",
         ),
         (
-            b'[{"subscriptionType": "contact.propertyChange", "propertyName": "hs_email_optout", "propertyValue": "true", "objectId": 9, "portalId": 2, "subscriptionId": 3, "occurredAt": 4}]',
+            b'[{"subscriptionType": "contact.propertyChange", "propertyName": "hs_email_optout", '
+            b'"propertyValue": "true", "objectId": 9, "portalId": 2, "subscriptionId": 3, "occurredAt": 4}]',
             "eventId",
         ),
         (
-            b'[{"subscriptionType": "contact.propertyChange", "propertyName": "hs_email_optout", "propertyValue": "true", "objectId": '
+            b'[{"subscriptionType": "contact.propertyChange", "propertyName": "hs_email_optout", '
+            b'"propertyValue": "true", "objectId": '
             + b"9" * 33
             + b', "eventId": 1, "portalId": 2, "subscriptionId": 3, "occurredAt": 4}]',
             r"objectId: longer than 32",
         ),
         (
-            b'[{"subscriptionType": "contact.propertyChange", "propertyName": "hs_email_optout", "propertyValue": "true", "objectId": 9, "eventId": "'
+            b'[{"subscriptionType": "contact.propertyChange", "propertyName": "hs_email_optout", '
+            b'"propertyValue": "true", "objectId": 9, "eventId": "'
             + b"e" * 33
             + b'", "portalId": 2, "subscriptionId": 3, "occurredAt": 4}]',
             r"eventId: longer than 32",

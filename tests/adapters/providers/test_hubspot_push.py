@@ -39,6 +39,17 @@ def test_global_is_a_batch_unsubscribe_all_and_repeats_are_done(
     assert fake_providers.hubspot.unsubscribed_all == {"a@example.com", "b@example.com"}
 
 
+def test_whatever_the_batch_answer_names_is_read_without_raising(
+    client: hubspot.HubSpotClient, fake_providers: FakeProviders
+) -> None:
+    odd = [None, 7, "", "\udcff", "no address", ["a@example.com"]]
+    answer = [{"subscriberIdString": value, "statuses": []} for value in odd]
+    answer.append({"subscriberIdString": "A@Example.COM", "statuses": []})
+    fake_providers.hubspot.fail_next(200, body={"status": "COMPLETE", "results": answer})
+    results = client.push("global", "unsubscribe", ["a@example.com", "b@example.com"])
+    assert {k: r.outcome for k, r in results.items()} == {"a@example.com": Outcome.DONE, "b@example.com": Outcome.RETRY}
+
+
 def test_without_the_batch_scope_unsubscribe_all_is_one_call_per_address(
     push_config: Config, fake_providers: FakeProviders, clock
 ) -> None:
@@ -111,9 +122,9 @@ def test_daily_limit_waits_until_the_next_utc_day(client: hubspot.HubSpotClient,
 def test_check_lists_subscriptions_and_names_missing_ones(
     client: hubspot.HubSpotClient, fake_providers: FakeProviders
 ) -> None:
-    assert (
-        client.check()
-        == "token ok; subscriptions: 5678 (Subscription 5678); unsubscribe-all: batch (needs communication_preferences.statuses.batch.write); write scopes are proven only by a push"
+    assert client.check() == (
+        "token ok; subscriptions: 5678 (Subscription 5678); unsubscribe-all: batch "
+        "(needs communication_preferences.statuses.batch.write); write scopes are proven only by a push"
     )
     fake_providers.hubspot.subscriptions.clear()
     with pytest.raises(ProviderAPIError, match="not found in this portal: 5678"):

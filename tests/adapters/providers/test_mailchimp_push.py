@@ -57,6 +57,20 @@ def test_per_address_errors_inside_the_200(client: mailchimp.MailchimpClient, fa
     assert "Invalid Resource" in results["fake@example.com"].detail
 
 
+def test_whatever_the_answer_names_is_read_without_raising(
+    client: mailchimp.MailchimpClient, fake_providers: FakeProviders
+) -> None:
+    odd = [None, 42, "", "not an address", "\udcff@example.com", {"nested": "a@example.com"}]
+    errors = [{"email_address": value, "error": "odd", "error_code": "ERROR_GENERIC"} for value in odd]
+    errors.append({"email_address": "FAKE@Example.COM", "error": "Invalid Resource", "error_code": "ERROR_GENERIC"})
+    fake_providers.mailchimp.fail_next(200, body={"new_members": [], "updated_members": [], "errors": errors})
+    results = client.push("topic:newsletter", "unsubscribe", ["ok@example.com", "fake@example.com"])
+    assert {k: r.outcome for k, r in results.items()} == {
+        "ok@example.com": Outcome.DONE,
+        "fake@example.com": Outcome.DEAD,
+    }
+
+
 def test_unknown_list_is_dead_and_a_5xx_on_one_list_retries_the_row(
     make_push_config: Callable[..., Config], fake_providers: FakeProviders, clock
 ) -> None:

@@ -87,5 +87,5 @@ def test_check_needs_both_create_scopes_and_existing_groups(
     with pytest.raises(ProviderAPIError, match="group 1234 does not exist"):
         client.check()
     fake_providers.sendgrid.scopes = ["asm.suppressions.global.create"]
-    with pytest.raises(ProviderAPIError, match="lacks the scopes asm.groups.suppressions.create"):
+    with pytest.raises(ProviderAPIError, match=r"lacks the scopes asm\.groups\.suppressions\.create"):
         client.check()

@@ -99,7 +99,8 @@ def test_confirmation_queue_migration_keeps_sent_mail_as_sent(database_url: str)
         with engine.begin() as conn:
             conn.execute(
                 text(
-                    "INSERT INTO confirmation_sends (email_key, day, sent_at) VALUES ('max@example.com', '2026-11-23', :at)"
+                    "INSERT INTO confirmation_sends (email_key, day, sent_at) VALUES ('max@example.com', "
+                    "'2026-11-23', :at)"
                 ),
                 {"at": sent_at if engine.dialect.name == "postgresql" else "2026-11-23 09:00:00.000000"},
             )

@@ -1,4 +1,4 @@
-"""Store semantics (contract §6) on a real SQLite file and, in CI, real PostgreSQL."""
+"""Store semantics (README "How it fits together") on a real SQLite file and, in CI, real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def test_batch_is_recorded_once(hub: Hub) -> None:
     assert hub.record(batch).new == 50
     assert hub.record(batch).new == 0
     assert (
-        hub.record(batch[:10] + [ev("late@example.com", source=Source.SENDGRID, provider_event_id="sg-late")]).new == 1
+        hub.record([*batch[:10], ev("late@example.com", source=Source.SENDGRID, provider_event_id="sg-late")]).new == 1
     )
     # the same provider event twice inside one batch is stored once
     assert hub.record([ev("x@example.com", source=Source.SENDGRID, provider_event_id="dup")] * 3).new == 1

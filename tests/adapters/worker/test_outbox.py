@@ -389,7 +389,8 @@ def write_worker_config(
 ):
     """A TOML file for a child process: the test's database, the fakes, short polls."""
     tables = "".join(
-        f'\n[providers.{slug}]\nenabled = true\nbase_url = "{fakes.url(slug)}"\nbatch_size = {batch_size}\n{PROVIDER_TABLES[slug]}\n'
+        f'\n[providers.{slug}]\nenabled = true\nbase_url = "{fakes.url(slug)}"\n'
+        f"batch_size = {batch_size}\n{PROVIDER_TABLES[slug]}\n"
         for slug in providers
     )
     path.write_text(
@@ -570,7 +571,8 @@ def test_providers_check_prints_ok_or_the_providers_error(
         [
             "mailchimp: ok (ping ok; lists: list1 (List list1), list2 (List list2))",
             "sendgrid: ok (scopes ok; groups: none configured)",
-            "hubspot: ok (token ok; subscriptions: 5678 (Subscription 5678); unsubscribe-all: batch (needs communication_preferences.statuses.batch.write); write scopes are proven only by a push)",
+            "hubspot: ok (token ok; subscriptions: 5678 (Subscription 5678); unsubscribe-all: batch "
+            "(needs communication_preferences.statuses.batch.write); write scopes are proven only by a push)",
         ],
     )
     fake_providers.sendgrid.scopes = ["mail.send"]
