@@ -26,7 +26,10 @@ if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
 CONFIG_ENV = "OPTOUT_HUB_CONFIG"
-PROVIDER_SLUGS = ("mailchimp", "sendgrid", "hubspot")
+TOPIC_FIELDS = {"mailchimp": "mailchimp_list", "sendgrid": "sendgrid_group", "hubspot": "hubspot_subscription"}
+"""Each provider's slug, and the ``[[topics]]`` key naming the list, group or subscription
+that represents a topic there."""
+PROVIDER_SLUGS = tuple(TOPIC_FIELDS)
 
 
 class Secret:
@@ -105,6 +108,11 @@ class Topic:
     mailchimp_list: str | None = None
     sendgrid_group: int | None = None
     hubspot_subscription: str | None = None
+
+    def mapping(self, provider: str) -> str | int | None:
+        """What represents this topic at ``provider`` (``None``: the provider cannot)."""
+        value: str | int | None = getattr(self, TOPIC_FIELDS[provider])
+        return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -329,12 +337,8 @@ def _validate(config: Config) -> None:
             raise ConfigError(f"topics[{i}].name", "must be letters, digits, '-' or '_'")
         if topic.name in names[:i]:
             raise ConfigError(f"topics[{i}].name", f"duplicate topic {topic.name!r}")
-        for slug, attr in (
-            ("mailchimp", "mailchimp_list"),
-            ("sendgrid", "sendgrid_group"),
-            ("hubspot", "hubspot_subscription"),
-        ):
-            if getattr(topic, attr) is not None and not getattr(config.providers, slug).enabled:
+        for slug, attr in TOPIC_FIELDS.items():
+            if topic.mapping(slug) is not None and not getattr(config.providers, slug).enabled:
                 raise ConfigError(f"topics[{i}].{attr}", f"names provider {slug}, which is not enabled")
     secret = config.security.token_secret
     if secret is not None and len(secret.reveal().encode()) < 16:

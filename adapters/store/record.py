@@ -34,8 +34,6 @@ from adapters.store.models import REASON_KEY_CHARS, Event, EventCount, Evidence,
 
 log = logging.getLogger(__name__)
 
-PROVIDER_SOURCES = frozenset({Source.MAILCHIMP, Source.SENDGRID, Source.HUBSPOT})
-
 
 @dataclasses.dataclass(frozen=True)
 class StorePolicy:
@@ -51,10 +49,9 @@ class StorePolicy:
     @classmethod
     def from_config(cls, config: Config) -> StorePolicy:
         enabled = config.providers.enabled()
-        attrs = {"mailchimp": "mailchimp_list", "sendgrid": "sendgrid_group", "hubspot": "hubspot_subscription"}
         targets: dict[str, tuple[str, ...]] = {GLOBAL_SCOPE: enabled}
         for topic in config.topics:
-            targets[topic_scope(topic.name)] = tuple(p for p in enabled if getattr(topic, attrs[p]) is not None)
+            targets[topic_scope(topic.name)] = tuple(p for p in enabled if topic.mapping(p) is not None)
         return cls(
             suppress_bounces=config.inbound.suppress_hard_bounces, push_targets=lambda scope: targets.get(scope, ())
         )
