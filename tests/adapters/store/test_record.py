@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import io
 import threading
 from collections import Counter
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import func, select
 
-from adapters.errors import PayloadError
 from adapters.events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, Verification, topic_scope
 from adapters.hub import Hub
-from adapters.store import queries
-from adapters.store.importer import import_csv
 from adapters.store.models import Event, OutboxRow, Suppression
-from adapters.store.queries import address_state, check_addresses, export_suppressions
+from adapters.store.queries import check_addresses
+from tests.support.store import ev, state
 
 PROVIDER_ENV = {
     "SENDGRID_API_KEY": "k",
@@ -26,15 +22,6 @@ PROVIDER_ENV = {
     "MAILCHIMP_API_KEY": "m-us1",
     "MAILCHIMP_WEBHOOK_SECRET": "w",
 }
-
-
-def ev(email: str, kind: Kind = Kind.UNSUBSCRIBE, source: Source = Source.API, **kw) -> OptOutEvent:
-    return OptOutEvent(email=email, kind=kind, source=source, **kw)
-
-
-def state(hub: Hub, email: str) -> dict:
-    with hub.sessions() as session:
-        return address_state(session, email)
 
 
 def test_batch_is_recorded_once(hub: Hub) -> None:
@@ -134,39 +121,6 @@ def test_global_opt_out_wins_over_topic_state(make_hub, make_config, clock) -> N
     assert state(hub, "bo@example.com")["scopes"] == ["global"]
 
 
-def test_import_never_undoes_an_opt_out(hub: Hub, clock) -> None:
-    with pytest.raises(PayloadError):
-        hub.record([ev("a@example.com", Kind.RESUBSCRIBE, Source.IMPORT)])
-    hub.record([ev("kept@example.com", Kind.COMPLAINT, Source.SENDGRID, provider_event_id="x1")])
-    summary = import_csv(
-        hub, io.StringIO("email,note\nkept@example.com,old list\nnew@example.com,\nnew@example.com,\nbroken,\n")
-    )
-    assert (summary.imported, summary.duplicates) == (1, 2)
-    assert summary.invalid == [(5, "address must contain exactly one @")]
-    s = state(hub, "kept@example.com")
-    assert s["suppressed"]
-    with hub.sessions() as session:
-        row = next(r for r in export_suppressions(session) if r["email"] == "kept@example.com")
-    assert (row["kind"], row["source"]) == ("complaint", "sendgrid")
-    # importing the same file again stores nothing new
-    again = import_csv(hub, io.StringIO("email\nkept@example.com\nnew@example.com\n"))
-    assert (again.imported, again.duplicates) == (0, 2)
-    with hub.sessions() as session:
-        assert session.scalar(select(func.count()).select_from(Event).where(Event.source == "import")) == 2
-
-
-def test_import_keeps_extra_columns_and_origin(hub: Hub) -> None:
-    import_csv(
-        hub, io.StringIO("Email,list,reason\nz@example.com,promo,moved\n"), origin="legacy-esp", kind=Kind.COMPLAINT
-    )
-    with hub.sessions() as session:
-        event = session.scalars(select(Event)).one()
-    assert event.meta == {"list": "promo", "reason": "moved", "origin": "legacy-esp"}
-    assert (event.kind, event.source) == ("complaint", "import")
-    with pytest.raises(PayloadError, match="email"):
-        import_csv(hub, io.StringIO("address\nz@example.com\n"))
-
-
 def test_bounces_suppress_only_when_configured(make_hub, make_config) -> None:
     off = make_hub(make_config())
     off.record([ev("b@example.com", Kind.BOUNCE, Source.SMTP)])
@@ -203,27 +157,6 @@ def test_outbox_rows_follow_scope_and_never_echo(make_hub, make_config) -> None:
         ("t@example.com", "hubspot", "topic:news", "unsubscribe"),
         ("t@example.com", "sendgrid", "topic:news", "unsubscribe"),
     ]
-
-
-def test_check_many_addresses_in_chunks(hub: Hub, monkeypatch) -> None:
-    monkeypatch.setattr(queries, "CHECK_CHUNK", 7)
-    hub.record([ev(f"s{i}@example.com") for i in range(0, 60, 3)])
-    emails = [f"S{i}@Example.com" for i in range(60)] + ["bad", "s0@example.com"]
-    with hub.sessions() as session:
-        result = check_addresses(session, emails)
-    assert result.suppressed == [f"S{i}@Example.com" for i in range(0, 60, 3)] + [
-        "s0@example.com"
-    ]  # as given, in order
-    assert result.invalid == ["bad"]
-
-
-def test_export_since(hub: Hub, clock) -> None:
-    t0 = clock()
-    hub.record([ev("old@example.com", occurred_at=t0 - timedelta(days=3))])
-    hub.record([ev("new@example.com", occurred_at=t0)])
-    with hub.sessions() as session:
-        assert [r["email"] for r in export_suppressions(session)] == ["old@example.com", "new@example.com"]
-        assert [r["email"] for r in export_suppressions(session, since=t0 - timedelta(days=1))] == ["new@example.com"]
 
 
 def test_returned_event_ids_are_the_stored_rows(hub: Hub) -> None:
