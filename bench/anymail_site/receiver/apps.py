@@ -6,4 +6,4 @@ class ReceiverConfig(AppConfig):
     label = "receiver"
 
     def ready(self) -> None:
-        pass
+        from . import signals  # noqa: F401 - connects the tracking receiver

@@ -4,7 +4,7 @@ keyed on the ESP's event id so a retried delivery is stored once."""
 from anymail.signals import tracking
 from django.dispatch import receiver
 
-from bench.anymail_site.receiver.models import TrackedEvent
+from .models import TrackedEvent
 
 
 @receiver(tracking)
