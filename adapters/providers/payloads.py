@@ -13,6 +13,7 @@ from typing import Any
 
 from adapters.addresses import normalize_address
 from adapters.errors import AddressError, PayloadError
+from adapters.storable import storable_text
 
 
 def header(headers: Mapping[str, str], name: str) -> str | None:
@@ -65,13 +66,14 @@ def address(value: Any, where: str) -> str:
 def text(value: Any, where: str, *, max_chars: int) -> str:
     """A required non-empty string of at most ``max_chars`` (the column it is stored in; a
     longer one would fail the transaction on PostgreSQL, and the provider would retry it
-    forever). Numbers, as some providers send ids, become strings."""
+    forever). Numbers, as some providers send ids, become strings; text that databases refuse
+    is made storable (:mod:`adapters.storable`)."""
     if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
         raise PayloadError(f"{where}: missing or not a string")
     result = str(value)
     if len(result) > max_chars:
         raise PayloadError(f"{where}: longer than {max_chars} characters")
-    return result
+    return storable_text(result)
 
 
 def epoch(value: Any, where: str, *, scale: float = 1.0) -> datetime | None:

@@ -117,6 +117,19 @@ class TestSendGridWebhook(WebhookCases):
         with running.hub.sessions() as session:
             assert session.scalars(select(Event.verification)).all() == ["none"]
 
+    def test_text_databases_refuse_spoils_no_event_of_the_batch(self, running: Running) -> None:
+        """A NUL or half a surrogate pair in a reason becomes U+FFFD; the batch is stored whole."""
+        events = [
+            {"email": "ann@example.com", "timestamp": 1764000000, "event": "unsubscribe", "sg_event_id": "sg-a"},
+            {"email": "bob@example.com", "timestamp": 1764000000, "event": "unsubscribe", "sg_event_id": "sg-b"},
+        ]
+        events[0]["reason"] = "nul\u0000 and \udc80 here"
+        r = running.post(signed(json.dumps(events).encode()))
+        assert r.status_code == 200 and r.json() == {"events": 2, "stored": 2, "duplicates": 0}
+        with running.hub.sessions() as session:
+            reasons = dict(session.execute(select(Event.email, Event.reason)).tuples().all())
+        assert reasons == {"ann@example.com": "nul\ufffd and \ufffd here", "bob@example.com": None}
+
 
 def test_official_vector_over_http(make_config, make_hub, serve_app) -> None:
     """SendGrid's own signed sample passes the real route (it holds no opt-out event)."""
