@@ -145,6 +145,13 @@ class TestHubSpotWebhook(WebhookCases):
         with running.hub.sessions() as session:
             assert session.get(Evidence, events[0].evidence_id).source == "hubspot"
 
+    def test_an_overlong_timestamp_header_is_refused_not_a_500(self, running: Running) -> None:
+        [delivery] = self.optouts(["ann@example.com"])
+        for stamp in ("9" * 5000, "1" * 21):
+            r = running.post(delivery.replace(headers={**delivery.headers, hubspot.TIMESTAMP_HEADER: stamp}))
+            assert r.status_code == self.bad_signature_status, r.text
+        assert running.count(PendingLookup) == 0
+
     def test_text_databases_refuse_is_queued_and_resolved_cleaned(self, start: Callable[..., Running]) -> None:
         """A NUL in ``changeSource`` once failed the queued lookups of the whole delivery on
         PostgreSQL, round after round; now it is U+FFFD and every contact resolves."""

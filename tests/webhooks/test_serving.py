@@ -24,6 +24,18 @@ def slow_app(started: threading.Event):
     return app
 
 
+def test_a_header_line_over_64_kib_is_answered_never_a_500() -> None:
+    server = BackgroundServer(slow_app(threading.Event()), host="127.0.0.1", port=0, threads=2, ident="test")
+    server.start()
+    try:
+        for size in (70 * 1024, 300 * 1024):
+            r = requests.get(server.url + "/", headers={"X-Long": "a" * size}, timeout=10)
+            assert r.status_code < 500, (size, r.status_code)
+        assert requests.get(server.url + "/", timeout=5).text == "done"
+    finally:
+        server.stop()
+
+
 def test_stop_lets_the_request_under_way_finish_then_closes_everything() -> None:
     started = threading.Event()
     server = BackgroundServer(slow_app(started), host="127.0.0.1", port=0, threads=2, ident="test")
