@@ -91,7 +91,12 @@ class HTTPComponent:
         create_app, server = load_part("http-app"), load_part("http-server")
         http = hub.config.http
         self.server: HTTPServer = server(
-            create_app(hub=hub), host=http.host, port=http.port, threads=http.threads, ident="optout-hub"
+            create_app(hub=hub),
+            host=http.host,
+            port=http.port,
+            threads=http.threads,
+            ident="optout-hub",
+            max_body=http.max_content_length,
         )
 
     def start(self) -> None:

@@ -4,11 +4,16 @@
 thread while the server's loop thread may be inside ``select()`` on them (Pylons/waitress#468:
 the loop then fails on a closed descriptor, and a descriptor number it still holds may already
 belong to something else). Here the loop runs in short turns and closes everything itself.
+
+waitress' limits are set deliberately (:data:`LIMITS`): with its defaults (100 connections, a
+120 s idle timeout checked every 30 s) 100 idle or trickling clients hold every slot, and
+webhooks, one-click and ``/healthz`` answer nothing for as long as they stay.
 """
 
 from __future__ import annotations
 
 import logging
+import resource
 import threading
 from typing import Any
 
@@ -16,12 +21,46 @@ from waitress import create_server, wasyncore
 
 log = logging.getLogger(__name__)
 
+# Idle or slow connections cost waitress a slot and a descriptor, never a thread (a request is
+# handed to a thread only once it has fully arrived), so many slots are cheap; poll() instead of
+# select() lifts select's ceiling of 1,024 descriptors. A connection that sends nothing for
+# channel_timeout seconds is closed at the next cleanup. Behind a reverse proxy, the proxy
+# buffers slow clients; these limits are for serve/web exposed directly.
+CONNECTION_LIMIT = 1000
+LIMITS = {
+    "asyncore_use_poll": True,
+    "channel_timeout": 15,
+    "cleanup_interval": 2,
+    "max_request_header_size": 64 * 1024,  # a longer header block is answered 431
+}
+
 
 class BackgroundServer:
     """A WSGI app served by waitress from a thread; ``stop()`` lets requests under way finish."""
 
-    def __init__(self, app: Any, *, host: str, port: int, threads: int, ident: str, name: str = "http") -> None:
-        self.server = create_server(app, host=host, port=port, threads=threads, ident=ident)
+    def __init__(
+        self,
+        app: Any,
+        *,
+        host: str,
+        port: int,
+        threads: int,
+        ident: str,
+        name: str = "http",
+        max_body: int | None = None,
+    ) -> None:
+        """``max_body``: bodies longer than this are refused (413) before they are buffered."""
+        body = {"max_request_body_size": max_body} if max_body is not None else {}
+        self.server = create_server(
+            app,
+            host=host,
+            port=port,
+            threads=threads,
+            ident=ident,
+            connection_limit=connection_limit(),
+            **LIMITS,
+            **body,
+        )
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
 
@@ -53,3 +92,12 @@ class BackgroundServer:
         for channel in list(server._map.values()):
             # HTTP channels drop their buffers and sockets; the trigger and the listener close.
             channel.handle_close() if hasattr(channel, "requests_lock") else channel.close()
+
+
+def connection_limit() -> int:
+    """:data:`CONNECTION_LIMIT`, or fewer where the process may open fewer descriptors (some
+    are kept for the database, the SMTP listener and files)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return CONNECTION_LIMIT
+    return max(100, min(CONNECTION_LIMIT, soft - 128))
