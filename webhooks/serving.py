@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import resource
 import threading
+import time
 from typing import Any
 
 from waitress import create_server, wasyncore
@@ -33,6 +34,9 @@ LIMITS = {
     "cleanup_interval": 2,
     "max_request_header_size": 64 * 1024,  # a longer header block is answered 431
 }
+# A client that trickles a byte now and then renews channel_timeout for ever: a request must
+# also arrive whole within this many seconds of its first byte, or its connection is closed.
+REQUEST_DEADLINE = 30.0
 
 
 class BackgroundServer:
@@ -48,6 +52,7 @@ class BackgroundServer:
         ident: str,
         name: str = "http",
         max_body: int | None = None,
+        request_deadline: float = REQUEST_DEADLINE,
     ) -> None:
         """``max_body``: bodies longer than this are refused (413) before they are buffered."""
         body = {"max_request_body_size": max_body} if max_body is not None else {}
@@ -63,6 +68,7 @@ class BackgroundServer:
         )
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._slow = SlowRequests(request_deadline)
 
     @property
     def url(self) -> str:
@@ -87,11 +93,40 @@ class BackgroundServer:
     def _serve(self) -> None:
         server = self.server
         adj = server.adj
+        swept = time.monotonic()
         while not self._stopping.is_set():
             wasyncore.loop(timeout=adj.asyncore_loop_timeout, map=server._map, use_poll=adj.asyncore_use_poll, count=1)
+            if (now := time.monotonic()) - swept >= 1:
+                self._slow.sweep(server.active_channels, now)
+                swept = now
         for channel in list(server._map.values()):
             # HTTP channels drop their buffers and sockets; the trigger and the listener close.
             channel.handle_close() if hasattr(channel, "requests_lock") else channel.close()
+
+
+class SlowRequests:
+    """Closes the connections whose current request has been arriving for longer than
+    ``deadline`` seconds. Called from the server's loop thread, which owns the channels."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self._since: dict[int, tuple[object, float]] = {}  # fd -> (partial request, first seen)
+
+    def sweep(self, channels: dict[int, Any], now: float) -> None:
+        since = {}
+        for fd, channel in list(channels.items()):
+            partial = channel.request  # waitress' parser of a request not yet complete, or None
+            if partial is None:
+                continue
+            seen, started = self._since.get(fd, (partial, now))
+            if seen is not partial:
+                started = now
+            if now - started > self.deadline:
+                log.info("http: closing a connection from %s: request not complete in %ss", channel.addr, self.deadline)
+                channel.handle_close()
+            else:
+                since[fd] = (partial, started)
+        self._since = since
 
 
 def connection_limit() -> int:

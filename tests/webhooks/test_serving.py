@@ -117,3 +117,29 @@ def test_idle_and_trickling_connections_do_not_stop_others_being_served(
     r = requests.post(f"{url}/webhooks/mailchimp/{MAILCHIMP_SECRET}", data=form, timeout=5)
     assert r.status_code == 200 and r.json()["stored"] == 1
     assert time.monotonic() - started < 2
+
+
+def test_a_request_trickled_past_the_deadline_loses_its_connection() -> None:
+    server = BackgroundServer(
+        slow_app(threading.Event()), host="127.0.0.1", port=0, threads=2, ident="test", request_deadline=2
+    )
+    server.start()
+    try:
+        host, port = server.url.removeprefix("http://").split(":")
+        kept = requests.Session()
+        assert kept.get(server.url + "/", timeout=5).text == "done"  # idle between requests: not swept
+        with socket.create_connection((host, int(port)), timeout=1) as slow:
+            slow.sendall(b"GET / HTTP/1.1\r\nX-Slow: ")
+            started, closed = time.monotonic(), False
+            while not closed and time.monotonic() - started < 10:
+                try:
+                    slow.sendall(b"a")  # each byte would renew waitress' own idle timeout
+                    closed = slow.recv(1) == b""
+                except TimeoutError:
+                    pass
+                except OSError:
+                    closed = True
+            assert closed and 2 <= time.monotonic() - started < 6
+        assert kept.get(server.url + "/", timeout=5).text == "done"
+    finally:
+        server.stop()
