@@ -44,6 +44,19 @@ def test_a_header_line_over_64_kib_is_answered_never_a_500() -> None:
         server.stop()
 
 
+def test_a_content_length_too_long_for_int_is_400() -> None:
+    """waitress alone drops such a connection unanswered (int() refuses over 4,300 digits)."""
+    server = BackgroundServer(slow_app(threading.Event()), host="127.0.0.1", port=0, threads=2, ident="test")
+    server.start()
+    try:
+        host, port = server.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=5) as conn:
+            conn.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n")
+            assert conn.recv(100).startswith(b"HTTP/1.1 400 ")
+    finally:
+        server.stop()
+
+
 def test_stop_lets_the_request_under_way_finish_then_closes_everything() -> None:
     started = threading.Event()
     server = BackgroundServer(slow_app(started), host="127.0.0.1", port=0, threads=2, ident="test")
