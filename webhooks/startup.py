@@ -34,27 +34,37 @@ def _first_to_report(arbiter_pid: int) -> bool:
     """True in exactly one worker of the arbiter: the one that creates the arbiter's marker."""
     directory = Path(tempfile.gettempdir())
     _remove_stale_markers(directory)
+    marker = directory / f"{_MARKER_PREFIX}{_identity(arbiter_pid)}"
     try:
-        os.close(os.open(directory / f"{_MARKER_PREFIX}{arbiter_pid}", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
     except FileExistsError:
         return False
     return True
 
 
 def _remove_stale_markers(directory: Path) -> None:
-    """Markers of arbiters that have exited, so a reused process id starts afresh."""
+    """Markers of arbiters that are gone, so a reused process id (a restarted container's
+    gunicorn is often process 1 again) starts afresh."""
     for marker in directory.glob(f"{_MARKER_PREFIX}*"):
-        pid = marker.name.removeprefix(_MARKER_PREFIX)
-        if pid.isdigit() and not _running(int(pid)):
+        pid = marker.name.removeprefix(_MARKER_PREFIX).split(".", 1)[0]
+        if pid.isdigit() and marker.name != f"{_MARKER_PREFIX}{_identity(int(pid))}":
             with contextlib.suppress(OSError):
                 marker.unlink()
 
 
-def _running(pid: int) -> bool:
+def _identity(pid: int) -> str:
+    """A running process as ``<pid>.<boot id>.<start time>`` where Linux tells them, so that a
+    process that reused the id is another one; ``gone`` once it has exited."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return False
+        return "gone"
     except PermissionError:
-        return True
-    return True
+        pass
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return str(pid)
+    started = stat.rsplit(")", 1)[1].split()[19]  # field 22 of proc(5), counting "pid (comm)" as 1-2
+    return f"{pid}.{boot}.{started}"

@@ -30,6 +30,9 @@ def test_markers_of_exited_arbiters_are_removed(tempdir: Path) -> None:
     exited = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     pid = int(exited.stdout)
     (tempdir / f"optout-hub-config-error-{pid}").touch()
-    assert startup._first_to_report(pid) is True  # a reused process id starts afresh
+    (tempdir / f"optout-hub-config-error-{pid}.boot.123").touch()
+    # this process's id with another start: as when a restarted container's gunicorn is process 1 again
+    (tempdir / f"optout-hub-config-error-{os.getpid()}.boot.1").touch()
     assert startup._first_to_report(os.getpid()) is True
-    assert sorted(p.name for p in tempdir.iterdir()) == [f"optout-hub-config-error-{os.getpid()}"]
+    assert [p.name for p in tempdir.iterdir()] == [f"optout-hub-config-error-{startup._identity(os.getpid())}"]
+    assert startup._first_to_report(os.getpid()) is False
