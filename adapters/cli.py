@@ -22,6 +22,8 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import requests
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from adapters.config import Config, load_config
 from adapters.errors import ConfigError, OptOutHubError, ProviderAPIError
@@ -89,7 +91,12 @@ class HTTPComponent:
         create_app, server = load_part("http-app"), load_part("http-server")
         http = hub.config.http
         self.server: HTTPServer = server(
-            create_app(hub=hub), host=http.host, port=http.port, threads=http.threads, ident="optout-hub"
+            create_app(hub=hub),
+            host=http.host,
+            port=http.port,
+            threads=http.threads,
+            ident="optout-hub",
+            max_body=http.max_content_length,
         )
 
     def start(self) -> None:
@@ -382,6 +389,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def database_place(url: str) -> str:
+    """Where the database is, for an error line: ``host:port``, or an SQLite file's path; never
+    the user or the password."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return parsed.database or ":memory:"
+    default_ports = {"postgresql": 5432, "mysql": 3306}
+    return f"{parsed.host or 'localhost'}:{parsed.port or default_ports.get(parsed.get_backend_name(), '')}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -395,6 +412,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except OptOutHubError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OperationalError:
+        print(f"error: database unreachable: {database_place(config.database.url)}", file=sys.stderr)
         return 1
     except BrokenPipeError:
         return 0

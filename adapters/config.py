@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hmac
+import ipaddress
 import os
 import tomllib
 import types
@@ -299,6 +300,8 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
     """Build a :class:`Config` from a parsed TOML document."""
     env = os.environ if env is None else env
     data = dict(data)
+    if isinstance(data.get("database"), dict) and "url_env" in data["database"]:
+        data["database"] = _database_url_from_env(data["database"], env)
     topics_raw = data.pop("topics", [])
     if not isinstance(topics_raw, list):
         raise ConfigError("topics", "must be an array of tables ([[topics]])")
@@ -330,6 +333,22 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
     return config
 
 
+def _database_url_from_env(table: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    """``[database] url_env``: the URL, password included, from an environment variable
+    instead of the file. Exactly one of ``url`` and ``url_env`` may be set."""
+    table = dict(table)
+    var = table.pop("url_env")
+    if not isinstance(var, str) or not var:
+        raise ConfigError("database.url_env", "must name an environment variable")
+    if "url" in table:
+        raise ConfigError("database.url_env", "set database.url or database.url_env, not both")
+    value = env.get(var)
+    if not value:
+        raise ConfigError("database.url_env", f"environment variable {var} is not set")
+    table["url"] = value
+    return table
+
+
 def _validate(config: Config) -> None:
     names = [t.name for t in config.topics]
     for i, topic in enumerate(config.topics):
@@ -352,6 +371,21 @@ def _validate(config: Config) -> None:
             raise ConfigError(key, "must be between 0 and 65535")
     if config.smtp.max_message_bytes <= 0:
         raise ConfigError("smtp.max_message_bytes", "must be positive")
+    relay = config.confirmations
+    if (relay.username or relay.password) and not relay.starttls and not _loopback(relay.smtp_host):
+        raise ConfigError(
+            "confirmations.starttls", f"relay credentials are sent to {relay.smtp_host} only over TLS: set it to true"
+        )
+
+
+def _loopback(host: str) -> bool:
+    """Whether ``host`` is this machine (where a relay's credentials never cross a network)."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Config:

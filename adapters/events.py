@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from adapters.storable import storable_fields, storable_text
+
 GLOBAL_SCOPE = "global"
 TOPIC_PREFIX = "topic:"
 
@@ -84,6 +86,13 @@ class OptOutEvent:
 
     def __post_init__(self) -> None:
         validate_scope(self.scope)
+        # every source builds this event: its free text is made storable here, once for all
+        for name in ("provider_event_id", "reason", "campaign"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, storable_text(value))
+        if self.metadata is not None:
+            object.__setattr__(self, "metadata", storable_fields(self.metadata))
         for name in ("occurred_at", "received_at"):
             value = getattr(self, name)
             if value is not None and value.tzinfo is None:

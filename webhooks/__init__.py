@@ -8,13 +8,13 @@ in ``app.extensions["optout_hub"]``; there is no module-level app, engine or con
 from __future__ import annotations
 
 from flask import Flask
-from gunicorn.errors import AppImportError
 
 from adapters.config import Config, load_config
 from adapters.errors import ConfigError
 from adapters.hub import Hub
 from adapters.runtime import tune_gc
 from webhooks import admin, api, errors, ops, pages, providers, security
+from webhooks.startup import fail_start
 
 
 def create_app(config: Config | None = None, *, hub: Hub | None = None) -> Flask:
@@ -39,11 +39,10 @@ def create_app(config: Config | None = None, *, hub: Hub | None = None) -> Flask
 
 
 def _app_for_wsgi_server() -> Flask:
-    """A bad configuration ends start-up with the one line naming the key: gunicorn prints an
-    ``AppImportError``'s message alone and stops, where any other error is a traceback."""
+    """A bad configuration ends start-up with the one line naming the key."""
     try:
         app = create_app(hub=Hub.open(load_config()))
     except ConfigError as exc:
-        raise AppImportError(f"optout-hub: config error: {exc}") from None
+        fail_start(f"optout-hub: config error: {exc}")
     tune_gc()
     return app

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -13,6 +12,7 @@ from sqlalchemy.orm import Session
 from adapters.addresses import normalize_address
 from adapters.errors import PayloadError
 from adapters.events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, Verification, topic_scope
+from adapters.providers import payloads
 from adapters.store.models import Evidence
 from adapters.store.queries import address_state, check_addresses
 from adapters.store.recipients import RecipientRequest, issue_tokens
@@ -37,10 +37,7 @@ def read_json_object() -> dict[str, Any]:
     """The request body as a JSON object, or :class:`PayloadError`."""
     if not request.is_json:
         raise PayloadError("expected Content-Type: application/json")
-    try:
-        body = json.loads(request.get_data())
-    except (ValueError, UnicodeDecodeError):
-        raise PayloadError("body is not valid JSON") from None
+    body = payloads.json_document(request.get_data())
     if not isinstance(body, dict):
         raise PayloadError("body must be a JSON object")
     return body

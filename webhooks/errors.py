@@ -1,16 +1,23 @@
 """Translate the core's exceptions into HTTP answers: JSON ``{"error": ...}``, 4xx for bad
-input, 503 when the store fails (so the sender retries), never a bare 500 page."""
+input, 503 with ``Retry-After`` when the store fails anywhere in a request (so the sender
+retries), never a bare 500 page. Pages answer browsers with HTML on the same terms
+(:mod:`webhooks.pages.rendering`)."""
 
 from __future__ import annotations
 
 import logging
 
 from flask import Flask, Response, jsonify
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from adapters.errors import PayloadError, SignatureError, StoreError
 
 log = logging.getLogger(__name__)
+
+# A recording transaction's failure is a StoreError; a read anywhere else raises SQLAlchemy's own.
+STORE_FAILURES = (StoreError, SQLAlchemyError)
+RETRY_AFTER_SECONDS = 30
 
 
 def error_response(status: int, message: str) -> Response:
@@ -25,6 +32,23 @@ def bearer_refused() -> Response:
     return response
 
 
+def store_failed(exc: Exception) -> None:
+    """Log a store failure without its SQL or parameters (they may hold addresses and tokens)."""
+    log.error("store error: %s", exc if isinstance(exc, StoreError) else exc.__class__.__name__)
+
+
+def retry_later(response: Response) -> Response:
+    """``response`` as the answer to a request the store could not serve: 503, ``Retry-After``."""
+    response.status_code = 503
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
+def store_unavailable(exc: Exception) -> Response:
+    store_failed(exc)
+    return retry_later(error_response(503, "temporarily unable to store the request; retry"))
+
+
 def init_app(app: Flask) -> None:
     @app.errorhandler(PayloadError)
     def _payload(exc: PayloadError) -> Response:
@@ -34,10 +58,8 @@ def init_app(app: Flask) -> None:
     def _signature(exc: SignatureError) -> Response:
         return error_response(403, "invalid signature")
 
-    @app.errorhandler(StoreError)
-    def _store(exc: StoreError) -> Response:
-        log.error("store error: %s", exc)
-        return error_response(503, "temporarily unable to store the request; retry")
+    for failure in STORE_FAILURES:
+        app.register_error_handler(failure, store_unavailable)
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:

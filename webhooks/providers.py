@@ -24,6 +24,7 @@ from adapters.errors import PayloadError, SignatureError
 from adapters.hub import Hub
 from adapters.providers import PROVIDER_MODULES, payloads
 from adapters.providers.webhook import ContactLookups, Delivery, WebhookRequest, WebhookSpec
+from adapters.storable import storable_text
 from adapters.store.lookups import queue_lookups
 from adapters.store.models import Evidence
 from adapters.store.record import RecordResult, record_events
@@ -116,7 +117,7 @@ def _store(
     for name in spec.evidence_headers:
         value = payloads.header(delivery_request.headers, name)
         if value is not None:
-            meta[name] = value
+            meta[name] = storable_text(value)
 
     def store(session: Session) -> RecordResult:
         evidence = Evidence(

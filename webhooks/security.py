@@ -28,6 +28,8 @@ CSP = (
     "frame-ancestors 'none'; base-uri 'none'"
 )
 _TOKEN_PATH = re.compile(r"(/(?:u|preferences)/)([A-Za-z0-9]{4})[A-Za-z0-9]*")
+# Mailchimp's webhook proves itself by a secret in its URL (README "Provider webhooks").
+_SECRET_PATH = re.compile(r"(/webhooks/mailchimp/)[^/?#\s\"]+")
 REDACTED_LOGGERS = ("gunicorn.access", "werkzeug", "waitress")
 
 
@@ -71,12 +73,18 @@ def redact_tokens(text: str) -> str:
     return _TOKEN_PATH.sub(r"\1\2…", text)
 
 
+def redact_secrets(text: str) -> str:
+    """:func:`redact_tokens`, and the Mailchimp webhook's path secret left out entirely."""
+    return redact_tokens(_SECRET_PATH.sub(r"\1…", text))
+
+
 class TokenRedactingFilter(logging.Filter):
-    """Rewrites log records (access logs included) so that no token appears in full."""
+    """Rewrites log records (access logs included) so that no token or path secret appears.
+    The app installs it on gunicorn's access logger and on waitress' and Werkzeug's loggers."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        redacted = redact_tokens(message)
+        redacted = redact_secrets(message)
         if redacted != message:
             record.msg, record.args = redacted, None
         return True

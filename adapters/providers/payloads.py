@@ -13,6 +13,7 @@ from typing import Any
 
 from adapters.addresses import normalize_address
 from adapters.errors import AddressError, PayloadError
+from adapters.storable import storable_text
 
 
 def header(headers: Mapping[str, str], name: str) -> str | None:
@@ -24,10 +25,26 @@ def header(headers: Mapping[str, str], name: str) -> str | None:
     return value
 
 
+# Digits of the longest number a payload may hold: ids and epoch milliseconds fit in 64 bits
+# (19 digits). Longer strings are refused before ``int`` reads them: it would spend quadratic
+# time on them, and refuses more than 4,300 digits with a ValueError.
+MAX_DIGITS = 20
+
+
 def digits(value: str) -> int | None:
-    """The number a string of ASCII digits spells, else ``None``. (``str.isdigit`` alone lets
-    through characters such as ``²`` that ``int`` then refuses.)"""
-    return int(value) if value.isascii() and value.isdigit() else None
+    """The number a string of at most :data:`MAX_DIGITS` ASCII digits spells, else ``None``.
+    (``str.isdigit`` alone lets through characters such as ``²`` that ``int`` then refuses.)"""
+    return int(value) if len(value) <= MAX_DIGITS and value.isascii() and value.isdigit() else None
+
+
+def json_document(body: bytes | str) -> Any:
+    """The body parsed as JSON, or :class:`PayloadError` naming what is wrong with it."""
+    try:
+        return json.loads(body)
+    except RecursionError:  # the parser's own bound on nesting (about a thousand levels)
+        raise PayloadError("body is JSON nested too deeply") from None
+    except (ValueError, UnicodeDecodeError):
+        raise PayloadError("body is not valid JSON") from None
 
 
 def require_content_type(content_type: str, expected: str) -> None:
@@ -40,10 +57,7 @@ def require_content_type(content_type: str, expected: str) -> None:
 def json_array(body: bytes, content_type: str) -> list[dict[str, Any]]:
     """The body as a JSON array of objects."""
     require_content_type(content_type, "application/json")
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise PayloadError("body is not valid JSON") from None
+    data = json_document(body)
     if not isinstance(data, list):
         raise PayloadError("body must be a JSON array of events")
     for i, item in enumerate(data):
@@ -65,13 +79,14 @@ def address(value: Any, where: str) -> str:
 def text(value: Any, where: str, *, max_chars: int) -> str:
     """A required non-empty string of at most ``max_chars`` (the column it is stored in; a
     longer one would fail the transaction on PostgreSQL, and the provider would retry it
-    forever). Numbers, as some providers send ids, become strings."""
+    forever). Numbers, as some providers send ids, become strings; text that databases refuse
+    is made storable (:mod:`adapters.storable`)."""
     if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
         raise PayloadError(f"{where}: missing or not a string")
     result = str(value)
     if len(result) > max_chars:
         raise PayloadError(f"{where}: longer than {max_chars} characters")
-    return result
+    return storable_text(result)
 
 
 def epoch(value: Any, where: str, *, scale: float = 1.0) -> datetime | None:

@@ -157,8 +157,8 @@ def _event(
 def _group_id(value: object, where: str) -> int:
     if isinstance(value, str) and (number := payloads.digits(value)) is not None:
         return number
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise PayloadError(f"{where}: missing or not an integer")
+    if isinstance(value, bool) or not isinstance(value, int) or abs(value) >= 10**payloads.MAX_DIGITS:
+        raise PayloadError(f"{where}: missing or not an integer of at most {payloads.MAX_DIGITS} digits")
     return value
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from adapters.config import Config
 from adapters.events import GLOBAL_SCOPE, Kind, OptOutEvent
+from adapters.storable import storable_fields
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,15 +47,17 @@ class ContactEvent:
     scope: str = GLOBAL_SCOPE
 
     def to_json(self) -> dict[str, Any]:
-        """The fields kept in ``pending_lookups.event``."""
-        return {
-            "kind": self.kind.value,
-            "scope": self.scope,
-            "occurred_at": self.occurred_at.isoformat() if self.occurred_at else None,
-            "received_at": self.received_at.isoformat(),
-            "reason": self.reason,
-            "metadata": dict(self.metadata),
-        }
+        """The fields kept in ``pending_lookups.event``, made storable (:mod:`adapters.storable`)."""
+        return storable_fields(
+            {
+                "kind": self.kind.value,
+                "scope": self.scope,
+                "occurred_at": self.occurred_at.isoformat() if self.occurred_at else None,
+                "received_at": self.received_at.isoformat(),
+                "reason": self.reason,
+                "metadata": dict(self.metadata),
+            }
+        )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -297,3 +297,20 @@ def test_secrets_never_reach_logs_or_output(cli_env: dict[str, str], tmp_path: P
     everything = "\n".join(outputs)
     for secret in (TEST_SECRET, ADMIN_TOKEN, "SG.super-secret-api-key", public_key):
         assert secret not in everything
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_an_unreachable_database_is_one_line_without_the_password(tmp_path: Path, backend: str) -> None:
+    port = free_port()
+    url, place = {
+        "postgresql": (f"postgresql+psycopg://optout:pa55-w0rd@127.0.0.1:{port}/optout", f"127.0.0.1:{port}"),
+        "sqlite": (f"sqlite:///{tmp_path / 'missing' / 'x.db'}", str(tmp_path / "missing" / "x.db")),
+    }[backend]
+    config = tmp_path / "optout-hub.toml"
+    config.write_text('[database]\nurl_env = "OPTOUT_HUB_DATABASE_URL"\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPTOUT_HUB")}
+    env.update(OPTOUT_HUB_CONFIG=str(config), OPTOUT_HUB_DATABASE_URL=url, OPTOUT_HUB_SECRET=TEST_SECRET)
+    for args in (["db", "upgrade"], ["status", "ann@example.com"], ["export"]):
+        proc = run(env, *args)
+        assert (proc.returncode, proc.stderr) == (1, f"error: database unreachable: {place}\n"), args
+        assert "pa55-w0rd" not in proc.stdout

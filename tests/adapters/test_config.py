@@ -135,6 +135,20 @@ def test_topics_and_enabled_providers() -> None:
         ({"topics": [{"name": "n"}, {"name": "n"}]}, {}, "topics[1].name", "duplicate"),
         ({"topics": [{"name": "a b"}]}, {}, "topics[0].name", "letters, digits"),
         ({"topics": {"name": "n"}}, {}, "topics", "array of tables"),
+        ({"database": {"url_env": "DB_URL"}}, {}, "database.url_env", "DB_URL is not set"),
+        (
+            {"confirmations": {"smtp_host": "relay.example.net", "username_env": "U", "password_env": "P"}},
+            {"U": "user", "P": "pass"},
+            "confirmations.starttls",
+            "only over TLS",
+        ),
+        ({"database": {"url_env": ""}}, {}, "database.url_env", "must name an environment variable"),
+        (
+            {"database": {"url": "sqlite://", "url_env": "DB_URL"}},
+            {"DB_URL": "sqlite://"},
+            "database.url_env",
+            "not both",
+        ),
     ],
 )
 def test_config_errors_name_the_key(data: dict, env: dict, key: str, message: str) -> None:
@@ -183,6 +197,25 @@ def test_cli_prints_one_line_and_exits_2(tmp_path: Path, toml: str, line: str) -
     assert proc.returncode == 2
     assert proc.stderr.strip() == line
     assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+def test_the_database_url_can_come_from_the_environment() -> None:
+    url = "postgresql+psycopg://optout:pa55word@db.internal/optout"
+    config = parse_config({"database": {"url_env": "OPTOUT_HUB_DATABASE_URL"}}, {"OPTOUT_HUB_DATABASE_URL": url})
+    assert config.database.url == url
+    assert parse_config({"database": {"url": "sqlite:///x.db"}}, {}).database.url == "sqlite:///x.db"
+
+
+def test_relay_credentials_need_tls_unless_the_relay_is_on_this_machine() -> None:
+    env = {"U": "user", "P": "pass"}
+    relay = {"username_env": "U", "password_env": "P"}
+    for host in ("127.0.0.1", "::1", "localhost"):
+        assert parse_config({"confirmations": {**relay, "smtp_host": host}}, env).confirmations.username == Secret(
+            "user"
+        )
+    tls = {**relay, "smtp_host": "relay.example.net", "starttls": True}
+    assert parse_config({"confirmations": tls}, env).confirmations.starttls is True
+    assert parse_config({"confirmations": {"smtp_host": "relay.example.net"}}, env).confirmations.username is None
 
 
 def test_secrets_named_by_default_resolve_without_their_table() -> None:

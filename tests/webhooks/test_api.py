@@ -40,6 +40,22 @@ def test_add_then_status_then_check(live_app: LiveServer, admin_headers: dict[st
     assert r.json() == {"suppressed": ["BOB@example.com"], "invalid": ["not-an-address"]}
 
 
+def test_text_databases_refuse_is_stored_cleaned(live_app: LiveServer, admin_headers: dict[str, str]) -> None:
+    body = b'{"email": "ann@example.com", "reason": "by phone\\u0000 \\udc80"}'
+    headers = {**admin_headers, "Content-Type": "application/json"}
+    r = requests.post(f"{live_app.url}/api/v1/suppressions", data=body, headers=headers, timeout=5)
+    assert r.status_code == 201, r.text
+    r = requests.get(f"{live_app.url}/api/v1/suppressions/ann@example.com", headers=admin_headers, timeout=5)
+    assert r.json()["events"][0]["reason"] == "by phone\ufffd \ufffd"
+
+
+def test_json_nested_too_deeply_is_400_naming_the_problem(live_app: LiveServer, admin_headers: dict[str, str]) -> None:
+    for body in (b"[" * 100_000 + b"]" * 100_000, b'{"email": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"):
+        headers = {**admin_headers, "Content-Type": "application/json"}
+        r = requests.post(f"{live_app.url}/api/v1/suppressions", data=body, headers=headers, timeout=10)
+        assert (r.status_code, r.json()) == (400, {"error": "body is JSON nested too deeply"})
+
+
 def test_bad_input_is_400_json(live_app: LiveServer, admin_headers: dict[str, str]) -> None:
     url = f"{live_app.url}/api/v1/suppressions"
     cases = [

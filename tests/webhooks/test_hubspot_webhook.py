@@ -145,6 +145,29 @@ class TestHubSpotWebhook(WebhookCases):
         with running.hub.sessions() as session:
             assert session.get(Evidence, events[0].evidence_id).source == "hubspot"
 
+    def test_an_overlong_timestamp_header_is_refused_not_a_500(self, running: Running) -> None:
+        [delivery] = self.optouts(["ann@example.com"])
+        for stamp in ("9" * 5000, "1" * 21):
+            r = running.post(delivery.replace(headers={**delivery.headers, hubspot.TIMESTAMP_HEADER: stamp}))
+            assert r.status_code == self.bad_signature_status, r.text
+        assert running.count(PendingLookup) == 0
+
+    def test_text_databases_refuse_is_queued_and_resolved_cleaned(self, start: Callable[..., Running]) -> None:
+        """A NUL in ``changeSource`` once failed the queued lookups of the whole delivery on
+        PostgreSQL, round after round; now it is U+FFFD and every contact resolves."""
+        fake = FakeContactsAPI(TOKEN, {"1000": "ann@example.com", "1001": "bob@example.com"})
+        try:
+            running = start(self.config_data(fake.url))
+            body = json.dumps([event(1000, changeSource="CRM\x00\udc80"), event(1001, n=1)]).encode()
+            assert running.post(self.delivery(body)).status_code == 200
+            assert [r.event["metadata"]["change_source"] for r in _pending(running)] == ["CRM\ufffd\ufffd", "CRM"]
+            assert resolve_pending_lookups(running.hub, requests.Session()) == 2
+        finally:
+            fake.close()
+        with running.hub.sessions() as session:
+            sources = [e.meta["change_source"] for e in session.scalars(select(Event).order_by(Event.email))]
+        assert sources == ["CRM\ufffd\ufffd", "CRM"] and _pending(running) == []
+
     @pytest.fixture
     def fake_contacts(self) -> Iterator[FakeContactsAPI]:
         fake = FakeContactsAPI(TOKEN, {str(1000 + i): f"contact{i}@example.com" for i in range(5)}, down_for=2)

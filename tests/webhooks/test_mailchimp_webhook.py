@@ -98,6 +98,13 @@ class TestMailchimpWebhook(WebhookCases):
         with running.hub.sessions() as session:
             assert address_state(session, "topic@example.com")["suppressed"] is False
 
+    def test_text_databases_refuse_is_stored_cleaned(self, running: Running) -> None:
+        delivery = form("unsubscribe", action="unsub", reason="manual\x00", list_id="def456", email="ann@example.com")
+        assert b"%00" in delivery.body
+        assert running.post(delivery).status_code == 200
+        with running.hub.sessions() as session:
+            assert session.scalars(select(Event.reason)).all() == ["manual\ufffd"]
+
     def test_the_secret_never_reaches_the_evidence(self, running: Running) -> None:
         running.post(self.optouts(["ann@example.com"])[0])
         with running.hub.sessions() as session:

@@ -117,6 +117,28 @@ class TestSendGridWebhook(WebhookCases):
         with running.hub.sessions() as session:
             assert session.scalars(select(Event.verification)).all() == ["none"]
 
+    def test_overlong_numbers_and_deep_nesting_are_400(self, running: Running) -> None:
+        base = {"email": "ann@example.com", "timestamp": 1764000000, "event": "group_unsubscribe", "sg_event_id": "a"}
+        for group in ("9" * 5000, 10**25, "1" * 21):
+            r = running.post(signed(json.dumps([{**base, "asm_group_id": group}]).encode()))
+            assert r.status_code == 400 and "asm_group_id" in r.json()["error"], r.text
+        r = running.post(signed(b"[" * 100_000 + b"]" * 100_000))
+        assert (r.status_code, r.json()) == (400, {"error": "body is JSON nested too deeply"})
+        assert running.count(Event) == 0
+
+    def test_text_databases_refuse_spoils_no_event_of_the_batch(self, running: Running) -> None:
+        """A NUL or half a surrogate pair in a reason becomes U+FFFD; the batch is stored whole."""
+        events = [
+            {"email": "ann@example.com", "timestamp": 1764000000, "event": "unsubscribe", "sg_event_id": "sg-a"},
+            {"email": "bob@example.com", "timestamp": 1764000000, "event": "unsubscribe", "sg_event_id": "sg-b"},
+        ]
+        events[0]["reason"] = "nul\u0000 and \udc80 here"
+        r = running.post(signed(json.dumps(events).encode()))
+        assert r.status_code == 200 and r.json() == {"events": 2, "stored": 2, "duplicates": 0}
+        with running.hub.sessions() as session:
+            reasons = dict(session.execute(select(Event.email, Event.reason)).tuples().all())
+        assert reasons == {"ann@example.com": "nul\ufffd and \ufffd here", "bob@example.com": None}
+
 
 def test_official_vector_over_http(make_config, make_hub, serve_app) -> None:
     """SendGrid's own signed sample passes the real route (it holds no opt-out event)."""

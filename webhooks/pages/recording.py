@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from adapters.events import Kind, OptOutEvent, Source
 from adapters.hub import Hub
+from adapters.storable import storable_text
 from adapters.store.confirmations import queue_confirmation
 from adapters.store.models import Evidence, Recipient
 from adapters.store.recipients import resolve_token
@@ -50,7 +51,7 @@ def record_token_request(
             meta={
                 "path": redact_tokens(request.path),
                 "recipient_id": recipient.id,
-                "user_agent": request.user_agent.string[:300],
+                "user_agent": storable_text(request.user_agent.string[:300]),
                 "remote_addr": request.remote_addr,
                 "lang": current_language(),
             },

@@ -16,7 +16,7 @@ from flask_babel import Babel, get_locale, gettext
 
 from adapters.errors import PayloadError, TokenError
 from adapters.wording import TRANSLATIONS_DIR
-from webhooks.errors import error_response
+from webhooks.errors import STORE_FAILURES, error_response, retry_later, store_failed, store_unavailable
 
 LANGUAGES = {"en": "English", "zh": "简体中文", "ar": "العربية"}
 RTL = frozenset({"ar"})
@@ -97,6 +97,20 @@ def error_page(exc: PayloadError) -> Response:
     )
 
 
+def store_unavailable_page(exc: Exception) -> Response:
+    """The store failed: 503 with ``Retry-After`` as on every route; an HTML page for browsers."""
+    if not wants_html():
+        return store_unavailable(exc)
+    store_failed(exc)
+    page = render_page(
+        "error.html",
+        token_page=True,
+        title=gettext("Your request could not be processed"),
+        message=gettext("Nothing was changed. Please try again in a few minutes."),
+    )
+    return retry_later(page)
+
+
 def init_app(app: Flask) -> None:
     app.config["BABEL_TRANSLATION_DIRECTORIES"] = TRANSLATIONS_DIR
     Babel(app, locale_selector=select_language)
@@ -104,7 +118,9 @@ def init_app(app: Flask) -> None:
 
 
 def page_blueprint(name: str, import_name: str, **kwargs: Any) -> Blueprint:
-    """A blueprint whose bad input is answered with an HTML page instead of JSON."""
+    """A blueprint whose bad input and store failures are answered with an HTML page for browsers."""
     bp = Blueprint(name, import_name, **kwargs)
     bp.register_error_handler(PayloadError, error_page)
+    for failure in STORE_FAILURES:
+        bp.register_error_handler(failure, store_unavailable_page)
     return bp

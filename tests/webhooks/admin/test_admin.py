@@ -74,6 +74,29 @@ def test_without_a_session_every_admin_url_redirects_to_login(admin_hub: Hub, ap
     assert requests.get(f"{app_url}/admin", timeout=10).url.startswith(f"{app_url}/admin/login?next=/admin")
 
 
+def test_login_returns_only_to_a_plain_dashboard_path(app_url: str) -> None:
+    """``next`` with CR/LF once split the Location header (a 500); another site is not followed."""
+    browser = requests.Session()
+    for target, location in [
+        ("/admin/search", "/admin/search"),
+        ("/admin\r\nSet-Cookie: x=1", "/admin"),
+        ("/admin/%0d%0aX-Injected: 1", "/admin"),
+        ("//evil.example/admin", "/admin"),
+        ("/admin/../../evil", "/admin"),
+        ("https://evil.example/admin", "/admin"),
+    ]:
+        page = browser.get(f"{app_url}/admin/login", timeout=10)
+        r = browser.post(
+            f"{app_url}/admin/login",
+            params={"next": target},
+            data={"token": ADMIN_TOKEN, CSRF_FIELD: form_field(page.text, CSRF_FIELD)},
+            allow_redirects=False,
+            timeout=10,
+        )
+        assert (r.status_code, r.headers["Location"]) == (303, location), target
+        assert "X-Injected" not in r.headers and "x=1" not in r.headers.get("Set-Cookie", "")
+
+
 def test_wrong_token_is_401_and_grants_nothing(app_url: str) -> None:
     browser, r = login(app_url, "wrong-token")
     assert r.status_code == 401 and "Wrong admin token." in r.text

@@ -1,0 +1,41 @@
+"""Text made storable in both databases, at the edge where it comes in.
+
+PostgreSQL refuses U+0000 in ``text`` and ``jsonb`` ("unsupported Unicode escape sequence"),
+and neither driver can encode a lone surrogate (``\\udc80``, as JSON's ``"\\udc80"`` decodes) to
+UTF-8. One such character in one free-text field (a SendGrid ``reason``, a HubSpot
+``changeSource``) would fail the transaction of a whole delivery, so every such character becomes
+U+FFFD, field by field, and the rest of the text and of the delivery is kept.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+REFUSED = re.compile("[\x00\ud800-\udfff]")
+REPLACEMENT = "\ufffd"
+
+
+def storable_text(value: str) -> str:
+    """``value`` with NUL and lone surrogates replaced by U+FFFD."""
+    if value.isascii() and "\x00" not in value:  # the common case, without the regex
+        return value
+    return REFUSED.sub(REPLACEMENT, value)
+
+
+def storable(value: Any) -> Any:
+    """A JSON-shaped value (mappings, lists, strings, numbers) with every string in it, keys
+    included and at any depth, made storable; other values are returned as they are."""
+    if isinstance(value, str):
+        return storable_text(value)
+    if isinstance(value, Mapping):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [storable(v) for v in value]
+    return value
+
+
+def storable_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON object's fields (event metadata, a queued event), made storable."""
+    return {storable_text(k): storable(v) for k, v in fields.items()}
