@@ -26,11 +26,10 @@ from html.parser import HTMLParser
 from typing import Any, Protocol
 
 import mailparser
-from mailparser_reply import EmailReplyParser
-from mailparser_reply.constants import MAIL_LANGUAGES
 
 from adapters.addresses import normalize_address
 from adapters.errors import OptOutHubError
+from inbound.classify.quotes import own_text
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +124,22 @@ class _HTMLText(HTMLParser):
 
     SKIP = frozenset({"style", "script", "head", "title", "blockquote"})
     BREAK = frozenset({"br", "p", "div", "tr", "li", "h1", "h2", "h3", "h4", "table", "hr"})
-    QUOTE_CLASSES = ("gmail_quote", "yahoo_quoted", "moz-cite-prefix", "gmail_attr", "ms-outlook-quote")
+    # Containers that hold a whole quote (attribution and quoted text). Outlook's
+    # ``divRplyFwdMsg`` holds only the header block, its quote follows unmarked: it is read, so
+    # that :mod:`~inbound.classify.quotes` sees the header block and cuts from there.
+    QUOTE_CLASSES = (
+        "gmail_quote",
+        "yahoo_quoted",
+        "moz-cite-prefix",
+        "gmail_attr",
+        "ms-outlook-quote",
+        "OLK_SRC_BODY_SECTION",  # Outlook for Mac
+        "mail-editor-reference-message-container",  # Outlook for Mac, new layout
+        "x_OLK_SRC_BODY_SECTION",
+        "AppleOriginalContents",
+        "protonmail_quote",
+        "zmail_extra",  # Zoho
+    )
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -140,7 +154,7 @@ class _HTMLText(HTMLParser):
             return
         attr = dict(attrs)
         classes = (attr.get("class") or "") + " " + (attr.get("id") or "")
-        skip = tag in self.SKIP or any(c in classes for c in self.QUOTE_CLASSES) or "divRplyFwdMsg" in classes
+        skip = tag in self.SKIP or any(c in classes for c in self.QUOTE_CLASSES)
         self.stack.append((tag, skip))
         if skip:
             self.skipping += 1
@@ -242,26 +256,7 @@ _FOOTER_CUTS = [
     re.compile(
         r"^you\s+received\s+this\s+message\s+because\s+you\s+are\s+subscribed\s+to\s+the\s+google\s+groups", re.I | re.M
     ),
-    re.compile(r"^-- ?$", re.M),  # RFC 3676 signature delimiter
-    re.compile(
-        r"^\s*-{2,}\s*(?:forwarded\s+message|forwarding\s+messages?|original\s+message|mensaje\s+original|mensaje\s+reenviado|"
-        r"message\s+d'origine|message\s+transf[ée]r[ée]|urspr[üu]ngliche\s+nachricht|weitergeleitete\s+nachricht|messaggio\s+originale|"
-        r"messaggio\s+inoltrato|oorspronkelijk\s+bericht|doorgestuurd\s+bericht|mensagem\s+original|mensagem\s+encaminhada|"
-        r"исходное\s+сообщение|пересылаемое\s+сообщение|переслан\w*\s+сообщение|原始邮件|转发的邮件|原始郵件|轉寄的郵件|"
-        r"元のメッセージ|転送されたメッセージ|الرسالة\s+الأصلية)\s*-{0,}\s*$",
-        re.I | re.M,
-    ),
-    re.compile(
-        r"^\s*(?:begin\s+forwarded\s+message|d[ée]but\s+du\s+message\s+r[ée]exp[ée]di[ée]|inicio\s+del\s+mensaje\s+reenviado|anfang\s+der\s+weitergeleiteten\s+nachricht)\s*:",
-        re.I | re.M,
-    ),
 ]
-_ATTRIBUTION = re.compile(
-    r"^.{0,200}?(?:\bwrote|\bescreveu|\bescribi[oó]|a\s+[ée]crit|\bschrieb|ha\s+scritto|\bschreef|написал\w*|пишет|كتب|写道|寫道|skrev|napisa[lł]\(?a?\)?|kirjoitti)\s*:\s*$|"
-    r"^.{0,120}<[^>\n]+@[^>\n]+>\s*:\s*$",
-    re.I | re.M,
-)
-_REPLY_LANGUAGES = tuple(MAIL_LANGUAGES)
 
 
 def new_text(text: str) -> str:
@@ -272,15 +267,7 @@ def new_text(text: str) -> str:
         m = pattern.search(text)
         if m:
             text = text[: m.start()]
-    try:
-        replies = EmailReplyParser(languages=list(_REPLY_LANGUAGES)).read(text).replies
-        if replies:
-            text = replies[0].body
-    except Exception:  # the reply parser is a heuristic; never let it lose the message
-        log.debug("mail-parser-reply failed", exc_info=True)
-    lines = [line for line in text.split("\n") if not line.lstrip().startswith(">")]
-    text = _ATTRIBUTION.sub("", "\n".join(lines))
-    return text.strip()
+    return own_text(text)
 
 
 _STRUCTURAL_DEFECTS = frozenset(
