@@ -124,11 +124,14 @@ class _HTMLText(HTMLParser):
 
     SKIP = frozenset({"style", "script", "head", "title", "blockquote"})
     BREAK = frozenset({"br", "p", "div", "tr", "li", "h1", "h2", "h3", "h4", "table", "hr"})
-    # Containers that hold a whole quote (attribution and quoted text). Outlook's
+    # Containers that hold a whole quote (attribution and quoted text), or a signature; each
+    # leaves a ">" line in the text, so an attribution above it reads as one. Gmail's
+    # ``gmail_quote`` div is read: the person's interleaved answers sit in it between the
+    # ``blockquote`` parts. Outlook's
     # ``divRplyFwdMsg`` holds only the header block, its quote follows unmarked: it is read, so
     # that :mod:`~inbound.classify.quotes` sees the header block and cuts from there.
     QUOTE_CLASSES = (
-        "gmail_quote",
+        "gmail_signature",
         "yahoo_quoted",
         "moz-cite-prefix",
         "gmail_attr",
@@ -157,6 +160,8 @@ class _HTMLText(HTMLParser):
         skip = tag in self.SKIP or any(c in classes for c in self.QUOTE_CLASSES)
         self.stack.append((tag, skip))
         if skip:
+            if not self.skipping and tag not in ("style", "script", "head", "title"):
+                self.parts.append("\n>\n")
             self.skipping += 1
         if tag in self.BREAK:
             self.parts.append("\n")

@@ -31,13 +31,14 @@ from mailparser_reply.constants import MAIL_LANGUAGES
 _SPACES = re.compile(r"[\u00a0\u2007\u202f\u200b\ufeff\t]")
 
 _WROTE = (
-    r"wrote|writes|escreveu|escribi[oó]|a\s+[ée]crit|schrieb|ha\s+scritto|schreef|написал\w*|пишет|كتب|写道|寫道|"
-    r"skrev|napisa[lł]\w*(?:\s*\(a\))?|kirjoitti|[íi]rta|작성|wrote\s+the\s+following"
+    r"(?:\b|\s)(?:wrote|writes|escreveu|escribi[oó]|a\s+[ée]crit|schrieb|ha\s+scritto|schreef|написал\w*|пишет|"
+    r"skrev|napisa[lł]\w*(?:\s*\(a\))?|kirjoitti|[íi]rta|wrote\s+the\s+following)|كتب|写道|寫道|작성"
 )
 # One line (possibly the second of a wrapped one) that ends an attribution.
 _ATTRIBUTION = re.compile(
-    rf"^.{{0,240}}?(?:\b|\s|^)(?:{_WROTE})\s*[:：]\s*$|"
-    r"^.{0,160}<[^<>\s]+@[^<>\s]+>\s*[:：]\s*$",
+    rf"^.{{0,240}}?(?:{_WROTE})\s*[:：]\s*$|"
+    r"^.{0,160}<[^<>\s]+@[^<>\s]+>\s*[:：]\s*$|"
+    r"^\s*[^<>\s]+@[^<>\s]+>\s*[:：]\s*$",  # the second line of "… Name <" / "addr>:"
     re.I,
 )
 # The first line of an attribution wrapped over two lines ("On Mon, 5 Jan 2026 at 10:00,
