@@ -38,6 +38,7 @@ result types). This module holds the order of decisions (first match wins):
 from __future__ import annotations
 
 import logging
+import re
 
 from adapters.config import Config
 from adapters.events import GLOBAL_SCOPE, Verification, topic_scope
@@ -83,7 +84,7 @@ def classify_message(
     is not checked and replies are unverified). Never raises for bad input.
     """
     try:
-        msg = parse_message(raw)
+        msg = parse_message(_crlf(raw))
     except Exception as exc:
         return Classification(Category.OTHER, reason="unparseable message", detail=type(exc).__name__)
     m = DecodedMessage(raw, msg, envelope)
@@ -91,6 +92,15 @@ def classify_message(
     dkim = DKIMCheck(raw, dkim_dns)
     found = bounce(m) or complaint(m, tokens, dkim) or _token(m, tokens)
     return found if found is not None else _request(m, config, dkim)
+
+
+_LONE_CR = re.compile(rb"\r(?!\n)")
+
+
+def _crlf(raw: bytes) -> bytes:
+    """CR-only line ends (old Mac clients, some gateways) as CRLF, so the parser sees the
+    header lines; LF-only ones the parser reads as they are. DKIM checks the bytes received."""
+    return _LONE_CR.sub(b"\r\n", raw) if b"\r" in raw else raw
 
 
 def _token(m: DecodedMessage, tokens: Tokens) -> Classification | None:

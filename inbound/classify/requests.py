@@ -186,7 +186,7 @@ LANGUAGES: dict[str, Language] = {
             r"\b(?:stop|quit|cease)\s+(?:sending|e-?mailing|mailing|spamming|messaging|contacting|writing\s+to)\s+(?:me|us)"
             + _SENT_STUFF
             + r"\s*(?:$|[.!,;:)]|please|thanks|thank|now|immediately|at\s+once|right\s+now|any\s*more)",
-            r"(?:^|[.!?,]\s*|please\s+)no\s+more\s+(?:e-?mails?|mails?|messages|newsletters?|spam)"
+            r"(?:^|(?<=[.!?,]))\s*(?:(?:so|and|just|please|then|ok|okay)\s+){0,2}no\s+more\s+(?:e-?mails?|mails?|messages|newsletters?|spam)"
             r"(?:\s+(?:please|pls|thanks|thank\s+you|from\s+(?:you|this|your)\b[^.!?\n]{0,30}))?\s*(?:$|[.!,;)])",
             r"\b(?:take|get)\s+me\s+off\s*(?:$|[.!,;)]|please|pls|thanks|now)",
             r"\b(?:stop|cease)\s+(?:(?:all|these|those|your|the|this)\s+){0,2}(?:e-?mails?|mails?|mailings|messages|newsletters?)\b",
@@ -277,7 +277,7 @@ LANGUAGES: dict[str, Language] = {
             r"\b(?:quitar|quiten|quitenme|eliminar|eliminen|eliminenme|borrar|borren|borrenme|sacar|saquen|saquenme|retirar|retiren|retirenme)(?:me)?\b[^.!?\n]{0,40}\b(?:de\s+)?(?:la|su|esta|vuestra|sus)\s+(?:lista|listas|base\s+de\s+datos|boletin)",
             r"\bno\s+(?:quiero|deseo)\s+(?:seguir\s+)?recibir\b",
             r"\bno\s+me\s+(?:envien|manden|escriban|envies|mandes)\s+mas\b",
-            r"(?:^|[.!?,]\s*)no\s+mas\s+(?:correos|e-?mails?|mails?|mensajes|boletines|newsletters?)\b",
+            r"(?:^|(?<=[.!?,]))\s*no\s+mas\s+(?:correos|e-?mails?|mails?|mensajes|boletines|newsletters?)\b",
             r"\bdejen\s+de\s+(?:enviarme|mandarme|escribirme)\b",
         ],
         keywords=[r"\bbaja\b", r"\bdesuscri\w*"],
@@ -320,7 +320,7 @@ LANGUAGES: dict[str, Language] = {
             r"\b(?:retirez|supprimez|enlevez|rayez)-moi\b",
             r"\bje\s+ne\s+(?:veux|souhaite|desire)\s+plus\s+(?:recevoir|etre)\b",
             r"\bne\s+plus\s+recevoir\b",
-            r"(?:^|[.!?,]\s*)plus\s+(?:de\s+|d')(?:e-?mails?|mails?|courriels?|messages|newsletters?)\b(?!\s+(?:que|de\s+\d))",
+            r"(?:^|(?<=[.!?,]))\s*plus\s+(?:de\s+|d')(?:e-?mails?|mails?|courriels?|messages|newsletters?)\b(?!\s+(?:que|de\s+\d))",
             r"\barretez\s+de\s+m'?(?:envoyer|ecrire|contacter)\b",
             r"\b(?:je\s+(?:veux|voudrais|souhaite|souhaiterais|desire)|merci\s+de)\s+(?:me\s+)?(?:desabonner|desinscrire|retirer|supprimer)\b",
         ],
@@ -362,7 +362,7 @@ LANGUAGES: dict[str, Language] = {
             r"\b(?:rimuovere|cancellare|togliere|eliminare)(?:mi)?\b[^.!?\n]{0,40}\b(?:dalla|dalle|dai|dal)\s+(?:vostra\s+|sua\s+|mailing\s+)?(?:lista|liste|mailing|newsletter|database|indirizzario)",
             r"\bnon\s+(?:voglio|desidero)\s+(?:piu\s+)?ricevere\b",
             r"\bsmettete\s+di\s+(?:inviarmi|mandarmi|scrivermi)\b",
-            r"(?:^|[.!?,]\s*)(?:basta|niente\s+piu)\s+(?:e-?mail|mail|newsletter|messaggi)\b",
+            r"(?:^|(?<=[.!?,]))\s*(?:basta|niente\s+piu)\s+(?:e-?mail|mail|newsletter|messaggi)\b",
         ],
         keywords=[r"\bdisis?cri\w*"],
         negations=[r"\bnon\b", r"\bmai\b", r"\bsenza\b"],
