@@ -3,9 +3,10 @@
 Parsing (mail-parser, guarded against hostile nesting, else the standard parser), header
 decoding (encoded words), address headers, the body's own text (plain preferred, HTML
 converted, attachments and attached messages skipped, robust to mislabelled charsets), and
-the *new* text: list footers, forwarded and quoted parts, attributions and signatures removed
-(``mail-parser-reply`` plus the rules below). :class:`DecodedMessage` computes the costly parts
-(body, new text) only when a decision asks for them.
+the *new* text: list footers cut here, then every part the person wrote kept, quotes,
+attributions, forwarded parts and signatures left out (:mod:`~inbound.classify.quotes`).
+:class:`DecodedMessage` computes the costly parts (body, new text) only when a decision asks
+for them.
 """
 
 from __future__ import annotations

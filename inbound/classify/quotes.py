@@ -16,17 +16,16 @@ The body is read line by line and every line is labelled *own* or not:
 - a **signature** (``-- `` delimiter, "Sent from my …", "Get Outlook for …") runs until the
   next quote.
 
-mail-parser-reply (the library the classifier used before) splits a body at the first header
-it knows and keeps the text above it; its attribution patterns (``MAIL_LANGUAGES``) are used
-here as one more detector, on text with no-break spaces normalized.
+Every pattern here is matched once per line, on lines of at most 300 characters, in linear
+time. mail-parser-reply, which the classifier used before, keeps only the text above the first
+header it knows (no bottom-posting, no interleaving), misses header blocks with no-break
+spaces, and its attribution patterns backtrack heavily on long lines.
 """
 
 from __future__ import annotations
 
 import re
 from enum import Enum
-
-from mailparser_reply.constants import MAIL_LANGUAGES
 
 _SPACES = re.compile(r"[\u00a0\u2007\u202f\u200b\ufeff\t]")
 
@@ -87,11 +86,6 @@ _SIGNATURE = re.compile(
     r"从我的|發自我的|送信元の|iphoneから送信)",
     re.I,
 )
-# mail-parser-reply's attribution lines ("wrote_header"), one pattern per line.
-_LIBRARY_WROTE = re.compile(
-    "|".join(f"(?:{lang['wrote_header']})" for lang in MAIL_LANGUAGES.values() if "wrote_header" in lang),
-    re.I,
-)
 _LONG_LINE = 300  # an attribution or header line is never longer
 
 
@@ -108,9 +102,9 @@ def _quoted(line: str) -> bool:
 def _attribution(lines: list[str], i: int) -> int | None:
     """The first line of an attribution ending at line ``i``, if line ``i`` ends one."""
     line = lines[i]
-    if len(line) > _LONG_LINE or _quoted(line):
+    if len(line) > _LONG_LINE or _quoted(line) or not line.rstrip().endswith((":", "：")):
         return None
-    if not (_ATTRIBUTION.match(line) or _LIBRARY_WROTE.match(line)):
+    if not _ATTRIBUTION.match(line):
         return None
     if i > 0 and lines[i - 1].strip() and not _quoted(lines[i - 1]) and not _ATTRIBUTION_OPENER.match(line):
         previous = lines[i - 1]

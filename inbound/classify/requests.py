@@ -31,6 +31,7 @@ from enum import StrEnum
 ALL_LANGUAGES = ("en", "zh", "ar", "es", "pt", "fr", "de", "it", "nl", "ja", "ru")
 
 SHORT_WORDS = 6  # a text of at most this many words that holds the keyword is a request
+LINES_READ = 200  # lines of a text read one by one for a request on its own line
 
 
 class Clarity(StrEnum):
@@ -597,7 +598,7 @@ def _line_request(text: str, languages: Sequence[str]) -> RequestMatch | None:
     "Thanks, see you Thursday"), the way it would be as the whole text."""
     if "\n" not in text:
         return None
-    for line in text.split("\n"):
+    for line in text.split("\n")[:LINES_READ]:
         if line and _is_short(_FILLER.sub(" ", line)):
             match, _ = _scan(line, "body", languages)
             if match is not None and match.clarity is Clarity.CLEAR:

@@ -4,6 +4,8 @@ HTML layouts and every language run through the whole classifier in
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from inbound.classify.quotes import own_text
@@ -77,3 +79,14 @@ def test_own_text_in_each_client_layout(body: str, expected: str) -> None:
 def test_a_paragraph_mentioning_to_and_from_is_the_persons_own() -> None:
     body = "From: me, to: you.\nPlease unsubscribe me"
     assert own_text(body) == body
+
+
+@pytest.mark.parametrize(
+    "body",
+    [("On " + "a " * 147 + ":\n") * 100, "ok\n" * 10_000, "From: x\n" * 5_000, "-- \n" + "x\n" * 10_000],
+    ids=["long_attribution_like_lines", "many_short_lines", "many_header_lines", "long_signature"],
+)
+def test_pathological_bodies_are_labelled_in_linear_time(body: str) -> None:
+    started = time.perf_counter()
+    own_text(body)
+    assert time.perf_counter() - started < 5  # ~30 ms on one core; catastrophic backtracking takes minutes
