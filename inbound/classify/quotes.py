@@ -89,6 +89,16 @@ _SIGNATURE = re.compile(
 _LONG_LINE = 300  # an attribution or header line is never longer
 
 
+# Lines only a newsletter's footer holds: where no attribution marks a quote of the newsletter
+# we sent, its footer still does, and the footer is where "Unsubscribe" stands alone.
+_NEWSLETTER_FOOTER = re.compile(
+    r"you\s+(?:are\s+)?receiv\w*\s+this\s+(?:e-?mail|message|newsletter|mailing)|view\s+(?:this\s+e-?mail\s+)?in\s+(?:your\s+)?browser|"
+    r"(?:manage|update)\s+(?:your\s+)?(?:e-?mail\s+)?(?:preferences|subscriptions?)|all\s+rights\s+reserved|^\s*©|"
+    r"unsubscribe\s*[|·•]|[|·•]\s*unsubscribe",
+    re.I,
+)
+
+
 class Kind(Enum):
     OWN = "own"
     QUOTE = "quote"  # quoted, or an attribution / header block / separator of a quote
@@ -169,6 +179,12 @@ def label_lines(text: str) -> tuple[list[str], list[Kind]]:
                 continue
             kinds[start:] = [Kind.QUOTE] * (len(lines) - start)  # an unprefixed quote runs to the end
             break
+        if _NEWSLETTER_FOOTER.search(line) and len(line) <= _LONG_LINE:
+            start = i
+            while start > 0 and lines[start - 1].strip() and kinds[start - 1] is Kind.OWN:
+                start -= 1  # the footer's paragraph
+            kinds[start:] = [Kind.QUOTE] * (len(lines) - start)
+            break
         if _SIGNATURE.match(line):
             j = i
             while j < len(lines) and kinds[j] is Kind.OWN and not (j > i and _starts_quote(lines, j)):
@@ -184,9 +200,12 @@ def _starts_quote(lines: list[str], j: int) -> bool:
     return bool(_SEPARATOR.match(lines[j]) or _header_block(lines, j) is not None or _attribution(lines, j) is not None)
 
 
+OMITTED = "[…]"  # stands between two parts of the person's text where a quote was left out
+
+
 def own_text(text: str) -> str:
     """The person's own lines of a body, every part of them (above, between and below quotes),
-    the parts separated by blank lines."""
+    the parts separated by an :data:`OMITTED` line."""
     lines, kinds = label_lines(text)
     parts: list[list[str]] = [[]]
     for line, kind in zip(lines, kinds, strict=True):
@@ -194,4 +213,4 @@ def own_text(text: str) -> str:
             parts[-1].append(line)
         elif parts[-1]:
             parts.append([])
-    return "\n\n".join("\n".join(part).strip() for part in parts if "".join(part).strip())
+    return f"\n\n{OMITTED}\n\n".join("\n".join(part).strip() for part in parts if "".join(part).strip())

@@ -28,10 +28,13 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from enum import StrEnum
 
+from inbound.classify.quotes import OMITTED
+
 ALL_LANGUAGES = ("en", "zh", "ar", "es", "pt", "fr", "de", "it", "nl", "ja", "ru")
 
 SHORT_WORDS = 6  # a text of at most this many words that holds the keyword is a request
 LINES_READ = 200  # lines of a text read one by one for a request on its own line
+LINES_ON_TOP = 3  # ... of which the first lines of each part of the person's text count
 
 
 class Clarity(StrEnum):
@@ -72,6 +75,9 @@ def fold(text: str) -> str:
     text = text.replace("’", "'").replace("‘", "'").replace("`", "'")
     text = _HSPACE_RE.sub(" ", text)
     return _NEWLINES_RE.sub("\n", text).strip()
+
+
+_OMITTED = fold(OMITTED)  # the new-text extraction's mark for a left-out quote
 
 
 def _compile(patterns: Iterable[str]) -> list[re.Pattern[str]]:
@@ -594,12 +600,20 @@ def named_addresses(*texts: str) -> set[str]:
 
 
 def _line_request(text: str, languages: Sequence[str]) -> RequestMatch | None:
-    """A clear request that is a short line of its own in a longer text ("Unsubscribe" above
-    "Thanks, see you Thursday"), the way it would be as the whole text."""
+    """A clear request that is a short line of its own near the top of a part of the person's
+    text ("Unsubscribe" above "Thanks, see you Thursday"), the way it would be as the whole
+    text. Deeper lines do not count: a line "Unsubscribe" far down is more likely a quoted
+    newsletter's footer that no attribution marked. Parts are separated by the ``[…]`` line
+    the new-text extraction leaves where a quote was."""
     if "\n" not in text:
         return None
+    depth = 0
     for line in text.split("\n")[:LINES_READ]:
-        if line and _is_short(_FILLER.sub(" ", line)):
+        if line == _OMITTED:
+            depth = 0
+            continue
+        depth += 1
+        if depth <= LINES_ON_TOP and _is_short(_FILLER.sub(" ", line)):
             match, _ = _scan(line, "body", languages)
             if match is not None and match.clarity is Clarity.CLEAR:
                 return match

@@ -300,6 +300,15 @@ LAYOUTS: dict[str, tuple[str, Callable[[Reply], tuple[str | None, str | None]]]]
             None,
         ),
     ),
+    # a client that quotes without any attribution or prefix: only the newsletter's own
+    # "view in browser" and footer lines mark the quote
+    "unmarked_newsletter_quote": (
+        "unprefixed",
+        lambda r: (
+            _join(r.top, "View this email in your browser", *r.quote, "Unsubscribe | Manage preferences\n© 2026 Shop"),
+            None,
+        ),
+    ),
     "gmail_html": ("prefixed", lambda r: (None, _gmail_html(r))),
     "thunderbird_html": (
         "prefixed",

@@ -36,9 +36,14 @@ CASES = {
         "Please remove me from your list.\n\n-- \nJane\nunsubscribe",
         "Please remove me from your list.",
     ),
+    "unmarked_quote_of_the_newsletter_cut_at_its_footer": (
+        "Thanks!\n\nSpring sale starts Monday.\nTwenty percent off.\n\n"
+        "Unsubscribe | Manage preferences\n© 2026 Shop\n\nunsubscribe me",
+        "Thanks!\n\nSpring sale starts Monday.\nTwenty percent off.",
+    ),
     "interleaved_answers": (
         "Newsletter wrote:\n> question 1\nanswer 1\n> question 2\nunsubscribe me\n> rest",
-        "answer 1\n\nunsubscribe me",
+        "answer 1\n\n[…]\n\nunsubscribe me",
     ),
     "hungarian_unprefixed_quote": (
         "STOP\n\n2026. jan. 5., H 10:00 Newsletter <news@example.com> írta:\n\nunsubscribe me",
@@ -67,7 +72,7 @@ CASES = {
         "FYI\n\n---------- Forwarded message ---------\nFrom: News <news@example.com>\nDate: Mon\n\nunsubscribe me",
         "FYI",
     ),
-    "cr_only_line_ends": ("yes\r\rOn Mon, News wrote:\r> unsubscribe me\r\rthanks", "yes\n\nthanks"),
+    "cr_only_line_ends": ("yes\r\rOn Mon, News wrote:\r> unsubscribe me\r\rthanks", "yes\n\n[…]\n\nthanks"),
 }
 
 

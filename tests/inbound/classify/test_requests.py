@@ -180,3 +180,11 @@ def test_a_request_on_its_own_line_above_the_persons_paragraph_is_clear(text: st
 )
 def test_negations_and_reports_never_opt_out(text: str) -> None:
     assert not classify(message(text, subject="Re: Spring sale")).opts_out_someone
+
+
+def test_a_bare_keyword_deep_in_a_part_is_unclear_not_clear() -> None:
+    """An unmarked quote of a newsletter whose footer reads "Unsubscribe": review at most."""
+    text = "Thanks, see you Thursday.\nSpring sale starts Monday.\nTwenty percent off.\nNew bikes.\nUnsubscribe"
+    match = find_request("", text)
+    assert match is not None and match.clarity is Clarity.UNCLEAR
+    assert not classify(message(text, subject="Re: Spring sale")).opts_out_someone
