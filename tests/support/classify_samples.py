@@ -61,12 +61,15 @@ CLIENTS = {"gmail": GMAIL, "apple": APPLE, "outlook": OUTLOOK}
 
 @dataclasses.dataclass(frozen=True)
 class Speech:
-    """One language's texts: a bare request, a request inside a paragraph, text that asks
-    nothing, a newsletter paragraph, and the words the clients write around a quote."""
+    """One language's texts: a bare request, a request inside a paragraph, a paraphrase or
+    misspelling, a negated request, text that asks nothing, a newsletter paragraph, and the
+    words the clients write around a quote."""
 
     code: str
     keyword: str
     sentence: str
+    paraphrase: str
+    negated: str
     neutral: str
     newsletter: str
     attribution: str  # Gmail's "On … wrote:" line in this language
@@ -83,6 +86,8 @@ SPEECH = {
             "en",
             "Unsubscribe",
             "Hi, please stop sending me these emails, thanks.",
+            "unsubscrible",
+            "Please don't unsubscribe me, I like these emails.",
             "Thanks, see you on Thursday at the meeting.",
             "Our spring sale starts Monday: twenty percent off every bike.",
             f"On Mon, Jan 5, 2026 at 10:00 AM {NEWS} wrote:",
@@ -94,6 +99,8 @@ SPEECH = {
             "fr",
             "Désinscription",
             "Bonjour, merci de me désabonner de cette liste, bonne journée.",
+            "Plus de mails svp",
+            "Ne me désabonnez pas, j'aime bien vos offres.",
             "Merci, à jeudi pour la réunion.",
             "Nos soldes de printemps commencent lundi : vingt pour cent sur tous les vélos.",
             f"Le lun. 5 janv. 2026 à 10:00, {NEWS} a écrit :",
@@ -105,6 +112,8 @@ SPEECH = {
             "de",
             "Abmelden",
             "Hallo, bitte nehmen Sie mich aus dem Verteiler, danke.",
+            "Bitte keine Mails mehr",
+            "Bitte melden Sie mich nicht ab, danke.",
             "Danke, bis Donnerstag beim Treffen.",
             "Unser Frühjahrsverkauf beginnt am Montag: zwanzig Prozent auf alle Fahrräder.",
             f"Am Mo., 5. Jan. 2026 um 10:00 Uhr schrieb {NEWS}:",
@@ -116,6 +125,8 @@ SPEECH = {
             "es",
             "Baja",
             "Hola, por favor denme de baja de esta lista, gracias.",
+            "No más correos, gracias",
+            "No me den de baja, por favor.",
             "Gracias, nos vemos el jueves en la reunión.",
             "Nuestras rebajas de primavera empiezan el lunes: veinte por ciento en todas las bicis.",
             "El lun, 5 ene 2026 a las 10:00, Newsletter (<news@shop.example>) escribió:",
@@ -127,6 +138,8 @@ SPEECH = {
             "pt",
             "Descadastrar",
             "Olá, por favor quero cancelar a minha inscrição, obrigado.",
+            "Não quero mais emails",
+            "Não quero descadastrar, obrigado.",
             "Obrigado, até quinta-feira na reunião.",
             "A nossa promoção de primavera começa segunda-feira: vinte por cento em todas as bicicletas.",
             f"Em seg., 5 de jan. de 2026 às 10:00, {NEWS} escreveu:",
@@ -138,6 +151,8 @@ SPEECH = {
             "it",
             "Cancellami",
             "Salve, per favore smettete di inviarmi queste email, grazie.",
+            "Basta email, grazie",
+            "Non voglio disiscrivermi, grazie.",
             "Grazie, ci vediamo giovedì alla riunione.",
             "I nostri saldi di primavera iniziano lunedì: venti per cento su tutte le bici.",
             f"Il giorno lun 5 gen 2026 alle ore 10:00 {NEWS} ha scritto:",
@@ -149,6 +164,8 @@ SPEECH = {
             "nl",
             "Afmelden",
             "Hallo, schrijf mij alstublieft uit van deze lijst, bedankt.",
+            "Geen mails meer aub",
+            "Schrijf mij alstublieft niet uit.",
             "Bedankt, tot donderdag bij de vergadering.",
             "Onze voorjaarsuitverkoop begint maandag: twintig procent op alle fietsen.",
             f"Op ma 5 jan 2026 om 10:00 schreef {NEWS}:",
@@ -160,6 +177,8 @@ SPEECH = {
             "ru",
             "Отписаться",
             "Здравствуйте, пожалуйста, отпишите меня от рассылки, спасибо.",
+            "Не присылайте мне больше писем",
+            "Не отписывайте меня, пожалуйста.",
             "Спасибо, увидимся в четверг на встрече.",
             "Наша весенняя распродажа начинается в понедельник: скидка двадцать процентов на все велосипеды.",
             f"пн, 5 янв. 2026 г. в 10:00, {NEWS}:",
@@ -171,6 +190,8 @@ SPEECH = {
             "ja",
             "配信停止",
             "お世話になっております。今後メールは送らないでください。よろしくお願いします。",
+            "メール不要です",
+            "配信停止しないでください。",
             "ありがとうございます。木曜日の会議でお会いしましょう。",
             "春のセールは月曜日から始まります。全ての自転車が二割引きです。",
             f"2026年1月5日(月) 10:00 {NEWS}:",
@@ -182,6 +203,8 @@ SPEECH = {
             "zh",
             "退订",
             "你好，请不要再给我发邮件了，谢谢。",
+            "别再发了",
+            "不要退订我",
             "谢谢，周四开会见。",
             "春季促销周一开始：所有自行车八折。",
             f"{NEWS} 于2026年1月5日周一 10:00写道：",
@@ -193,6 +216,8 @@ SPEECH = {
             "ar",
             "إلغاء الاشتراك",
             "مرحبا، أرجو إلغاء اشتراكي من هذه القائمة، شكرا.",
+            "أوقفوا إرسال الرسائل",
+            "لا أريد إلغاء اشتراكي",
             "شكرا، أراك يوم الخميس في الاجتماع.",
             "تبدأ تخفيضات الربيع يوم الاثنين: خصم عشرين بالمئة على كل الدراجات.",
             f"في الاثنين، 5 يناير 2026 في 10:00 ص، كتب {NEWS}:",
@@ -204,7 +229,10 @@ SPEECH = {
 }
 
 OWN_POSITIONS = ("above", "between", "below")  # the request is the person's: must opt out
-QUOTED_POSITIONS = ("quote", "signature")  # the request is not the person's: must not
+# The request is not the person's (in the quote, the signature), or the person negates it
+# above the quote ("negated"): must not opt out.
+OTHER_POSITIONS = ("quote", "signature", "negated")
+FORMS = ("keyword", "sentence", "paraphrase")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -372,19 +400,19 @@ LAYOUTS: dict[str, tuple[str, Callable[[Reply], tuple[str | None, str | None]]]]
 def positions(layout: str) -> tuple[str, ...]:
     """Where a request can sit in a layout: text between and below quotes exists only where
     the quote is marked (``>`` lines, ``<blockquote>``)."""
-    kind = LAYOUTS[layout][0]
-    return (
-        ("above", "between", "below", "quote", "signature") if kind == "prefixed" else ("above", "quote", "signature")
-    )
+    own = OWN_POSITIONS if LAYOUTS[layout][0] == "prefixed" else ("above",)
+    return own + OTHER_POSITIONS
 
 
 def layout_reply(layout: str, language: str, position: str, form: str) -> bytes:
-    """One generated reply from jane@example.org: the request (``form`` "keyword" or
-    "sentence" of the language) at ``position`` of ``layout``."""
+    """One generated reply from jane@example.org: the request (``form``, one of
+    :data:`FORMS`, in the language) at ``position`` of ``layout``."""
     s = SPEECH[language]
-    request = s.keyword if form == "keyword" else s.sentence
+    request = getattr(s, form)
     quote = _join(s.newsletter, request if position == "quote" else s.keyword)
     top = _join(request, s.neutral) if position == "above" else s.neutral
+    if position == "negated":
+        top = _join(s.negated, s.neutral)
     if position == "signature":
         top = _join(s.neutral, f"-- \nJane Doe\n{request}")
     middle = _join(request, s.neutral) if position == "between" else ""
@@ -408,5 +436,5 @@ GENERATED = [
     for layout in LAYOUTS
     for language in SPEECH
     for position in positions(layout)
-    for form in ("keyword", "sentence")
+    for form in (FORMS if position != "negated" else FORMS[:1])
 ]

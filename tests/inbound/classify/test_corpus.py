@@ -1,6 +1,6 @@
 """The classifier over every message of ``tests/data/corpus`` against ``labels.csv``, and over
 the generated family of replies (every client layout and supported language, a request above,
-between or below the person's text, or only in the quote or the signature:
+between or below the person's text, or only in the quote or the signature, or negated:
 :data:`tests.support.classify_samples.GENERATED`).
 
 What must hold: nobody is opted out who did not ask (zero wrongful opt-outs), every request is
@@ -108,7 +108,8 @@ def test_generated_replies_in_every_layout_and_language(capsys: pytest.CaptureFi
         layout, language, position, form = case
         verdict = classify(layout_reply(layout, language, position, form))
         must = position in OWN_POSITIONS
-        table[("request " + position if must else "request in " + position, verdict.category.value)] += 1
+        row = {"negated": "negated request"}.get(position, f"request {'' if must else 'in '}{position}")
+        table[(row, verdict.category.value)] += 1
         if verdict.opts_out_someone and not must:
             wrongful.append((case, verdict.detail))
         elif must and not verdict.opts_out_someone:
