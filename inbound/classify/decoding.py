@@ -31,6 +31,7 @@ import mailparser
 from adapters.addresses import normalize_address
 from adapters.errors import OptOutHubError
 from inbound.classify.quotes import own_text
+from inbound.classify.requests import clean_subject
 
 log = logging.getLogger(__name__)
 
@@ -265,15 +266,16 @@ _FOOTER_CUTS = [
 ]
 
 
-def new_text(text: str) -> str:
+def new_text(text: str, title: str = "") -> str:
     """What the sender wrote in this message: list footers, forwarded and quoted parts,
-    attribution lines and signatures removed."""
+    attribution lines and signatures removed (``title``: the subject replied to, see
+    :func:`~inbound.classify.quotes.label_lines`)."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     for pattern in _FOOTER_CUTS:
         m = pattern.search(text)
         if m:
             text = text[: m.start()]
-    return own_text(text)
+    return own_text(text, title)
 
 
 _STRUCTURAL_DEFECTS = frozenset(
@@ -342,7 +344,8 @@ class DecodedMessage:
 
     @functools.cached_property
     def new(self) -> str:
-        return new_text(self.body)
+        replied_to, prefixed = clean_subject(self.subject)
+        return new_text(self.body, replied_to if prefixed else "")
 
     def header(self, name: str) -> str:
         return decode_header(self.msg.get(name)).strip()

@@ -145,8 +145,15 @@ def _next_text(lines: list[str], j: int) -> int:
     return j
 
 
-def label_lines(text: str) -> tuple[list[str], list[Kind]]:
-    """The body's lines and what each is."""
+def _title(line: str) -> str:
+    return " ".join(line.strip(" *#_=-").split()).casefold()
+
+
+def label_lines(text: str, title: str = "") -> tuple[list[str], list[Kind]]:
+    """The body's lines and what each is. ``title``: the subject of the message replied to;
+    a line repeating it below the person's first line starts an unmarked quote of it (a
+    newsletter's heading is its subject)."""
+    title = _title(title) if len(title.strip()) >= 8 else ""
     lines = _SPACES.sub(" ", text.replace("\r\n", "\n").replace("\r", "\n")).split("\n")
     kinds = [Kind.QUOTE if _quoted(line) else Kind.OWN for line in lines]
     i = 0
@@ -179,6 +186,9 @@ def label_lines(text: str) -> tuple[list[str], list[Kind]]:
                 continue
             kinds[start:] = [Kind.QUOTE] * (len(lines) - start)  # an unprefixed quote runs to the end
             break
+        if title and i > 0 and _title(line) == title:
+            kinds[i:] = [Kind.QUOTE] * (len(lines) - i)
+            break
         if _NEWSLETTER_FOOTER.search(line) and len(line) <= _LONG_LINE:
             start = i
             while start > 0 and lines[start - 1].strip() and kinds[start - 1] is Kind.OWN:
@@ -203,10 +213,10 @@ def _starts_quote(lines: list[str], j: int) -> bool:
 OMITTED = "[…]"  # stands between two parts of the person's text where a quote was left out
 
 
-def own_text(text: str) -> str:
+def own_text(text: str, title: str = "") -> str:
     """The person's own lines of a body, every part of them (above, between and below quotes),
-    the parts separated by an :data:`OMITTED` line."""
-    lines, kinds = label_lines(text)
+    the parts separated by an :data:`OMITTED` line (``title``: see :func:`label_lines`)."""
+    lines, kinds = label_lines(text, title)
     parts: list[list[str]] = [[]]
     for line, kind in zip(lines, kinds, strict=True):
         if kind is Kind.OWN:

@@ -337,6 +337,8 @@ LAYOUTS: dict[str, tuple[str, Callable[[Reply], tuple[str | None, str | None]]]]
             None,
         ),
     ),
+    # ... or only the newsletter's heading, which repeats the subject replied to
+    "unmarked_quote_under_its_heading": ("unprefixed", lambda r: (_join(r.top, "*SPRING SALE*", *r.quote), None)),
     "gmail_html": ("prefixed", lambda r: (None, _gmail_html(r))),
     "thunderbird_html": (
         "prefixed",

@@ -95,3 +95,9 @@ def test_pathological_bodies_are_labelled_in_linear_time(body: str) -> None:
     started = time.perf_counter()
     own_text(body)
     assert time.perf_counter() - started < 5  # ~30 ms on one core; catastrophic backtracking takes minutes
+
+
+def test_an_unmarked_quote_starts_at_the_heading_that_repeats_the_subject_replied_to() -> None:
+    body = "Nice offer, thanks.\n\n*Spring Sale 2026*\nTwenty percent off.\n\nUnsubscribe me"
+    assert own_text(body, title="Spring sale  2026") == "Nice offer, thanks."
+    assert own_text(body) == body  # without the title nothing marks it
