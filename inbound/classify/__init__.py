@@ -6,7 +6,8 @@ so tests run it on files with local keys, and the classification thread
 listener" says what each outcome records.
 
 The package, one job per module: :mod:`~inbound.classify.decoding` (parsing, decoded
-headers, the body's new text), :mod:`~inbound.classify.reports` (bounces and complaints),
+headers, the body's new text), :mod:`~inbound.classify.quotes` (which lines the person
+wrote), :mod:`~inbound.classify.reports` (bounces and complaints),
 :mod:`~inbound.classify.tokens` (our ``unsub-<token>@`` addresses),
 :mod:`~inbound.classify.autoreply` (auto-reply and robot signals),
 :mod:`~inbound.classify.requests` (the multilingual request finder),
@@ -25,7 +26,8 @@ result types). This module holds the order of decisions (first match wins):
 5. **robots and lists**: a message *from* a list or robot address is never a request. A
    person's message relayed by a list that rewrote ``From`` to "Name via List" is judged on
    what the person wrote, and the person in ``Reply-To`` is the requester.
-6. **request**: the new text only and a non-reply subject are searched
+6. **request**: the person's own text (every part of it, above, between and below quotes:
+   :mod:`~inbound.classify.quotes`) and a non-reply subject are searched
    (:func:`~inbound.classify.requests.find_request`). A clear request unsubscribes the
    requester, with verification ``dkim`` when a DKIM signature aligned with the requester's
    domain verifies, else ``none`` (then only if ``honour_unverified_replies``; otherwise

@@ -1,11 +1,13 @@
 """Reports: bounces and complaints, which a mail system writes about a message we sent.
 
-- **bounce**: an RFC 3464 delivery status notification, a mailer-daemon's non-standard bounce
-  (addresses found by ``flufl.bounce``), or an Amazon SES bounce notification. Only permanent
+- **bounce**: an RFC 3464 delivery status notification (delay warnings too), a mailer-daemon's
+  non-standard bounce (addresses found by ``flufl.bounce``), a list manager's or an SMS
+  gateway's refusal from a robot address, or an Amazon SES bounce notification. Only permanent
   failures name an address; whether a hard bounce suppresses is the store's policy
   (``[inbound] suppress_hard_bounces``).
 - **complaint**: an RFC 5965 ARF ``feedback-report`` (``abuse``, ``fraud``, ``opt-out``), a
-  Hotmail JMRP report or an SES complaint. The person is ``Removal-Recipient`` /
+  Hotmail JMRP report (also its inline form: the newsletter itself sent back with
+  ``X-HmXmrOriginalRecipient``) or an SES complaint. The person is ``Removal-Recipient`` /
   ``Original-Rcpt-To``, else the recipient named by our own unsubscribe token in the reported
   message, else the reported message's single ``To`` address. Authentication-failure reports
   and reports with no identifiable recipient opt nobody out.
