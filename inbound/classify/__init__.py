@@ -63,12 +63,10 @@ __all__ = [
     "classify_message",
 ]
 
-# The parsing libraries log at INFO/WARNING for every message they look at (flufl.bounce names
-# each detector it runs, mail-parser every MIME type it skips); keep that out of the service log
-# unless a deployment asks for those loggers explicitly.
-for _name, _level in (("flufl.bounce", logging.WARNING), ("mailparser", logging.ERROR)):
-    if logging.getLogger(_name).level == logging.NOTSET:
-        logging.getLogger(_name).setLevel(_level)
+# flufl.bounce logs at INFO for every detector it runs on every message; keep that out of the
+# service log unless a deployment asks for that logger explicitly.
+if logging.getLogger("flufl.bounce").level == logging.NOTSET:
+    logging.getLogger("flufl.bounce").setLevel(logging.WARNING)
 
 
 def classify_message(
