@@ -6,7 +6,8 @@ so tests run it on files with local keys, and the classification thread
 listener" says what each outcome records.
 
 The package, one job per module: :mod:`~inbound.classify.decoding` (parsing, decoded
-headers, the body's new text), :mod:`~inbound.classify.reports` (bounces and complaints),
+headers, the body's new text), :mod:`~inbound.classify.quotes` (which lines the person
+wrote), :mod:`~inbound.classify.reports` (bounces and complaints),
 :mod:`~inbound.classify.tokens` (our ``unsub-<token>@`` addresses),
 :mod:`~inbound.classify.autoreply` (auto-reply and robot signals),
 :mod:`~inbound.classify.requests` (the multilingual request finder),
@@ -25,7 +26,8 @@ result types). This module holds the order of decisions (first match wins):
 5. **robots and lists**: a message *from* a list or robot address is never a request. A
    person's message relayed by a list that rewrote ``From`` to "Name via List" is judged on
    what the person wrote, and the person in ``Reply-To`` is the requester.
-6. **request**: the new text only and a non-reply subject are searched
+6. **request**: the person's own text (every part of it, above, between and below quotes:
+   :mod:`~inbound.classify.quotes`) and a non-reply subject are searched
    (:func:`~inbound.classify.requests.find_request`). A clear request unsubscribes the
    requester, with verification ``dkim`` when a DKIM signature aligned with the requester's
    domain verifies, else ``none`` (then only if ``honour_unverified_replies``; otherwise
@@ -38,6 +40,7 @@ result types). This module holds the order of decisions (first match wins):
 from __future__ import annotations
 
 import logging
+import re
 
 from adapters.config import Config
 from adapters.events import GLOBAL_SCOPE, Verification, topic_scope
@@ -60,12 +63,10 @@ __all__ = [
     "classify_message",
 ]
 
-# The parsing libraries log at INFO/WARNING for every message they look at (flufl.bounce names
-# each detector it runs, mail-parser every MIME type it skips); keep that out of the service log
-# unless a deployment asks for those loggers explicitly.
-for _name, _level in (("flufl.bounce", logging.WARNING), ("mailparser", logging.ERROR)):
-    if logging.getLogger(_name).level == logging.NOTSET:
-        logging.getLogger(_name).setLevel(_level)
+# flufl.bounce logs at INFO for every detector it runs on every message; keep that out of the
+# service log unless a deployment asks for that logger explicitly.
+if logging.getLogger("flufl.bounce").level == logging.NOTSET:
+    logging.getLogger("flufl.bounce").setLevel(logging.WARNING)
 
 
 def classify_message(
@@ -83,7 +84,7 @@ def classify_message(
     is not checked and replies are unverified). Never raises for bad input.
     """
     try:
-        msg = parse_message(raw)
+        msg = parse_message(_crlf(raw))
     except Exception as exc:
         return Classification(Category.OTHER, reason="unparseable message", detail=type(exc).__name__)
     m = DecodedMessage(raw, msg, envelope)
@@ -91,6 +92,15 @@ def classify_message(
     dkim = DKIMCheck(raw, dkim_dns)
     found = bounce(m) or complaint(m, tokens, dkim) or _token(m, tokens)
     return found if found is not None else _request(m, config, dkim)
+
+
+_LONE_CR = re.compile(rb"\r(?!\n)")
+
+
+def _crlf(raw: bytes) -> bytes:
+    """CR-only line ends (old Mac clients, some gateways) as CRLF, so the parser sees the
+    header lines; LF-only ones the parser reads as they are. DKIM checks the bytes received."""
+    return _LONE_CR.sub(b"\r\n", raw) if b"\r" in raw else raw
 
 
 def _token(m: DecodedMessage, tokens: Tokens) -> Classification | None:

@@ -1,11 +1,12 @@
 """Message decoding and new-text extraction: what a received message says, as text.
 
-Parsing (mail-parser, guarded against hostile nesting, else the standard parser), header
+Parsing (the standard parser), header
 decoding (encoded words), address headers, the body's own text (plain preferred, HTML
 converted, attachments and attached messages skipped, robust to mislabelled charsets), and
-the *new* text: list footers, forwarded and quoted parts, attributions and signatures removed
-(``mail-parser-reply`` plus the rules below). :class:`DecodedMessage` computes the costly parts
-(body, new text) only when a decision asks for them.
+the *new* text: list footers cut here, then every part the person wrote kept, quotes,
+attributions, forwarded parts and signatures left out (:mod:`~inbound.classify.quotes`).
+:class:`DecodedMessage` computes the costly parts (body, new text) only when a decision asks
+for them.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import contextlib
 import dataclasses
 import email
 import functools
-import logging
 import re
 from collections.abc import Iterable, Sequence
 from email.header import decode_header as _decode_words
@@ -25,14 +25,10 @@ from email.utils import collapse_rfc2231_value, getaddresses
 from html.parser import HTMLParser
 from typing import Any, Protocol
 
-import mailparser
-from mailparser_reply import EmailReplyParser
-from mailparser_reply.constants import MAIL_LANGUAGES
-
 from adapters.addresses import normalize_address
 from adapters.errors import OptOutHubError
-
-log = logging.getLogger(__name__)
+from inbound.classify.quotes import own_text
+from inbound.classify.requests import clean_subject
 
 MAX_TEXT = 30_000  # characters of body text examined (a request is at the top)
 
@@ -54,11 +50,10 @@ class Envelope:
 
 
 def parse_message(raw: bytes) -> Message:
-    """Parse with mail-parser (guarded against hostile nesting), else the standard parser."""
-    try:
-        return mailparser.MailParser.from_bytes(raw).message
-    except Exception:
-        return email.message_from_bytes(raw)
+    """The standard parser's message. mail-parser, used before, returned the same object after
+    decoding every part and ``Received`` header it was not asked for (half the classifier's
+    time); hostile nesting raises ``RecursionError`` here, which the caller reports."""
+    return email.message_from_bytes(raw)
 
 
 def decode_text(data: bytes, charset: str | None) -> str:
@@ -125,7 +120,25 @@ class _HTMLText(HTMLParser):
 
     SKIP = frozenset({"style", "script", "head", "title", "blockquote"})
     BREAK = frozenset({"br", "p", "div", "tr", "li", "h1", "h2", "h3", "h4", "table", "hr"})
-    QUOTE_CLASSES = ("gmail_quote", "yahoo_quoted", "moz-cite-prefix", "gmail_attr", "ms-outlook-quote")
+    # Containers that hold a whole quote (attribution and quoted text), or a signature; each
+    # leaves a ">" line in the text, so an attribution above it reads as one. Gmail's
+    # ``gmail_quote`` div is read: the person's interleaved answers sit in it between the
+    # ``blockquote`` parts. Outlook's
+    # ``divRplyFwdMsg`` holds only the header block, its quote follows unmarked: it is read, so
+    # that :mod:`~inbound.classify.quotes` sees the header block and cuts from there.
+    QUOTE_CLASSES = (
+        "gmail_signature",
+        "yahoo_quoted",
+        "moz-cite-prefix",
+        "gmail_attr",
+        "ms-outlook-quote",
+        "OLK_SRC_BODY_SECTION",  # Outlook for Mac
+        "mail-editor-reference-message-container",  # Outlook for Mac, new layout
+        "x_OLK_SRC_BODY_SECTION",
+        "AppleOriginalContents",
+        "protonmail_quote",
+        "zmail_extra",  # Zoho
+    )
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -140,9 +153,11 @@ class _HTMLText(HTMLParser):
             return
         attr = dict(attrs)
         classes = (attr.get("class") or "") + " " + (attr.get("id") or "")
-        skip = tag in self.SKIP or any(c in classes for c in self.QUOTE_CLASSES) or "divRplyFwdMsg" in classes
+        skip = tag in self.SKIP or any(c in classes for c in self.QUOTE_CLASSES)
         self.stack.append((tag, skip))
         if skip:
+            if not self.skipping and tag not in ("style", "script", "head", "title"):
+                self.parts.append("\n>\n")
             self.skipping += 1
         if tag in self.BREAK:
             self.parts.append("\n")
@@ -242,45 +257,19 @@ _FOOTER_CUTS = [
     re.compile(
         r"^you\s+received\s+this\s+message\s+because\s+you\s+are\s+subscribed\s+to\s+the\s+google\s+groups", re.I | re.M
     ),
-    re.compile(r"^-- ?$", re.M),  # RFC 3676 signature delimiter
-    re.compile(
-        r"^\s*-{2,}\s*(?:forwarded\s+message|forwarding\s+messages?|original\s+message|mensaje\s+original|mensaje\s+reenviado|"
-        r"message\s+d'origine|message\s+transf[ée]r[ée]|urspr[üu]ngliche\s+nachricht|weitergeleitete\s+nachricht|messaggio\s+originale|"
-        r"messaggio\s+inoltrato|oorspronkelijk\s+bericht|doorgestuurd\s+bericht|mensagem\s+original|mensagem\s+encaminhada|"
-        r"исходное\s+сообщение|пересылаемое\s+сообщение|переслан\w*\s+сообщение|原始邮件|转发的邮件|原始郵件|轉寄的郵件|"
-        r"元のメッセージ|転送されたメッセージ|الرسالة\s+الأصلية)\s*-{0,}\s*$",
-        re.I | re.M,
-    ),
-    re.compile(
-        r"^\s*(?:begin\s+forwarded\s+message|d[ée]but\s+du\s+message\s+r[ée]exp[ée]di[ée]|inicio\s+del\s+mensaje\s+reenviado|anfang\s+der\s+weitergeleiteten\s+nachricht)\s*:",
-        re.I | re.M,
-    ),
 ]
-_ATTRIBUTION = re.compile(
-    r"^.{0,200}?(?:\bwrote|\bescreveu|\bescribi[oó]|a\s+[ée]crit|\bschrieb|ha\s+scritto|\bschreef|написал\w*|пишет|كتب|写道|寫道|skrev|napisa[lł]\(?a?\)?|kirjoitti)\s*:\s*$|"
-    r"^.{0,120}<[^>\n]+@[^>\n]+>\s*:\s*$",
-    re.I | re.M,
-)
-_REPLY_LANGUAGES = tuple(MAIL_LANGUAGES)
 
 
-def new_text(text: str) -> str:
+def new_text(text: str, title: str = "") -> str:
     """What the sender wrote in this message: list footers, forwarded and quoted parts,
-    attribution lines and signatures removed."""
+    attribution lines and signatures removed (``title``: the subject replied to, see
+    :func:`~inbound.classify.quotes.label_lines`)."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     for pattern in _FOOTER_CUTS:
         m = pattern.search(text)
         if m:
             text = text[: m.start()]
-    try:
-        replies = EmailReplyParser(languages=list(_REPLY_LANGUAGES)).read(text).replies
-        if replies:
-            text = replies[0].body
-    except Exception:  # the reply parser is a heuristic; never let it lose the message
-        log.debug("mail-parser-reply failed", exc_info=True)
-    lines = [line for line in text.split("\n") if not line.lstrip().startswith(">")]
-    text = _ATTRIBUTION.sub("", "\n".join(lines))
-    return text.strip()
+    return own_text(text, title)
 
 
 _STRUCTURAL_DEFECTS = frozenset(
@@ -349,7 +338,8 @@ class DecodedMessage:
 
     @functools.cached_property
     def new(self) -> str:
-        return new_text(self.body)
+        replied_to, prefixed = clean_subject(self.subject)
+        return new_text(self.body, replied_to if prefixed else "")
 
     def header(self, name: str) -> str:
         return decode_header(self.msg.get(name)).strip()

@@ -1,11 +1,13 @@
 """Reports: bounces and complaints, which a mail system writes about a message we sent.
 
-- **bounce**: an RFC 3464 delivery status notification, a mailer-daemon's non-standard bounce
-  (addresses found by ``flufl.bounce``), or an Amazon SES bounce notification. Only permanent
+- **bounce**: an RFC 3464 delivery status notification (delay warnings too), a mailer-daemon's
+  non-standard bounce (addresses found by ``flufl.bounce``), a list manager's or an SMS
+  gateway's refusal from a robot address, or an Amazon SES bounce notification. Only permanent
   failures name an address; whether a hard bounce suppresses is the store's policy
   (``[inbound] suppress_hard_bounces``).
 - **complaint**: an RFC 5965 ARF ``feedback-report`` (``abuse``, ``fraud``, ``opt-out``), a
-  Hotmail JMRP report or an SES complaint. The person is ``Removal-Recipient`` /
+  Hotmail JMRP report (also its inline form: the newsletter itself sent back with
+  ``X-HmXmrOriginalRecipient``) or an SES complaint. The person is ``Removal-Recipient`` /
   ``Original-Rcpt-To``, else the recipient named by our own unsubscribe token in the reported
   message, else the reported message's single ``To`` address. Authentication-failure reports
   and reports with no identifiable recipient opt nobody out.
@@ -22,6 +24,7 @@ from typing import Any
 from flufl.bounce import all_failures
 
 from adapters.events import Verification
+from inbound.classify.autoreply import is_robot
 from inbound.classify.decoding import DecodedMessage, decode_header, part_text, valid_addresses
 from inbound.classify.dkim import DKIMCheck
 from inbound.classify.tokens import Tokens, TokenTarget
@@ -33,7 +36,9 @@ _BOUNCE_SUBJECT = re.compile(
     r"undeliver|delivery\s+(?:status|failure|failed|notification|report|problem|has\s+failed)|returned\s+mail|"
     r"mail\s+delivery|failure\s+notice|non-?delivery|could\s+not\s+be\s+delivered|undelivered|bounce\s+notification|"
     r"permanent\s+error|mail\s+(?:system\s+)?error|rejected|returned\s+to\s+sender|nicht\s+zustellbar|"
-    r"unzustellbar|non\s+recapitabile|no\s+entregado|non\s+remis|не\s+доставлен|недоставлен",
+    r"unzustellbar|non\s+recapitabile|no\s+entregado|non\s+remis|не\s+доставлен|недоставлен|"
+    r"delivery\s+(?:status\s+notification\s+)?\(?delay|delayed\s+mail|(?:mail|message|delivery)\s+(?:is\s+)?delayed|"
+    r"warning:\s+(?:message|could\s+not\s+send)|still\s+being\s+retried|not\s+(?:yet\s+)?(?:been\s+)?delivered",
     re.I,
 )
 _BOUNCE_BODY = re.compile(
@@ -41,7 +46,16 @@ _BOUNCE_BODY = re.compile(
     r"no\s+such\s+(?:user|mailbox|recipient|address)|mailbox\s+(?:unavailable|full|not\s+found|does\s+not\s+exist)|"
     r"could\s+not\s+be\s+delivered|delivery\s+(?:to\s+the\s+following\s+\w+\s+)?failed|"
     r"\b5\.\d\.\d{1,3}\b|\b550\b|permanent(?:ly)?\s+(?:error|fail)|undeliverable|message\s+(?:was\s+)?rejected|"
-    r"returned\s+to\s+sender",
+    r"returned\s+to\s+sender|"
+    # delay warnings
+    r"(?:delivery|message)\s+(?:has\s+been|is|was)\s+delayed|has(?:\s+not|n'?t)\s+(?:yet\s+)?been\s+delivered|"
+    r"will\s+(?:continue\s+to\s+)?(?:be\s+)?retr(?:y|ied)|still\s+(?:trying|being\s+retried)|\b4\.\d\.\d{1,3}\b|"
+    # list managers refusing a post
+    r"not\s+allowed\s+to\s+post|automatically\s+rejected|(?:has|have)\s+been\s+rejected|\bwas\s+rejected\s+by|non-?member\s+(?:submission|post)|"
+    r"posting\s+by\s+non-?members|not\s+a\s+(?:subscriber|member)\s+of|"
+    # SMS gateways
+    r"(?:invalid|unknown|not\s+a\s+valid)\s+(?:mobile|phone|wireless|cell)\s*(?:phone\s+)?number|"
+    r"could\s+not\s+be\s+delivered\s+to\s+the\s+(?:mobile|phone|handset|subscriber)|sms\s+(?:delivery\s+)?fail",
     re.I,
 )
 
@@ -85,7 +99,8 @@ def bounce(m: DecodedMessage) -> Classification | None:
     report = m.report_type() == "delivery-status" or bool(m.parts("message/delivery-status"))
     daemon = _daemon_sender(m)
     subject = _BOUNCE_SUBJECT.search(m.subject) is not None
-    if not (report or daemon or subject):
+    robot = is_robot(m.from_local)  # list managers, SMS gateways' no-reply senders
+    if not (report or daemon or subject or robot):
         return None  # failures alone never make a bounce: skip the (costly) detectors
     try:
         temporary, permanent = all_failures(m.msg)
@@ -94,10 +109,12 @@ def bounce(m: DecodedMessage) -> Classification | None:
     hard = valid_addresses(sorted(permanent))
     soft = [a for a in valid_addresses(sorted(temporary)) if a not in hard]
     failures = bool(hard or soft)
+    says_bounce = _BOUNCE_BODY.search(m.body[:5000]) is not None
     if not (
-        (report and (failures or daemon))
+        (report and (failures or daemon or subject or says_bounce))  # a DSN, a delay warning too
         or (failures and (daemon or subject))
-        or (daemon and (subject or _BOUNCE_BODY.search(m.body[:5000]) is not None))
+        or (daemon and (subject or says_bounce))
+        or (robot and says_bounce)
     ):
         return None
     why = "delivery status notification" if report else "bounce from a mail server"
@@ -145,6 +162,21 @@ def _reported_headers(m: DecodedMessage) -> Message | None:
     return None
 
 
+_INLINE_JMRP = re.compile(r"^(?:[\w-]+:.*\n(?:[ \t].*\n)*)*?X-HmXmrOriginalRecipient:", re.I)
+
+
+def _inline_jmrp(m: DecodedMessage) -> Message | None:
+    """The reported message of Hotmail's inline complaint form: the newsletter itself, sent
+    back with ``X-HmXmrOriginalRecipient`` added to its own headers, or to header lines at
+    the top of its body; no report wrapper."""
+    if m.msg.get("X-HmXmrOriginalRecipient") is not None:
+        return m.msg
+    head = m.body[:8000].replace("\r\n", "\n")
+    if _INLINE_JMRP.match(head):
+        return HeaderParser().parsestr(head.split("\n\n", 1)[0])
+    return None
+
+
 def _token_target(reported: Message | None, tokens: Tokens) -> TokenTarget | None:
     """The recipient our token names in the reported message's ``List-Unsubscribe``."""
     if reported is None:
@@ -174,6 +206,8 @@ def complaint(m: DecodedMessage, tokens: Tokens, dkim: DKIMCheck) -> Classificat
     fields = _feedback_fields(m)
     arf = m.report_type() == "feedback-report" or fields is not None
     reported = _reported_headers(m)
+    if not arf and reported is None:
+        reported = _inline_jmrp(m)
     jmrp = (
         not arf
         and reported is not None

@@ -28,9 +28,13 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from enum import StrEnum
 
+from inbound.classify.quotes import OMITTED
+
 ALL_LANGUAGES = ("en", "zh", "ar", "es", "pt", "fr", "de", "it", "nl", "ja", "ru")
 
 SHORT_WORDS = 6  # a text of at most this many words that holds the keyword is a request
+LINES_READ = 200  # lines of a text read one by one for a request on its own line
+LINES_ON_TOP = 3  # ... of which the first lines of each part of the person's text count
 
 
 class Clarity(StrEnum):
@@ -71,6 +75,9 @@ def fold(text: str) -> str:
     text = text.replace("’", "'").replace("‘", "'").replace("`", "'")
     text = _HSPACE_RE.sub(" ", text)
     return _NEWLINES_RE.sub("\n", text).strip()
+
+
+_OMITTED = fold(OMITTED)  # the new-text extraction's mark for a left-out quote
 
 
 def _compile(patterns: Iterable[str]) -> list[re.Pattern[str]]:
@@ -153,14 +160,24 @@ _MAIL_OBJECT = re.compile(
 )
 _NAMES_AN_OBJECT = re.compile(r"^\s*(?:of|from|off)\s+\S")
 
+# "unsubscribe" as people type it ("unsubscrible", "unsubcribe", "unsuscribe", "usubscribe"),
+# never the past tense ("unsubscribed" reports, it does not ask).
+_UNSUB = r"(?!\w*ed\b)(?:un-?sub\w*|unsus?c?ri\w*|unscri\w*|usubscri\w*|unsbscri\w*|unsusbcri\w*)"
+# What "stop sending me …" may name: mail of any kind.
+_SENT_STUFF = (
+    r"(?:\s+(?:(?:any|more|further|these|those|this|your|the|such|all|of|so\s+many)\s+){0,3}"
+    r"(?:e-?mails?|mails?|messages|newsletters?|spam|stuff|junk|offers|promotions?|ads|updates|things|crap)"
+    r"|\s+(?:this|these|that|it|anything|everything))?(?:\s+like\s+this)?"
+)
+
 LANGUAGES: dict[str, Language] = {
     "en": Language(
         "en",
         clear=[
-            r"\b(?:unsubscribe|unsub)\s+(?:me|us|my\s+(?:e-?mail\s*)?(?:address|e-?mail|account))\b",
+            r"\b" + _UNSUB + r"\s+(?:me|us|my\s+(?:e-?mail\s*)?(?:address|e-?mail|account))\b",
             r"\b(?:remove|delete|take|drop)\s+(?:me|us|my\s+(?:e-?mail\s*)?(?:address|e-?mail))\s*(?:$|[.!,;)]|please|pls|thanks|thank|now|asap|immediately|off\b)",
             r"\bopt\s+(?:me|us)\s+out\b",
-            r"\bplease\s+(?:help\s+(?:me\s+)?)?(?:to\s+)?unsubscribe\b",
+            r"\bplease\s+(?:help\s+(?:me\s+)?)?(?:to\s+)?" + _UNSUB,
             r"\b(?:request|requesting|asking)\s+(?:for\s+|to\s+)?(?:an?\s+|the\s+)?un-?subscri\w*",
             r"\b(?:i|we)\s*(?:'d|would|'m|am)?\s*(?:really\s+|just\s+|hereby\s+)?(?:like|want|wish|need|request|demand|ask|asking|requesting)\s+(?:you\s+)?to\s+(?:request\s+to\s+)?(?:unsubscribe|be\s+(?:unsubscribed|removed|taken\s+off|deleted)|opt\s*-?\s*out)\b",
             r"\b(?:i|we)\s*(?:'d|would)?\s*(?:like|want|wish)\s+(?:my\s+(?:e-?mail\s*)?(?:address|e-?mail|name)\s+)?(?:to\s+be\s+)?(?:removed|deleted|unsubscribed)\b",
@@ -173,11 +190,16 @@ LANGUAGES: dict[str, Language] = {
             r"\bno\s+longer\s+(?:wish|want|like|need)\s+to\s+(?:receive|be\s+(?:receiving|on|sent))\b",
             r"\b(?:no\s+longer|don'?t|do\s+not|never)\s+(?:wish|want|like|need)\s+to\s+(?:receive|be\s+receiving|get|be\s+getting)\s+(?:any\s+(?:more|further)\s+|more\s+|further\s+)?(?:of\s+)?(?:your\s+|these\s+|this\s+|those\s+|the\s+|any\s+)?(?:e-?mails?|mails?|messages|newsletters?|information|info|updates|notifications|offers|spam|communications?)\b",
             r"\b(?:no\s+longer|don'?t|do\s+not)\s+(?:wish|want)\s+(?:any\s+(?:more\s+)?|to\s+get\s+)?(?:your\s+|these\s+|this\s+)?(?:e-?mails?|mails?|messages|newsletters?|spam)\b",
-            r"\b(?:stop|quit|cease)\s+(?:sending|e-?mailing|mailing|spamming|messaging|contacting|writing\s+to)\s+(?:me|us)(?:\s+(?:any\s+)?(?:more\s+)?(?:e-?mails?|mails?|messages|newsletters?|spam|this|these|emails\s+like\s+this|stuff|anything|junk))?\s*(?:$|[.!,;:)]|please|thanks|thank|now|immediately|at\s+once|right\s+now)",
-            r"\b(?:stop|cease)\s+(?:all\s+)?(?:e-?mails?|mails?|mailings|messages|newsletters?)\b",
-            r"\bunsubscribe\s+(?:please|pls|plz|now|asap|immediately|thank|thanks)\b",
+            r"\b(?:stop|quit|cease)\s+(?:sending|e-?mailing|mailing|spamming|messaging|contacting|writing\s+to)\s+(?:me|us)"
+            + _SENT_STUFF
+            + r"\s*(?:$|[.!,;:)]|please|thanks|thank|now|immediately|at\s+once|right\s+now|any\s*more)",
+            r"(?:^|(?<=[.!?,]))\s*(?:(?:so|and|just|please|then|ok|okay)\s+){0,2}no\s+more\s+(?:e-?mails?|mails?|messages|newsletters?|spam)"
+            r"(?:\s+(?:please|pls|thanks|thank\s+you|from\s+(?:you|this|your)\b[^.!?\n]{0,30}))?\s*(?:$|[.!,;)])",
+            r"\b(?:take|get)\s+me\s+off\s*(?:$|[.!,;)]|please|pls|thanks|now)",
+            r"\b(?:stop|cease)\s+(?:(?:all|these|those|your|the|this)\s+){0,2}(?:e-?mails?|mails?|mailings|messages|newsletters?)\b",
+            r"\b" + _UNSUB + r"\s+(?:please|pls|plz|now|asap|immediately|thank|thanks)\b",
         ],
-        keywords=[r"\bun-?sub\w*|\bunsus?c?ri\w*|\bunscri\w*|\bopt-?out\b"],
+        keywords=[r"\bun-?sub\w*|\bunsus?c?ri\w*|\bunscri\w*|\busubscri\w*|\bunsbscri\w*|\bunsusbcri\w*|\bopt-?out\b"],
         negations=[
             r"\bdon'?t\b",
             r"\bdo\s+not\b",
@@ -213,6 +235,10 @@ LANGUAGES: dict[str, Language] = {
             "stop please",
             "please stop",
             "stop it",
+            "take me off",
+            "take me off the list",
+            "no more",
+            "no more emails",
         ],
         solo_unclear=["end", "cancel", "quit", "leave", "unsubscribed"],
     ),
@@ -258,6 +284,7 @@ LANGUAGES: dict[str, Language] = {
             r"\b(?:quitar|quiten|quitenme|eliminar|eliminen|eliminenme|borrar|borren|borrenme|sacar|saquen|saquenme|retirar|retiren|retirenme)(?:me)?\b[^.!?\n]{0,40}\b(?:de\s+)?(?:la|su|esta|vuestra|sus)\s+(?:lista|listas|base\s+de\s+datos|boletin)",
             r"\bno\s+(?:quiero|deseo)\s+(?:seguir\s+)?recibir\b",
             r"\bno\s+me\s+(?:envien|manden|escriban|envies|mandes)\s+mas\b",
+            r"(?:^|(?<=[.!?,]))\s*no\s+mas\s+(?:correos|e-?mails?|mails?|mensajes|boletines|newsletters?)\b",
             r"\bdejen\s+de\s+(?:enviarme|mandarme|escribirme)\b",
         ],
         keywords=[r"\bbaja\b", r"\bdesuscri\w*"],
@@ -279,16 +306,17 @@ LANGUAGES: dict[str, Language] = {
             r"\b(?:remova|removam|retire|retirem|exclua|excluam|tire|tirem)(?:-me)?\b[^.!?\n]{0,40}\b(?:da|desta|dessa|de\s+sua)\s+(?:lista|mailing|base)",
             r"\b(?:me\s+)?(?:remova|removam|retire|retirem|exclua|excluam|tirem)-me\b|\bme\s+(?:remova|removam|retire|retirem|exclua|excluam|tire|tirem)\b",
             r"\bnao\s+(?:quero|desejo)\s+(?:mais\s+)?receber\b",
+            r"\bnao\s+(?:quero|desejo)\s+mais\s+(?:e-?mails?|mensagens|newsletters?|correspondencia)\b",
             r"\bparem\s+de\s+(?:me\s+)?(?:enviar|mandar)\b",
             r"\bsair\s+da\s+lista\b",
         ],
-        keywords=[r"\bdescadastr\w*", r"\bcancelar\s+(?:a\s+)?(?:inscricao|subscricao|assinatura)"],
+        keywords=[r"\bdescad\w{0,2}str\w*", r"\bcancelar\s+(?:a\s+)?(?:inscricao|subscricao|assinatura)"],
         negations=[r"\bnao\b", r"\bnunca\b", r"\bsem\b"],
         instructions=[
             r"\bpara\s+(?:se\s+)?(?:descadastrar|cancelar)\b",
             r"\bse\s+(?:deseja|quiser|voce\s+quiser)\b[^.!?\n]{0,40}\b(?:descadastr|cancelar)",
         ],
-        solo=["descadastrar", "descadastre"],
+        solo=["descadastrar", "descadastre", "descadrastar"],
         solo_unclear=["sair", "cancelar", "parar", "pare"],
     ),
     "fr": Language(
@@ -299,17 +327,18 @@ LANGUAGES: dict[str, Language] = {
             r"\b(?:retirez|supprimez|enlevez|rayez)-moi\b",
             r"\bje\s+ne\s+(?:veux|souhaite|desire)\s+plus\s+(?:recevoir|etre)\b",
             r"\bne\s+plus\s+recevoir\b",
+            r"(?:^|(?<=[.!?,]))\s*plus\s+(?:de\s+|d')(?:e-?mails?|mails?|courriels?|messages|newsletters?)\b(?!\s+(?:que|de\s+\d))",
             r"\barretez\s+de\s+m'?(?:envoyer|ecrire|contacter)\b",
             r"\b(?:je\s+(?:veux|voudrais|souhaite|souhaiterais|desire)|merci\s+de)\s+(?:me\s+)?(?:desabonner|desinscrire|retirer|supprimer)\b",
         ],
-        keywords=[r"\bdesabonn\w*|\bdesinscri\w*"],
+        keywords=[r"\bdesabon\w*|\bdesinscri\w*"],
         negations=[r"\bne\b", r"\bn'", r"\bpas\b", r"\bjamais\b", r"\bsans\b"],
         instructions=[
             r"\bpour\s+(?:vous\s+|se\s+)?(?:desabonner|desinscrire)\b",
             r"\bsi\s+vous\s+(?:souhaitez|voulez|desirez)\b[^.!?\n]{0,40}\b(?:desabonn|desinscri)",
             r"\blien\s+de\s+(?:desabonnement|desinscription)\b",
         ],
-        solo=["stop", "desabonner", "desabonnement", "desinscription"],
+        solo=["stop", "desabonner", "desabonnement", "desabonement", "desinscription"],
     ),
     "de": Language(
         "de",
@@ -322,7 +351,7 @@ LANGUAGES: dict[str, Language] = {
             r"\bbitte\s+(?:abmelden|austragen|abbestellen)\b",
             r"\b(?:abmelden|austragen|abbestellen)\s+bitte\b",
         ],
-        keywords=[r"\babmeld\w*|\babbestell\w*|\baustragen\b"],
+        keywords=[r"\babmeld\w*|\babbestel\w*|\baustragen\b"],
         negations=[r"\bnicht\b", r"\bkein\b", r"\bnie\b", r"\bohne\b"],
         instructions=[
             r"\bum\s+(?:sich\s+)?\w{0,20}\s*(?:abzumelden|auszutragen|abzubestellen)\b",
@@ -340,14 +369,15 @@ LANGUAGES: dict[str, Language] = {
             r"\b(?:rimuovere|cancellare|togliere|eliminare)(?:mi)?\b[^.!?\n]{0,40}\b(?:dalla|dalle|dai|dal)\s+(?:vostra\s+|sua\s+|mailing\s+)?(?:lista|liste|mailing|newsletter|database|indirizzario)",
             r"\bnon\s+(?:voglio|desidero)\s+(?:piu\s+)?ricevere\b",
             r"\bsmettete\s+di\s+(?:inviarmi|mandarmi|scrivermi)\b",
+            r"(?:^|(?<=[.!?,]))\s*(?:basta|niente\s+piu)\s+(?:e-?mail|mail|newsletter|messaggi)\b",
         ],
-        keywords=[r"\bdisiscri\w*"],
+        keywords=[r"\bdisis?cri\w*"],
         negations=[r"\bnon\b", r"\bmai\b", r"\bsenza\b"],
         instructions=[
             r"\bper\s+(?:disiscriversi|cancellarsi|disiscriverti)\b",
             r"\bse\s+(?:desidera|desideri|vuoi|vuole)\b[^.!?\n]{0,40}\b(?:disiscri|cancellar)",
         ],
-        solo=["disiscrivimi", "disiscrivere", "cancellami", "stop"],
+        solo=["disiscrivimi", "disicrivimi", "disiscrivere", "cancellami", "stop"],
     ),
     "nl": Language(
         "nl",
@@ -397,6 +427,7 @@ LANGUAGES: dict[str, Language] = {
             r"\bне\s+(?:хочу|желаю)\s+(?:больше\s+)?(?:получать|получить)\b",
             r"\bпрекратите\s+(?:присылать|отправлять|рассылку|слать)\b",
             r"\bбольше\s+не\s+(?:присылайте|отправляйте|пишите)\b",
+            r"\bне\s+(?:присылайте|отправляйте|пишите|шлите)\s+(?:мне\s+)?(?:больше|писем|рассылку)\b",
         ],
         keywords=[r"\bотпис\w*"],
         negations=[r"\bне\b", r"\bни\b", r"\bнельзя\b", r"\bбез\b"],
@@ -405,7 +436,7 @@ LANGUAGES: dict[str, Language] = {
             r"\bотпис\w*\s+(?:можно|по\s+ссылке|здесь)\b",
             r"\bесли\s+(?:вы\s+)?(?:хотите|желаете)\b[^.!?\n]{0,40}\bотпис\w*",
         ],
-        solo=["отписаться", "отписка", "стоп", "stop"],
+        solo=["отписаться", "отписка", "отпишите", "отпишите меня", "стоп", "stop"],
     ),
 }
 
@@ -568,6 +599,27 @@ def named_addresses(*texts: str) -> set[str]:
     return found
 
 
+def _line_request(text: str, languages: Sequence[str]) -> RequestMatch | None:
+    """A clear request that is a short line of its own near the top of a part of the person's
+    text ("Unsubscribe" above "Thanks, see you Thursday"), the way it would be as the whole
+    text. Deeper lines do not count: a line "Unsubscribe" far down is more likely a quoted
+    newsletter's footer that no attribution marked. Parts are separated by the ``[…]`` line
+    the new-text extraction leaves where a quote was."""
+    if "\n" not in text:
+        return None
+    depth = 0
+    for line in text.split("\n")[:LINES_READ]:
+        if line == _OMITTED:
+            depth = 0
+            continue
+        depth += 1
+        if depth <= LINES_ON_TOP and _is_short(_FILLER.sub(" ", line)):
+            match, _ = _scan(line, "body", languages)
+            if match is not None and match.clarity is Clarity.CLEAR:
+                return match
+    return None
+
+
 def find_request(subject: str, body: str, languages: Sequence[str] = ALL_LANGUAGES) -> RequestMatch | None:
     """The request in a subject and the new text of a body, if any (see the module docstring).
 
@@ -577,6 +629,10 @@ def find_request(subject: str, body: str, languages: Sequence[str] = ALL_LANGUAG
     cleaned, prefixed = clean_subject(subject)
     folded_body = fold(body)
     body_match, body_negated = _scan(folded_body, "body", languages)
+    if body_match is None or body_match.clarity is Clarity.UNCLEAR:
+        line_match = _line_request(folded_body, languages)
+        if line_match is not None:  # "STOP" on its own line above the person's paragraph
+            body_match = dataclasses.replace(line_match, clarity=Clarity.UNCLEAR) if body_negated else line_match
     subject_match: RequestMatch | None = None
     if not prefixed:
         subject_match, _ = _scan(fold(cleaned), "subject", languages)

@@ -4,10 +4,14 @@ name, standing in for the store's look-up) and the three mail clients' unsubscri
 from __future__ import annotations
 
 import dataclasses
+import html
+from collections.abc import Callable
+from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
 
 from adapters.errors import TokenError
 from adapters.tokens import TokenSigner
-from tests.support.mail import DOMAIN
+from tests.support.mail import DOMAIN, REPLIES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,3 +49,394 @@ OUTLOOK = dict(
     headers={"Thread-Index": "AQHa1b2c3d4e5f6g7h8i9j0k", "X-MS-Has-Attach": "", "X-Auto-Response-Suppress": "All"},
 )
 CLIENTS = {"gmail": GMAIL, "apple": APPLE, "outlook": OUTLOOK}
+
+
+# --- Replies in the layouts of the major mail clients, in every supported language --------
+#
+# The generated family of the corpus test: a request placed above, between or below the
+# person's text (must opt out), or only in the quote or the signature (must not), for every
+# layout and language. Layouts are reconstructed from the clients' own output as recorded in
+# public reply-parser fixture sets (tests/data/corpus/SOURCES.md, "Reply layouts").
+
+
+@dataclasses.dataclass(frozen=True)
+class Speech:
+    """One language's texts: a bare request, a request inside a paragraph, a paraphrase or
+    misspelling, a negated request, text that asks nothing, a newsletter paragraph, and the
+    words the clients write around a quote."""
+
+    code: str
+    keyword: str
+    sentence: str
+    paraphrase: str
+    negated: str
+    neutral: str
+    newsletter: str
+    attribution: str  # Gmail's "On … wrote:" line in this language
+    headers: tuple[str, str, str, str]  # Outlook's From / Sent / To / Subject names
+    original: str  # Outlook's "Original Message" separator
+    sent_from: str  # the mobile clients' signature
+
+
+NEWS = "Newsletter <news@shop.example>"
+SPEECH = {
+    s.code: s
+    for s in (
+        Speech(
+            "en",
+            "Unsubscribe",
+            "Hi, please stop sending me these emails, thanks.",
+            "unsubscrible",
+            "Please don't unsubscribe me, I like these emails.",
+            "Thanks, see you on Thursday at the meeting.",
+            "Our spring sale starts Monday: twenty percent off every bike.",
+            f"On Mon, Jan 5, 2026 at 10:00 AM {NEWS} wrote:",
+            ("From", "Sent", "To", "Subject"),
+            "-----Original Message-----",
+            "Sent from my iPhone",
+        ),
+        Speech(
+            "fr",
+            "Désinscription",
+            "Bonjour, merci de me désabonner de cette liste, bonne journée.",
+            "Plus de mails svp",
+            "Ne me désabonnez pas, j'aime bien vos offres.",
+            "Merci, à jeudi pour la réunion.",
+            "Nos soldes de printemps commencent lundi : vingt pour cent sur tous les vélos.",
+            f"Le lun. 5 janv. 2026 à 10:00, {NEWS} a écrit :",
+            ("De\u00a0", "Envoyé\u00a0", "À\u00a0", "Objet\u00a0"),
+            "-----Message d'origine-----",
+            "Envoyé de mon iPhone",
+        ),
+        Speech(
+            "de",
+            "Abmelden",
+            "Hallo, bitte nehmen Sie mich aus dem Verteiler, danke.",
+            "Bitte keine Mails mehr",
+            "Bitte melden Sie mich nicht ab, danke.",
+            "Danke, bis Donnerstag beim Treffen.",
+            "Unser Frühjahrsverkauf beginnt am Montag: zwanzig Prozent auf alle Fahrräder.",
+            f"Am Mo., 5. Jan. 2026 um 10:00 Uhr schrieb {NEWS}:",
+            ("Von", "Gesendet", "An", "Betreff"),
+            "-----Ursprüngliche Nachricht-----",
+            "Von meinem iPhone gesendet",
+        ),
+        Speech(
+            "es",
+            "Baja",
+            "Hola, por favor denme de baja de esta lista, gracias.",
+            "No más correos, gracias",
+            "No me den de baja, por favor.",
+            "Gracias, nos vemos el jueves en la reunión.",
+            "Nuestras rebajas de primavera empiezan el lunes: veinte por ciento en todas las bicis.",
+            "El lun, 5 ene 2026 a las 10:00, Newsletter (<news@shop.example>) escribió:",
+            ("De", "Enviado", "Para", "Asunto"),
+            "-----Mensaje original-----",
+            "Enviado desde mi iPhone",
+        ),
+        Speech(
+            "pt",
+            "Descadastrar",
+            "Olá, por favor quero cancelar a minha inscrição, obrigado.",
+            "Não quero mais emails",
+            "Não quero descadastrar, obrigado.",
+            "Obrigado, até quinta-feira na reunião.",
+            "A nossa promoção de primavera começa segunda-feira: vinte por cento em todas as bicicletas.",
+            f"Em seg., 5 de jan. de 2026 às 10:00, {NEWS} escreveu:",
+            ("De", "Enviado", "Para", "Assunto"),
+            "-----Mensagem original-----",
+            "Enviado do meu iPhone",
+        ),
+        Speech(
+            "it",
+            "Cancellami",
+            "Salve, per favore smettete di inviarmi queste email, grazie.",
+            "Basta email, grazie",
+            "Non voglio disiscrivermi, grazie.",
+            "Grazie, ci vediamo giovedì alla riunione.",
+            "I nostri saldi di primavera iniziano lunedì: venti per cento su tutte le bici.",
+            f"Il giorno lun 5 gen 2026 alle ore 10:00 {NEWS} ha scritto:",
+            ("Da", "Inviato", "A", "Oggetto"),
+            "-----Messaggio originale-----",
+            "Inviato da iPhone",
+        ),
+        Speech(
+            "nl",
+            "Afmelden",
+            "Hallo, schrijf mij alstublieft uit van deze lijst, bedankt.",
+            "Geen mails meer aub",
+            "Schrijf mij alstublieft niet uit.",
+            "Bedankt, tot donderdag bij de vergadering.",
+            "Onze voorjaarsuitverkoop begint maandag: twintig procent op alle fietsen.",
+            f"Op ma 5 jan 2026 om 10:00 schreef {NEWS}:",
+            ("Van", "Verzonden", "Aan", "Onderwerp"),
+            "-----Oorspronkelijk bericht-----",
+            "Verzonden vanaf mijn iPhone",
+        ),
+        Speech(
+            "ru",
+            "Отписаться",
+            "Здравствуйте, пожалуйста, отпишите меня от рассылки, спасибо.",
+            "Не присылайте мне больше писем",
+            "Не отписывайте меня, пожалуйста.",
+            "Спасибо, увидимся в четверг на встрече.",
+            "Наша весенняя распродажа начинается в понедельник: скидка двадцать процентов на все велосипеды.",
+            f"пн, 5 янв. 2026 г. в 10:00, {NEWS}:",
+            ("От", "Отправлено", "Кому", "Тема"),
+            "-----Исходное сообщение-----",
+            "Отправлено с моего iPhone",
+        ),
+        Speech(
+            "ja",
+            "配信停止",
+            "お世話になっております。今後メールは送らないでください。よろしくお願いします。",
+            "メール不要です",
+            "配信停止しないでください。",
+            "ありがとうございます。木曜日の会議でお会いしましょう。",
+            "春のセールは月曜日から始まります。全ての自転車が二割引きです。",
+            f"2026年1月5日(月) 10:00 {NEWS}:",
+            ("差出人", "送信日時", "宛先", "件名"),
+            "-----元のメッセージ-----",
+            "iPhoneから送信",
+        ),
+        Speech(
+            "zh",
+            "退订",
+            "你好，请不要再给我发邮件了，谢谢。",
+            "别再发了",
+            "不要退订我",
+            "谢谢，周四开会见。",
+            "春季促销周一开始：所有自行车八折。",
+            f"{NEWS} 于2026年1月5日周一 10:00写道：",
+            ("发件人", "发送时间", "收件人", "主题"),
+            "------------------ 原始邮件 ------------------",
+            "发自我的iPhone",
+        ),
+        Speech(
+            "ar",
+            "إلغاء الاشتراك",
+            "مرحبا، أرجو إلغاء اشتراكي من هذه القائمة، شكرا.",
+            "أوقفوا إرسال الرسائل",
+            "لا أريد إلغاء اشتراكي",
+            "شكرا، أراك يوم الخميس في الاجتماع.",
+            "تبدأ تخفيضات الربيع يوم الاثنين: خصم عشرين بالمئة على كل الدراجات.",
+            f"في الاثنين، 5 يناير 2026 في 10:00 ص، كتب {NEWS}:",
+            ("من", "تاريخ الإرسال", "إلى", "الموضوع"),
+            "-----الرسالة الأصلية-----",
+            "أُرسلت من الـ iPhone",
+        ),
+    )
+}
+
+OWN_POSITIONS = ("above", "between", "below")  # the request is the person's: must opt out
+# The request is not the person's (in the quote, the signature), or the person negates it
+# above the quote ("negated"): must not opt out.
+OTHER_POSITIONS = ("quote", "signature", "negated")
+FORMS = ("keyword", "sentence", "paraphrase")
+
+
+@dataclasses.dataclass(frozen=True)
+class Reply:
+    """What a client puts around a quote: ``top`` (the person's text above), the quote in
+    one or two parts with ``middle`` between them, ``bottom`` below."""
+
+    top: str
+    quote: tuple[str, ...]
+    middle: str
+    bottom: str
+    speech: Speech
+
+
+def _outlook_block(s: Speech) -> list[str]:
+    sender, sent, to, subject = s.headers
+    return [f"{sender}: {NEWS}", f"{sent}: 5/1/2026 10:00", f"{to}: Jane Doe <jane@example.org>", f"{subject}: Sale"]
+
+
+def _quoted(text: str) -> str:
+    return "\n".join(f"> {line}" if line else ">" for line in text.split("\n"))
+
+
+def _wrapped(attribution: str) -> str:
+    """Gmail's attribution wrapped before the address, over two lines."""
+    at = attribution.index("<")
+    return attribution[: at + 1] + "\n" + attribution[at + 1 :]
+
+
+def _join(*blocks: str) -> str:
+    return "\n\n".join(b for b in blocks if b)
+
+
+def _esc(text: str) -> str:
+    return html.escape(text).replace("\n", "<br>")
+
+
+def _plain_prefixed(r: Reply, attribution: str) -> str:
+    quotes = [_quoted(q) for q in r.quote]
+    return _join(r.top, attribution, quotes[0], r.middle, *quotes[1:], r.bottom)
+
+
+def _plain_unprefixed(r: Reply, head: str) -> str:
+    return _join(r.top, head, *r.quote)
+
+
+def _gmail_html(r: Reply) -> str:
+    quotes = "".join(
+        f'<blockquote class="gmail_quote" style="margin:0 0 0 .8ex;border-left:1px #ccc solid">{_esc(q)}</blockquote>'
+        + (f"<div>{_esc(r.middle)}</div>" if i == 0 and r.middle else "")
+        for i, q in enumerate(r.quote)
+    )
+    return (
+        f'<div dir="ltr">{_esc(r.top)}</div><br><div class="gmail_quote"><div dir="ltr" class="gmail_attr">'
+        f"{_esc(r.speech.attribution)}<br></div>{quotes}</div><div>{_esc(r.bottom)}</div>"
+    )
+
+
+def _outlook_bold_block(s: Speech) -> str:
+    return "<br>".join(f"<b>{_esc(k)}:</b> {_esc(v)}" for k, v in (line.split(": ", 1) for line in _outlook_block(s)))
+
+
+# name -> (kind of quote, builder). "prefixed" layouts can hold text between and below quotes.
+LAYOUTS: dict[str, tuple[str, Callable[[Reply], tuple[str | None, str | None]]]] = {
+    "gmail_plain": ("prefixed", lambda r: (_plain_prefixed(r, r.speech.attribution), None)),
+    "gmail_wrapped_attribution": ("prefixed", lambda r: (_plain_prefixed(r, _wrapped(r.speech.attribution)), None)),
+    "apple_mobile_plain": (
+        "prefixed",
+        lambda r: (
+            _plain_prefixed(dataclasses.replace(r, top=_join(r.top, r.speech.sent_from)), r.speech.attribution),
+            None,
+        ),
+    ),
+    "outlook_plain": (
+        "unprefixed",
+        lambda r: (_plain_unprefixed(r, "_" * 32 + "\n" + "\n".join(_outlook_block(r.speech))), None),
+    ),
+    "outlook_original_message": (
+        "unprefixed",
+        lambda r: (_plain_unprefixed(r, r.speech.original + "\n" + "\n".join(_outlook_block(r.speech))), None),
+    ),
+    "unprefixed_attribution": ("unprefixed", lambda r: (_plain_unprefixed(r, r.speech.attribution), None)),
+    "hungarian_unprefixed": (
+        "unprefixed",
+        lambda r: (_plain_unprefixed(r, "2026. jan. 5., H 10:00 Newsletter <news@shop.example> írta:"), None),
+    ),
+    "forwarded": (
+        "unprefixed",
+        lambda r: (
+            _plain_unprefixed(
+                r, "---------- Forwarded message ---------\nFrom: " + NEWS + "\nDate: Mon, Jan 5, 2026\nSubject: Sale"
+            ),
+            None,
+        ),
+    ),
+    # a client that quotes without any attribution or prefix: only the newsletter's own
+    # "view in browser" and footer lines mark the quote
+    "unmarked_newsletter_quote": (
+        "unprefixed",
+        lambda r: (
+            _join(r.top, "View this email in your browser", *r.quote, "Unsubscribe | Manage preferences\n© 2026 Shop"),
+            None,
+        ),
+    ),
+    # ... or only the newsletter's heading, which repeats the subject replied to
+    "unmarked_quote_under_its_heading": ("unprefixed", lambda r: (_join(r.top, "*SPRING SALE*", *r.quote), None)),
+    "gmail_html": ("prefixed", lambda r: (None, _gmail_html(r))),
+    "thunderbird_html": (
+        "prefixed",
+        lambda r: (
+            None,
+            f'<p>{_esc(r.top)}</p><div class="moz-cite-prefix">{_esc(r.speech.attribution)}<br></div>'
+            + f'<blockquote type="cite">{_esc(r.quote[0])}</blockquote>'
+            + (f"<p>{_esc(r.middle)}</p>" if r.middle else "")
+            + "".join(f'<blockquote type="cite">{_esc(q)}</blockquote>' for q in r.quote[1:])
+            + f"<p>{_esc(r.bottom)}</p>",
+        ),
+    ),
+    "apple_html": (
+        "prefixed",
+        lambda r: (
+            None,
+            f'<div>{_esc(r.top)}</div><div><br><blockquote type="cite"><div>{_esc(r.speech.attribution)}</div><br>'
+            + "".join(f"<div>{_esc(q)}</div>" for q in r.quote[:1])
+            + "</blockquote></div>"
+            + (f"<div>{_esc(r.middle)}</div>" if r.middle else "")
+            + "".join(f'<blockquote type="cite"><div>{_esc(q)}</div></blockquote>' for q in r.quote[1:])
+            + f"<div>{_esc(r.bottom)}</div>",
+        ),
+    ),
+    "yahoo_html": (
+        "unprefixed",
+        lambda r: (
+            None,
+            f'<div class="ydp1c2b3a4yahoo-style-wrap">{_esc(r.top)}</div><div id="yahoo_quoted_1" class="yahoo_quoted">'
+            f"<div>{_esc(r.speech.attribution)}</div><div>{''.join(_esc(q) for q in r.quote)}</div></div>",
+        ),
+    ),
+    "outlook_web_divRplyFwdMsg": (
+        "unprefixed",
+        lambda r: (
+            None,
+            f'<div dir="ltr">{_esc(r.top)}</div><hr style="display:inline-block;width:98%" tabindex="-1">'
+            f'<div id="divRplyFwdMsg" dir="ltr"><font face="Calibri" style="font-size:11pt">'
+            f"{_outlook_bold_block(r.speech)}</font><div>&nbsp;</div></div>"
+            f"<div>{''.join(_esc(q) for q in r.quote)}</div>",
+        ),
+    ),
+    "outlook_hr_bold_block": (
+        "unprefixed",
+        lambda r: (
+            None,
+            f"<p>{_esc(r.top)}</p><hr><p>{_outlook_bold_block(r.speech)}</p><p>{''.join(_esc(q) for q in r.quote)}</p>",
+        ),
+    ),
+    "outlook_mac_html": (
+        "unprefixed",
+        lambda r: (
+            None,
+            f'<div>{_esc(r.top)}</div><span id="OLK_SRC_BODY_SECTION"><div style="border-top:solid #B5C4DF 1.0pt">'
+            f"{_outlook_bold_block(r.speech)}</div><div>{''.join(_esc(q) for q in r.quote)}</div></span>",
+        ),
+    ),
+}
+
+
+def positions(layout: str) -> tuple[str, ...]:
+    """Where a request can sit in a layout: text between and below quotes exists only where
+    the quote is marked (``>`` lines, ``<blockquote>``)."""
+    own = OWN_POSITIONS if LAYOUTS[layout][0] == "prefixed" else ("above",)
+    return own + OTHER_POSITIONS
+
+
+def layout_reply(layout: str, language: str, position: str, form: str) -> bytes:
+    """One generated reply from jane@example.org: the request (``form``, one of
+    :data:`FORMS`, in the language) at ``position`` of ``layout``."""
+    s = SPEECH[language]
+    request = getattr(s, form)
+    quote = _join(s.newsletter, request if position == "quote" else s.keyword)
+    top = _join(request, s.neutral) if position == "above" else s.neutral
+    if position == "negated":
+        top = _join(s.negated, s.neutral)
+    if position == "signature":
+        top = _join(s.neutral, f"-- \nJane Doe\n{request}")
+    middle = _join(request, s.neutral) if position == "between" else ""
+    bottom = _join(request, s.neutral) if position == "below" else ""
+    quotes = (quote, s.newsletter) if position == "between" else (quote,)
+    plain, markup = LAYOUTS[layout][1](Reply(top, quotes, middle, bottom, s))
+    msg = EmailMessage()
+    msg["From"] = "Jane Doe <jane@example.org>"
+    msg["To"] = REPLIES
+    msg["Subject"] = "Re: Spring sale"
+    msg["In-Reply-To"] = "<spring-sale-1@shop.example>"
+    if plain is not None:
+        msg.set_content(plain)
+    else:
+        msg.set_content(f"<html><body>{markup}</body></html>", subtype="html")
+    return msg.as_bytes(policy=SMTP_POLICY)
+
+
+GENERATED = [
+    (layout, language, position, form)
+    for layout in LAYOUTS
+    for language in SPEECH
+    for position in positions(layout)
+    for form in (FORMS if position != "negated" else FORMS[:1])
+]

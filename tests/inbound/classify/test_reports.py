@@ -3,10 +3,12 @@ else from our token in the reported message. (Bounces and more complaints: the c
 
 from __future__ import annotations
 
+import pytest
+
 from adapters.events import Verification
 from inbound.classify import Category
 from tests.support.classify_samples import SIGNER, resolve, token_address
-from tests.support.mail import DOMAIN, classify, raw_message
+from tests.support.mail import DOMAIN, classify, corpus_message, raw_message
 
 
 def _arf(rcpt_line: str, reported_to: str) -> bytes:
@@ -54,3 +56,27 @@ def test_complaint_recipient_from_our_token_when_the_report_hides_it() -> None:
 def test_complaint_original_rcpt_to_wins_over_the_token() -> None:
     verdict = classify(_arf("Original-Rcpt-To: carol@example.org", "carol@example.org"), resolve_token=resolve)
     assert (verdict.address, verdict.verification) == ("carol@example.org", Verification.NONE)
+
+
+@pytest.mark.parametrize("eol", [b"\r\n", b"\n", b"\r"], ids=["crlf", "lf", "cr"])
+def test_a_bounce_reads_the_same_whatever_its_line_ends(eol: bytes) -> None:
+    raw = corpus_message("bounce/reconstructed_qmail_cr_only.eml").replace(b"\r", b"\n").replace(b"\n", eol)
+    verdict = classify(raw, mail_from="")
+    assert verdict.category is Category.BOUNCE
+    assert verdict.addresses == ("olga.petrova@legacy.example",)
+
+
+def test_inline_hotmail_complaint_with_our_token_names_the_tokens_recipient() -> None:
+    raw = raw_message(
+        f"""X-HmXmrOriginalRecipient: <someone@hotmail.com>
+From: Shop <news@shop.example>
+To: someone@hotmail.com
+Subject: Spring sale
+List-Unsubscribe: <mailto:{token_address(8)}>
+
+Our spring sale starts Monday."""
+    )
+    verdict = classify(raw, resolve_token=resolve)
+    assert verdict.category is Category.COMPLAINT
+    assert verdict.address == "bob@example.net"
+    assert verdict.verification is Verification.TOKEN

@@ -125,3 +125,66 @@ def test_unclear_requests_go_to_review(text: str) -> None:
 def test_ordinary_sentences_opt_nobody_out(text: str) -> None:
     verdict = classify(message(text, subject="Re: hello"))
     assert not verdict.opts_out_someone, verdict
+
+
+AS_PEOPLE_WRITE_THEM = [
+    ("en", "Hi, please stop sending me these emails, thanks", "stop sending me these emails"),
+    ("en", "take me off", "take me off"),
+    ("en", "Take me off your list please", "take me off"),
+    ("en", "No more emails please.", "no more emails"),
+    ("en", "Please stop these emails", "stop these emails"),
+    ("en", "unsubscrible", "unsubscrible"),
+    ("en", "Please unsubcribe me", "unsubcribe me"),
+    ("en", "unsuscribe", "unsuscribe"),
+    ("en", "usubscribe me", "usubscribe me"),
+    ("fr", "Plus de mails svp", "plus de mails"),
+    ("fr", "désabonement", "desabonement"),
+    ("de", "abbestelen", "abbestelen"),
+    ("es", "No más correos, gracias", "no mas correos"),
+    ("pt", "Não quero mais emails", "nao quero mais emails"),
+    ("pt", "descadrastar", "descadrastar"),
+    ("it", "Basta email, grazie", "basta email"),
+    ("it", "disicrivimi", "disicrivimi"),
+    ("ru", "не присылайте мне больше писем", "не присылаите мне больше"),
+    ("ru", "отпишите", "отпишите"),
+]
+
+
+@pytest.mark.parametrize(("language", "text", "words"), AS_PEOPLE_WRITE_THEM)
+def test_paraphrases_and_misspellings_are_clear_and_quoted_in_the_detail(language: str, text: str, words: str) -> None:
+    verdict = classify(message(text, subject="Re: Our spring newsletter"))
+    assert verdict.category is Category.UNSUBSCRIBE, (text, verdict)
+    assert f"({language}): " in verdict.detail and words in verdict.detail
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "STOP\n\nI got this from a friend and never signed up.",
+        "Unsubscribe\nThanks for the years of good deals, but I moved abroad.",
+        "Hello,\n\nunsubscrible\n\nJane",
+    ],
+)
+def test_a_request_on_its_own_line_above_the_persons_paragraph_is_clear(text: str) -> None:
+    assert classify(message(text, subject="Re: Spring sale")).category is Category.UNSUBSCRIBE
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Don't unsubscribe me",
+        "I unsubscribed by mistake, please keep sending",
+        "STOP\n\nOops, please don't unsubscribe me, ignore that.",
+        "Je n'ai plus de mails de vous depuis mars, est-ce normal ?",
+    ],
+)
+def test_negations_and_reports_never_opt_out(text: str) -> None:
+    assert not classify(message(text, subject="Re: Spring sale")).opts_out_someone
+
+
+def test_a_bare_keyword_deep_in_a_part_is_unclear_not_clear() -> None:
+    """An unmarked quote of a newsletter whose footer reads "Unsubscribe": review at most."""
+    text = "Thanks, see you Thursday.\nSpring sale starts Monday.\nTwenty percent off.\nNew bikes.\nUnsubscribe"
+    match = find_request("", text)
+    assert match is not None and match.clarity is Clarity.UNCLEAR
+    assert not classify(message(text, subject="Re: Spring sale")).opts_out_someone
