@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from typing import Any
 
 import pytest
 import requests
@@ -24,7 +25,7 @@ from adapters.config import Config, load_config
 from adapters.events import Kind, OptOutEvent, Source, topic_scope
 from adapters.hub import Hub
 from adapters.providers import make_clients
-from adapters.store.models import OutboxRow
+from adapters.store.models import OutboxRow, Suppression
 from adapters.store.outbox import dead_rows, outbox_summary, retry_row
 from adapters.worker.outbox import Worker
 from tests.support.clock import Clock
@@ -280,22 +281,31 @@ def test_other_4xx_are_dead_with_the_answer_kept(
     assert worker.drain()["sendgrid"].pushed == 1
 
 
-def test_gives_up_after_max_attempts(
+def test_transient_failures_are_retried_past_max_attempts_with_capped_back_off(
     make_push_config: Callable[..., Config],
     make_hub: Callable[[Config], Hub],
     make_worker: Callable[..., Worker],
     fake_providers: FakeProviders,
     clock: Clock,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    hub = make_hub(make_push_config(fake_providers, providers=("sendgrid",), worker={"max_attempts": 2}))
+    worker_cfg = {"max_attempts": 2, "backoff_base_seconds": 2.0, "backoff_max_seconds": 8.0}
+    hub = make_hub(make_push_config(fake_providers, providers=("sendgrid",), worker=worker_cfg))
     hub.record([optout("m@example.com")])
-    fake_providers.sendgrid.fail_next(503, times=2)
+    fake_providers.sendgrid.fail_next(503, times=6)
     worker = make_worker(hub)
-    worker.drain()
-    clock.advance(10)
-    assert worker.drain()["sendgrid"].dead == 1
-    (row,) = rows(hub)
-    assert row.state == "dead" and row.last_error.startswith("gave up after 2 attempts")
+    waits = []
+    for _ in range(6):
+        assert worker.drain()["sendgrid"].retried == 1
+        (row,) = rows(hub)
+        waits.append((row.due_at - clock()).total_seconds())
+        clock.advance(waits[-1])
+    assert waits == [2.0, 4.0, 8.0, 8.0, 8.0, 8.0]  # doubling, capped; never given up
+    assert row.state == "pending" and row.attempts == 6
+    overdue = [r.getMessage() for r in caplog.records if "overdue" in r.getMessage()]
+    assert len(overdue) == 1 and f"row {row.id}: still failing after 2 attempts (overdue)" in overdue[0]
+    assert worker.drain()["sendgrid"].pushed == 1
+    assert fake_providers.sendgrid.global_suppressions == {"m@example.com"}
 
 
 def test_drain_stops_when_a_round_only_put_rows_back(
@@ -334,13 +344,79 @@ def test_the_latest_change_of_an_address_wins(
     push_hub.record([optout("x@example.com", scope=scope, kind=Kind.RESUBSCRIBE, source=Source.PREFERENCES)])
     make_worker(push_hub).drain()
     assert [c.method for c in fake_providers.sendgrid.calls] == ["DELETE"]
-    states = collections.Counter(
-        (r.provider, r.action, r.last_error) for r in rows(push_hub) if r.provider == "sendgrid"
-    )
-    assert states == {
-        ("sendgrid", "unsubscribe", "superseded by a later change"): 1,
-        ("sendgrid", "resubscribe", None): 1,
-    }
+    states = collections.Counter((r.action, r.state) for r in rows(push_hub) if r.provider == "sendgrid")
+    assert states == {("unsubscribe", "done"): 1, ("resubscribe", "done"): 1}  # one push settled both
+
+
+def suppressed(hub: Hub, email: str, scope: str = "global") -> bool:
+    with hub.sessions() as session:
+        return session.get(Suppression, (email, scope)).suppressed
+
+
+def test_a_retried_resubscribe_never_undoes_a_newer_opt_out(
+    make_push_config: Callable[..., Config],
+    make_hub: Callable[[Config], Hub],
+    make_worker: Callable[..., Worker],
+    fake_providers: FakeProviders,
+    clock: Clock,
+) -> None:
+    hub = make_hub(make_push_config(fake_providers, providers=("sendgrid",)))
+    worker = make_worker(hub)
+    sendgrid = fake_providers.sendgrid
+    hub.record([optout("c@example.com")])
+    worker.drain()
+    clock.advance(1)
+    hub.record([optout("c@example.com", kind=Kind.RESUBSCRIBE, source=Source.PREFERENCES)])
+    sendgrid.fail_next(500)
+    assert worker.drain()["sendgrid"].retried == 1  # the DELETE failed: queued for a retry
+    clock.advance(1)
+    hub.record([optout("c@example.com")])
+    worker.drain()  # the new opt-out is pushed at once
+    clock.advance(3600)
+    worker.drain()  # the retry is due
+    assert suppressed(hub, "c@example.com")
+    assert sendgrid.global_suppressions == {"c@example.com"}
+    assert [c.method for c in sendgrid.calls] == ["POST", "DELETE", "POST"]  # the old resubscribe is not sent again
+    assert {r.state for r in rows(hub)} == {"done"}
+
+
+class GatedSession(requests.Session):
+    """A session whose requests wait, before they leave, until ``gate`` is set: a call in flight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.waiting = threading.Event()
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        self.waiting.set()
+        self.gate.wait(timeout=10)
+        return super().send(request, **kwargs)
+
+
+def test_a_push_overtaken_by_a_newer_state_is_pushed_again(
+    make_push_config: Callable[..., Config],
+    make_hub: Callable[[Config], Hub],
+    make_worker: Callable[..., Worker],
+    fake_providers: FakeProviders,
+    clock: Clock,
+) -> None:
+    hub = make_hub(make_push_config(fake_providers, providers=("sendgrid",)))
+    sendgrid = fake_providers.sendgrid
+    hub.record([optout("v@example.com")])
+    with GatedSession() as slow:
+        first = Worker(hub, make_clients(hub.config, slow, now=hub.clock), http=slow, owner="first")
+        pushing = threading.Thread(target=first.drain)
+        pushing.start()
+        assert slow.waiting.wait(timeout=10)  # the opt-out's POST is on its way
+        clock.advance(1)
+        hub.record([optout("v@example.com", kind=Kind.RESUBSCRIBE, source=Source.PREFERENCES)])
+        make_worker(hub, owner="second").drain()  # the resubscribe overtakes it
+        slow.gate.set()
+        pushing.join(timeout=10)
+    assert [c.method for c in sendgrid.calls] == ["DELETE", "POST", "DELETE"]  # the current state again, last
+    assert sendgrid.global_suppressions == set() and not suppressed(hub, "v@example.com")
+    assert {r.state for r in rows(hub)} == {"done"}
 
 
 def test_the_running_worker_pushes_a_lone_opt_out_within_a_second(
