@@ -335,6 +335,20 @@ def test_a_dead_workers_lease_runs_out_and_the_row_is_pushed(
     assert (row.state, row.attempts, row.lease_owner) == ("done", 2, "other")
 
 
+def test_a_worker_does_not_push_rows_whose_lease_it_lost(
+    push_hub: Hub, make_worker: Callable[..., Worker], fake_providers: FakeProviders, clock: Clock
+) -> None:
+    push_hub.record([optout("lost@example.com")])
+    slow, other = make_worker(push_hub, owner="slow"), make_worker(push_hub, owner="other")
+    claimed = slow.claim("sendgrid", 10)
+    clock.advance(push_hub.config.worker.lease_seconds)  # the lease ran out before the push
+    assert len(other.claim("sendgrid", 10)) == 1
+    assert slow.push(slow.clients["sendgrid"], claimed).rows == 0
+    assert fake_providers.sendgrid.calls == []
+    (row,) = [r for r in rows(push_hub) if r.provider == "sendgrid"]
+    assert (row.state, row.lease_owner) == ("pending", "other")  # left to the worker that holds it
+
+
 def test_the_latest_change_of_an_address_wins(
     push_hub: Hub, make_worker: Callable[..., Worker], fake_providers: FakeProviders, clock: Clock
 ) -> None:
@@ -462,6 +476,7 @@ def write_worker_config(
     providers: tuple[str, ...] = ("sendgrid",),
     lease_seconds: int = 120,
     batch_size: int = 1000,
+    extra: str = "",
 ):
     """A TOML file for a child process: the test's database, the fakes, short polls."""
     tables = "".join(
@@ -482,7 +497,7 @@ admin_token_env = "OPTOUT_HUB_ADMIN_TOKEN"
 collect_window_seconds = 0.0
 poll_interval_seconds = 0.05
 lease_seconds = {lease_seconds}
-{tables}"""
+{tables}{extra}"""
     )
     return path
 
@@ -571,6 +586,34 @@ def test_two_worker_processes_on_postgresql_push_each_row_exactly_once(
         done = rows(hub)
         assert {r.state for r in done} == {"done"} and {r.attempts for r in done} == {1}
         assert len({r.lease_owner for r in done}) == 2  # both took part
+    finally:
+        hub.close()
+
+
+def test_two_workers_with_a_short_lease_make_one_per_address_call_each(
+    tmp_path, postgresql_url: str, fake_providers: FakeProviders, worker_env: dict[str, str]
+) -> None:
+    topic = '\n[[topics]]\nname = "newsletter"\nhubspot_subscription = "5678"\n'
+    path = write_worker_config(
+        tmp_path / "worker.toml", postgresql_url, fake_providers, providers=("hubspot",), lease_seconds=1, extra=topic
+    )
+    hub = Hub.open(load_config(path, worker_env), upgrade=True)
+    try:
+        hub.record([optout(f"h{i}@example.com", scope=topic_scope("newsletter")) for i in range(1500)])
+        fake_providers.hubspot.latency = 0.005  # a claim of 1,000 one-by-one calls outlasts the 1 s lease
+        workers = [WorkerProcess(path, worker_env, tmp_path / f"worker{n}.log") for n in range(2)]
+        try:
+            wait_until(lambda: pending(hub) == 0, 120, "two workers to push 1,500 topic opt-outs")
+        finally:
+            for worker in workers:
+                worker.proc.terminate()
+            for worker in workers:
+                assert worker.proc.wait(timeout=30) == 0, worker.output()
+        calls = fake_providers.hubspot.calls_to("POST", "/communication-preferences/v3/")
+        assert len(calls) == 1500  # one per address ("already unsubscribed" answers carry no body)
+        assert fake_providers.hubspot.unsubscribed["5678"] == {f"h{i}@example.com" for i in range(1500)}
+        done = rows(hub)
+        assert {r.state for r in done} == {"done"} and len({r.lease_owner for r in done}) == 2
     finally:
         hub.close()
 
