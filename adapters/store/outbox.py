@@ -114,3 +114,43 @@ def covered_rows(session: Session, provider: str, versions: dict[Key, int], *, o
             if version is not None and row.event_id <= version:
                 ids.append(row.id)
     return ids
+
+
+UNSETTLED = ("pending", "dead")
+
+
+def oldest_unsettled(session: Session) -> dict[str, datetime]:
+    """Per provider, when the oldest opt-out it has not yet confirmed reached the hub."""
+    stmt = (
+        select(OutboxRow.provider, func.min(OutboxRow.received_at))
+        .where(OutboxRow.state.in_(UNSETTLED), OutboxRow.action == "unsubscribe")
+        .group_by(OutboxRow.provider)
+    )
+    return {provider: oldest for provider, oldest in session.execute(stmt).tuples()}
+
+
+@dataclasses.dataclass(frozen=True)
+class Unsettled:
+    """An opt-out (address and scope) that some provider has not confirmed yet: its rows there."""
+
+    email: str
+    scope: str
+    received_at: datetime  # of the oldest unconfirmed row
+    rows: tuple[OutboxRow, ...]
+
+
+def unsettled_optouts(session: Session, *, limit: int = 100) -> list[Unsettled]:
+    """Opt-outs not yet settled at every provider, oldest first: pending (being retried) or
+    dead (waiting for an admin) rows written for an opt-out."""
+    stmt = (
+        select(OutboxRow)
+        .where(OutboxRow.state.in_(UNSETTLED), OutboxRow.action == "unsubscribe")
+        .order_by(OutboxRow.received_at, OutboxRow.id)
+        .limit(limit * 10)
+    )
+    grouped: dict[Key, list[OutboxRow]] = {}
+    for row in session.scalars(stmt):
+        key = (address_key(row.email), row.scope)
+        if key in grouped or len(grouped) < limit:
+            grouped.setdefault(key, []).append(row)
+    return [Unsettled(rows[0].email, rows[0].scope, rows[0].received_at, tuple(rows)) for rows in grouped.values()]

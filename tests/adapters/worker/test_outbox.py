@@ -308,6 +308,25 @@ def test_transient_failures_are_retried_past_max_attempts_with_capped_back_off(
     assert fake_providers.sendgrid.global_suppressions == {"m@example.com"}
 
 
+def test_the_oldest_unsettled_opt_out_is_a_metric_per_provider(
+    push_hub: Hub, make_worker: Callable[..., Worker], fake_providers: FakeProviders, clock: Clock
+) -> None:
+    def gauge() -> dict[str, float]:
+        lines = push_hub.metrics.render().decode().splitlines()
+        prefix = "optout_oldest_unsettled_seconds{provider="
+        return {
+            line[len(prefix) + 1 :].split('"')[0]: float(line.split()[-1]) for line in lines if line.startswith(prefix)
+        }
+
+    push_hub.record([optout("u@example.com")])
+    fake_providers.sendgrid.fail_next(503)
+    make_worker(push_hub).drain()
+    clock.advance(3600)
+    assert gauge() == {"mailchimp": 0.0, "sendgrid": 3600.0, "hubspot": 0.0}
+    make_worker(push_hub).drain()
+    assert gauge() == {"mailchimp": 0.0, "sendgrid": 0.0, "hubspot": 0.0}
+
+
 def test_drain_stops_when_a_round_only_put_rows_back(
     make_push_config: Callable[..., Config],
     make_hub: Callable[[Config], Hub],
