@@ -38,7 +38,7 @@ from adapters.worker.lookups import resolve_pending_lookups
 
 log = logging.getLogger(__name__)
 
-CLAIM_MAX = 1000  # rows one worker takes per provider and round (bounds the work under one lease)
+CLAIM_MAX = 1000  # rows one worker takes per provider and round (its lease is renewed meanwhile)
 
 
 # --- the worker: claim, push in batches, settle ------------------------------------------
@@ -94,7 +94,8 @@ class Worker:
 
     Each round claims up to ``CLAIM_MAX`` due rows per provider under a lease (``FOR UPDATE SKIP
     LOCKED`` on PostgreSQL, so concurrent workers take disjoint rows; SQLite's write lock
-    serializes claims), groups them by scope and action into the provider's batch calls, and
+    serializes claims), reads the current state of each address and scope, groups them by
+    scope and state into the provider's batch calls, keeps the lease while it works, and
     settles each row after its call in a transaction of its own. ``rng`` jitters back-off.
     """
 
