@@ -25,6 +25,7 @@ from adapters.store import database
 from adapters.store.bulk import insert_statement
 from adapters.store.leases import Q, claim_due
 from adapters.store.models import InstanceSetting, OutboxRow, PendingLookup
+from adapters.store.outbox import oldest_unsettled
 from adapters.store.record import RecordResult, StorePolicy, record_events
 from adapters.tokens import TokenSigner
 
@@ -63,7 +64,7 @@ class Hub:
         signer = TokenSigner(_token_secrets(config, sessions))
         metrics = metrics or Metrics()
         hub = cls(config, engine, sessions, signer, metrics, StorePolicy.from_config(config), clock)
-        metrics.watch_backlog(hub.outbox_pending, hub.lookups_pending)
+        metrics.watch_backlog(hub.outbox_pending, hub.lookups_pending, hub.oldest_unsettled)
         return hub
 
     def record(self, events: Sequence[OptOutEvent]) -> RecordResult:
@@ -102,6 +103,20 @@ class Hub:
         return self._per_provider(
             select(OutboxRow.provider, func.count()).where(OutboxRow.state == "pending").group_by(OutboxRow.provider)
         )
+
+    def oldest_unsettled(self) -> list[tuple[str, float]]:
+        """Seconds since the oldest opt-out not yet confirmed by each enabled provider reached us."""
+        try:
+            with self.sessions() as session:
+                oldest = oldest_unsettled(session)
+        except SQLAlchemyError:
+            log.warning("metrics: database unavailable")
+            return []
+        now = self.clock()
+        return [
+            (p, max((now - oldest[p]).total_seconds(), 0.0) if p in oldest else 0.0)
+            for p in self.config.providers.enabled()
+        ]
 
     def lookups_pending(self) -> list[tuple[str, int]]:
         """Provider events still waiting for their contact's address (HubSpot), per provider."""

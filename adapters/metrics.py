@@ -12,7 +12,7 @@ from prometheus_client.registry import Collector
 class _ProviderGauge(Collector):
     """A gauge per provider, read from the store at scrape time."""
 
-    def __init__(self, name: str, documentation: str, read: Callable[[], Iterable[tuple[str, int]]]) -> None:
+    def __init__(self, name: str, documentation: str, read: Callable[[], Iterable[tuple[str, float]]]) -> None:
         self._name = name
         self._documentation = documentation
         self._read = read
@@ -44,15 +44,27 @@ class Metrics:
         )
 
     def watch_backlog(
-        self, outbox: Callable[[], Iterable[tuple[str, int]]], lookups: Callable[[], Iterable[tuple[str, int]]]
+        self,
+        outbox: Callable[[], Iterable[tuple[str, float]]],
+        lookups: Callable[[], Iterable[tuple[str, float]]],
+        unsettled: Callable[[], Iterable[tuple[str, float]]],
     ) -> None:
-        """``optout_outbox_pending{provider}`` and ``optout_lookups_pending{provider}``."""
+        """``optout_outbox_pending{provider}``, ``optout_lookups_pending{provider}`` and
+        ``optout_oldest_unsettled_seconds{provider}`` (the age of the oldest opt-out a
+        provider has not confirmed; 0 when it has confirmed them all)."""
         self.registry.register(
             _ProviderGauge("optout_outbox_pending", "Outbox rows not yet pushed, per provider", outbox)
         )
         self.registry.register(
             _ProviderGauge(
                 "optout_lookups_pending", "Provider events waiting for their contact's address, per provider", lookups
+            )
+        )
+        self.registry.register(
+            _ProviderGauge(
+                "optout_oldest_unsettled_seconds",
+                "Age of the oldest opt-out not yet confirmed by the provider (pending or dead), per provider",
+                unsettled,
             )
         )
 

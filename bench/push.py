@@ -3,7 +3,7 @@ for optout-hub's batching worker beside a naive one-call-per-opt-out-per-provide
 (batch size 1, no collection window) measured in the same run.
 
     python bench/push.py [--database-url URL] [--burst 10000] [--baseline-burst 1000]
-                         [--rate 1000] [--seconds 60] [--provider-latency 0.05]
+                         [--rate 1000] [--seconds 60] [--provider-latency 0.05] [--per-address 1000]
 
 - burst: records N global opt-outs at once (source ``api``, so each goes to Mailchimp with one
   list, SendGrid and HubSpot), then drains the outbox; counts the calls the fake providers
@@ -12,6 +12,8 @@ for optout-hub's batching worker beside a naive one-call-per-opt-out-per-provide
 - steady: records opt-outs one by one at ``--rate`` per minute for ``--seconds`` while the
   worker runs as in ``serve``; latency is from the moment an opt-out was recorded to the fake's
   2xx for the call that carried it, per (opt-out, provider).
+- per-address: N HubSpot topic opt-outs (one v3 call per address) pushed by two workers with a
+  1 s lease that a claim outlasts; the calls per address must be 1.
 
 The providers are the test suite's fakes (``tests/support/fake_providers.py``): real HTTP
 servers on 127.0.0.1 that check every call; ``--provider-latency`` adds a fixed delay to each
@@ -32,6 +34,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -39,7 +42,7 @@ import requests
 from sqlalchemy import text
 
 from adapters.config import parse_config
-from adapters.events import Kind, OptOutEvent, Source
+from adapters.events import Kind, OptOutEvent, Source, topic_scope
 from adapters.hub import Hub
 from adapters.providers import make_clients
 from adapters.store.outbox import outbox_summary
@@ -59,8 +62,11 @@ MODES = (Mode("optout-hub (batched)", True), Mode("naive (1 call each)", False))
 
 
 @contextmanager
-def setup(mode: Mode, database_url: str | None) -> Iterator[tuple[Hub, FakeProviders, Worker]]:
-    """A fresh database, fresh fakes, and a worker configured for ``mode``."""
+def setup(
+    mode: Mode, database_url: str | None, *, extra: dict[str, Any] | None = None
+) -> Iterator[tuple[Hub, FakeProviders, Worker]]:
+    """A fresh database, fresh fakes, and a worker configured for ``mode`` (``extra``: more
+    config, merged into the top-level tables)."""
     fakes = FakeProviders(FakeMailchimp(lists=("list1",)), FakeSendGrid(), FakeHubSpot())
     with tempfile.TemporaryDirectory() as tmp:
         worker_cfg = (
@@ -86,6 +92,8 @@ def setup(mode: Mode, database_url: str | None) -> Iterator[tuple[Hub, FakeProvi
             "worker": worker_cfg,
             "providers": providers,
         }
+        for table, values in (extra or {}).items():
+            data[table] = {**data.get(table, {}), **values} if isinstance(values, dict) else values
         config = parse_config(data, {"OPTOUT_HUB_SECRET": "bench-secret-0123456789abcdef", **provider_env_vars()})
         hub = Hub.open(config, upgrade=True)
         if hub.engine.dialect.name == "postgresql":
@@ -165,6 +173,38 @@ def steady(
         return latencies, fakes.calls(), n
 
 
+def per_address(n: int, latency: float, database_url: str | None) -> tuple[float, float]:
+    """HubSpot calls per address, and seconds, for ``n`` topic opt-outs (one v3 call each)
+    pushed by two workers whose claims outlast a 1 s lease."""
+    extra = {
+        "worker": {"lease_seconds": 1, "collect_window_seconds": 0.0, "poll_interval_seconds": 0.05},
+        "topics": [{"name": "news", "hubspot_subscription": "5678"}],
+    }
+    with setup(MODES[0], database_url, extra=extra) as (hub, fakes, _):
+        fakes.hubspot.latency = latency
+        sessions = [requests.Session() for _ in range(2)]
+        clients = [make_clients(hub.config, http, now=hub.clock) for http in sessions]
+        workers = [Worker(hub, {"hubspot": c["hubspot"]}, http=http) for c, http in zip(clients, sessions, strict=True)]
+        events = [dataclasses.replace(e, scope=topic_scope("news")) for e in optouts("topic", n)]
+        hub.record(events)
+        stop = threading.Event()
+        started = time.perf_counter()
+        threads = [threading.Thread(target=w.run, args=(stop,), daemon=True) for w in workers]
+        for thread in threads:
+            thread.start()
+        while pending(hub):
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - started
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+        for http in sessions:
+            http.close()
+        calls = len(fakes.hubspot.calls_to("POST", "/communication-preferences/v3/"))
+        assert not fakes.unexpected(), fakes.unexpected()[:3]
+        return calls / n, elapsed
+
+
 def percentile(values: list[float], p: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(p) - 1] if len(values) > 1 else values[0]
 
@@ -176,6 +216,7 @@ def main() -> None:
     parser.add_argument("--baseline-burst", type=int, default=1_000)
     parser.add_argument("--rate", type=int, default=1_000, help="opt-outs per minute in the steady phase")
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--per-address", type=int, default=1_000, help="HubSpot topic opt-outs, two workers")
     parser.add_argument(
         "--provider-latency", type=float, default=0.05, help="seconds each fake answer is delayed in the steady phase"
     )
@@ -213,8 +254,12 @@ def main() -> None:
             f"  {mode.name:<22} {percentile(latencies, 50):>7.3f} {percentile(latencies, 99):>7.3f} "
             f"{max(latencies):>7.3f} {calls * 1000 / n:>11.1f}"
         )
+    print(f"\nper-address: {args.per_address:,} HubSpot topic opt-outs (one v3 call each), two workers, 1 s lease")
+    per, elapsed = per_address(args.per_address, 0.005, args.database_url)
+    print(f"  calls per address {per:.2f}, {elapsed:.1f} s")
     print(
-        "\ntargets: <= 15 calls per 1,000 opt-outs across the three providers (burst); p99 <= 2 s at 1,000 opt-outs/min"
+        "\ntargets: <= 15 calls per 1,000 opt-outs across the three providers (burst); "
+        "p99 <= 2 s at 1,000 opt-outs/min; 1 call per address (per-address)"
     )
 
 

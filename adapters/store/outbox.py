@@ -1,19 +1,24 @@
-"""Reading and repairing the push outbox for admins: counts, dead letters, retry.
+"""The push outbox in the store: what a row should push now, its lease, and admin reads.
 
-The worker (:mod:`adapters.worker.outbox`) claims and settles rows; this module only reads
-them and puts a dead row back in the queue.
+An outbox row means "this provider must converge (address, scope) to the hub's current
+state". :func:`desired_states` reads that state and its version (the ``event_id`` of the
+``suppressions`` row, which changes with every transition), so the worker pushes what holds
+now, not what held when the row was written, and settles a row only while the version it
+pushed is still current. The worker (:mod:`adapters.worker.outbox`) claims and settles rows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, func, select, update
+from sqlalchemy import CursorResult, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from adapters.store.models import OutboxRow
+from adapters.addresses import address_key
+from adapters.store.models import OutboxRow, Suppression
 
 STATES = ("pending", "done", "dead")
 
@@ -46,3 +51,106 @@ def retry_row(session: Session, row_id: int, *, now: datetime) -> bool:
         .values(state="pending", due_at=now, attempts=0, lease_until=None, lease_owner=None)
     )
     return cast(CursorResult[Any], session.execute(stmt)).rowcount == 1
+
+
+Key = tuple[str, str]  # (email_key, scope)
+
+
+@dataclasses.dataclass(frozen=True)
+class Desired:
+    """What a provider should hold for one address and scope, and the version of that state."""
+
+    action: str  # unsubscribe | resubscribe
+    version: int  # suppressions.event_id: the event of the last transition
+
+
+def desired_states(session: Session, keys: Collection[Key], *, lock: bool = False) -> dict[Key, Desired]:
+    """The current state of each (email_key, scope) that has one. A topic's state is its own
+    row: global and topic states are kept apart. ``lock`` (PostgreSQL) holds the rows shared
+    until the caller's transaction ends, so no transition commits between reading and settling."""
+    found: dict[Key, Desired] = {}
+    addresses = sorted({key for key, _ in keys})
+    table = Suppression.__table__
+    for start in range(0, len(addresses), 500):
+        stmt = select(table.c.email_key, table.c.scope, table.c.suppressed, table.c.event_id).where(
+            table.c.email_key.in_(addresses[start : start + 500])
+        )
+        if lock and session.get_bind().dialect.name == "postgresql":
+            stmt = stmt.with_for_update(read=True)
+        for row in session.execute(stmt):
+            key = (row.email_key, row.scope)
+            if key in keys:
+                found[key] = Desired("unsubscribe" if row.suppressed else "resubscribe", row.event_id)
+    return found
+
+
+def renew_leases(session: Session, ids: Collection[int], *, owner: str, until: datetime) -> set[int]:
+    """Extend ``owner``'s lease on the pending rows ``ids`` to ``until``; the ids it still holds
+    (a row whose lease ran out and was claimed by another worker is no longer this one's)."""
+    table = OutboxRow.__table__
+    held = table.c.id.in_(list(ids)), table.c.lease_owner == owner, table.c.state == "pending"
+    session.execute(update(table).where(*held).values(lease_until=until))
+    return set(session.scalars(select(table.c.id).where(*held)))
+
+
+def covered_rows(session: Session, provider: str, versions: dict[Key, int], *, owner: str, now: datetime) -> list[int]:
+    """Pending rows of ``provider`` that a push of the given versions settles too: same address
+    and scope, written for that version or an older one, and not under another worker's live
+    lease. (A retry of an older row would only push the same state again.)"""
+    if not versions:
+        return []
+    table = OutboxRow.__table__
+    emails = sorted({key for key, _ in versions})
+    ids = []
+    for start in range(0, len(emails), 500):
+        stmt = select(table.c.id, table.c.email, table.c.scope, table.c.event_id).where(
+            table.c.state == "pending",
+            table.c.provider == provider,
+            func.lower(table.c.email).in_(emails[start : start + 500]),
+            or_(table.c.lease_owner == owner, table.c.lease_until.is_(None), table.c.lease_until <= now),
+        )
+        for row in session.execute(stmt):
+            version = versions.get((address_key(row.email), row.scope))
+            if version is not None and row.event_id <= version:
+                ids.append(row.id)
+    return ids
+
+
+UNSETTLED = ("pending", "dead")
+
+
+def oldest_unsettled(session: Session) -> dict[str, datetime]:
+    """Per provider, when the oldest opt-out it has not yet confirmed reached the hub."""
+    stmt = (
+        select(OutboxRow.provider, func.min(OutboxRow.received_at))
+        .where(OutboxRow.state.in_(UNSETTLED), OutboxRow.action == "unsubscribe")
+        .group_by(OutboxRow.provider)
+    )
+    return {provider: oldest for provider, oldest in session.execute(stmt).tuples()}
+
+
+@dataclasses.dataclass(frozen=True)
+class Unsettled:
+    """An opt-out (address and scope) that some provider has not confirmed yet: its rows there."""
+
+    email: str
+    scope: str
+    received_at: datetime  # of the oldest unconfirmed row
+    rows: tuple[OutboxRow, ...]
+
+
+def unsettled_optouts(session: Session, *, limit: int = 100) -> list[Unsettled]:
+    """Opt-outs not yet settled at every provider, oldest first: pending (being retried) or
+    dead (waiting for an admin) rows written for an opt-out."""
+    stmt = (
+        select(OutboxRow)
+        .where(OutboxRow.state.in_(UNSETTLED), OutboxRow.action == "unsubscribe")
+        .order_by(OutboxRow.received_at, OutboxRow.id)
+        .limit(limit * 10)
+    )
+    grouped: dict[Key, list[OutboxRow]] = {}
+    for row in session.scalars(stmt):
+        key = (address_key(row.email), row.scope)
+        if key in grouped or len(grouped) < limit:
+            grouped.setdefault(key, []).append(row)
+    return [Unsettled(rows[0].email, rows[0].scope, rows[0].received_at, tuple(rows)) for rows in grouped.values()]

@@ -1,10 +1,13 @@
 """The push worker's loop: outbox rows written by :func:`adapters.store.record.record_events`, pushed.
 
-A row's life: ``pending`` → claimed under a lease (``lease_until``, ``lease_owner``) → pushed →
-``done``, ``pending`` again with a later ``due_at`` (retry), or ``dead`` (kept with the
-provider's answer until an admin retries it). A row whose worker died mid-push is claimed
-again once its lease has run out, so nothing is lost; providers' calls are idempotent, so a
-second push does no harm.
+A row says "this provider must converge (address, scope) to the hub's current state". Its
+life: ``pending`` → claimed under a lease (``lease_until``, ``lease_owner``, renewed while the
+worker works through its claim) → the current state pushed → ``done`` if that state is still
+current, else ``pending`` again at once; ``pending`` with a later ``due_at`` on a transient
+failure (retried with capped back-off until it goes through), or ``dead`` on an answer no
+retry can fix (kept with the provider's answer until an admin retries it). A row whose
+worker died mid-push is claimed again once its lease has run out, so nothing is lost;
+providers' calls are idempotent, so a second push does no harm.
 """
 
 from __future__ import annotations
@@ -16,9 +19,9 @@ import random
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import requests
 from sqlalchemy import Select, or_, select, update
@@ -29,12 +32,13 @@ from adapters.errors import ProviderAPIError, StoreError
 from adapters.hub import Hub
 from adapters.providers.client import Outcome, PushClient, PushResult, result_for_error
 from adapters.store.models import OutboxRow
+from adapters.store.outbox import Key, covered_rows, desired_states, renew_leases
 from adapters.worker.confirmations import send_due_confirmations
 from adapters.worker.lookups import resolve_pending_lookups
 
 log = logging.getLogger(__name__)
 
-CLAIM_MAX = 1000  # rows one worker takes per provider and round (bounds the work under one lease)
+CLAIM_MAX = 1000  # rows one worker takes per provider and round (its lease is renewed meanwhile)
 
 
 # --- the worker: claim, push in batches, settle ------------------------------------------
@@ -45,28 +49,38 @@ class Claimed:
     id: int
     email: str
     scope: str
-    action: str
+    action: str  # what the row was written for; the state pushed is read when it is pushed
     attempts: int  # including this one
     received_at: datetime
+
+    @property
+    def key(self) -> Key:
+        return (address_key(self.email), self.scope)
 
 
 @dataclasses.dataclass
 class Tally:
-    """What one provider's pushes came to; ``failures`` lists the rows that went dead."""
+    """What one provider's pushes came to; ``failures`` lists the rows that went dead.
+    ``requeued``: rows whose state changed while they were pushed (pushed again next round);
+    ``covered``: older pending rows of an address and scope settled by a push of its state."""
 
     pushed: int = 0
     retried: int = 0
     dead: int = 0
+    requeued: int = 0
+    covered: int = 0
     failures: list[tuple[int, str, str, str]] = dataclasses.field(default_factory=list)  # (row, email, scope, detail)
 
     @property
     def rows(self) -> int:
-        return self.pushed + self.retried + self.dead
+        return self.pushed + self.retried + self.dead + self.requeued
 
     def add(self, other: Tally) -> None:
         self.pushed += other.pushed
         self.retried += other.retried
         self.dead += other.dead
+        self.requeued += other.requeued
+        self.covered += other.covered
         self.failures.extend(other.failures)
 
 
@@ -80,7 +94,8 @@ class Worker:
 
     Each round claims up to ``CLAIM_MAX`` due rows per provider under a lease (``FOR UPDATE SKIP
     LOCKED`` on PostgreSQL, so concurrent workers take disjoint rows; SQLite's write lock
-    serializes claims), groups them by scope and action into the provider's batch calls, and
+    serializes claims), reads the current state of each address and scope, groups them by
+    scope and state into the provider's batch calls, keeps the lease while it works, and
     settles each row after its call in a transaction of its own. ``rng`` jitters back-off.
     """
 
@@ -195,90 +210,129 @@ class Worker:
         return [Claimed(r.id, r.email, r.scope, r.action, r.attempts + 1, r.received_at) for r in rows]
 
     def push(self, client: PushClient, rows: Sequence[Claimed]) -> Tally:
-        """Push claimed rows of one provider, a batch call per scope, action and chunk."""
+        """Push claimed rows of one provider: for each address and scope, the state the store
+        holds now (its rows collapse into one push), a batch call per scope, action and chunk.
+
+        The lease on the rows is renewed while they are worked through, and each chunk is
+        pushed only for the rows this worker still holds.
+        """
         tally = Tally()
-        latest: dict[tuple[str, str], Claimed] = {}
-        superseded: list[Claimed] = []
+        by_key: dict[Key, list[Claimed]] = {}
         for row in sorted(rows, key=lambda r: r.id):
-            key = (address_key(row.email), row.scope)
-            if key in latest:
-                superseded.append(latest[key])  # a later change of the same address and scope wins
-            latest[key] = row
-        if superseded:
-            tally.add(
-                self.settle(
-                    client.slug,
-                    superseded,
-                    {
-                        address_key(r.email): PushResult(Outcome.DONE, None, "superseded by a later change")
-                        for r in superseded
-                    },
-                )
-            )
-        groups: dict[tuple[str, str], list[Claimed]] = {}
-        for row in latest.values():
-            groups.setdefault((row.scope, row.action), []).append(row)
-        for (scope, action), group in groups.items():
-            for chunk in _chunks(group, client.batch_size):
-                try:
-                    results = client.push(scope, action, [r.email for r in chunk])
-                except ProviderAPIError as exc:
-                    failed = result_for_error(exc)
-                    results = {address_key(r.email): failed for r in chunk}
-                except Exception:  # an answer we cannot read: retry with back-off, dead after max_attempts
-                    log.exception("push %s %s %s: unexpected failure", client.slug, action, scope)
-                    failed = PushResult(Outcome.RETRY, None, "unexpected failure; see the worker log")
-                    results = {address_key(r.email): failed for r in chunk}
-                result = self.settle(client.slug, chunk, results)
-                statuses = sorted({str(r.status) for r in results.values()})
-                log.info(
-                    "push %s %s %s: %d rows, status %s, done=%d retry=%d dead=%d",
-                    client.slug,
-                    action,
-                    scope,
-                    len(chunk),
-                    "/".join(statuses),
-                    result.pushed,
-                    result.retried,
-                    result.dead,
-                )
-                tally.add(result)
+            by_key.setdefault(row.key, []).append(row)
+        with self.hub.sessions() as session:
+            desired = desired_states(session, by_key.keys())
+        groups: dict[tuple[str, str], list[Key]] = {}
+        for key, claimed in by_key.items():
+            want = desired.get(key)
+            groups.setdefault((key[1], want.action if want else claimed[-1].action), []).append(key)
+        with LeaseKeeper(self, [r.id for r in rows]) as lease:
+            for (scope, action), keys in groups.items():
+                for chunk in _chunks(keys, client.batch_size):
+                    held = lease.renew([r.id for key in chunk for r in by_key[key]])
+                    chunk = [key for key in chunk if any(r.id in held for r in by_key[key])]
+                    if not chunk:
+                        continue
+                    results = self._call(client, scope, action, [by_key[key][-1].email for key in chunk])
+                    claimed = [r for key in chunk for r in by_key[key] if r.id in held]
+                    versions = {key: desired[key].version for key in chunk if key in desired}
+                    result = self.settle(client.slug, claimed, results, versions)
+                    lease.release(r.id for r in claimed)
+                    statuses = sorted({str(r.status) for r in results.values()})
+                    log.info(
+                        "push %s %s %s: %d rows, status %s, done=%d retry=%d dead=%d requeued=%d",
+                        client.slug,
+                        action,
+                        scope,
+                        len(claimed),
+                        "/".join(statuses),
+                        result.pushed,
+                        result.retried,
+                        result.dead,
+                        result.requeued,
+                    )
+                    tally.add(result)
         return tally
 
-    def settle(self, provider: str, rows: Sequence[Claimed], results: Mapping[str, PushResult]) -> Tally:
+    @staticmethod
+    def _call(client: PushClient, scope: str, action: str, emails: Sequence[str]) -> Mapping[str, PushResult]:
+        """The provider's answer per address; a failed call answers the same for each."""
+        try:
+            return client.push(scope, action, emails)
+        except ProviderAPIError as exc:
+            failed = result_for_error(exc)
+        except Exception:  # an answer we cannot read: retry with back-off
+            log.exception("push %s %s %s: unexpected failure", client.slug, action, scope)
+            failed = PushResult(Outcome.RETRY, None, "unexpected failure; see the worker log")
+        return {address_key(e): failed for e in emails}
+
+    def settle(
+        self,
+        provider: str,
+        rows: Sequence[Claimed],
+        results: Mapping[str, PushResult],
+        versions: Mapping[Key, int] | None = None,
+    ) -> Tally:
         """Mark each row done, due again later, or dead, in one transaction, and count it.
 
-        Rows that share an answer share one UPDATE (and one back-off draw: they were pushed
-        together and will be again); the lease owner in the WHERE clause leaves alone a row
-        that another worker reclaimed after this one's lease ran out.
+        ``versions`` holds the state version pushed per address and scope: a row is done only
+        if that version is still current when it is settled (read, on PostgreSQL under a share
+        lock, in the settling transaction); otherwise it is due again at once, to push the
+        newer state. A done push also settles the older pending rows of its address and scope.
+        Transient failures are retried with capped back-off, never given up (README
+        "Push-back"); ``dead`` is only for answers no retry can fix. Rows that share an answer
+        share one UPDATE (and one back-off draw); the lease owner in the WHERE clause leaves
+        alone a row that another worker reclaimed after this one's lease ran out.
         """
         cfg = self.hub.config.worker
+        versions = versions or {}
         now = self.hub.clock()
         tally = Tally()
-        groups: dict[tuple[str, datetime, int | None, str | None], list[int]] = {}
-        delays: dict[tuple[int, float | None], datetime] = {}
         latencies = []
         missing = PushResult(Outcome.RETRY, None, "no answer for this address")
-        for row in rows:
-            result = results.get(address_key(row.email), missing)
-            outcome, due, detail = result.outcome, now, result.detail
-            if outcome is Outcome.RETRY and row.attempts >= cfg.max_attempts:
-                outcome, detail = Outcome.DEAD, f"gave up after {row.attempts} attempts: {detail}"
-            if outcome is Outcome.RETRY:
-                key = (row.attempts, result.retry_after)
-                due = delays.setdefault(key, now + timedelta(seconds=self.backoff(*key)))
-                tally.retried += 1
-            elif outcome is Outcome.DEAD:
-                tally.dead += 1
-                tally.failures.append((row.id, row.email, row.scope, detail))
-            else:
-                tally.pushed += 1
-                if result.status is not None and 200 <= result.status < 300:
-                    latencies.append((now - row.received_at).total_seconds())
-            state = "pending" if outcome is Outcome.RETRY else outcome.value
-            groups.setdefault((state, due, result.status, detail or None), []).append(row.id)
         table = OutboxRow.__table__
         with self.hub.sessions.begin() as session:
+            current = desired_states(session, versions.keys(), lock=True)
+            groups: dict[tuple[str, datetime, int | None, str | None], list[int]] = {}
+            delays: dict[tuple[int, float | None], datetime] = {}
+            settled: dict[Key, int] = {}
+            for row in rows:
+                result = results.get(row.key[0], missing)
+                outcome, due, detail = result.outcome, now, result.detail
+                pushed = versions.get(row.key)
+                now_version = current.get(row.key)
+                if (
+                    outcome is Outcome.DONE
+                    and pushed is not None
+                    and (now_version is None or now_version.version != pushed)
+                ):
+                    state, detail = "pending", "the state changed during the push; pushing the current one"
+                    tally.requeued += 1
+                elif outcome is Outcome.RETRY:
+                    key = (row.attempts, result.retry_after)
+                    due = delays.setdefault(key, now + timedelta(seconds=self.backoff(*key)))
+                    state = "pending"
+                    tally.retried += 1
+                    if row.attempts == cfg.max_attempts:
+                        log.warning(
+                            "push %s row %d: still failing after %d attempts (overdue); retrying: %s",
+                            provider,
+                            row.id,
+                            row.attempts,
+                            detail,
+                        )
+                elif outcome is Outcome.DEAD:
+                    state = "dead"
+                    tally.dead += 1
+                    tally.failures.append((row.id, row.email, row.scope, detail))
+                else:
+                    state = "done"
+                    tally.pushed += 1
+                    if pushed is not None:
+                        settled[row.key] = pushed
+                    if result.status is not None and 200 <= result.status < 300:
+                        latencies.append((now - row.received_at).total_seconds())
+                groups.setdefault((state, due, result.status, detail or None), []).append(row.id)
             for (state, due, status, error), ids in groups.items():
                 stmt = (
                     update(table)
@@ -293,8 +347,23 @@ class Worker:
                     )
                 )
                 session.connection().execute(stmt)
+            own = {row.id for row in rows}
+            covered = [i for i in covered_rows(session, provider, settled, owner=self.owner, now=now) if i not in own]
+            if covered:
+                session.connection().execute(
+                    update(table)
+                    .where(table.c.id.in_(covered), table.c.state == "pending")
+                    .values(
+                        state="done", done_at=now, lease_until=None, last_error="settled by a later push of its state"
+                    )
+                )
+                tally.covered = len(covered)
         metrics = self.hub.metrics
-        for result_name, count in (("done", tally.pushed), ("retry", tally.retried), ("dead", tally.dead)):
+        for result_name, count in (
+            ("done", tally.pushed),
+            ("retry", tally.retried + tally.requeued),
+            ("dead", tally.dead),
+        ):
             if count:
                 metrics.push.labels(provider, result_name).inc(count)
         for seconds in latencies:
@@ -318,6 +387,55 @@ def _due(stmt: Select[Any], providers: Sequence[str], now: datetime) -> Select[A
     )
 
 
-def _chunks(items: Sequence[Claimed], size: int) -> Iterator[Sequence[Claimed]]:
+T = TypeVar("T")
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), max(size, 1)):
         yield items[start : start + size]
+
+
+class LeaseKeeper:
+    """Keeps a worker's lease on the rows of one claim while it works through them: a thread
+    renews the lease of the rows not yet settled every third of ``lease_seconds``, and
+    :meth:`renew` (before each call) says which rows the worker still holds."""
+
+    def __init__(self, worker: Worker, ids: Iterable[int]) -> None:
+        self.worker = worker
+        self.ids = set(ids)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._keep, name="outbox-lease", daemon=True)
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def renew(self, ids: Iterable[int]) -> set[int]:
+        """Extend the lease on ``ids``; the ones this worker still holds."""
+        hub = self.worker.hub
+        until = hub.clock() + timedelta(seconds=hub.config.worker.lease_seconds)
+        with hub.sessions.begin() as session:
+            held = renew_leases(session, list(ids), owner=self.worker.owner, until=until)
+        with self._lock:
+            self.ids -= set(ids) - held
+        return held
+
+    def release(self, ids: Iterable[int]) -> None:
+        with self._lock:
+            self.ids -= set(ids)
+
+    def _keep(self) -> None:
+        while not self._stop.wait(self.worker.hub.config.worker.lease_seconds / 3):
+            with self._lock:
+                ids = list(self.ids)
+            if not ids:
+                continue
+            try:
+                self.renew(ids)
+            except Exception as exc:  # the next renewal, or the claim's end, will tell
+                log.warning("outbox: renewing a lease failed (%s)", exc.__class__.__name__)

@@ -121,6 +121,10 @@ class FakeAPI:
                 )
             )
 
+    def forget_failures(self) -> None:
+        """Drop the failures planned by :meth:`fail_next` that no request has met yet."""
+        self._failures.clear()
+
     @contextmanager
     def hold(self) -> Iterator[None]:
         """Requests wait (each releasing ``waiting`` once) until the block ends."""

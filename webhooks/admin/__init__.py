@@ -27,6 +27,7 @@ from adapters.store.models import Evidence
 from adapters.store.outbox import dead_rows, outbox_summary, retry_row
 from adapters.store.queries import address_state
 from webhooks.admin import dashboard
+from webhooks.admin.unsettled import unsettled_section
 from webhooks.context import current_hub
 from webhooks.errors import bearer_refused
 from webhooks.pages.rendering import page_blueprint, render_page
@@ -163,6 +164,7 @@ def home() -> Response:
             "latencies": dashboard.push_latencies(s, since=now - timedelta(days=30)),
             "outbox": outbox_summary(s),
             "dead": dead_rows(s, limit=50),
+            "unsettled": unsettled_section(s, now=now),
             "lookups": dashboard.lookup_backlog(s),
             "review": review.review_items(s, limit=50),
             "recent": dashboard.recent_events(s),

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from typing import Any
 
 import pytest
 import requests
@@ -24,7 +25,7 @@ from adapters.config import Config, load_config
 from adapters.events import Kind, OptOutEvent, Source, topic_scope
 from adapters.hub import Hub
 from adapters.providers import make_clients
-from adapters.store.models import OutboxRow
+from adapters.store.models import OutboxRow, Suppression
 from adapters.store.outbox import dead_rows, outbox_summary, retry_row
 from adapters.worker.outbox import Worker
 from tests.support.clock import Clock
@@ -280,22 +281,50 @@ def test_other_4xx_are_dead_with_the_answer_kept(
     assert worker.drain()["sendgrid"].pushed == 1
 
 
-def test_gives_up_after_max_attempts(
+def test_transient_failures_are_retried_past_max_attempts_with_capped_back_off(
     make_push_config: Callable[..., Config],
     make_hub: Callable[[Config], Hub],
     make_worker: Callable[..., Worker],
     fake_providers: FakeProviders,
     clock: Clock,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    hub = make_hub(make_push_config(fake_providers, providers=("sendgrid",), worker={"max_attempts": 2}))
+    worker_cfg = {"max_attempts": 2, "backoff_base_seconds": 2.0, "backoff_max_seconds": 8.0}
+    hub = make_hub(make_push_config(fake_providers, providers=("sendgrid",), worker=worker_cfg))
     hub.record([optout("m@example.com")])
-    fake_providers.sendgrid.fail_next(503, times=2)
+    fake_providers.sendgrid.fail_next(503, times=6)
     worker = make_worker(hub)
-    worker.drain()
-    clock.advance(10)
-    assert worker.drain()["sendgrid"].dead == 1
-    (row,) = rows(hub)
-    assert row.state == "dead" and row.last_error.startswith("gave up after 2 attempts")
+    waits = []
+    for _ in range(6):
+        assert worker.drain()["sendgrid"].retried == 1
+        (row,) = rows(hub)
+        waits.append((row.due_at - clock()).total_seconds())
+        clock.advance(waits[-1])
+    assert waits == [2.0, 4.0, 8.0, 8.0, 8.0, 8.0]  # doubling, capped; never given up
+    assert row.state == "pending" and row.attempts == 6
+    overdue = [r.getMessage() for r in caplog.records if "overdue" in r.getMessage()]
+    assert len(overdue) == 1 and f"row {row.id}: still failing after 2 attempts (overdue)" in overdue[0]
+    assert worker.drain()["sendgrid"].pushed == 1
+    assert fake_providers.sendgrid.global_suppressions == {"m@example.com"}
+
+
+def test_the_oldest_unsettled_opt_out_is_a_metric_per_provider(
+    push_hub: Hub, make_worker: Callable[..., Worker], fake_providers: FakeProviders, clock: Clock
+) -> None:
+    def gauge() -> dict[str, float]:
+        lines = push_hub.metrics.render().decode().splitlines()
+        prefix = "optout_oldest_unsettled_seconds{provider="
+        return {
+            line[len(prefix) + 1 :].split('"')[0]: float(line.split()[-1]) for line in lines if line.startswith(prefix)
+        }
+
+    push_hub.record([optout("u@example.com")])
+    fake_providers.sendgrid.fail_next(503)
+    make_worker(push_hub).drain()
+    clock.advance(3600)
+    assert gauge() == {"mailchimp": 0.0, "sendgrid": 3600.0, "hubspot": 0.0}
+    make_worker(push_hub).drain()
+    assert gauge() == {"mailchimp": 0.0, "sendgrid": 0.0, "hubspot": 0.0}
 
 
 def test_drain_stops_when_a_round_only_put_rows_back(
@@ -325,6 +354,20 @@ def test_a_dead_workers_lease_runs_out_and_the_row_is_pushed(
     assert (row.state, row.attempts, row.lease_owner) == ("done", 2, "other")
 
 
+def test_a_worker_does_not_push_rows_whose_lease_it_lost(
+    push_hub: Hub, make_worker: Callable[..., Worker], fake_providers: FakeProviders, clock: Clock
+) -> None:
+    push_hub.record([optout("lost@example.com")])
+    slow, other = make_worker(push_hub, owner="slow"), make_worker(push_hub, owner="other")
+    claimed = slow.claim("sendgrid", 10)
+    clock.advance(push_hub.config.worker.lease_seconds)  # the lease ran out before the push
+    assert len(other.claim("sendgrid", 10)) == 1
+    assert slow.push(slow.clients["sendgrid"], claimed).rows == 0
+    assert fake_providers.sendgrid.calls == []
+    (row,) = [r for r in rows(push_hub) if r.provider == "sendgrid"]
+    assert (row.state, row.lease_owner) == ("pending", "other")  # left to the worker that holds it
+
+
 def test_the_latest_change_of_an_address_wins(
     push_hub: Hub, make_worker: Callable[..., Worker], fake_providers: FakeProviders, clock: Clock
 ) -> None:
@@ -334,13 +377,79 @@ def test_the_latest_change_of_an_address_wins(
     push_hub.record([optout("x@example.com", scope=scope, kind=Kind.RESUBSCRIBE, source=Source.PREFERENCES)])
     make_worker(push_hub).drain()
     assert [c.method for c in fake_providers.sendgrid.calls] == ["DELETE"]
-    states = collections.Counter(
-        (r.provider, r.action, r.last_error) for r in rows(push_hub) if r.provider == "sendgrid"
-    )
-    assert states == {
-        ("sendgrid", "unsubscribe", "superseded by a later change"): 1,
-        ("sendgrid", "resubscribe", None): 1,
-    }
+    states = collections.Counter((r.action, r.state) for r in rows(push_hub) if r.provider == "sendgrid")
+    assert states == {("unsubscribe", "done"): 1, ("resubscribe", "done"): 1}  # one push settled both
+
+
+def suppressed(hub: Hub, email: str, scope: str = "global") -> bool:
+    with hub.sessions() as session:
+        return session.get(Suppression, (email, scope)).suppressed
+
+
+def test_a_retried_resubscribe_never_undoes_a_newer_opt_out(
+    make_push_config: Callable[..., Config],
+    make_hub: Callable[[Config], Hub],
+    make_worker: Callable[..., Worker],
+    fake_providers: FakeProviders,
+    clock: Clock,
+) -> None:
+    hub = make_hub(make_push_config(fake_providers, providers=("sendgrid",)))
+    worker = make_worker(hub)
+    sendgrid = fake_providers.sendgrid
+    hub.record([optout("c@example.com")])
+    worker.drain()
+    clock.advance(1)
+    hub.record([optout("c@example.com", kind=Kind.RESUBSCRIBE, source=Source.PREFERENCES)])
+    sendgrid.fail_next(500)
+    assert worker.drain()["sendgrid"].retried == 1  # the DELETE failed: queued for a retry
+    clock.advance(1)
+    hub.record([optout("c@example.com")])
+    worker.drain()  # the new opt-out is pushed at once
+    clock.advance(3600)
+    worker.drain()  # the retry is due
+    assert suppressed(hub, "c@example.com")
+    assert sendgrid.global_suppressions == {"c@example.com"}
+    assert [c.method for c in sendgrid.calls] == ["POST", "DELETE", "POST"]  # the old resubscribe is not sent again
+    assert {r.state for r in rows(hub)} == {"done"}
+
+
+class GatedSession(requests.Session):
+    """A session whose requests wait, before they leave, until ``gate`` is set: a call in flight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.waiting = threading.Event()
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        self.waiting.set()
+        self.gate.wait(timeout=10)
+        return super().send(request, **kwargs)
+
+
+def test_a_push_overtaken_by_a_newer_state_is_pushed_again(
+    make_push_config: Callable[..., Config],
+    make_hub: Callable[[Config], Hub],
+    make_worker: Callable[..., Worker],
+    fake_providers: FakeProviders,
+    clock: Clock,
+) -> None:
+    hub = make_hub(make_push_config(fake_providers, providers=("sendgrid",)))
+    sendgrid = fake_providers.sendgrid
+    hub.record([optout("v@example.com")])
+    with GatedSession() as slow:
+        first = Worker(hub, make_clients(hub.config, slow, now=hub.clock), http=slow, owner="first")
+        pushing = threading.Thread(target=first.drain)
+        pushing.start()
+        assert slow.waiting.wait(timeout=10)  # the opt-out's POST is on its way
+        clock.advance(1)
+        hub.record([optout("v@example.com", kind=Kind.RESUBSCRIBE, source=Source.PREFERENCES)])
+        make_worker(hub, owner="second").drain()  # the resubscribe overtakes it
+        slow.gate.set()
+        pushing.join(timeout=10)
+    assert [c.method for c in sendgrid.calls] == ["DELETE", "POST", "DELETE"]  # the current state again, last
+    assert sendgrid.global_suppressions == set() and not suppressed(hub, "v@example.com")
+    assert {r.state for r in rows(hub)} == {"done"}
 
 
 def test_the_running_worker_pushes_a_lone_opt_out_within_a_second(
@@ -386,6 +495,7 @@ def write_worker_config(
     providers: tuple[str, ...] = ("sendgrid",),
     lease_seconds: int = 120,
     batch_size: int = 1000,
+    extra: str = "",
 ):
     """A TOML file for a child process: the test's database, the fakes, short polls."""
     tables = "".join(
@@ -406,7 +516,7 @@ admin_token_env = "OPTOUT_HUB_ADMIN_TOKEN"
 collect_window_seconds = 0.0
 poll_interval_seconds = 0.05
 lease_seconds = {lease_seconds}
-{tables}"""
+{tables}{extra}"""
     )
     return path
 
@@ -495,6 +605,34 @@ def test_two_worker_processes_on_postgresql_push_each_row_exactly_once(
         done = rows(hub)
         assert {r.state for r in done} == {"done"} and {r.attempts for r in done} == {1}
         assert len({r.lease_owner for r in done}) == 2  # both took part
+    finally:
+        hub.close()
+
+
+def test_two_workers_with_a_short_lease_make_one_per_address_call_each(
+    tmp_path, postgresql_url: str, fake_providers: FakeProviders, worker_env: dict[str, str]
+) -> None:
+    topic = '\n[[topics]]\nname = "newsletter"\nhubspot_subscription = "5678"\n'
+    path = write_worker_config(
+        tmp_path / "worker.toml", postgresql_url, fake_providers, providers=("hubspot",), lease_seconds=1, extra=topic
+    )
+    hub = Hub.open(load_config(path, worker_env), upgrade=True)
+    try:
+        hub.record([optout(f"h{i}@example.com", scope=topic_scope("newsletter")) for i in range(1500)])
+        fake_providers.hubspot.latency = 0.005  # a claim of 1,000 one-by-one calls outlasts the 1 s lease
+        workers = [WorkerProcess(path, worker_env, tmp_path / f"worker{n}.log") for n in range(2)]
+        try:
+            wait_until(lambda: pending(hub) == 0, 120, "two workers to push 1,500 topic opt-outs")
+        finally:
+            for worker in workers:
+                worker.proc.terminate()
+            for worker in workers:
+                assert worker.proc.wait(timeout=30) == 0, worker.output()
+        calls = fake_providers.hubspot.calls_to("POST", "/communication-preferences/v3/")
+        assert len(calls) == 1500  # one per address ("already unsubscribed" answers carry no body)
+        assert fake_providers.hubspot.unsubscribed["5678"] == {f"h{i}@example.com" for i in range(1500)}
+        done = rows(hub)
+        assert {r.state for r in done} == {"done"} and len({r.lease_owner for r in done}) == 2
     finally:
         hub.close()
 
