@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from adapters.config import Config
 from adapters.errors import PayloadError
 from adapters.events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, topic_scope
+from adapters.store.address_locks import lock_addresses
 from adapters.store.bulk import driver_rows, execute_many, insert_new, insert_statement, parse_time, values_table
 from adapters.store.models import REASON_KEY_CHARS, Event, EventCount, Evidence, OutboxRow, Suppression
 
@@ -206,6 +207,7 @@ def _apply(session: Session, stored: Sequence[_Stored], policy: StorePolicy, now
     states that changed."""
     table = Suppression.__table__
     keys = list({r.email_key for r in stored})
+    lock_addresses(session, keys)
     current: dict[tuple[str, str], list[Any]] = {}
     wanted = values_table(session, keys)
     for s in session.connection().execute(
