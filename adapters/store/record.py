@@ -8,8 +8,8 @@ together"). Reading the state is :mod:`adapters.store.queries`.
 State rules:
 - an opt-out (unsubscribe, complaint; a bounce only when the policy says so) suppresses the
   address at the event's scope;
-- only a ``resubscribe`` undoes an opt-out, and only one that occurred after it; an import
-  never carries one;
+- only a ``resubscribe`` undoes an opt-out, and only one that occurred after it (events are
+  ordered by :func:`adapters.consent.effective_time`, then id); an import never carries one;
 - a global opt-out wins over any topic state.
 """
 
@@ -27,6 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from adapters.config import Config
+from adapters.consent import effective_time
 from adapters.errors import PayloadError
 from adapters.events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, topic_scope
 from adapters.store.address_locks import lock_addresses
@@ -178,10 +179,14 @@ def record_events(
         returning=_RETURNED,
         prepared=prepared,
     )
-    stored = [_Stored(r[0], r[1], r[2], r[3], r[4], r[5], parse_time(r[6]), parse_time(r[7]), r[8]) for r in new_rows]
+    stored = []
+    for r in new_rows:
+        received = parse_time(r[7])
+        when = effective_time(parse_time(r[6]), received)
+        stored.append(_Stored(r[0], r[1], r[2], r[3], r[4], r[5], when, received, r[8]))
     if not stored:
         return RecordResult(0, (), 0, 0)
-    stored.sort(key=lambda r: (r.occurred_at, r.id))
+    stored.sort(key=lambda r: (r.effective_at, r.id))
     changed, pushes = _apply(session, stored, policy, now)
     _count(session, stored)
     counts = Counter((r.source, r.kind) for r in stored)
@@ -197,7 +202,7 @@ class _Stored(NamedTuple):
     kind: str
     scope: str
     source: str
-    occurred_at: datetime
+    effective_at: datetime  # adapters.consent.effective_time
     received_at: datetime
     reason: str | None
 
@@ -227,19 +232,19 @@ def _apply(session: Session, stored: Sequence[_Stored], policy: StorePolicy, now
             key
         )  # [email_key, scope, email, suppressed, kind, source, reason, first_at, last_at, event_id]
         if r.kind == resubscribe:
-            if state is None or not state[3] or state[8] > r.occurred_at:
+            if state is None or not state[3] or state[8] > r.effective_at:
                 continue
             state[3:7] = [False, r.kind, r.source, r.reason]
-            state[8:10] = [r.occurred_at, r.id]
+            state[8:10] = [r.effective_at, r.id]
         else:
             if r.kind == bounce and not policy.suppress_bounces:
                 continue
             if state is not None and state[3]:
-                if r.occurred_at > state[8]:
-                    state[8] = r.occurred_at
+                if r.effective_at > state[8]:
+                    state[8] = r.effective_at
                     dirty[key] = state
                 continue
-            first = state[7] if state is not None else r.occurred_at
+            first = state[7] if state is not None else r.effective_at
             state = current[key] = [
                 r.email_key,
                 r.scope,
@@ -249,7 +254,7 @@ def _apply(session: Session, stored: Sequence[_Stored], policy: StorePolicy, now
                 r.source,
                 r.reason,
                 first,
-                r.occurred_at,
+                r.effective_at,
                 r.id,
             ]
         dirty[key] = state
