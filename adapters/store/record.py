@@ -10,7 +10,11 @@ State rules:
   address at the event's scope;
 - only a ``resubscribe`` undoes an opt-out, and only one that occurred after it (events are
   ordered by :func:`adapters.consent.effective_time`, then id); an import never carries one;
-- a global opt-out wins over any topic state.
+- a global opt-out wins over any topic state, but the states are kept apart: a topic opt-out
+  made while a global one holds is pushed to the topic's providers, and lifting the global
+  opt-out leaves it in force (and queues each topic's own state again).
+
+Pushes: an outbox row asks a provider to converge (address, scope) to the current state.
 """
 
 from __future__ import annotations
@@ -214,6 +218,7 @@ def _apply(session: Session, stored: Sequence[_Stored], policy: StorePolicy, now
     keys = list({r.email_key for r in stored})
     lock_addresses(session, keys)
     current: dict[tuple[str, str], list[Any]] = {}
+    topics_of: dict[str, list[str]] = {}  # email_key -> its topic scopes with a state
     wanted = values_table(session, keys)
     for s in session.connection().execute(
         select(*(table.c[n] for n in _SUPPRESSION_COLUMNS)).join_from(
@@ -221,19 +226,32 @@ def _apply(session: Session, stored: Sequence[_Stored], policy: StorePolicy, now
         )
     ):
         current[(s.email_key, s.scope)] = list(s)
+        if s.scope != GLOBAL_SCOPE:
+            topics_of.setdefault(s.email_key, []).append(s.scope)
     dirty: dict[tuple[str, str], list[Any]] = {}
     transitions = 0
     outbox: list[tuple[Any, ...]] = []
     resubscribe, bounce = Kind.RESUBSCRIBE.value, Kind.BOUNCE.value
     targets: dict[str, Sequence[str]] = {}
+
+    def queue(r: _Stored, scope: str, action: str, *, echo: bool = False) -> None:
+        providers = targets.get(scope)
+        if providers is None:
+            providers = targets[scope] = policy.push_targets(scope)
+        for provider in providers:
+            if echo or provider != r.source:  # never echo a provider's own event back to it
+                outbox.append((r.id, provider, action, r.email, scope, "pending", 0, now, r.received_at, now))
+
     for r in stored:
         key = (r.email_key, r.scope)
         state = current.get(
             key
         )  # [email_key, scope, email, suppressed, kind, source, reason, first_at, last_at, event_id]
+        lifted_event_id = None
         if r.kind == resubscribe:
             if state is None or not state[3] or state[8] > r.effective_at:
                 continue
+            lifted_event_id = state[9]
             state[3:7] = [False, r.kind, r.source, r.reason]
             state[8:10] = [r.effective_at, r.id]
         else:
@@ -244,6 +262,8 @@ def _apply(session: Session, stored: Sequence[_Stored], policy: StorePolicy, now
                     state[8] = r.effective_at
                     dirty[key] = state
                 continue
+            if state is None and r.scope != GLOBAL_SCOPE:
+                topics_of.setdefault(r.email_key, []).append(r.scope)
             first = state[7] if state is not None else r.effective_at
             state = current[key] = [
                 r.email_key,
@@ -259,20 +279,39 @@ def _apply(session: Session, stored: Sequence[_Stored], policy: StorePolicy, now
             ]
         dirty[key] = state
         transitions += 1
-        if r.scope != GLOBAL_SCOPE and r.kind != resubscribe:
-            glob = current.get((r.email_key, GLOBAL_SCOPE))
-            if glob is not None and glob[3]:
-                continue  # the global opt-out was pushed already and covers this topic
-        action = "resubscribe" if r.kind == resubscribe else "unsubscribe"
-        providers = targets.get(r.scope)
-        if providers is None:
-            providers = targets[r.scope] = policy.push_targets(r.scope)
-        for provider in providers:
-            if provider != r.source:  # never echo a provider's own event back to it
-                outbox.append((r.id, provider, action, r.email, r.scope, "pending", 0, now, r.received_at, now))
+        if r.scope == GLOBAL_SCOPE:
+            queue(r, GLOBAL_SCOPE, "resubscribe" if lifted_event_id is not None else "unsubscribe")
+            if lifted_event_id is not None:
+                _queue_topics_after_global_lift(r, current, topics_of.get(r.email_key, ()), lifted_event_id, queue)
+            continue
+        glob = current.get((r.email_key, GLOBAL_SCOPE))
+        if lifted_event_id is not None and glob is not None and glob[3]:
+            continue  # the global opt-out still holds: pushed when it is lifted
+        queue(r, r.scope, "resubscribe" if lifted_event_id is not None else "unsubscribe")
     execute_many(session, table, _SUPPRESSION_COLUMNS, list(dirty.values()), upsert_on=("email_key", "scope"))
     execute_many(session, OutboxRow.__table__, _OUTBOX_COLUMNS, outbox)
     return transitions, len(outbox)
+
+
+def _queue_topics_after_global_lift(
+    r: _Stored,
+    current: dict[tuple[str, str], list[Any]],
+    topic_scopes: Sequence[str],
+    lifted_event_id: int,
+    queue: Callable[..., None],
+) -> None:
+    """When a global opt-out is lifted, queue each topic's own state to its providers.
+
+    A topic opt-out stays in force (and must be what its list, group or subscription holds,
+    even where the provider's global resubscribe touched it); a topic resubscribed while the
+    global opt-out held (event stored after it) was not pushed then and is now.
+    """
+    for scope in topic_scopes:
+        topic = current[(r.email_key, scope)]
+        if topic[3]:
+            queue(r, scope, "unsubscribe", echo=True)
+        elif topic[9] > lifted_event_id:
+            queue(r, scope, "resubscribe", echo=True)
 
 
 def _count(session: Session, stored: Sequence[_Stored]) -> None:
