@@ -8,8 +8,11 @@ together"). Reading the state is :mod:`adapters.store.queries`.
 State rules:
 - an opt-out (unsubscribe, complaint; a bounce only when the policy says so) suppresses the
   address at the event's scope;
-- only a ``resubscribe`` undoes an opt-out, and only one that occurred after it (events are
-  ordered by :func:`adapters.consent.effective_time`, then id); an import never carries one;
+- only a ``resubscribe`` undoes an opt-out: one that occurred after it (events are ordered by
+  :func:`adapters.consent.effective_time`, then id) and is proven to come from the person
+  (:func:`adapters.consent.may_lift`); any other is stored, listed in ``consent_conflicts``,
+  and a provider that re-added the person gets the opt-out pushed back; an import never
+  carries one;
 - a global opt-out wins over any topic state, but the states are kept apart: a topic opt-out
   made while a global one holds is pushed to the topic's providers, and lifting the global
   opt-out leaves it in force (and queues each topic's own state again).
@@ -27,20 +30,18 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from adapters.config import Config
-from adapters.consent import effective_time
+from adapters.consent import PROVIDER_SOURCES, actor_of, effective_time, may_lift
 from adapters.errors import PayloadError
 from adapters.events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, topic_scope
 from adapters.store.address_locks import lock_addresses
 from adapters.store.bulk import driver_rows, execute_many, insert_new, insert_statement, parse_time, values_table
-from adapters.store.models import REASON_KEY_CHARS, Event, EventCount, Evidence, OutboxRow, Suppression
+from adapters.store.models import REASON_KEY_CHARS, ConsentConflict, Event, EventCount, Evidence, OutboxRow, Suppression
 
 log = logging.getLogger(__name__)
-
-PROVIDER_SOURCES = frozenset({Source.MAILCHIMP, Source.SENDGRID, Source.HUBSPOT})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,10 +50,13 @@ class StorePolicy:
 
     ``push_targets(scope)`` lists the enabled providers that can represent ``scope`` (every
     enabled provider for the global scope; those with a mapping for a topic).
+    ``person_providers``: the providers whose reports of the person's own resubscribe may lift
+    that provider's opt-outs (:func:`adapters.consent.may_lift`).
     """
 
     suppress_bounces: bool = False
     push_targets: Callable[[str], Sequence[str]] = lambda scope: ()
+    person_providers: frozenset[str] = PROVIDER_SOURCES
 
     @classmethod
     def from_config(cls, config: Config) -> StorePolicy:
@@ -89,9 +93,22 @@ _EVENT_COLUMNS = (
     "campaign",
     "evidence_id",
     "meta",
+    "actor",
 )
 _EVIDENCE_AT = _EVENT_COLUMNS.index("evidence_id")
-_RETURNED = ("id", "email", "email_key", "kind", "scope", "source", "occurred_at", "received_at", "reason")
+_RETURNED = (
+    "id",
+    "email",
+    "email_key",
+    "kind",
+    "scope",
+    "source",
+    "occurred_at",
+    "received_at",
+    "reason",
+    "verification",
+    "actor",
+)
 _SUPPRESSION_COLUMNS = (
     "email_key",
     "scope",
@@ -159,6 +176,7 @@ def record_events(
                 ev.campaign,
                 ev.evidence_id or evidence_id,
                 ev.metadata or None,
+                actor_of(ev).value,
             ]
         )
     table = Event.__table__
@@ -187,7 +205,7 @@ def record_events(
     for r in new_rows:
         received = parse_time(r[7])
         when = effective_time(parse_time(r[6]), received)
-        stored.append(_Stored(r[0], r[1], r[2], r[3], r[4], r[5], when, received, r[8]))
+        stored.append(_Stored(r[0], r[1], r[2], r[3], r[4], r[5], when, received, r[8], r[9], r[10]))
     if not stored:
         return RecordResult(0, (), 0, 0)
     stored.sort(key=lambda r: (r.effective_at, r.id))
@@ -209,6 +227,8 @@ class _Stored(NamedTuple):
     effective_at: datetime  # adapters.consent.effective_time
     received_at: datetime
     reason: str | None
+    verification: str
+    actor: str
 
 
 def _apply(session: Session, stored: Sequence[_Stored], policy: StorePolicy, now: datetime) -> tuple[int, int]:
@@ -242,6 +262,11 @@ def _apply(session: Session, stored: Sequence[_Stored], policy: StorePolicy, now
             if echo or provider != r.source:  # never echo a provider's own event back to it
                 outbox.append((r.id, provider, action, r.email, scope, "pending", 0, now, r.received_at, now))
 
+    def queue_back(r: _Stored) -> None:
+        if r.source in policy.push_targets(r.scope):
+            outbox.append((r.id, r.source, "unsubscribe", r.email, r.scope, "pending", 0, now, r.received_at, now))
+
+    conflicts: list[dict[str, Any]] = []
     for r in stored:
         key = (r.email_key, r.scope)
         state = current.get(
@@ -250,6 +275,20 @@ def _apply(session: Session, stored: Sequence[_Stored], policy: StorePolicy, now
         lifted_event_id = None
         if r.kind == resubscribe:
             if state is None or not state[3] or state[8] > r.effective_at:
+                if r.source in PROVIDER_SOURCES and _in_force(state, current.get((r.email_key, GLOBAL_SCOPE))):
+                    queue_back(r)  # a provider re-added someone whose opt-out holds
+                continue
+            if not may_lift(
+                source=r.source,
+                verification=r.verification,
+                actor=r.actor,
+                reason=r.reason,
+                opt_out_source=state[5],
+                person_providers=policy.person_providers,
+            ):
+                conflicts.append({"event_id": r.id, "opt_out_source": state[5], "created_at": now})
+                if r.source in PROVIDER_SOURCES:
+                    queue_back(r)
                 continue
             lifted_event_id = state[9]
             state[3:7] = [False, r.kind, r.source, r.reason]
@@ -290,7 +329,14 @@ def _apply(session: Session, stored: Sequence[_Stored], policy: StorePolicy, now
         queue(r, r.scope, "resubscribe" if lifted_event_id is not None else "unsubscribe")
     execute_many(session, table, _SUPPRESSION_COLUMNS, list(dirty.values()), upsert_on=("email_key", "scope"))
     execute_many(session, OutboxRow.__table__, _OUTBOX_COLUMNS, outbox)
+    if conflicts:
+        session.execute(insert(ConsentConflict), conflicts)
     return transitions, len(outbox)
+
+
+def _in_force(state: list[Any] | None, global_state: list[Any] | None) -> bool:
+    """Whether an opt-out holds for a scope: its own, or the global one."""
+    return bool((state is not None and state[3]) or (global_state is not None and global_state[3]))
 
 
 def _queue_topics_after_global_lift(
