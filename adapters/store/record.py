@@ -66,7 +66,9 @@ class StorePolicy:
         for topic in config.topics:
             targets[topic_scope(topic.name)] = tuple(p for p in enabled if getattr(topic, attrs[p]) is not None)
         return cls(
-            suppress_bounces=config.inbound.suppress_hard_bounces, push_targets=lambda scope: targets.get(scope, ())
+            suppress_bounces=config.inbound.suppress_hard_bounces,
+            push_targets=lambda scope: targets.get(scope, ()),
+            person_providers=frozenset(config.consent.provider_resubscribes),
         )
 
 

@@ -135,6 +135,12 @@ def test_topics_and_enabled_providers() -> None:
         ({"topics": [{"name": "n"}, {"name": "n"}]}, {}, "topics[1].name", "duplicate"),
         ({"topics": [{"name": "a b"}]}, {}, "topics[0].name", "letters, digits"),
         ({"topics": {"name": "n"}}, {}, "topics", "array of tables"),
+        (
+            {"consent": {"provider_resubscribes": ["sendgrid", "crm"]}},
+            {},
+            "consent.provider_resubscribes[1]",
+            "unknown provider 'crm'",
+        ),
     ],
 )
 def test_config_errors_name_the_key(data: dict, env: dict, key: str, message: str) -> None:

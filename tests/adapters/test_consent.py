@@ -16,7 +16,7 @@ from adapters.consent import MAX_CLOCK_SKEW, effective_time
 from adapters.events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, Verification
 from adapters.hub import Hub
 from adapters.providers import make_clients
-from adapters.store.models import OutboxRow
+from adapters.store.models import ConsentConflict, OutboxRow
 from adapters.store.queries import address_state
 from adapters.worker.outbox import Worker
 from tests.support.clock import Clock
@@ -160,3 +160,21 @@ def test_a_topic_resubscribed_under_a_global_opt_out_is_pushed_when_the_global_i
         ("resubscribe", GLOBAL_SCOPE),
         ("resubscribe", news),
     ]
+
+
+def test_a_provider_left_out_of_provider_resubscribes_lifts_nothing(make_config, make_hub, clock: Clock) -> None:
+    """The stricter setting: SendGrid's report of the person's own resubscribe is not trusted."""
+    hub = make_hub(make_config({"consent": {"provider_resubscribes": ["mailchimp", "hubspot"]}}))
+    email = "cy@example.com"
+
+    def event(kind: Kind, **meta: str) -> OptOutEvent:
+        clock.advance(60)
+        return OptOutEvent(
+            email, kind, Source.SENDGRID, verification=Verification.SIGNATURE, occurred_at=clock(), metadata=meta
+        )
+
+    hub.record([event(Kind.UNSUBSCRIBE)])
+    hub.record([event(Kind.RESUBSCRIBE, actor="person")])
+    with hub.sessions() as session:
+        assert address_state(session, email)["suppressed"]
+        assert session.scalar(select(ConsentConflict.opt_out_source)) == "sendgrid"
