@@ -25,7 +25,7 @@ from adapters.store import review
 from adapters.store.models import Evidence
 from adapters.store.outbox import dead_rows, outbox_summary, retry_row
 from adapters.store.queries import address_state
-from webhooks.admin import dashboard
+from webhooks.admin import conflicts, dashboard
 from webhooks.context import current_hub
 from webhooks.errors import bearer_refused
 from webhooks.pages.rendering import page_blueprint, render_page
@@ -163,6 +163,7 @@ def home() -> Response:
             "lookups": dashboard.lookup_backlog(s),
             "review": review.review_items(s, limit=50),
             "recent": dashboard.recent_events(s),
+            "conflicts": conflicts.recent_conflicts(s),
         }
     return _page("admin/dashboard.html", **data, providers=hub.config.providers.enabled(), preview=_preview)
 
