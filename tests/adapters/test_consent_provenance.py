@@ -230,3 +230,10 @@ def test_an_api_resubscribe_needs_the_admins_name(site: Site, clock: Clock) -> N
     with site.hub.sessions() as session:
         lifted = session.scalars(select(Event).order_by(Event.id.desc()).limit(1)).one()
     assert (lifted.actor, lifted.meta, lifted.reason) == (Actor.ADMIN.value, {"admin": "Dana Ops"}, "asked us by phone")
+    with site.hub.sessions() as session:
+        history = address_state(session, email)["events"]
+    assert [(e["source"], e["actor"]) for e in history] == [
+        ("preferences", "person"),
+        ("api", "staff"),
+        ("api", "admin"),
+    ]
