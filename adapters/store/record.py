@@ -276,21 +276,23 @@ def _apply(session: Session, stored: Sequence[_Stored], policy: StorePolicy, now
         )  # [email_key, scope, email, suppressed, kind, source, reason, first_at, last_at, event_id]
         lifted_event_id = None
         if r.kind == resubscribe:
-            if state is None or not state[3] or state[8] > r.effective_at:
-                if r.source in PROVIDER_SOURCES and _in_force(state, current.get((r.email_key, GLOBAL_SCOPE))):
-                    queue_back(r)  # a provider re-added someone whose opt-out holds
-                continue
-            if not may_lift(
+            holding = _holding(state, current.get((r.email_key, GLOBAL_SCOPE)))
+            if holding is None:
+                continue  # no opt-out to lift
+            older = holding is state and state[8] > r.effective_at
+            proven = may_lift(
                 source=r.source,
                 verification=r.verification,
                 actor=r.actor,
                 reason=r.reason,
-                opt_out_source=state[5],
+                opt_out_source=holding[5],
                 person_providers=policy.person_providers,
-            ):
-                conflicts.append({"event_id": r.id, "opt_out_source": state[5], "created_at": now})
-                if r.source in PROVIDER_SOURCES:
-                    queue_back(r)
+            )
+            if holding is not state or older or not proven:
+                if not proven:
+                    conflicts.append({"event_id": r.id, "opt_out_source": holding[5], "created_at": now})
+                if r.source in PROVIDER_SOURCES and (older or not proven):
+                    queue_back(r)  # the provider re-added someone whose opt-out holds
                 continue
             lifted_event_id = state[9]
             state[3:7] = [False, r.kind, r.source, r.reason]
@@ -336,9 +338,11 @@ def _apply(session: Session, stored: Sequence[_Stored], policy: StorePolicy, now
     return transitions, len(outbox)
 
 
-def _in_force(state: list[Any] | None, global_state: list[Any] | None) -> bool:
-    """Whether an opt-out holds for a scope: its own, or the global one."""
-    return bool((state is not None and state[3]) or (global_state is not None and global_state[3]))
+def _holding(state: list[Any] | None, global_state: list[Any] | None) -> list[Any] | None:
+    """The opt-out in force for a scope: its own, else the global one, else ``None``."""
+    if state is not None and state[3]:
+        return state
+    return global_state if global_state is not None and global_state[3] else None
 
 
 def _queue_topics_after_global_lift(

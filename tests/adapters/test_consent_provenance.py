@@ -237,3 +237,18 @@ def test_an_api_resubscribe_needs_the_admins_name(site: Site, clock: Clock) -> N
         ("api", "staff"),
         ("api", "admin"),
     ]
+
+
+def test_a_provider_re_adding_a_topic_under_a_global_opt_out_is_a_conflict_and_put_back(
+    site: Site, clock: Clock
+) -> None:
+    email = "gl@example.com"
+    site.preferences(email, "unsubscribe_all")
+    site.drain()
+    site.fakes.mailchimp.members["list1"][email] = "subscribed"  # an admin add at Mailchimp
+    clock.advance(60)
+    site.mailchimp("subscribe", email)
+    site.drain()
+    assert site.suppressed(email) == ["global"]
+    assert site.conflicts() == [(email, NEWS, "mailchimp", Actor.STAFF.value, "preferences")]
+    assert site.fakes.mailchimp.members["list1"][email] == "unsubscribed"
