@@ -208,6 +208,15 @@ class LoggingConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ConsentConfig:
+    """README "Consent". ``provider_resubscribes``: the providers whose report of the person's
+    own resubscribe may lift an opt-out that came from that provider. All three by default;
+    a list can only leave some out (stricter), never trust anything more."""
+
+    provider_resubscribes: tuple[str, ...] = PROVIDER_SLUGS
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     database: DatabaseConfig = DatabaseConfig()
     smtp: SMTPConfig = SMTPConfig()
@@ -219,6 +228,7 @@ class Config:
     worker: WorkerConfig = WorkerConfig()
     confirmations: ConfirmationsConfig = ConfirmationsConfig()
     logging: LoggingConfig = LoggingConfig()
+    consent: ConsentConfig = ConsentConfig()
 
     def topic(self, name: str) -> Topic | None:
         return next((t for t in self.topics if t.name == name), None)
@@ -371,6 +381,9 @@ def _validate(config: Config) -> None:
             raise ConfigError(key, "must be between 0 and 65535")
     if config.smtp.max_message_bytes <= 0:
         raise ConfigError("smtp.max_message_bytes", "must be positive")
+    for i, slug in enumerate(config.consent.provider_resubscribes):
+        if slug not in PROVIDER_SLUGS:
+            raise ConfigError(f"consent.provider_resubscribes[{i}]", f"unknown provider {slug!r}")
     relay = config.confirmations
     if (relay.username or relay.password) and not relay.starttls and not _loopback(relay.smtp_host):
         raise ConfigError(

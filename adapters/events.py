@@ -39,6 +39,17 @@ class Verification(StrEnum):
     NONE = "none"
 
 
+class Actor(StrEnum):
+    """Who acted (README "Consent"). A provider's parser says which of the last three its event
+    reports, in the event's ``metadata["actor"]``; :func:`adapters.consent.actor_of` decides."""
+
+    PERSON = "person"
+    ADMIN = "admin"
+    IMPORT = "import"
+    STAFF = "staff"  # a provider's user: a CRM click, an admin add, an import at the provider
+    AUTOMATION = "automation"  # a provider's API or workflow, or a change it does not explain
+
+
 def topic_scope(name: str) -> str:
     """The scope string of a topic: ``topic:<name>``."""
     return f"{TOPIC_PREFIX}{name}"

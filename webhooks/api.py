@@ -56,9 +56,15 @@ def get_suppression(email: str) -> Response:
         return jsonify(address_state(session, email))
 
 
+MAX_ADMIN_NAME = 200
+
+
 @bp.post("/suppressions")
 def add_suppression() -> tuple[Response, int]:
-    """Add one opt-out by hand (or, with ``"kind": "resubscribe"``, undo one), with a reason."""
+    """Add one opt-out by hand (or, with ``"kind": "resubscribe"``, undo one), with a reason.
+
+    A resubscribe lifts an opt-out only with the acting admin's name in ``"admin"`` (README
+    "Consent"); without it, it is stored as a conflict and changes nothing."""
     hub = current_hub()
     body = read_json_object()
     if not isinstance(body.get("email"), str):
@@ -70,6 +76,9 @@ def add_suppression() -> tuple[Response, int]:
         kind = Kind(body.get("kind", "unsubscribe"))
     except ValueError:
         raise PayloadError("kind must be one of unsubscribe, complaint, bounce, resubscribe") from None
+    admin = _optional_str(body, "admin")
+    if admin is not None and len(admin) > MAX_ADMIN_NAME:
+        raise PayloadError(f"admin: at most {MAX_ADMIN_NAME} characters")
     topic = _optional_str(body, "topic")
     if topic is not None and hub.config.topic(topic) is None:
         raise PayloadError(f"unknown topic {topic!r}")
@@ -101,6 +110,7 @@ def add_suppression() -> tuple[Response, int]:
             received_at=now,
             reason=reason,
             evidence_id=evidence.id,
+            metadata={"admin": admin} if admin else None,
         )
         result = record_events(session, [event], hub.policy, now=now)
         state.update(address_state(session, address.email))

@@ -22,7 +22,7 @@ import requests
 from adapters.addresses import address_key
 from adapters.config import Config, Secret
 from adapters.errors import PayloadError, ProviderAPIError, SignatureError
-from adapters.events import Kind, scope_topic
+from adapters.events import Actor, Kind, scope_topic
 from adapters.providers import payloads
 from adapters.providers.client import APIClient, Outcome, PushResult, answer_key, bearer_api, push_each
 from adapters.providers.webhook import ContactEvent, ContactLookups, WebhookRequest, WebhookSpec
@@ -44,6 +44,20 @@ EVENT_KINDS: dict[tuple[str, str | None, str | None], Kind] = {
     ("contact.propertyChange", OPTOUT_PROPERTY, "true"): Kind.UNSUBSCRIBE,
     ("contact.propertyChange", OPTOUT_PROPERTY, "false"): Kind.RESUBSCRIBE,
 }
+# changeSource -> who changed hs_email_optout (README "Consent"). Only the contact's own form
+# submission or click in a HubSpot email is the person; a user's click, import or mobile app
+# is staff; the API, integrations, workflows and anything unlisted are automation.
+PERSON_SOURCES = frozenset({"FORM", "EMAIL"})
+STAFF_SOURCES = frozenset({"CRM_UI", "CRM", "IMPORT", "SALES", "MOBILE_IOS", "MOBILE_ANDROID"})
+
+
+def change_actor(change_source: object) -> Actor:
+    """Who made a contact property change, from its ``changeSource``."""
+    if change_source in PERSON_SOURCES:
+        return Actor.PERSON
+    return Actor.STAFF if change_source in STAFF_SOURCES else Actor.AUTOMATION
+
+
 # HubSpot decodes these in the URI before signing it; the rest of the URI is hashed as sent.
 _URI_DECODE = {
     "%3A": ":",
@@ -133,6 +147,7 @@ def parse_events(body: bytes, content_type: str, *, received_at: datetime) -> li
                     "object_id": object_id,
                     "portal_id": item.get("portalId"),
                     "change_source": item.get("changeSource"),
+                    "actor": change_actor(item.get("changeSource")).value,
                 },
             )
         )

@@ -19,7 +19,7 @@ import requests
 from adapters.addresses import address_key
 from adapters.config import Config, Secret, Topic
 from adapters.errors import ConfigError, PayloadError, ProviderAPIError, SignatureError
-from adapters.events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, Verification, scope_topic, topic_scope
+from adapters.events import GLOBAL_SCOPE, Actor, Kind, OptOutEvent, Source, Verification, scope_topic, topic_scope
 from adapters.providers import payloads
 from adapters.providers.client import APIClient, Outcome, PushResult, answer_key, push_each, result_for_error
 from adapters.providers.webhook import OptOuts, UrlRule, WebhookRequest, WebhookSpec
@@ -102,9 +102,21 @@ def parse_events(
             received_at=received_at,
             reason=reason,
             campaign=fields.get("data[campaign_id]") or None,
-            metadata={"type": kind_name, "list_id": list_id, "action": fields.get("data[action]")},
+            metadata={
+                "type": kind_name,
+                "list_id": list_id,
+                "action": fields.get("data[action]"),
+                **({"actor": subscribe_actor(fields).value} if kind is Kind.RESUBSCRIBE else {}),
+            },
         )
     ]
+
+
+def subscribe_actor(fields: Mapping[str, str]) -> Actor:
+    """Who subscribed: the person only when Mailchimp records their own confirmation (the
+    double opt-in's ``data[ip_opt]``); a subscribe without one is an admin add, an import or
+    an API call, which the payload does not tell apart (README "Consent")."""
+    return Actor.PERSON if fields.get("data[ip_opt]") else Actor.STAFF
 
 
 def event_key(*parts: str) -> str:

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from adapters.addresses import address_key
 from adapters.config import Config, Topic
 from adapters.errors import ConfigError, PayloadError, ProviderAPIError, SignatureError
-from adapters.events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, Verification, scope_topic, topic_scope
+from adapters.events import GLOBAL_SCOPE, Actor, Kind, OptOutEvent, Source, Verification, scope_topic, topic_scope
 from adapters.providers import payloads
 from adapters.providers.client import APIClient, Outcome, PushResult, bearer_api, push_each
 from adapters.providers.webhook import OptOuts, WebhookRequest, WebhookSpec
@@ -132,12 +132,14 @@ def _event(
         occurred_at = payloads.epoch(stamp, "timestamp")
         if type(stamp) is int:
             times[stamp] = occurred_at
-    metadata = None
+    metadata: dict[str, object] | None = None
     scope = GLOBAL_SCOPE
     if name in GROUP_EVENTS:
         group = _group_id(item.get("asm_group_id"), "asm_group_id")
         scope = groups.get(group, GLOBAL_SCOPE)
         metadata = {"asm_group_id": group}  # kept: an unmapped group became a global opt-out
+        if kind is Kind.RESUBSCRIBE:
+            metadata["actor"] = Actor.PERSON.value  # the person, on SendGrid's preference page
     event_id = payloads.text(item.get("sg_event_id"), "sg_event_id", max_chars=200)
     reason = item.get("reason")
     return OptOutEvent(

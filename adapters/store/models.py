@@ -2,6 +2,7 @@
 
 - ``events``: append-only log of every request, unique on (email_key, source,
   provider_event_id).
+- ``consent_conflicts``: resubscribes that changed nothing for want of proof (for /admin).
 - ``suppressions``: current state per (address, scope), written in the same transaction as
   the events that change it.
 - ``recipients``: what an unsubscribe token points at (address, topic, campaign).
@@ -99,6 +100,7 @@ class Event(Base):
     scope: Mapped[str] = mapped_column(String(100))
     source: Mapped[str] = mapped_column(String(16))
     verification: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str | None] = mapped_column(String(16))  # adapters.events.Actor; NULL before 0008
     provider_event_id: Mapped[str | None] = mapped_column(String(200))
     occurred_at: Mapped[datetime]
     received_at: Mapped[datetime]
@@ -114,6 +116,19 @@ class Event(Base):
 
     def __repr__(self) -> str:
         return f"<Event {self.id} {self.kind} {self.scope} {self.source}>"
+
+
+class ConsentConflict(Base):
+    """A resubscribe that faced an opt-out it may not lift (README "Consent"): stored as
+    evidence, it changed nothing, and the opt-out was queued back to the provider it came from."""
+
+    __tablename__ = "consent_conflicts"
+    event_id: Mapped[int] = mapped_column(BigId, ForeignKey("events.id"), primary_key=True)
+    opt_out_source: Mapped[str] = mapped_column(String(16))  # source of the opt-out in force
+    created_at: Mapped[datetime]
+
+    def __repr__(self) -> str:
+        return f"<ConsentConflict {self.event_id}>"
 
 
 class Suppression(Base):

@@ -26,6 +26,7 @@ def _event_json(e: Event) -> dict[str, Any]:
         "scope": e.scope,
         "source": e.source,
         "verification": e.verification,
+        "actor": e.actor,  # who acted (README "Consent"); null for events stored before it was kept
         "provider_event_id": e.provider_event_id,
         "occurred_at": e.occurred_at.isoformat(),
         "received_at": e.received_at.isoformat(),

@@ -8,9 +8,16 @@ together"). Reading the state is :mod:`adapters.store.queries`.
 State rules:
 - an opt-out (unsubscribe, complaint; a bounce only when the policy says so) suppresses the
   address at the event's scope;
-- only a ``resubscribe`` undoes an opt-out, and only one that occurred after it; an import
-  never carries one;
-- a global opt-out wins over any topic state.
+- only a ``resubscribe`` undoes an opt-out: one that occurred after it (events are ordered by
+  :func:`adapters.consent.effective_time`, then id) and is proven to come from the person
+  (:func:`adapters.consent.may_lift`); any other is stored, listed in ``consent_conflicts``,
+  and a provider that re-added the person gets the opt-out pushed back; an import never
+  carries one;
+- a global opt-out wins over any topic state, but the states are kept apart: a topic opt-out
+  made while a global one holds is pushed to the topic's providers, and lifting the global
+  opt-out leaves it in force (and queues each topic's own state again).
+
+Pushes: an outbox row asks a provider to converge (address, scope) to the current state.
 """
 
 from __future__ import annotations
@@ -23,14 +30,16 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from adapters.config import Config
+from adapters.consent import PROVIDER_SOURCES, actor_of, effective_time, may_lift
 from adapters.errors import PayloadError
 from adapters.events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, topic_scope
+from adapters.store.address_locks import lock_addresses
 from adapters.store.bulk import driver_rows, execute_many, insert_new, insert_statement, parse_time, values_table
-from adapters.store.models import REASON_KEY_CHARS, Event, EventCount, Evidence, OutboxRow, Suppression
+from adapters.store.models import REASON_KEY_CHARS, ConsentConflict, Event, EventCount, Evidence, OutboxRow, Suppression
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +50,13 @@ class StorePolicy:
 
     ``push_targets(scope)`` lists the enabled providers that can represent ``scope`` (every
     enabled provider for the global scope; those with a mapping for a topic).
+    ``person_providers``: the providers whose reports of the person's own resubscribe may lift
+    that provider's opt-outs (:func:`adapters.consent.may_lift`).
     """
 
     suppress_bounces: bool = False
     push_targets: Callable[[str], Sequence[str]] = lambda scope: ()
+    person_providers: frozenset[str] = PROVIDER_SOURCES
 
     @classmethod
     def from_config(cls, config: Config) -> StorePolicy:
@@ -53,7 +65,9 @@ class StorePolicy:
         for topic in config.topics:
             targets[topic_scope(topic.name)] = tuple(p for p in enabled if topic.mapping(p) is not None)
         return cls(
-            suppress_bounces=config.inbound.suppress_hard_bounces, push_targets=lambda scope: targets.get(scope, ())
+            suppress_bounces=config.inbound.suppress_hard_bounces,
+            push_targets=lambda scope: targets.get(scope, ()),
+            person_providers=frozenset(config.consent.provider_resubscribes),
         )
 
 
@@ -80,9 +94,22 @@ _EVENT_COLUMNS = (
     "campaign",
     "evidence_id",
     "meta",
+    "actor",
 )
 _EVIDENCE_AT = _EVENT_COLUMNS.index("evidence_id")
-_RETURNED = ("id", "email", "email_key", "kind", "scope", "source", "occurred_at", "received_at", "reason")
+_RETURNED = (
+    "id",
+    "email",
+    "email_key",
+    "kind",
+    "scope",
+    "source",
+    "occurred_at",
+    "received_at",
+    "reason",
+    "verification",
+    "actor",
+)
 _SUPPRESSION_COLUMNS = (
     "email_key",
     "scope",
@@ -150,6 +177,7 @@ def record_events(
                 ev.campaign,
                 ev.evidence_id or evidence_id,
                 ev.metadata or None,
+                actor_of(ev).value,
             ]
         )
     table = Event.__table__
@@ -174,10 +202,14 @@ def record_events(
         returning=_RETURNED,
         prepared=prepared,
     )
-    stored = [_Stored(r[0], r[1], r[2], r[3], r[4], r[5], parse_time(r[6]), parse_time(r[7]), r[8]) for r in new_rows]
+    stored = []
+    for r in new_rows:
+        received = parse_time(r[7])
+        when = effective_time(parse_time(r[6]), received)
+        stored.append(_Stored(r[0], r[1], r[2], r[3], r[4], r[5], when, received, r[8], r[9], r[10]))
     if not stored:
         return RecordResult(0, (), 0, 0)
-    stored.sort(key=lambda r: (r.occurred_at, r.id))
+    stored.sort(key=lambda r: (r.effective_at, r.id))
     changed, pushes = _apply(session, stored, policy, now)
     _count(session, stored)
     counts = Counter((r.source, r.kind) for r in stored)
@@ -193,9 +225,11 @@ class _Stored(NamedTuple):
     kind: str
     scope: str
     source: str
-    occurred_at: datetime
+    effective_at: datetime  # adapters.consent.effective_time
     received_at: datetime
     reason: str | None
+    verification: str
+    actor: str
 
 
 def _apply(session: Session, stored: Sequence[_Stored], policy: StorePolicy, now: datetime) -> tuple[int, int]:
@@ -203,7 +237,9 @@ def _apply(session: Session, stored: Sequence[_Stored], policy: StorePolicy, now
     states that changed."""
     table = Suppression.__table__
     keys = list({r.email_key for r in stored})
+    lock_addresses(session, keys)
     current: dict[tuple[str, str], list[Any]] = {}
+    topics_of: dict[str, list[str]] = {}  # email_key -> its topic scopes with a state
     wanted = values_table(session, keys)
     for s in session.connection().execute(
         select(*(table.c[n] for n in _SUPPRESSION_COLUMNS)).join_from(
@@ -211,30 +247,66 @@ def _apply(session: Session, stored: Sequence[_Stored], policy: StorePolicy, now
         )
     ):
         current[(s.email_key, s.scope)] = list(s)
+        if s.scope != GLOBAL_SCOPE:
+            topics_of.setdefault(s.email_key, []).append(s.scope)
     dirty: dict[tuple[str, str], list[Any]] = {}
     transitions = 0
     outbox: list[tuple[Any, ...]] = []
     resubscribe, bounce = Kind.RESUBSCRIBE.value, Kind.BOUNCE.value
     targets: dict[str, Sequence[str]] = {}
+
+    def queue(r: _Stored, scope: str, action: str, *, echo: bool = False) -> None:
+        providers = targets.get(scope)
+        if providers is None:
+            providers = targets[scope] = policy.push_targets(scope)
+        for provider in providers:
+            if echo or provider != r.source:  # never echo a provider's own event back to it
+                outbox.append((r.id, provider, action, r.email, scope, "pending", 0, now, r.received_at, now))
+
+    def queue_back(r: _Stored) -> None:
+        if r.source in policy.push_targets(r.scope):
+            outbox.append((r.id, r.source, "unsubscribe", r.email, r.scope, "pending", 0, now, r.received_at, now))
+
+    conflicts: list[dict[str, Any]] = []
     for r in stored:
         key = (r.email_key, r.scope)
         state = current.get(
             key
         )  # [email_key, scope, email, suppressed, kind, source, reason, first_at, last_at, event_id]
+        lifted_event_id = None
         if r.kind == resubscribe:
-            if state is None or not state[3] or state[8] > r.occurred_at:
+            holding = _holding(state, current.get((r.email_key, GLOBAL_SCOPE)))
+            if holding is None:
+                continue  # no opt-out to lift
+            older = holding is state and state[8] > r.effective_at
+            proven = may_lift(
+                source=r.source,
+                verification=r.verification,
+                actor=r.actor,
+                reason=r.reason,
+                opt_out_source=holding[5],
+                person_providers=policy.person_providers,
+            )
+            if holding is not state or older or not proven:
+                if not proven:
+                    conflicts.append({"event_id": r.id, "opt_out_source": holding[5], "created_at": now})
+                if r.source in PROVIDER_SOURCES and (older or not proven):
+                    queue_back(r)  # the provider re-added someone whose opt-out holds
                 continue
+            lifted_event_id = state[9]
             state[3:7] = [False, r.kind, r.source, r.reason]
-            state[8:10] = [r.occurred_at, r.id]
+            state[8:10] = [r.effective_at, r.id]
         else:
             if r.kind == bounce and not policy.suppress_bounces:
                 continue
             if state is not None and state[3]:
-                if r.occurred_at > state[8]:
-                    state[8] = r.occurred_at
+                if r.effective_at > state[8]:
+                    state[8] = r.effective_at
                     dirty[key] = state
                 continue
-            first = state[7] if state is not None else r.occurred_at
+            if state is None and r.scope != GLOBAL_SCOPE:
+                topics_of.setdefault(r.email_key, []).append(r.scope)
+            first = state[7] if state is not None else r.effective_at
             state = current[key] = [
                 r.email_key,
                 r.scope,
@@ -244,25 +316,53 @@ def _apply(session: Session, stored: Sequence[_Stored], policy: StorePolicy, now
                 r.source,
                 r.reason,
                 first,
-                r.occurred_at,
+                r.effective_at,
                 r.id,
             ]
         dirty[key] = state
         transitions += 1
-        if r.scope != GLOBAL_SCOPE and r.kind != resubscribe:
-            glob = current.get((r.email_key, GLOBAL_SCOPE))
-            if glob is not None and glob[3]:
-                continue  # the global opt-out was pushed already and covers this topic
-        action = "resubscribe" if r.kind == resubscribe else "unsubscribe"
-        providers = targets.get(r.scope)
-        if providers is None:
-            providers = targets[r.scope] = policy.push_targets(r.scope)
-        for provider in providers:
-            if provider != r.source:  # never echo a provider's own event back to it
-                outbox.append((r.id, provider, action, r.email, r.scope, "pending", 0, now, r.received_at, now))
+        if r.scope == GLOBAL_SCOPE:
+            queue(r, GLOBAL_SCOPE, "resubscribe" if lifted_event_id is not None else "unsubscribe")
+            if lifted_event_id is not None:
+                _queue_topics_after_global_lift(r, current, topics_of.get(r.email_key, ()), lifted_event_id, queue)
+            continue
+        glob = current.get((r.email_key, GLOBAL_SCOPE))
+        if lifted_event_id is not None and glob is not None and glob[3]:
+            continue  # the global opt-out still holds: pushed when it is lifted
+        queue(r, r.scope, "resubscribe" if lifted_event_id is not None else "unsubscribe")
     execute_many(session, table, _SUPPRESSION_COLUMNS, list(dirty.values()), upsert_on=("email_key", "scope"))
     execute_many(session, OutboxRow.__table__, _OUTBOX_COLUMNS, outbox)
+    if conflicts:
+        session.execute(insert(ConsentConflict), conflicts)
     return transitions, len(outbox)
+
+
+def _holding(state: list[Any] | None, global_state: list[Any] | None) -> list[Any] | None:
+    """The opt-out in force for a scope: its own, else the global one, else ``None``."""
+    if state is not None and state[3]:
+        return state
+    return global_state if global_state is not None and global_state[3] else None
+
+
+def _queue_topics_after_global_lift(
+    r: _Stored,
+    current: dict[tuple[str, str], list[Any]],
+    topic_scopes: Sequence[str],
+    lifted_event_id: int,
+    queue: Callable[..., None],
+) -> None:
+    """When a global opt-out is lifted, queue each topic's own state to its providers.
+
+    A topic opt-out stays in force (and must be what its list, group or subscription holds,
+    even where the provider's global resubscribe touched it); a topic resubscribed while the
+    global opt-out held (event stored after it) was not pushed then and is now.
+    """
+    for scope in topic_scopes:
+        topic = current[(r.email_key, scope)]
+        if topic[3]:
+            queue(r, scope, "unsubscribe", echo=True)
+        elif topic[9] > lifted_event_id:
+            queue(r, scope, "resubscribe", echo=True)
 
 
 def _count(session: Session, stored: Sequence[_Stored]) -> None:

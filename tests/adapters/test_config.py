@@ -149,6 +149,12 @@ def test_topics_and_enabled_providers() -> None:
             "database.url_env",
             "not both",
         ),
+        (
+            {"consent": {"provider_resubscribes": ["sendgrid", "crm"]}},
+            {},
+            "consent.provider_resubscribes[1]",
+            "unknown provider 'crm'",
+        ),
     ],
 )
 def test_config_errors_name_the_key(data: dict, env: dict, key: str, message: str) -> None:

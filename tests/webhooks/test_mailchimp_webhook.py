@@ -88,6 +88,7 @@ class TestMailchimpWebhook(WebhookCases):
             "fired_at": "2026-11-24 12:01:00",
             "data[list_id]": "abc123",
             "data[email]": "topic@example.com",
+            "data[ip_opt]": "198.51.100.7",  # the person's own confirmation (README "Consent")
         }
         assert (
             running.post(

@@ -26,7 +26,7 @@ from adapters.store import review
 from adapters.store.models import Evidence
 from adapters.store.outbox import dead_rows, outbox_summary, retry_row
 from adapters.store.queries import address_state
-from webhooks.admin import dashboard
+from webhooks.admin import conflicts, dashboard
 from webhooks.admin.unsettled import unsettled_section
 from webhooks.context import current_hub
 from webhooks.errors import bearer_refused
@@ -168,6 +168,7 @@ def home() -> Response:
             "lookups": dashboard.lookup_backlog(s),
             "review": review.review_items(s, limit=50),
             "recent": dashboard.recent_events(s),
+            "conflicts": conflicts.recent_conflicts(s),
         }
     return _page("admin/dashboard.html", **data, providers=hub.config.providers.enabled(), preview=_preview)
 

@@ -5,11 +5,17 @@ reason (a short list plus free text, stored on the event), and resubscribing. A 
 is recorded as an explicit ``resubscribe`` event whose metadata keeps the wording the person
 saw, in their language, and when the page was shown and submitted: the proof of consent.
 Forms carry a CSRF token bound to the recipient; no login and no cookie.
+
+The form also carries the state it showed (each scope's suppression and the event that set
+it), signed with its CSRF token. Saving applies only what the person changed on that page;
+a resubscribe whose scope changed since it was shown (say, a one-click opt-out from another
+mail) is not applied, and the page is shown again with the current state (README "Consent").
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from flask import Response, request
@@ -46,19 +52,55 @@ def consent_wording(action: str) -> str:
     return gettext("Ticked topics are the emails I agree to receive at this address.")
 
 
-def suppressed_scopes(session: Session, recipient: Recipient) -> set[str]:
-    stmt = select(Suppression.scope).where(
-        Suppression.email_key == recipient.email_key, Suppression.suppressed.is_(True)
+ShownState = dict[str, tuple[bool, int]]  # scope -> (suppressed, id of the event that set it)
+
+
+def scope_states(session: Session, recipient: Recipient) -> ShownState:
+    """Every scope of the recipient's address that has a state, with its version."""
+    stmt = select(Suppression.scope, Suppression.suppressed, Suppression.event_id).where(
+        Suppression.email_key == recipient.email_key
     )
-    return set(session.scalars(stmt))
+    return {scope: (bool(off), int(event_id)) for scope, off, event_id in session.execute(stmt)}
 
 
-def _binding(recipient: Recipient) -> str:
-    return f"preferences:{recipient.id}"
+def suppressed(states: ShownState) -> set[str]:
+    return {scope for scope, (off, _) in states.items() if off}
 
 
-def _render(token: str, recipient: Recipient, scopes: set[str], *, message: str | None = None) -> Response:
+def encode_states(states: ShownState) -> str:
+    return ",".join(f"{scope}|{int(off)}|{event_id}" for scope, (off, event_id) in sorted(states.items()))
+
+
+def decode_states(text: str) -> ShownState:
+    states: ShownState = {}
+    for item in filter(None, text.split(",")):
+        scope, off, event_id = item.split("|")
+        states[scope] = (off == "1", int(event_id))
+    return states
+
+
+def _binding(recipient: Recipient, shown: str) -> str:
+    return f"preferences:{recipient.id}:{shown}"
+
+
+def form_token(recipient: Recipient, states: ShownState) -> str:
+    """The form's CSRF field: the state shown, then a CSRF token bound to the recipient and it."""
     hub = current_hub()
+    shown = encode_states(states)
+    return f"{shown}~" + csrf_token(hub.signer.derive_key(CSRF_LABEL), _binding(recipient, shown), now=hub.clock())
+
+
+def check_form_token(recipient: Recipient, given: str | None) -> tuple[datetime, ShownState]:
+    """When the form was shown and the state it showed; :class:`PayloadError` if forged or old."""
+    hub = current_hub()
+    shown, _, token = (given or "").rpartition("~")
+    shown_at = check_csrf(hub.signer.derive_key(CSRF_LABEL), _binding(recipient, shown), token, now=hub.clock())
+    return shown_at, decode_states(shown)  # signed by us, so well formed
+
+
+def _render(token: str, recipient: Recipient, states: ShownState, *, message: str | None = None) -> Response:
+    hub = current_hub()
+    scopes = suppressed(states)
     topics = [
         {"name": t.name, "title": t.title or t.name, "subscribed": topic_scope(t.name) not in scopes}
         for t in hub.config.topics
@@ -75,7 +117,7 @@ def _render(token: str, recipient: Recipient, scopes: set[str], *, message: str 
         consent_topics=consent_wording("save"),
         consent_all=consent_wording("resubscribe"),
         csrf_field=CSRF_FIELD,
-        csrf=csrf_token(hub.signer.derive_key(CSRF_LABEL), _binding(recipient), now=hub.clock()),
+        csrf=form_token(recipient, states),
         message=message,
     )
 
@@ -85,8 +127,8 @@ def centre(token: str) -> Response:
     hub = current_hub()
     with hub.sessions() as session:
         recipient = resolve_token(session, hub.signer, token)
-        scopes = suppressed_scopes(session, recipient)
-    return _render(token, recipient, scopes)
+        states = scope_states(session, recipient)
+    return _render(token, recipient, states)
 
 
 def read_reason(form: Any) -> str | None:
@@ -104,14 +146,21 @@ def read_reason(form: Any) -> str | None:
 
 def plan_events(
     recipient: Recipient,
-    scopes: set[str],
+    shown: ShownState,
+    current: ShownState,
     action: str,
     wanted: Sequence[str],
     topics: Sequence[str],
     reason: str | None,
     consent: dict[str, Any],
-) -> list[OptOutEvent]:
-    """The events a submitted form asks for, given the current state (pure)."""
+) -> tuple[list[OptOutEvent], bool]:
+    """The events a submitted form asks for (pure), and whether the state changed since the
+    page was shown (then the page is shown again with the current state).
+
+    Only what the person changed on the page counts: a topic ticked that was shown off, or
+    unticked that was shown on. A resubscribe of a scope that changed since (or under a global
+    state that did) is left out; opting out always counts.
+    """
 
     def event(kind: Kind, scope: str) -> OptOutEvent:
         resub = kind is Kind.RESUBSCRIBE
@@ -127,17 +176,20 @@ def plan_events(
         )
 
     if action == "unsubscribe_all":
-        return [event(Kind.UNSUBSCRIBE, GLOBAL_SCOPE)]
+        return [event(Kind.UNSUBSCRIBE, GLOBAL_SCOPE)], False
+    changed = {scope for scope in shown.keys() | current.keys() if shown.get(scope) != current.get(scope)}
     if action == "resubscribe":
-        return [event(Kind.RESUBSCRIBE, GLOBAL_SCOPE)]
+        return ([], True) if changed else ([event(Kind.RESUBSCRIBE, GLOBAL_SCOPE)], False)
+    shown_off, now_off = suppressed(shown), suppressed(current)
     events = []
     for name in topics:
-        scope, off = topic_scope(name), topic_scope(name) in scopes
-        if name in wanted and off:
-            events.append(event(Kind.RESUBSCRIBE, scope))
-        elif name not in wanted and not off:
+        scope = topic_scope(name)
+        if name in wanted and scope in shown_off:
+            if scope in now_off and not {scope, GLOBAL_SCOPE} & changed:
+                events.append(event(Kind.RESUBSCRIBE, scope))
+        elif name not in wanted and scope not in shown_off and scope not in now_off:
             events.append(event(Kind.UNSUBSCRIBE, scope))
-    return events
+    return events, bool(changed)
 
 
 @bp.post("/preferences/<token>")
@@ -151,11 +203,11 @@ def submit(token: str) -> Response:
     if any(name not in topics for name in wanted):
         raise PayloadError("unknown topic")
     reason = read_reason(request.form)
+    stale = False
 
     def build(session: Session, recipient: Recipient) -> list[OptOutEvent]:
-        shown_at = check_csrf(
-            hub.signer.derive_key(CSRF_LABEL), _binding(recipient), request.form.get(CSRF_FIELD), now=hub.clock()
-        )
+        nonlocal stale
+        shown_at, shown = check_form_token(recipient, request.form.get(CSRF_FIELD))
         consent = {
             "wording": consent_wording(action),
             "lang": current_language(),
@@ -163,15 +215,20 @@ def submit(token: str) -> Response:
             "shown_at": shown_at.isoformat(),
             "submitted_at": hub.clock().isoformat(),
         }
-        return plan_events(recipient, suppressed_scopes(session, recipient), action, wanted, topics, reason, consent)
+        events, stale = plan_events(
+            recipient, shown, scope_states(session, recipient), action, wanted, topics, reason, consent
+        )
+        return events
 
     recipient, events, _ = record_token_request(hub, token, Source.PREFERENCES, build)
     with hub.sessions() as session:
-        scopes = suppressed_scopes(session, recipient)
-    if not events:
+        states = scope_states(session, recipient)
+    if stale:
+        message = gettext("Your choices changed since this page was shown. Please check them and save again.")
+    elif not events:
         message = gettext("Nothing has changed.")
     elif action == "resubscribe" or all(e.kind is Kind.RESUBSCRIBE for e in events):
         message = gettext("Welcome back: your choices are saved.")
     else:
         message = gettext("Your choices are saved.")
-    return _render(token, recipient, scopes, message=message)
+    return _render(token, recipient, states, message=message)

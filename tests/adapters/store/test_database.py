@@ -18,6 +18,7 @@ from adapters.store import database
 from adapters.store.models import (
     Base,
     ConfirmationSend,
+    ConsentConflict,
     Event,
     EventCount,
     OutboxRow,
@@ -224,3 +225,30 @@ def test_events_migration_keeps_deduplicating_on_one_address_index(database_url:
                 "ahSCB7xYcXFb-hEaawsPRw==",
                 "another-event",
             ]
+
+
+def test_provenance_migration_keeps_the_events_with_no_actor_and_goes_back(database_url: str) -> None:
+    with engine_at(database_url, "0007_events_address_key") as engine:
+        at = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+        row = {
+            "email": "Ivy@Example.com",
+            "email_key": "ivy@example.com",
+            "kind": "unsubscribe",
+            "scope": "global",
+            "source": "smtp",
+            "verification": "dkim",
+            "occurred_at": at,
+            "received_at": at,
+        }
+        with engine.begin() as conn:
+            event_id = conn.execute(insert(Event).values(row).returning(Event.id)).scalar_one()
+        database.upgrade(engine)
+        with engine.begin() as conn:
+            assert conn.execute(select(Event.id, Event.email, Event.actor)).all() == [
+                (event_id, "Ivy@Example.com", None)
+            ]
+            conn.execute(insert(ConsentConflict).values(event_id=event_id, opt_out_source="smtp", created_at=at))
+        command.downgrade(database.alembic_config(engine), "0007_events_address_key")
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT id, email FROM events")).all() == [(event_id, "Ivy@Example.com")]
+        database.upgrade(engine)

@@ -112,6 +112,7 @@ def test_global_opt_out_wins_over_topic_state(make_hub, make_config, clock) -> N
                 Source.PREFERENCES,
                 scope=topic_scope("news"),
                 occurred_at=t0 + timedelta(seconds=2),
+                verification=Verification.TOKEN,
             )
         ]
     )

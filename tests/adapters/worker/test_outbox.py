@@ -22,7 +22,7 @@ import requests
 from sqlalchemy import select, update
 
 from adapters.config import Config, load_config
-from adapters.events import Kind, OptOutEvent, Source, topic_scope
+from adapters.events import Kind, OptOutEvent, Source, Verification, topic_scope
 from adapters.hub import Hub
 from adapters.providers import make_clients
 from adapters.store.models import OutboxRow, Suppression
@@ -374,7 +374,7 @@ def test_the_latest_change_of_an_address_wins(
     scope = topic_scope("newsletter")
     push_hub.record([optout("x@example.com", scope=scope)])
     clock.advance(1)
-    push_hub.record([optout("x@example.com", scope=scope, kind=Kind.RESUBSCRIBE, source=Source.PREFERENCES)])
+    push_hub.record([OptOutEvent("x@example.com", Kind.RESUBSCRIBE, Source.PREFERENCES, scope, Verification.TOKEN)])
     make_worker(push_hub).drain()
     assert [c.method for c in fake_providers.sendgrid.calls] == ["DELETE"]
     states = collections.Counter((r.action, r.state) for r in rows(push_hub) if r.provider == "sendgrid")

@@ -11,6 +11,8 @@ from tests.support.clock import Clock
 from tests.support.pages import events, forged, form_field, issue_token, stored_counts, without_cookies
 from webhooks.security import CSRF_FIELD
 
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
 
 def open_centre(url: str, **headers: str) -> tuple[str, str]:
     """The page's HTML and its CSRF token."""
@@ -50,7 +52,7 @@ def test_unsubscribing_a_topic_stores_the_reason(topic_hub: Hub, app_url: str) -
         "c-42",
     )
     assert r.text.count(" checked>") == 1  # the page shows the new state
-    r = submit(url, csrf, action="save", topic="newsletter")
+    r = submit(url, form_field(r.text, CSRF_FIELD), action="save", topic="newsletter")
     assert "Nothing has changed." in r.text and len(events(topic_hub)) == 1
 
 
@@ -87,8 +89,8 @@ def test_unsubscribe_all_then_resubscribe_keeps_proof_of_consent(topic_hub: Hub,
 def test_ticking_a_topic_again_resubscribes_it(topic_hub: Hub, app_url: str) -> None:
     url = f"{app_url}/preferences/{issue_token(topic_hub, 'dan@example.com')}"
     _, csrf = open_centre(url)
-    submit(url, csrf, action="save", topic="offers")
-    r = submit(url, csrf, action="save", topic=["offers", "newsletter"])
+    shown = submit(url, csrf, action="save", topic="offers")  # the page it answers is the new form
+    r = submit(url, form_field(shown.text, CSRF_FIELD), action="save", topic=["offers", "newsletter"])
     assert "Welcome back" in r.text
     assert [(e.kind, e.scope) for e in events(topic_hub)] == [
         ("unsubscribe", "topic:newsletter"),
@@ -137,3 +139,45 @@ def test_forged_token_is_404(topic_hub: Hub, app_url: str) -> None:
     r = submit(f"{app_url}/preferences/{token.upper()}", csrf, action="unsubscribe_all")
     assert r.status_code == 200  # a case-altered token is the same token
     assert stored_counts(topic_hub) == (1, 1)
+
+
+def test_a_stale_form_never_resubscribes_a_topic_opted_out_since(topic_hub: Hub, app_url: str, clock: Clock) -> None:
+    """Issue 14, case 4: the page is open; the person uses the one-click link for "newsletter"
+    in another mail; then saves the still-open form (to give a reason)."""
+    url = f"{app_url}/preferences/{issue_token(topic_hub, 'ivy@example.com')}"
+    _, csrf = open_centre(url)
+    clock.advance(30)
+    one_click = f"{app_url}/u/{issue_token(topic_hub, 'ivy@example.com', topic='newsletter')}"
+    assert requests.post(one_click, data="List-Unsubscribe=One-Click", headers=FORM, timeout=10).status_code == 200
+    clock.advance(30)
+    r = submit(url, csrf, action="save", topic=["newsletter", "offers"], reason="too_many")
+    assert r.status_code == 200
+    assert "Your choices changed since this page was shown" in r.text
+    assert 'value="newsletter" id="topic-newsletter">' in r.text  # shown again, unticked
+    assert [(e.kind, e.scope, e.source) for e in events(topic_hub)] == [("unsubscribe", "topic:newsletter", "oneclick")]
+    # the page it answered is current: ticking the topic there is the person's own choice
+    r = submit(url, form_field(r.text, CSRF_FIELD), action="save", topic=["newsletter", "offers"])
+    assert "Welcome back" in r.text and [e.kind for e in events(topic_hub)] == ["unsubscribe", "resubscribe"]
+
+
+def test_a_stale_form_still_applies_the_opt_outs_the_person_made(topic_hub: Hub, app_url: str) -> None:
+    url = f"{app_url}/preferences/{issue_token(topic_hub, 'jo@example.com')}"
+    _, csrf = open_centre(url)
+    one_click = f"{app_url}/u/{issue_token(topic_hub, 'jo@example.com', topic='newsletter')}"
+    assert requests.post(one_click, data="List-Unsubscribe=One-Click", headers=FORM, timeout=10).status_code == 200
+    r = submit(url, csrf, action="save", topic=["newsletter"])  # unticks offers; newsletter it left as shown
+    assert "Your choices changed since this page was shown" in r.text
+    assert [(e.kind, e.scope) for e in events(topic_hub)] == [
+        ("unsubscribe", "topic:newsletter"),
+        ("unsubscribe", "topic:offers"),
+    ]
+
+
+def test_the_shown_state_cannot_be_forged(topic_hub: Hub, app_url: str) -> None:
+    url = f"{app_url}/preferences/{issue_token(topic_hub, 'kit@example.com')}"
+    _, csrf = open_centre(url)
+    shown, _, token = csrf.rpartition("~")
+    forged_state = "topic:newsletter|1|1"
+    assert shown != forged_state
+    r = submit(url, f"{forged_state}~{token}", action="save", topic=["newsletter", "offers"])
+    assert r.status_code == 400 and stored_counts(topic_hub) == (0, 0)
