@@ -37,7 +37,8 @@ SENDGRID_ONLY = {"providers": {"sendgrid": {"enabled": True, "webhook_public_key
 def optout(
     email: str, source: Source = Source.API, scope: str = "global", kind: Kind = Kind.UNSUBSCRIBE
 ) -> OptOutEvent:
-    return OptOutEvent(email=email, kind=kind, source=source, scope=scope)
+    verification = Verification.TOKEN if kind is Kind.RESUBSCRIBE else Verification.NONE  # the person's own
+    return OptOutEvent(email=email, kind=kind, source=source, scope=scope, verification=verification)
 
 
 def rows(hub: Hub) -> list[OutboxRow]:
