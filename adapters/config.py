@@ -163,6 +163,7 @@ class InboundConfig:
     honour_unverified_replies: bool = True
     suppress_hard_bounces: bool = False
     languages: tuple[str, ...] = ("en", "zh", "ar", "es", "pt", "fr", "de", "it", "nl", "ja", "ru")
+    retry_max_seconds: float = 60.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -348,6 +349,8 @@ def _validate(config: Config) -> None:
             raise ConfigError(key, "must be between 0 and 65535")
     if config.smtp.max_message_bytes <= 0:
         raise ConfigError("smtp.max_message_bytes", "must be positive")
+    if config.inbound.retry_max_seconds <= 0:
+        raise ConfigError("inbound.retry_max_seconds", "must be positive")
 
 
 def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Config:

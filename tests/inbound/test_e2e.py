@@ -2,7 +2,8 @@
 ``smtplib`` and by ``swaks`` (Debian package; ``.ci/run`` installs it), then checked with
 ``optout-hub status``. Includes the crash test: the process is killed (SIGKILL) after it
 answered ``250`` and before it classified the message, and after a restart the address is
-opted out.
+opted out; and the outage test: messages answered ``250`` while the database refuses their
+events are honoured once it accepts them again, without a restart.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from pathlib import Path
 
 import pytest
 
+from adapters.config import load_config
+from adapters.hub import Hub as CoreHub
+from adapters.store.database import make_engine
 from adapters.tokens import TOKEN_LENGTH
 from inbound.classification import DELAY_ENV
 from tests.support.environment import TEST_SECRET
@@ -35,6 +39,7 @@ class Hub:
     """One configuration (database, port) and the ``optout-hub`` processes run on it."""
 
     def __init__(self, tmp_path: Path, database_url: str) -> None:
+        self.database_url = database_url
         self.port = free_port()
         self.config = tmp_path / "optout-hub.toml"
         self.config.write_text(
@@ -50,6 +55,9 @@ timeout_seconds = 10
 
 [worker]
 enabled = false
+
+[inbound]
+retry_max_seconds = 1.0
 
 [[topics]]
 name = "newsletter"
@@ -259,4 +267,61 @@ def test_crash_after_250_before_classification_still_opts_out(hub_process: Hub) 
     state = hub_process.wait_suppressed("erin@example.org")
     assert state["suppressed"], state
     assert len(state["events"]) == 1
+    assert hub_process.stop() == 0
+
+
+# A trigger that makes the database refuse every new opt-out event: the evidence rows (and so
+# the 250) still go through, classification fails as it does while a database is down.
+REFUSE_EVENTS = {
+    "sqlite": [
+        "CREATE TRIGGER refuse_events BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'outage'); END",
+    ],
+    "postgresql": [
+        "CREATE FUNCTION refuse_events() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE 'outage'; END $$",
+        "CREATE TRIGGER refuse_events BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION refuse_events()",
+    ],
+}
+ACCEPT_EVENTS = {
+    "sqlite": ["DROP TRIGGER refuse_events"],
+    "postgresql": ["DROP TRIGGER refuse_events ON events", "DROP FUNCTION refuse_events()"],
+}
+OLD_GIVE_UP_SECONDS = 30  # the classifier used to drop a failing batch after 5 tries, ~30 s
+
+
+def _oldest_pending_gauge(hub: Hub) -> float:
+    core = CoreHub.open(load_config(hub.config, env=hub.env), upgrade=False)
+    try:
+        text = core.metrics.render().decode()
+    finally:
+        core.close()
+    match = re.search(r"^optout_inbound_oldest_pending_seconds ([0-9.e+]+)$", text, re.MULTILINE)
+    assert match, text
+    return float(match.group(1))
+
+
+def test_messages_acknowledged_during_an_outage_are_honoured_without_a_restart(hub_process: Hub) -> None:
+    engine = make_engine(hub_process.database_url)
+    dialect = engine.dialect.name
+    hub_process.start()
+    senders = [f"outage{n}@example.org" for n in range(5)]
+    try:
+        with engine.begin() as connection:
+            for statement in REFUSE_EVENTS[dialect]:
+                connection.exec_driver_sql(statement)
+        for sender in senders:
+            code, reply = _smtplib_send(
+                hub_process, message("STOP", subject="Re: news", sender=sender), REPLIES, mail_from=sender
+            )
+            assert code == 250 and b"stored as" in reply
+        time.sleep(OLD_GIVE_UP_SECONDS + 5)
+        assert not any(hub_process.status(sender)["suppressed"] for sender in senders)
+        assert _oldest_pending_gauge(hub_process) >= OLD_GIVE_UP_SECONDS
+    finally:
+        with engine.begin() as connection:
+            for statement in ACCEPT_EVENTS[dialect]:
+                connection.exec_driver_sql(statement)
+        engine.dispose()
+    for sender in senders:  # retried every second at most (retry_max_seconds = 1.0)
+        assert hub_process.wait_suppressed(sender, timeout=15)["suppressed"], sender
+    assert _oldest_pending_gauge(hub_process) == 0
     assert hub_process.stop() == 0
