@@ -11,8 +11,11 @@
   together share one commit.
 - Each stored message is handed to the classification thread (:mod:`inbound.classification`),
   which classifies it after the answer.
-- Beyond ``[smtp].max_connections`` open connections a new one is answered ``421`` and
-  closed; a connection idle for ``[smtp].timeout_seconds`` is closed, so idle or slow clients
+- Beyond ``[smtp].max_connections_per_peer`` open connections from one host, or
+  ``[smtp].max_connections`` in all, a new one is answered ``421`` and closed; but at the
+  global limit a connection that never sent a byte is evicted (``421``, oldest first) to make
+  room. A connection idle for ``[smtp].timeout_seconds`` is closed, for
+  ``[smtp].stress_timeout_seconds`` once 80 % of the slots are taken, so idle or slow clients
   cannot starve the others.
 
 :class:`SMTPComponent` is the ``smtp`` part of ``serve``: it starts the classification thread,
@@ -23,6 +26,7 @@ listener".
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import os
 import socket
@@ -55,18 +59,56 @@ ERR_TOO_MANY_RCPTS = "452 4.5.3 Too many recipients"
 ERR_STORE = "451 4.3.0 Could not store the message, try again later"
 ERR_INTERNAL = "451 4.3.0 Internal error, try again later"
 ERR_TOO_MANY_CONNECTIONS = b"421 4.3.2 Too many connections, try again later\r\n"
+ERR_TOO_MANY_FROM_PEER = b"421 4.7.0 Too many connections from your host, try again later\r\n"
+ERR_EVICTED = b"421 4.3.2 Too many connections, closing an idle one\r\n"
+STRESS_FRACTION = 0.8  # beyond this share of max_connections the listener is under stress
 
 
 class ConnectionLimit:
-    """Open connections, counted on the server's event loop thread."""
+    """The open connections, counted on the server's event loop thread (no locking needed).
 
-    def __init__(self, limit: int) -> None:
+    Besides the global limit it caps the connections of one peer host, and tracks the
+    connections that never sent a byte, oldest first: at the limit the oldest of those is
+    evicted to make room for a new one (as Postfix does under stress), so idle sockets cannot
+    hold every slot. Under stress (:data:`STRESS_FRACTION` of the limit) idle time-outs are
+    shortened to ``stress_timeout``.
+    """
+
+    def __init__(self, limit: int, per_peer: int, stress_timeout: float) -> None:
         self.limit = limit
+        self.per_peer = per_peer
+        self.stress_timeout = stress_timeout
         self.active = 0
+        self.per_host: collections.Counter[str] = collections.Counter()
+        self.silent: dict[LimitedSMTP, None] = {}  # insertion-ordered: the oldest first
+
+    def stressed(self) -> bool:
+        return self.active >= self.limit * STRESS_FRACTION
+
+    def admit(self, connection: LimitedSMTP, host: str) -> bytes | None:
+        """Count ``connection`` in, evicting a silent one if needed; or the ``421`` refusing it."""
+        if self.per_host[host] >= self.per_peer:
+            return ERR_TOO_MANY_FROM_PEER
+        if self.active >= self.limit:
+            if not self.silent:
+                return ERR_TOO_MANY_CONNECTIONS
+            next(iter(self.silent)).evict()
+        self.active += 1
+        self.per_host[host] += 1
+        self.silent[connection] = None
+        return None
+
+    def release(self, connection: LimitedSMTP, host: str) -> None:
+        self.active -= 1
+        self.per_host[host] -= 1
+        if not self.per_host[host]:
+            del self.per_host[host]
+        self.silent.pop(connection, None)
 
 
 class LimitedSMTP(SMTP):
-    """aiosmtpd's SMTP protocol that refuses connections beyond a limit with ``421``.
+    """aiosmtpd's SMTP protocol under a :class:`ConnectionLimit`: refuses connections beyond
+    it with ``421``, can be evicted while it has sent nothing, and times out sooner under stress.
 
     It also accepts DATA lines longer than RFC 5321's 1,000 octets (up to 64 KiB): senders that
     break that rule exist, and refusing their unsubscribe with a permanent ``500`` would lose a
@@ -78,27 +120,49 @@ class LimitedSMTP(SMTP):
     def __init__(self, handler: Any, *, limit: ConnectionLimit, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
         self._limit = limit
-        self._counted = False
+        self._host: str | None = None  # the peer's host while counted in the limit
         self._refused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if not self._counted and self._limit.active >= self._limit.limit:
-            self._refused = True
-            transport.write(ERR_TOO_MANY_CONNECTIONS)  # type: ignore[attr-defined]
-            transport.close()
-            log.warning("refused a connection: %d open (max_connections)", self._limit.active)
-            return
-        if not self._counted:
-            self._counted = True
-            self._limit.active += 1
+        if self._host is None and self.transport is None:  # a new connection, not a STARTTLS upgrade
+            peer = transport.get_extra_info("peername")
+            host = str(peer[0]) if isinstance(peer, tuple) and peer else str(peer)
+            refusal = self._limit.admit(self, host)
+            if refusal is not None:
+                self._refused = True
+                transport.write(refusal)  # type: ignore[attr-defined]
+                transport.close()
+                log.warning("refused a connection from %s: %s", host, refusal.decode().strip())
+                return
+            self._host = host
         super().connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self._host is not None:
+            self._limit.silent.pop(self, None)
+        super().data_received(data)
+
+    def evict(self) -> None:
+        """Make room for a new connection: this one has sent nothing since it was accepted."""
+        self._release()
+        if self.transport is not None:
+            self.transport.write(ERR_EVICTED)  # type: ignore[attr-defined]
+            self.transport.close()
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        if duration is None and self._limit.stressed():
+            duration = min(self._limit.stress_timeout, self._timeout_duration)
+        super()._reset_timeout(duration)
+
+    def _release(self) -> None:
+        if self._host is not None:
+            self._limit.release(self, self._host)
+            self._host = None
 
     def connection_lost(self, error: Exception | None) -> None:
         if self._refused:
             return
-        if self._counted:
-            self._counted = False
-            self._limit.active -= 1
+        self._release()
         super().connection_lost(error)
 
 
@@ -247,7 +311,7 @@ class SMTPComponent:
         self.controller = _Controller(
             self.handler,
             sock,
-            ConnectionLimit(smtp.max_connections),
+            ConnectionLimit(smtp.max_connections, smtp.max_connections_per_peer, smtp.stress_timeout_seconds),
             server_hostname=smtp.domains[0],
             ident="optout-hub",
             data_size_limit=smtp.max_message_bytes,

@@ -1,5 +1,6 @@
 """The listener in-process on a free port, through smtplib and raw sockets: relay refusal,
-SIZE and 552, the connection limit and idle time-outs, Nagle off, a malformed message stored;
+SIZE and 552, the connection limits (global, per peer, eviction of idle connections) and
+idle time-outs (shorter under stress), Nagle off, a malformed message stored;
 tokenized unsubscribe addresses end to end, on an ASCII and on an international domain."""
 
 from __future__ import annotations
@@ -70,25 +71,105 @@ def _greeting(sock: socket.socket) -> bytes:
     return data
 
 
+def _connect(component: SMTPComponent, source: str = "127.0.0.1") -> socket.socket:
+    """A raw connection to the listener from ``source`` (any 127/8 address is loopback)."""
+    return socket.create_connection(component.address, source_address=(source, 0))
+
+
+def _ehlo(sock: socket.socket) -> None:
+    """Say EHLO and read the answer: the connection is then talking, not idle."""
+    sock.sendall(b"EHLO client.example.org\r\n")
+    reply = b""
+    while b"250 " not in reply:
+        chunk = sock.recv(4096)
+        assert chunk, reply
+        reply += chunk
+
+
+def _closed_by_server(sock: socket.socket, timeout: float = 5) -> bytes:
+    """What the server sent before it closed ``sock``."""
+    sock.settimeout(timeout)
+    data = b""
+    while chunk := sock.recv(4096):
+        data += chunk
+    return data
+
+
 def test_connection_limit_answers_421(start_smtp: Callable[..., SMTPComponent]) -> None:
     component = start_smtp({"max_connections": 3})
-    idle = [socket.create_connection(component.address) for _ in range(3)]
+    talking = [_connect(component) for _ in range(3)]
     try:
-        for sock in idle:
+        for sock in talking:
             assert _greeting(sock).startswith(b"220")
-        extra = socket.create_connection(component.address)
-        assert _greeting(extra).startswith(b"421")
+            _ehlo(sock)  # not idle: none of them can be evicted
+        extra = _connect(component)
+        assert _greeting(extra).startswith(b"421 4.3.2")
         extra.close()
-        idle.pop().close()
+        talking.pop().close()
         deadline = time.monotonic() + 5
         while True:  # the server notices the close asynchronously
-            with socket.create_connection(component.address) as again:
+            with _connect(component) as again:
                 if _greeting(again).startswith(b"220"):
                     break
             assert time.monotonic() < deadline
             time.sleep(0.05)
     finally:
-        for sock in idle:
+        for sock in talking:
+            sock.close()
+
+
+def test_one_peer_holding_200_idle_connections_does_not_lock_out_a_sender(
+    start_smtp: Callable[..., SMTPComponent],
+) -> None:
+    component = start_smtp({"max_connections": 200, "max_connections_per_peer": 50})
+    flood = [_connect(component, "127.0.0.1") for _ in range(200)]
+    try:
+        greetings = [_greeting(sock) for sock in flood]
+        assert sum(g.startswith(b"220") for g in greetings) == 50
+        assert sum(g.startswith(b"421 4.7.0") for g in greetings) == 150  # beyond the per-peer cap
+        with smtplib.SMTP(*component.address, timeout=10, source_address=("127.0.0.2", 0)) as smtp:
+            smtp.ehlo("client.example.org")
+            assert smtp.mail("jane@example.org")[0] == 250
+            assert smtp.rcpt(REPLIES)[0] == 250
+            code, reply = smtp.data(message("STOP"))
+            assert code == 250, reply
+    finally:
+        for sock in flood:
+            sock.close()
+
+
+def test_at_the_limit_the_oldest_idle_connection_is_evicted_for_a_new_peer(
+    start_smtp: Callable[..., SMTPComponent],
+) -> None:
+    component = start_smtp({"max_connections": 10})
+    held = [_connect(component, f"127.0.0.{10 + n}") for n in range(10)]
+    try:
+        for sock in held:
+            assert _greeting(sock).startswith(b"220")
+        _ehlo(held[0])  # the oldest talks: the oldest idle one is held[1]
+        newcomer = _connect(component, "127.0.0.30")
+        assert _greeting(newcomer).startswith(b"220")
+        assert _closed_by_server(held[1]).startswith(b"421 4.3.2")
+        _ehlo(held[0])  # the talking one is still served
+        newcomer.close()
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_under_stress_idle_connections_time_out_sooner(start_smtp: Callable[..., SMTPComponent]) -> None:
+    component = start_smtp({"max_connections": 10, "timeout_seconds": 60, "stress_timeout_seconds": 1})
+    held = [_connect(component, f"127.0.0.{10 + n}") for n in range(8)]  # 80 %: stress
+    try:
+        for sock in held:
+            assert _greeting(sock).startswith(b"220")
+            _ehlo(sock)  # each command re-arms its time-out, now the short one
+        started = time.monotonic()
+        for sock in held:
+            assert _closed_by_server(sock, timeout=10) == b""
+        assert time.monotonic() - started < 5
+    finally:
+        for sock in held:
             sock.close()
 
 
