@@ -32,7 +32,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Collection
-from typing import Any, Literal
+from typing import Any, AnyStr, Literal
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -61,6 +61,12 @@ ERR_INTERNAL = "451 4.3.0 Internal error, try again later"
 ERR_TOO_MANY_CONNECTIONS = b"421 4.3.2 Too many connections, try again later\r\n"
 ERR_TOO_MANY_FROM_PEER = b"421 4.7.0 Too many connections from your host, try again later\r\n"
 ERR_EVICTED = b"421 4.3.2 Too many connections, closing an idle one\r\n"
+# aiosmtpd's own answers to over-long lines and messages, with their enhanced status codes
+REWORDED = {
+    "500 Command line too long": "500 5.5.2 Command line too long",
+    "500 Line too long (see RFC5321 4.5.3.1.6)": "500 5.5.2 Line too long (RFC 5321 4.5.3.1.6)",
+    "552 Error: Too much mail data": "552 5.3.4 Message too big for this server",
+}
 STRESS_FRACTION = 0.8  # beyond this share of max_connections the listener is under stress
 
 
@@ -112,7 +118,9 @@ class LimitedSMTP(SMTP):
 
     It also accepts DATA lines longer than RFC 5321's 1,000 octets (up to 64 KiB): senders that
     break that rule exist, and refusing their unsubscribe with a permanent ``500`` would lose a
-    real request. ``max_message_bytes`` still bounds the whole message.
+    real request. ``max_message_bytes`` still bounds the whole message. Longer lines are read
+    and discarded by aiosmtpd (memory stays bounded) and answered ``500 5.5.2``; the session
+    goes on.
     """
 
     line_length_limit = 65_536
@@ -148,6 +156,9 @@ class LimitedSMTP(SMTP):
         if self.transport is not None:
             self.transport.write(ERR_EVICTED)  # type: ignore[attr-defined]
             self.transport.close()
+
+    async def push(self, status: AnyStr) -> None:
+        await super().push(REWORDED.get(status, status) if isinstance(status, str) else status)
 
     def _reset_timeout(self, duration: float | None = None) -> None:
         if duration is None and self._limit.stressed():

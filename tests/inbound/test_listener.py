@@ -1,10 +1,11 @@
 """The listener in-process on a free port, through smtplib and raw sockets: relay refusal,
 SIZE and 552, the connection limits (global, per peer, eviction of idle connections) and
-idle time-outs (shorter under stress), Nagle off, a malformed message stored;
+idle time-outs (shorter under stress), over-long lines, Nagle off, a malformed message stored;
 tokenized unsubscribe addresses end to end, on an ASCII and on an international domain."""
 
 from __future__ import annotations
 
+import logging
 import re
 import smtplib
 import socket
@@ -283,3 +284,42 @@ def test_tokenized_unsubscribe_to_an_international_domain_opts_out_the_tokens_re
         assert not address_state(session, "forwardee@example.net")["suppressed"]
         (event,) = session.scalars(select(Event)).all()
         assert (event.email, event.verification) == ("ann@example.com", "token")
+
+
+def _reply(sock: socket.socket, line: bytes) -> bytes:
+    """Send ``line`` and read one complete (last-line) answer."""
+    sock.sendall(line)
+    reply = b""
+    while not re.search(rb"(^|\r\n)\d{3} [^\r\n]*\r\n$", reply):
+        chunk = sock.recv(4096)
+        assert chunk, reply
+        reply += chunk
+    return reply
+
+
+def test_over_long_lines_get_500_5_5_2_and_the_session_goes_on(
+    start_smtp: Callable[..., SMTPComponent], caplog: pytest.LogCaptureFixture
+) -> None:
+    component = start_smtp()
+    with _connect(component) as sock:
+        sock.settimeout(10)
+        assert _greeting(sock).startswith(b"220")
+        _ehlo(sock)
+        assert _reply(sock, b"NOOP " + b"a" * 1000 + b"\r\n").startswith(b"500 5.5.2")  # over 512
+        assert _reply(sock, b"NOOP " + b"a" * 200_000 + b"\r\n").startswith(b"500 5.5.2")  # over the 64 KiB buffer
+        assert _reply(sock, b"MAIL FROM:<jane@example.org>\r\n").startswith(b"250")
+        assert _reply(sock, f"RCPT TO:<{REPLIES}>\r\n".encode()).startswith(b"250")
+        assert _reply(sock, b"DATA\r\n").startswith(b"354")
+        long_line = b"Subject: STOP\r\n\r\n" + b"b" * 100_000 + b"\r\n.\r\n"
+        assert _reply(sock, long_line).startswith(b"500 5.5.2")
+        assert _reply(sock, b"MAIL FROM:<jane@example.org>\r\n").startswith(b"250")  # the session goes on
+        assert _reply(sock, f"RCPT TO:<{REPLIES}>\r\n".encode()).startswith(b"250")
+        assert _reply(sock, b"DATA\r\n").startswith(b"354")
+        assert _reply(sock, message("STOP") + b"\r\n.\r\n").startswith(b"250 2.0.0")
+        assert _reply(sock, b"QUIT\r\n").startswith(b"221")
+    with _connect(component) as sock:  # a line that never ends, then the client goes away
+        assert _greeting(sock).startswith(b"220")
+        sock.sendall(b"EHLO " + b"x" * 2_000_000)
+    with client(component) as smtp:  # and the listener still serves
+        assert smtp.noop()[0] == 250
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
