@@ -46,10 +46,18 @@ class Received:
     peer: str
     helo: str | None
     received_at: datetime
+    truncated: bool = False  # cut to max_message_bytes (a tokenized recipient's oversized mail)
 
     def values(self) -> list[Any]:
         """The ``evidence`` row, in the order of :data:`EVIDENCE_COLUMNS`."""
-        meta = {"mail_from": self.mail_from, "rcpt_tos": list(self.rcpt_tos), "peer": self.peer, "helo": self.helo}
+        meta: dict[str, Any] = {
+            "mail_from": self.mail_from,
+            "rcpt_tos": list(self.rcpt_tos),
+            "peer": self.peer,
+            "helo": self.helo,
+        }
+        if self.truncated:
+            meta["truncated"] = True
         return [SMTP_CHANNEL, Source.SMTP.value, self.received_at, self.raw, CONTENT_TYPE, meta, PENDING]
 
 

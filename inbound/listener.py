@@ -3,8 +3,11 @@
 - ``RCPT`` is accepted only for ``[smtp].domains`` (the recipient's domain normalized as the
   configuration normalizes those, so an international domain matches in Unicode or A-label
   form); anything else gets ``550 5.1.1`` and is never relayed.
-- ``EHLO`` advertises ``SIZE [smtp].max_message_bytes``; larger messages get ``552`` (aiosmtpd
-  enforces it while reading ``DATA``).
+- ``EHLO`` advertises ``SIZE [smtp].max_message_bytes``; larger messages get ``552`` (at
+  ``RCPT`` when ``MAIL`` announced the size, else after ``DATA``) — except for a recipient
+  ``unsub-<token>@`` with a token we signed: the token alone proves the request, so such a
+  message is kept cut to its first ``max_message_bytes`` (``"truncated": true`` in the
+  evidence meta) and answered ``250``.
 - ``DATA`` commits one ``evidence`` row (:mod:`inbound.evidence`) before answering ``250``; if
   the write fails the answer is ``451 4.3.0`` so the sending server retries. The blocking
   database work runs in the writer thread, never on the event loop, and messages arriving
@@ -38,10 +41,11 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from adapters.addresses import normalize_address
-from adapters.errors import OptOutHubError, StoreError
+from adapters.errors import OptOutHubError, StoreError, TokenError
 from adapters.hub import Hub
 from inbound.classification import DELAY_ENV, Classifier, default_dkim_dns
 from inbound.classify import DNSLookup
+from inbound.classify.tokens import recipient_token
 from inbound.evidence import EvidenceWriter, Received
 
 log = logging.getLogger(__name__)
@@ -58,6 +62,7 @@ ERR_BAD_ADDRESS = "553 5.1.3 <{address}>: malformed address"
 ERR_TOO_MANY_RCPTS = "452 4.5.3 Too many recipients"
 ERR_STORE = "451 4.3.0 Could not store the message, try again later"
 ERR_INTERNAL = "451 4.3.0 Internal error, try again later"
+ERR_TOO_BIG = "552 5.3.4 Message size exceeds fixed maximum message size"
 ERR_TOO_MANY_CONNECTIONS = b"421 4.3.2 Too many connections, try again later\r\n"
 ERR_TOO_MANY_FROM_PEER = b"421 4.7.0 Too many connections from your host, try again later\r\n"
 ERR_EVICTED = b"421 4.3.2 Too many connections, closing an idle one\r\n"
@@ -112,6 +117,16 @@ class ConnectionLimit:
         self.silent.pop(connection, None)
 
 
+class InboundEnvelope(Envelope):
+    """aiosmtpd's envelope, and whether a recipient is one of our signed tokens (then a message
+    over the size limit is kept truncated, not refused) and whether it was."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tokenized = False
+        self.truncated = False
+
+
 class LimitedSMTP(SMTP):
     """aiosmtpd's SMTP protocol under a :class:`ConnectionLimit`: refuses connections beyond
     it with ``421``, can be evicted while it has sent nothing, and times out sooner under stress.
@@ -157,6 +172,55 @@ class LimitedSMTP(SMTP):
             self.transport.write(ERR_EVICTED)  # type: ignore[attr-defined]
             self.transport.close()
 
+    def _create_envelope(self) -> InboundEnvelope:
+        return InboundEnvelope()
+
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        """MAIL, with a ``SIZE=`` over the limit left for RCPT to judge: a message to a
+        tokenized address is taken whatever its size."""
+        limit, self.data_size_limit = self.data_size_limit, None
+        try:
+            await super().smtp_MAIL(arg)
+        finally:
+            self.data_size_limit = limit
+
+    async def smtp_DATA(self, arg: str | None) -> None:
+        """DATA; for a tokenized recipient, a message over the limit is cut to its first
+        ``data_size_limit`` bytes (the rest is read and dropped) instead of refused."""
+        envelope = self.envelope
+        if not (isinstance(envelope, InboundEnvelope) and envelope.tokenized and self.data_size_limit) or arg:
+            await super().smtp_DATA(arg)
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        content, envelope.truncated = await self._read_data(self.data_size_limit)
+        envelope.content = envelope.original_content = content
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        await self.push(status)
+
+    async def _read_data(self, limit: int) -> tuple[bytes, bool]:
+        """The message (dot-unstuffed) up to ``limit`` bytes, and whether there was more."""
+        kept = bytearray()
+        size = 0
+        at_line_start = True
+        while self.transport is not None:
+            try:
+                line = await self._reader.readuntil(b"\r\n")
+            except asyncio.LimitOverrunError as exc:  # part of a line longer than the buffer
+                line = await self._reader.read(exc.consumed)
+            except asyncio.CancelledError:  # the connection went away
+                self._writer.close()
+                raise
+            if at_line_start and line == b".\r\n":
+                break
+            if at_line_start and line.startswith(b"."):
+                line = line[1:]
+            at_line_start = line.endswith(b"\r\n")
+            if size < limit:
+                kept += line[: limit - size]
+            size += len(line)
+        return bytes(kept), size > limit
+
     async def push(self, status: AnyStr) -> None:
         await super().push(REWORDED.get(status, status) if isinstance(status, str) else status)
 
@@ -177,6 +241,15 @@ class LimitedSMTP(SMTP):
         super().connection_lost(error)
 
 
+def _over_limit(mail_options: list[str], limit: int | None) -> bool:
+    """Whether MAIL announced a ``SIZE=`` over ``limit``."""
+    for option in mail_options:
+        name, _, value = option.partition("=")
+        if name.upper() == "SIZE" and value.isdigit() and limit:
+            return int(value) > limit
+    return False
+
+
 class InboundHandler:
     """aiosmtpd handler: each hook's return value is the SMTP reply."""
 
@@ -186,8 +259,10 @@ class InboundHandler:
         writer: EvidenceWriter,
         on_stored: Callable[[int], None],
         clock: Callable[[], Any],
+        tokenized: Callable[[str], bool],
     ) -> None:
         self.domains = domains
+        self.tokenized = tokenized
         self.writer = writer
         self.on_stored = on_stored
         self.clock = clock
@@ -208,6 +283,11 @@ class InboundHandler:
             return ERR_RELAY.format(address=address)
         if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
             return ERR_TOO_MANY_RCPTS
+        tokenized = self.tokenized(address)
+        if not tokenized and _over_limit(envelope.mail_options, server.data_size_limit):
+            return ERR_TOO_BIG
+        if tokenized and isinstance(envelope, InboundEnvelope):
+            envelope.tokenized = True
         envelope.rcpt_tos.append(address)
         return OK_RCPT
 
@@ -223,6 +303,7 @@ class InboundHandler:
             peer=peer_text,
             helo=session.host_name,
             received_at=self.clock(),
+            truncated=isinstance(envelope, InboundEnvelope) and envelope.truncated,
         )
         try:
             evidence_id = await self.writer.store_async(received)  # blocking DB work runs in the writer thread
@@ -230,11 +311,12 @@ class InboundHandler:
             log.exception("could not store a message from %s", peer_text)
             return ERR_STORE
         log.info(
-            "smtp message %s stored: peer %s, %d recipient(s), %d bytes",
+            "smtp message %s stored: peer %s, %d recipient(s), %d bytes%s",
             evidence_id,
             peer_text,
             len(received.rcpt_tos),
             len(raw),
+            " (truncated)" if received.truncated else "",
         )
         self.on_stored(evidence_id)
         return OK_QUEUED.format(id=evidence_id)
@@ -302,7 +384,7 @@ class SMTPComponent:
         self.domains = frozenset(smtp.domains)  # normalized by the configuration
         dns = default_dkim_dns() if isinstance(dkim_dns, str) else dkim_dns
         self.writer = EvidenceWriter(hub)
-        self.handler = InboundHandler(self.domains, self.writer, self._stored, hub.clock)
+        self.handler = InboundHandler(self.domains, self.writer, self._stored, hub.clock, self._tokenized)
         self.classifier = Classifier(
             hub, dkim_dns=dns, delay=float(os.environ.get(DELAY_ENV) or 0), busy=self.handler.busy
         )
@@ -333,6 +415,17 @@ class SMTPComponent:
         self.classifier.start()
         self.controller.start()
         print(f"optout-hub: SMTP listening on {self.host}:{self.port}", flush=True)
+
+    def _tokenized(self, address: str) -> bool:
+        """Whether ``address`` is ``unsub-<token>@`` one of our domains with a token we signed."""
+        token = recipient_token(address, self.domains)
+        if token is None:
+            return False
+        try:
+            self.hub.signer.verify(token)
+        except TokenError:
+            return False
+        return True
 
     def _stored(self, evidence_id: int) -> None:
         self.classifier.submit(evidence_id)

@@ -1,16 +1,20 @@
 """The listener in-process on a free port, through smtplib and raw sockets: relay refusal,
-SIZE and 552, the connection limits (global, per peer, eviction of idle connections) and
-idle time-outs (shorter under stress), over-long lines, Nagle off, a malformed message stored;
-tokenized unsubscribe addresses end to end, on an ASCII and on an international domain."""
+SIZE and 552 (oversized mail to a tokenized address kept truncated and honoured), the
+connection limits (global, per peer, eviction of idle connections) and idle time-outs (shorter
+under stress), over-long lines, Nagle off, a malformed message stored; tokenized unsubscribe
+addresses end to end, on an ASCII and on an international domain."""
 
 from __future__ import annotations
 
 import logging
+import random
 import re
 import smtplib
 import socket
 import time
 from collections.abc import Callable
+from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
 
 import pytest
 from sqlalchemy import func, select
@@ -48,17 +52,64 @@ def test_oversized_message_gets_552(start_smtp: Callable[..., SMTPComponent]) ->
     component = start_smtp({"max_message_bytes": 2000})
     big = message("x" * 5000)
     with client(component) as smtp:
-        with pytest.raises(smtplib.SMTPSenderRefused) as refused:  # SIZE= announced in MAIL FROM
+        with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:  # SIZE= announced in MAIL FROM
             smtp.sendmail("jane@example.org", [REPLIES], big)
-        assert refused.value.smtp_code == 552
+        assert refused.value.recipients[REPLIES][0] == 552
     with client(component) as smtp:  # a client that does not announce the size
         smtp.ehlo("client.example.org")
         smtp.mail("jane@example.org")
         smtp.rcpt(REPLIES)
-        code, _ = smtp.data(big)
-        assert code == 552
+        code, reply = smtp.data(big)
+        assert code == 552 and reply.startswith(b"5.3.4")
     with component.hub.sessions() as session:
         assert session.scalar(select(func.count()).select_from(Evidence)) == 0
+
+
+def _image_heavy_reply(to: str, sender: str) -> bytes:
+    """A 2 MB reply: a short request, then a quoted newsletter with its images."""
+    reply = EmailMessage()
+    reply["From"], reply["To"], reply["Subject"] = sender, to, "Re: Our spring newsletter"
+    reply.set_content("Please unsubscribe me.\n\n> Spring sale!\n")
+    reply.add_attachment(random.Random(7).randbytes(1_500_000), maintype="image", subtype="png", filename="hero.png")
+    raw = reply.as_bytes(policy=SMTP_POLICY)
+    assert len(raw) > 2_000_000
+    return raw
+
+
+def test_oversized_mail_to_a_tokenized_address_is_kept_truncated_and_honoured(
+    start_smtp: Callable[..., SMTPComponent],
+) -> None:
+    limit = 1_048_576
+    component = start_smtp({"max_message_bytes": limit})
+    hub = component.hub
+    with hub.sessions.begin() as session:
+        (issued,) = issue_tokens(session, hub.signer, hub.config, [RecipientRequest("ann@example.com")], now=utcnow())
+    mailto = re.search(r"mailto:([^>]+)", issued.list_unsubscribe).group(1)  # type: ignore[union-attr]
+    raw = _image_heavy_reply(mailto, "ann@example.com")
+    with client(component) as smtp:  # sendmail announces SIZE=, over the advertised limit
+        smtp.ehlo("client.example.org")
+        assert smtp.mail("ann@example.com", options=[f"SIZE={len(raw)}"])[0] == 250
+        assert smtp.rcpt(mailto)[0] == 250
+        code, reply = smtp.data(raw)
+    assert code == 250, reply
+    match = re.search(rb"stored as (\d+)", reply)
+    assert match
+    row = wait_classified(hub, int(match.group(1)))
+    assert len(row.content) == limit and raw.startswith(row.content)
+    assert row.meta["truncated"] is True
+    assert (row.state, row.result["verification"]) == ("done", "token")
+    with hub.sessions() as session:
+        assert address_state(session, "ann@example.com")["suppressed"]
+    for rcpt in (REPLIES, mailto[:-12] + "x" * 6 + mailto[-6:]):  # no token, a forged token: 552
+        with client(component) as smtp, pytest.raises(smtplib.SMTPRecipientsRefused):
+            smtp.sendmail("bob@example.org", [rcpt], raw)
+        with client(component) as smtp:
+            smtp.ehlo("client.example.org")
+            smtp.mail("bob@example.org")
+            if smtp.rcpt(rcpt)[0] == 250:
+                assert smtp.data(raw)[0] == 552
+    with hub.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Evidence)) == 1
 
 
 def _greeting(sock: socket.socket) -> bytes:
