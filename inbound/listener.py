@@ -38,7 +38,7 @@ from collections.abc import Callable, Collection
 from typing import Any, AnyStr, Literal
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
 
 from adapters.addresses import normalize_address
 from adapters.errors import OptOutHubError, StoreError, TokenError
@@ -175,6 +175,7 @@ class LimitedSMTP(SMTP):
     def _create_envelope(self) -> InboundEnvelope:
         return InboundEnvelope()
 
+    @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")  # as aiosmtpd's, for HELP
     async def smtp_MAIL(self, arg: str | None) -> None:
         """MAIL, with a ``SIZE=`` over the limit left for RCPT to judge: a message to a
         tokenized address is taken whatever its size."""
@@ -184,6 +185,7 @@ class LimitedSMTP(SMTP):
         finally:
             self.data_size_limit = limit
 
+    @syntax("DATA")
     async def smtp_DATA(self, arg: str | None) -> None:
         """DATA; for a tokenized recipient, a message over the limit is cut to its first
         ``data_size_limit`` bytes (the rest is read and dropped) instead of refused."""
@@ -192,22 +194,28 @@ class LimitedSMTP(SMTP):
             await super().smtp_DATA(arg)
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
-        content, envelope.truncated = await self._read_data(self.data_size_limit)
+        read = await self._read_data(self.data_size_limit)
+        if read is None:  # the client went away before the end of the message
+            return
+        content, envelope.truncated = read
         envelope.content = envelope.original_content = content
         status = await self._call_handler_hook("DATA")
         self._set_post_data_state()
         await self.push(status)
 
-    async def _read_data(self, limit: int) -> tuple[bytes, bool]:
-        """The message (dot-unstuffed) up to ``limit`` bytes, and whether there was more."""
+    async def _read_data(self, limit: int) -> tuple[bytes, bool] | None:
+        """The message (dot-unstuffed) up to ``limit`` bytes, and whether there was more;
+        ``None`` if the connection ended first."""
         kept = bytearray()
         size = 0
         at_line_start = True
-        while self.transport is not None:
+        while True:
             try:
                 line = await self._reader.readuntil(b"\r\n")
             except asyncio.LimitOverrunError as exc:  # part of a line longer than the buffer
                 line = await self._reader.read(exc.consumed)
+            except asyncio.IncompleteReadError:
+                return None
             except asyncio.CancelledError:  # the connection went away
                 self._writer.close()
                 raise

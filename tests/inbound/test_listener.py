@@ -39,6 +39,7 @@ def test_relay_is_refused_and_size_is_advertised(start_smtp: Callable[..., SMTPC
         assert code == 550 and reply.startswith(b"5.1.1")
         code, _ = smtp.rcpt(f"Replies@{DOMAIN.upper()}")
         assert code == 250
+        assert {b"MAIL", b"RCPT", b"DATA"} <= set(smtp.help().split())
 
 
 def test_a_taken_port_is_a_clear_error(start_smtp: Callable[..., SMTPComponent]) -> None:
