@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -89,6 +90,7 @@ class Classifier:
         self.retry_max = hub.config.inbound.retry_max_seconds
         self.queue: queue.Queue[int | None] = queue.Queue()
         self._failures = 0  # failed attempts since the last complete sweep
+        self._last_error: BaseException | None = None
         self._sweep_at: float | None = 0.0  # monotonic time of the next sweep (None: none owed)
         self._thread = threading.Thread(target=self._run, name="smtp-classifier", daemon=True)
         self._stop_requested = threading.Event()  # ends the test hook's delay early
@@ -140,23 +142,43 @@ class Classifier:
 
     def _sweep(self) -> None:
         """Classify every row still pending in the store, oldest first; once all are done, no
-        sweep is owed until a batch fails again."""
+        sweep is owed until a batch fails again.
+
+        A batch that fails while the store still answers is retried row by row, so a row the
+        store refuses (whatever in it the database cannot take) holds back no other; it stays
+        pending, is retried at every sweep, and ages in the gauge. While the store does not
+        answer at all, the sweep stops and backs off."""
         try:
             with self.hub.sessions.begin() as session:
                 pending = pending_evidence_ids(session)
-        except SQLAlchemyError:
+        except SQLAlchemyError as exc:
+            self._last_error = exc
             self._failed(0)
             return
         if pending:
             log.info("classifying %d stored inbound message(s) still pending", len(pending))
+        refused = 0
         for start in range(0, len(pending), self.max_batch):
-            if not self._process(pending[start : start + self.max_batch]):
+            batch = pending[start : start + self.max_batch]
+            if self._classify(batch):
+                continue
+            if self._stopping.is_set() or not self._store_answers():
+                self._failed(len(pending) - start)
                 return
+            refused += sum(not self._classify([evidence_id]) for evidence_id in batch)
+        if refused:
+            self._failed(refused)
+            return
         self._failures = 0
         self._sweep_at = None
 
-    def _process(self, batch: list[int]) -> bool:
-        """Classify ``batch``; whether it is done (a failure schedules a sweep)."""
+    def _process(self, batch: list[int]) -> None:
+        """Classify ``batch`` as it arrives; a failure schedules a sweep."""
+        if not self._classify(batch):
+            self._failed(len(batch))
+
+    def _classify(self, batch: list[int]) -> bool:
+        """Classify ``batch`` in one transaction; whether it is done."""
         if self.delay:
             self._stop_requested.wait(self.delay)
         if self._stopping.is_set():
@@ -164,7 +186,16 @@ class Classifier:
         try:
             process_batch(self.hub, batch, dkim_dns=self.dkim_dns)
         except Exception:
-            self._failed(len(batch))
+            log.debug("classifying evidence %s failed", batch[:5], exc_info=True)
+            self._last_error = sys.exc_info()[1]
+            return False
+        return True
+
+    def _store_answers(self) -> bool:
+        try:
+            with self.hub.sessions() as session:
+                session.execute(select(1))
+        except SQLAlchemyError:
             return False
         return True
 
@@ -172,12 +203,14 @@ class Classifier:
         self._failures += 1
         wait = min(2.0 ** (self._failures - 1), self.retry_max)
         self._sweep_at = time.monotonic() + wait
+        error, self._last_error = self._last_error, None
         log.warning(
-            "classifying %d inbound message(s) failed (%d in a row); every pending one is retried in %.1f s",
+            "classifying %d inbound message(s) failed (%d in a row): %s; every pending one is retried in %.1f s",
             count,
             self._failures,
+            error.__class__.__name__ if error is not None else "store unavailable",
             wait,
-            exc_info=self._failures == 1,  # the traceback once, not every minute of an outage
+            exc_info=error if self._failures == 1 else None,  # the traceback once, not every minute of an outage
         )
 
 

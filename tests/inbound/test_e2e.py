@@ -36,6 +36,7 @@ from adapters.tokens import TOKEN_LENGTH
 from inbound.classification import DELAY_ENV
 from tests.support.environment import TEST_SECRET
 from tests.support.mail import DOMAIN, REPLIES, message
+from tests.support.outage import events_refused
 from tests.support.servers import free_port
 
 SWAKS = shutil.which("swaks")
@@ -281,21 +282,6 @@ def test_crash_after_250_before_classification_still_opts_out(hub_process: Hub) 
     assert hub_process.stop() == 0
 
 
-# A trigger that makes the database refuse every new opt-out event: the evidence rows (and so
-# the 250) still go through, classification fails as it does while a database is down.
-REFUSE_EVENTS = {
-    "sqlite": [
-        "CREATE TRIGGER refuse_events BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'outage'); END",
-    ],
-    "postgresql": [
-        "CREATE FUNCTION refuse_events() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE 'outage'; END $$",
-        "CREATE TRIGGER refuse_events BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION refuse_events()",
-    ],
-}
-ACCEPT_EVENTS = {
-    "sqlite": ["DROP TRIGGER refuse_events"],
-    "postgresql": ["DROP TRIGGER refuse_events ON events", "DROP FUNCTION refuse_events()"],
-}
 OLD_GIVE_UP_SECONDS = 30  # the classifier used to drop a failing batch after 5 tries, ~30 s
 
 
@@ -312,25 +298,19 @@ def _oldest_pending_gauge(hub: Hub) -> float:
 
 def test_messages_acknowledged_during_an_outage_are_honoured_without_a_restart(hub_process: Hub) -> None:
     engine = make_engine(hub_process.database_url)
-    dialect = engine.dialect.name
     hub_process.start()
     senders = [f"outage{n}@example.org" for n in range(5)]
     try:
-        with engine.begin() as connection:
-            for statement in REFUSE_EVENTS[dialect]:
-                connection.exec_driver_sql(statement)
-        for sender in senders:
-            code, reply = _smtplib_send(
-                hub_process, message("STOP", subject="Re: news", sender=sender), REPLIES, mail_from=sender
-            )
-            assert code == 250 and b"stored as" in reply
-        time.sleep(OLD_GIVE_UP_SECONDS + 5)
-        assert not any(hub_process.status(sender)["suppressed"] for sender in senders)
-        assert _oldest_pending_gauge(hub_process) >= OLD_GIVE_UP_SECONDS
+        with events_refused(engine):  # the 250s still go through; classification fails
+            for sender in senders:
+                code, reply = _smtplib_send(
+                    hub_process, message("STOP", subject="Re: news", sender=sender), REPLIES, mail_from=sender
+                )
+                assert code == 250 and b"stored as" in reply
+            time.sleep(OLD_GIVE_UP_SECONDS + 5)
+            assert not any(hub_process.status(sender)["suppressed"] for sender in senders)
+            assert _oldest_pending_gauge(hub_process) >= OLD_GIVE_UP_SECONDS
     finally:
-        with engine.begin() as connection:
-            for statement in ACCEPT_EVENTS[dialect]:
-                connection.exec_driver_sql(statement)
         engine.dispose()
     for sender in senders:  # retried every second at most (retry_max_seconds = 1.0)
         assert hub_process.wait_suppressed(sender, timeout=15)["suppressed"], sender
