@@ -62,7 +62,7 @@ class SMTPConfig:
     host: str = "127.0.0.1"
     port: int = 2525
     domains: tuple[str, ...] = ("unsubscribe.example.com",)
-    max_message_bytes: int = 10_240_000  # Postfix's message_size_limit
+    max_message_bytes: int = 1_048_576  # the README's default; Postfix's own is 10240000
     max_connections: int = 200
     max_connections_per_peer: int = 50
     timeout_seconds: int = 60

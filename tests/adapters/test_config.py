@@ -20,7 +20,7 @@ def test_defaults_match_the_contract() -> None:
     assert config.database.url == "sqlite:///optout-hub.db"
     assert (config.smtp.host, config.smtp.port) == ("127.0.0.1", 2525)
     assert config.smtp.domains == ("unsubscribe.example.com",)
-    assert config.smtp.max_message_bytes == 10_240_000  # Postfix's limit; the contract's 1048576 is an example
+    assert config.smtp.max_message_bytes == 1_048_576
     assert (config.http.host, config.http.port) == ("127.0.0.1", 8025)
     assert config.http.public_url == "https://unsubscribe.example.com"
     assert config.security.token_secret_env == "OPTOUT_HUB_SECRET"
