@@ -66,9 +66,11 @@ class SMTPConfig:
     host: str = "127.0.0.1"
     port: int = 2525
     domains: tuple[str, ...] = ("unsubscribe.example.com",)
-    max_message_bytes: int = 1_048_576
+    max_message_bytes: int = 1_048_576  # the README's default; Postfix's own is 10240000
     max_connections: int = 200
+    max_connections_per_peer: int = 50
     timeout_seconds: int = 60
+    stress_timeout_seconds: int = 10
 
     def __post_init__(self) -> None:
         """Keep ``domains`` in the one form every recipient's domain is compared in
@@ -172,6 +174,7 @@ class InboundConfig:
     honour_unverified_replies: bool = True
     suppress_hard_bounces: bool = False
     languages: tuple[str, ...] = ("en", "zh", "ar", "es", "pt", "fr", "de", "it", "nl", "ja", "ru")
+    retry_max_seconds: float = 60.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -381,6 +384,16 @@ def _validate(config: Config) -> None:
             raise ConfigError(key, "must be between 0 and 65535")
     if config.smtp.max_message_bytes <= 0:
         raise ConfigError("smtp.max_message_bytes", "must be positive")
+    for key, value in (
+        ("smtp.max_connections", config.smtp.max_connections),
+        ("smtp.max_connections_per_peer", config.smtp.max_connections_per_peer),
+        ("smtp.timeout_seconds", config.smtp.timeout_seconds),
+        ("smtp.stress_timeout_seconds", config.smtp.stress_timeout_seconds),
+    ):
+        if value <= 0:
+            raise ConfigError(key, "must be positive")
+    if config.inbound.retry_max_seconds <= 0:
+        raise ConfigError("inbound.retry_max_seconds", "must be positive")
     for i, slug in enumerate(config.consent.provider_resubscribes):
         if slug not in PROVIDER_SLUGS:
             raise ConfigError(f"consent.provider_resubscribes[{i}]", f"unknown provider {slug!r}")

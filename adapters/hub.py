@@ -23,6 +23,7 @@ from adapters.events import OptOutEvent, utcnow
 from adapters.metrics import Metrics
 from adapters.store import database
 from adapters.store.bulk import insert_statement
+from adapters.store.inbound_backlog import oldest_pending_age
 from adapters.store.leases import Q, claim_due
 from adapters.store.models import InstanceSetting, OutboxRow, PendingLookup
 from adapters.store.outbox import oldest_unsettled
@@ -65,6 +66,7 @@ class Hub:
         metrics = metrics or Metrics()
         hub = cls(config, engine, sessions, signer, metrics, StorePolicy.from_config(config), clock)
         metrics.watch_backlog(hub.outbox_pending, hub.lookups_pending, hub.oldest_unsettled)
+        metrics.watch_inbound(hub.inbound_oldest_pending_age)
         return hub
 
     def record(self, events: Sequence[OptOutEvent]) -> RecordResult:
@@ -121,6 +123,16 @@ class Hub:
     def lookups_pending(self) -> list[tuple[str, int]]:
         """Provider events still waiting for their contact's address (HubSpot), per provider."""
         return self._per_provider(select(PendingLookup.provider, func.count()).group_by(PendingLookup.provider))
+
+    def inbound_oldest_pending_age(self) -> float | None:
+        """Seconds the oldest stored but unclassified inbound message has waited (0: none);
+        ``None`` while the database cannot answer (for the metrics and ``/admin``)."""
+        try:
+            with self.sessions() as session:
+                return oldest_pending_age(session, self.clock())
+        except SQLAlchemyError:
+            log.warning("metrics: database unavailable")
+            return None
 
     def _per_provider(self, stmt: Select[tuple[str, int]]) -> list[tuple[str, int]]:
         try:

@@ -24,6 +24,22 @@ class _ProviderGauge(Collector):
         yield family
 
 
+class _StoreGauge(Collector):
+    """One gauge read from the store at scrape time; no sample while the store cannot answer."""
+
+    def __init__(self, name: str, documentation: str, read: Callable[[], float | None]) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._read = read
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        family = GaugeMetricFamily(self._name, self._documentation)
+        value = self._read()
+        if value is not None:
+            family.add_metric([], value)
+        yield family
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -65,6 +81,17 @@ class Metrics:
                 "optout_oldest_unsettled_seconds",
                 "Age of the oldest opt-out not yet confirmed by the provider (pending or dead), per provider",
                 unsettled,
+            )
+        )
+
+    def watch_inbound(self, oldest_pending_age: Callable[[], float | None]) -> None:
+        """``optout_inbound_oldest_pending_seconds``: how long the oldest message answered
+        ``250`` has waited for its classification."""
+        self.registry.register(
+            _StoreGauge(
+                "optout_inbound_oldest_pending_seconds",
+                "Age of the oldest stored but unclassified inbound message (0: none)",
+                oldest_pending_age,
             )
         )
 

@@ -6,7 +6,8 @@ committed, oldest first and in batches, classifies them with the pure classifier
 :meth:`~adapters.hub.Hub.record_with`, the events each implies, their confirmation mail, and
 the row's move to ``done`` (or ``review``). Events carry ``provider_event_id="smtp:<evidence
 id>"``, so classifying a row again after a crash stores nothing twice; rows still ``pending``
-at start-up (the process died between ``250`` and classification) are classified first. See
+at start-up (the process died between ``250`` and classification) are classified first, and
+a batch the database refuses is retried with capped back-off until it is done. See
 the README's "Mail in: the SMTP listener".
 
 Test hook: ``OPTOUT_HUB_TEST_CLASSIFY_DELAY`` (:data:`DELAY_ENV`, seconds, unset in
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -32,13 +34,14 @@ from adapters.errors import OptOutHubError, StoreError, TokenError
 from adapters.events import Kind, OptOutEvent, Source
 from adapters.hub import Hub
 from adapters.store.confirmations import queue_confirmation
+from adapters.store.inbound_backlog import pending_evidence_ids
 from adapters.store.models import Evidence, Recipient
 from adapters.store.recipients import resolve_token
 from adapters.store.record import RecordResult, record_events
 from inbound.batches import take_batch
 from inbound.classify import Category, Classification, DNSLookup, Envelope, TokenTarget, classify_message
 from inbound.classify.tokens import recipient_token
-from inbound.evidence import CHANNEL, DONE, PENDING, REVIEW
+from inbound.evidence import DONE, PENDING, REVIEW
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +64,11 @@ class Classifier:
     a flood that outlasts the wait, the thread classifies the whole backlog each time, so it
     never falls behind for more than about ``max_defer`` seconds. (An opt-out must be honoured
     within days; seconds of delay cost nothing, a slow ``250`` costs senders.)
+
+    Nothing stored is ever given up. The thread first sweeps the store for every row still
+    ``pending`` (left by the last run); when a batch fails (the database refuses), it sweeps
+    again after a back-off that doubles from 1 s up to ``[inbound].retry_max_seconds``, for as
+    long as the process runs, until a sweep finds the backlog classified.
     """
 
     def __init__(
@@ -72,7 +80,6 @@ class Classifier:
         busy: Callable[[], bool] = lambda: False,
         max_batch: int = 100,
         max_defer: float = 5.0,
-        max_attempts: int = 5,
     ) -> None:
         self.max_defer = max_defer
         self.hub = hub
@@ -80,23 +87,16 @@ class Classifier:
         self.delay = delay
         self.busy = busy
         self.max_batch = max_batch
-        self.max_attempts = max_attempts
+        self.retry_max = hub.config.inbound.retry_max_seconds
         self.queue: queue.Queue[int | None] = queue.Queue()
-        self._attempts: dict[int, int] = {}
+        self._failures = 0  # failed attempts since the last complete sweep
+        self._last_error: BaseException | None = None
+        self._sweep_at: float | None = 0.0  # monotonic time of the next sweep (None: none owed)
         self._thread = threading.Thread(target=self._run, name="smtp-classifier", daemon=True)
         self._stop_requested = threading.Event()  # ends the test hook's delay early
         self._stopping = threading.Event()
 
     def start(self) -> None:
-        try:
-            recovered = pending_ids(self.hub)
-        except Exception:
-            log.exception("could not list pending inbound messages; they are classified at the next start")
-            recovered = []
-        if recovered:
-            log.info("classifying %d inbound message(s) stored before the last stop", len(recovered))
-        for evidence_id in recovered:
-            self.queue.put(evidence_id)
         self._thread.start()
 
     def submit(self, evidence_id: int) -> None:
@@ -112,7 +112,14 @@ class Classifier:
 
     def _run(self) -> None:
         while not self._stopping.is_set():
-            first = self.queue.get()  # the first message of a burst wakes the thread...
+            if self._sweep_at is not None and time.monotonic() >= self._sweep_at:
+                self._sweep()
+                continue
+            wait = None if self._sweep_at is None else self._sweep_at - time.monotonic()
+            try:  # the first message of a burst wakes the thread...
+                first = self.queue.get(timeout=wait)
+            except queue.Empty:
+                continue
             if first is None:
                 return
             deferred_until = time.monotonic() + self.max_defer  # ...which waits for the burst to end
@@ -121,10 +128,7 @@ class Classifier:
             flood = self.busy()  # still arriving after the whole wait: drain the backlog now
             while True:
                 batch, last = take_batch(self.queue, first, self.max_batch)
-                if self.delay:
-                    self._stop_requested.wait(self.delay)
-                if not self._stopping.is_set():
-                    self._process(batch)
+                self._process(batch)
                 if last or self._stopping.is_set():
                     return
                 if not flood:
@@ -136,30 +140,78 @@ class Classifier:
                 if first is None:
                     return
 
+    def _sweep(self) -> None:
+        """Classify every row still pending in the store, oldest first; once all are done, no
+        sweep is owed until a batch fails again.
+
+        A batch that fails while the store still answers is retried row by row, so a row the
+        store refuses (whatever in it the database cannot take) holds back no other; it stays
+        pending, is retried at every sweep, and ages in the gauge. While the store does not
+        answer at all, the sweep stops and backs off."""
+        try:
+            with self.hub.sessions.begin() as session:
+                pending = pending_evidence_ids(session)
+        except SQLAlchemyError as exc:
+            self._last_error = exc
+            self._failed(0)
+            return
+        if pending:
+            log.info("classifying %d stored inbound message(s) still pending", len(pending))
+        refused = 0
+        for start in range(0, len(pending), self.max_batch):
+            batch = pending[start : start + self.max_batch]
+            if self._classify(batch):
+                continue
+            if self._stopping.is_set() or not self._store_answers():
+                self._failed(len(pending) - start)
+                return
+            refused += sum(not self._classify([evidence_id]) for evidence_id in batch)
+        if refused:
+            self._failed(refused)
+            return
+        self._failures = 0
+        self._sweep_at = None
+
     def _process(self, batch: list[int]) -> None:
+        """Classify ``batch`` as it arrives; a failure schedules a sweep."""
+        if not self._classify(batch):
+            self._failed(len(batch))
+
+    def _classify(self, batch: list[int]) -> bool:
+        """Classify ``batch`` in one transaction; whether it is done."""
+        if self.delay:
+            self._stop_requested.wait(self.delay)
+        if self._stopping.is_set():
+            return False
         try:
             process_batch(self.hub, batch, dkim_dns=self.dkim_dns)
         except Exception:
-            for evidence_id in batch:
-                attempts = self._attempts.get(evidence_id, 0) + 1
-                self._attempts[evidence_id] = attempts
-                if attempts < self.max_attempts:
-                    threading.Timer(min(2.0**attempts, 60.0), self.queue.put, args=(evidence_id,)).start()
-            log.warning(
-                "classifying %d message(s) failed; retrying later (they stay pending until done)",
-                len(batch),
-                exc_info=True,
-            )
-        else:
-            for evidence_id in batch:
-                self._attempts.pop(evidence_id, None)
+            log.debug("classifying evidence %s failed", batch[:5], exc_info=True)
+            self._last_error = sys.exc_info()[1]
+            return False
+        return True
 
+    def _store_answers(self) -> bool:
+        try:
+            with self.hub.sessions() as session:
+                session.execute(select(1))
+        except SQLAlchemyError:
+            return False
+        return True
 
-def pending_ids(hub: Hub) -> list[int]:
-    """Inbound messages stored but not yet classified, oldest first."""
-    with hub.sessions.begin() as session:
-        stmt = select(Evidence.id).where(Evidence.channel == CHANNEL, Evidence.state == PENDING).order_by(Evidence.id)
-        return list(session.scalars(stmt))
+    def _failed(self, count: int) -> None:
+        self._failures += 1
+        wait = min(2.0 ** (self._failures - 1), self.retry_max)
+        self._sweep_at = time.monotonic() + wait
+        error, self._last_error = self._last_error, None
+        log.warning(
+            "classifying %d inbound message(s) failed (%d in a row): %s; every pending one is retried in %.1f s",
+            count,
+            self._failures,
+            error.__class__.__name__ if error is not None else "store unavailable",
+            wait,
+            exc_info=error if self._failures == 1 else None,  # the traceback once, not every minute of an outage
+        )
 
 
 def events_for(hub: Hub, verdict: Classification, evidence: Evidence) -> list[OptOutEvent]:

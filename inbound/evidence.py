@@ -26,12 +26,12 @@ from adapters.errors import StoreError
 from adapters.events import Source
 from adapters.hub import Hub
 from adapters.store.bulk import driver_rows
+from adapters.store.inbound_backlog import PENDING, SMTP_CHANNEL
 from adapters.store.models import Evidence
 from inbound.batches import take_batch
 
-CHANNEL = "smtp"
 CONTENT_TYPE = "message/rfc822"
-PENDING, DONE, REVIEW = "pending", "done", "review"
+DONE, REVIEW = "done", "review"  # what a pending row becomes once classified
 EVIDENCE_COLUMNS = ("channel", "source", "received_at", "content", "content_type", "meta", "state")
 _EVIDENCE = Evidence.__table__
 
@@ -46,11 +46,19 @@ class Received:
     peer: str
     helo: str | None
     received_at: datetime
+    truncated: bool = False  # cut to max_message_bytes (a tokenized recipient's oversized mail)
 
     def values(self) -> list[Any]:
         """The ``evidence`` row, in the order of :data:`EVIDENCE_COLUMNS`."""
-        meta = {"mail_from": self.mail_from, "rcpt_tos": list(self.rcpt_tos), "peer": self.peer, "helo": self.helo}
-        return [CHANNEL, Source.SMTP.value, self.received_at, self.raw, CONTENT_TYPE, meta, PENDING]
+        meta: dict[str, Any] = {
+            "mail_from": self.mail_from,
+            "rcpt_tos": list(self.rcpt_tos),
+            "peer": self.peer,
+            "helo": self.helo,
+        }
+        if self.truncated:
+            meta["truncated"] = True
+        return [SMTP_CHANNEL, Source.SMTP.value, self.received_at, self.raw, CONTENT_TYPE, meta, PENDING]
 
 
 class _Pending:

@@ -1,9 +1,11 @@
 """The classification thread: stored messages classified after the answer and recorded with
 their events, bounce policy, complaints, recovery of pending rows at start (and only once),
-confirmation mail for a person's reply but not for a mail client's request."""
+confirmation mail for a person's reply but not for a mail client's request; a row the store
+refuses holds back no other."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from sqlalchemy import func, select
@@ -18,6 +20,7 @@ from inbound.classification import process_evidence
 from inbound.evidence import EvidenceWriter, Received
 from inbound.listener import SMTPComponent
 from tests.support.mail import REPLIES, corpus_message, message
+from tests.support.outage import events_refused
 from tests.support.servers import Sink, delivered
 from tests.support.smtp_client import send, wait_classified
 
@@ -121,3 +124,19 @@ def test_a_stop_reply_gets_one_confirmation_a_client_request_none(
     assert row.result["classification"] == "unsubscribe" and row.result["automatic"] is True
     assert send_due_confirmations(hub) == 0
     assert len(delivered(handler, 1)) == 1
+
+
+def test_a_row_the_store_refuses_holds_back_no_other(start_smtp: Callable[..., SMTPComponent]) -> None:
+    component = start_smtp(inbound={"retry_max_seconds": 1.0})
+    hub = component.hub
+    senders = ["poison@example.org"] + [f"fine{n}@example.org" for n in range(3)]
+    with events_refused(hub.engine, email="poison@example.org"):
+        ids = [send(component, message("STOP", sender=s), mail_from=s) for s in senders]
+        for evidence_id in ids[1:]:  # retried row by row after their batch failed
+            assert wait_classified(hub, evidence_id, timeout=15).state == "done"
+        time.sleep(1.5)
+        with hub.sessions() as session:
+            assert session.get_one(Evidence, ids[0]).state == "pending"
+    assert wait_classified(hub, ids[0], timeout=15).state == "done"  # retried until the store takes it
+    with hub.sessions() as session:
+        assert all(address_state(session, s)["suppressed"] for s in senders)

@@ -2,29 +2,41 @@
 ``smtplib`` and by ``swaks`` (Debian package; ``.ci/run`` installs it), then checked with
 ``optout-hub status``. Includes the crash test: the process is killed (SIGKILL) after it
 answered ``250`` and before it classified the message, and after a restart the address is
-opted out.
+opted out; and the outage test: messages answered ``250`` while the database refuses their
+events are honoured once it accepts them again, without a restart; and ``serve`` under mixed
+SMTP load, killed (SIGKILL) at random moments and restarted, honours every unsubscribe it
+answered ``250``.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import random
 import re
 import shutil
 import signal
 import smtplib
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
+from adapters.config import load_config
+from adapters.hub import Hub as CoreHub
+from adapters.store.database import make_engine
+from adapters.store.models import Suppression
 from adapters.tokens import TOKEN_LENGTH
 from inbound.classification import DELAY_ENV
 from tests.support.environment import TEST_SECRET
 from tests.support.mail import DOMAIN, REPLIES, message
+from tests.support.outage import events_refused
 from tests.support.servers import free_port
 
 SWAKS = shutil.which("swaks")
@@ -35,12 +47,16 @@ class Hub:
     """One configuration (database, port) and the ``optout-hub`` processes run on it."""
 
     def __init__(self, tmp_path: Path, database_url: str) -> None:
+        self.database_url = database_url
         self.port = free_port()
         self.config = tmp_path / "optout-hub.toml"
         self.config.write_text(
             f"""
 [database]
 url = "{database_url}"
+
+[http]
+port = {free_port()}
 
 [smtp]
 port = {self.port}
@@ -50,6 +66,9 @@ timeout_seconds = 10
 
 [worker]
 enabled = false
+
+[inbound]
+retry_max_seconds = 1.0
 
 [[topics]]
 name = "newsletter"
@@ -72,10 +91,11 @@ name = "newsletter"
         assert done.returncode == 0, done.stderr
         return done.stdout
 
-    def start(self, **env: str) -> None:
+    def start(self, command: str = "smtp", **env: str) -> None:
+        """Run ``optout-hub <command>`` (``smtp`` or ``serve``) until its listener is up."""
         assert self.proc is None
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "adapters", "smtp", "--config", str(self.config)],
+            [sys.executable, "-m", "adapters", command, "--config", str(self.config)],
             env={**self.env, **env},
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -88,11 +108,11 @@ name = "newsletter"
             if not line:
                 code = self.proc.wait()
                 self._close()
-                raise AssertionError(f"optout-hub smtp exited with {code}")
+                raise AssertionError(f"optout-hub {command} exited with {code}")
             if line.startswith("optout-hub: SMTP listening on"):
                 assert line.strip().endswith(f"127.0.0.1:{self.port}")
                 return
-        raise AssertionError("optout-hub smtp did not start")
+        raise AssertionError(f"optout-hub {command} did not start")
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -259,4 +279,126 @@ def test_crash_after_250_before_classification_still_opts_out(hub_process: Hub) 
     state = hub_process.wait_suppressed("erin@example.org")
     assert state["suppressed"], state
     assert len(state["events"]) == 1
+    assert hub_process.stop() == 0
+
+
+OLD_GIVE_UP_SECONDS = 30  # the classifier used to drop a failing batch after 5 tries, ~30 s
+
+
+def _oldest_pending_gauge(hub: Hub) -> float:
+    core = CoreHub.open(load_config(hub.config, env=hub.env), upgrade=False)
+    try:
+        text = core.metrics.render().decode()
+    finally:
+        core.close()
+    match = re.search(r"^optout_inbound_oldest_pending_seconds ([0-9.e+]+)$", text, re.MULTILINE)
+    assert match, text
+    return float(match.group(1))
+
+
+def test_messages_acknowledged_during_an_outage_are_honoured_without_a_restart(hub_process: Hub) -> None:
+    engine = make_engine(hub_process.database_url)
+    hub_process.start()
+    senders = [f"outage{n}@example.org" for n in range(5)]
+    try:
+        with events_refused(engine):  # the 250s still go through; classification fails
+            for sender in senders:
+                code, reply = _smtplib_send(
+                    hub_process, message("STOP", subject="Re: news", sender=sender), REPLIES, mail_from=sender
+                )
+                assert code == 250 and b"stored as" in reply
+            time.sleep(OLD_GIVE_UP_SECONDS + 5)
+            assert not any(hub_process.status(sender)["suppressed"] for sender in senders)
+            assert _oldest_pending_gauge(hub_process) >= OLD_GIVE_UP_SECONDS
+    finally:
+        engine.dispose()
+    for sender in senders:  # retried every second at most (retry_max_seconds = 1.0)
+        assert hub_process.wait_suppressed(sender, timeout=15)["suppressed"], sender
+    assert _oldest_pending_gauge(hub_process) == 0
+    assert hub_process.stop() == 0
+
+
+class MixedLoad:
+    """Client threads sending a mix of mail to the listener as fast as it answers: STOP
+    replies from unique senders, mail to tokenized addresses, mail that asks nothing, relay
+    attempts. It notes every unsubscribe answered ``250``; any other outcome (refused, cut
+    off by a kill) is allowed."""
+
+    def __init__(self, port: int, mailtos: dict[str, str], threads: int = 3) -> None:
+        self.port = port
+        self.mailtos = mailtos  # address -> its tokenized mailto
+        self.acknowledged: set[str] = set()  # addresses whose unsubscribe got 250
+        self.sent = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(n,), daemon=True) for n in range(threads)]
+
+    def __enter__(self) -> MixedLoad:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+
+    def _run(self, n: int) -> None:
+        rng = random.Random(n)
+        for i in itertools.count():
+            if self._stop.is_set():
+                return
+            sender = f"load{n}-{i}@example.org"
+            choice = rng.random()
+            if choice < 0.5:  # a reply asking to stop: opts the sender out
+                rcpt, subscriber, raw = REPLIES, sender, message("STOP", subject="Re: news", sender=sender)
+            elif choice < 0.7:  # a List-Unsubscribe mailto: opts the token's recipient out
+                subscriber, rcpt = rng.choice(sorted(self.mailtos.items()))
+                raw = message("Unsubscribe", subject="Unsubscribe", sender=sender, to=rcpt)
+            elif choice < 0.9:  # asks nothing
+                rcpt, subscriber, raw = REPLIES, None, message("Thanks, see you Monday.", sender=sender)
+            else:  # a relay attempt
+                rcpt, subscriber, raw = "victim@elsewhere.example", None, message("relay me", sender=sender)
+            try:
+                with smtplib.SMTP("127.0.0.1", self.port, timeout=10) as smtp:
+                    smtp.ehlo("client.example.org")
+                    smtp.mail(sender)
+                    if smtp.rcpt(rcpt)[0] != 250:
+                        continue
+                    code, _ = smtp.data(raw)
+            except (OSError, smtplib.SMTPException):
+                time.sleep(0.05)  # down between a kill and the restart
+                continue
+            with self._lock:
+                self.sent += 1
+                if code == 250 and subscriber is not None:
+                    self.acknowledged.add(subscriber)
+
+
+def _suppressed(database_url: str) -> set[str]:
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return set(connection.scalars(select(Suppression.email).where(Suppression.suppressed)))
+    finally:
+        engine.dispose()
+
+
+def test_serve_killed_at_random_moments_under_load_honours_every_acknowledged_unsubscribe(
+    hub_process: Hub,
+) -> None:
+    rng = random.Random(15)
+    mailtos = {f"token{n}@example.com": hub_process.mailto(f"token{n}@example.com") for n in range(3)}
+    hub_process.start("serve")
+    with MixedLoad(hub_process.port, mailtos) as load:
+        for _ in range(4):
+            time.sleep(rng.uniform(0.5, 2.5))  # a random moment: mid-DATA, mid-commit, mid-classification
+            hub_process.kill()
+            hub_process.start("serve")
+        time.sleep(1)
+    assert load.sent > 20 and load.acknowledged
+    deadline = time.monotonic() + 60
+    while missing := load.acknowledged - _suppressed(hub_process.database_url):
+        assert time.monotonic() < deadline, f"{len(missing)} acknowledged unsubscribe(s) not honoured: {missing}"
+        time.sleep(0.5)
     assert hub_process.stop() == 0

@@ -1,14 +1,20 @@
 """The listener in-process on a free port, through smtplib and raw sockets: relay refusal,
-SIZE and 552, the connection limit and idle time-outs, Nagle off, a malformed message stored;
-tokenized unsubscribe addresses end to end, on an ASCII and on an international domain."""
+SIZE and 552 (oversized mail to a tokenized address kept truncated and honoured), the
+connection limits (global, per peer, eviction of idle connections) and idle time-outs (shorter
+under stress), over-long lines, Nagle off, a malformed message stored; tokenized unsubscribe
+addresses end to end, on an ASCII and on an international domain."""
 
 from __future__ import annotations
 
+import logging
+import random
 import re
 import smtplib
 import socket
 import time
 from collections.abc import Callable
+from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
 
 import pytest
 from sqlalchemy import func, select
@@ -33,6 +39,7 @@ def test_relay_is_refused_and_size_is_advertised(start_smtp: Callable[..., SMTPC
         assert code == 550 and reply.startswith(b"5.1.1")
         code, _ = smtp.rcpt(f"Replies@{DOMAIN.upper()}")
         assert code == 250
+        assert {b"MAIL", b"RCPT", b"DATA"} <= set(smtp.help().split())
 
 
 def test_a_taken_port_is_a_clear_error(start_smtp: Callable[..., SMTPComponent]) -> None:
@@ -46,17 +53,64 @@ def test_oversized_message_gets_552(start_smtp: Callable[..., SMTPComponent]) ->
     component = start_smtp({"max_message_bytes": 2000})
     big = message("x" * 5000)
     with client(component) as smtp:
-        with pytest.raises(smtplib.SMTPSenderRefused) as refused:  # SIZE= announced in MAIL FROM
+        with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:  # SIZE= announced in MAIL FROM
             smtp.sendmail("jane@example.org", [REPLIES], big)
-        assert refused.value.smtp_code == 552
+        assert refused.value.recipients[REPLIES][0] == 552
     with client(component) as smtp:  # a client that does not announce the size
         smtp.ehlo("client.example.org")
         smtp.mail("jane@example.org")
         smtp.rcpt(REPLIES)
-        code, _ = smtp.data(big)
-        assert code == 552
+        code, reply = smtp.data(big)
+        assert code == 552 and reply.startswith(b"5.3.4")
     with component.hub.sessions() as session:
         assert session.scalar(select(func.count()).select_from(Evidence)) == 0
+
+
+def _image_heavy_reply(to: str, sender: str) -> bytes:
+    """A 2 MB reply: a short request, then a quoted newsletter with its images."""
+    reply = EmailMessage()
+    reply["From"], reply["To"], reply["Subject"] = sender, to, "Re: Our spring newsletter"
+    reply.set_content("Please unsubscribe me.\n\n> Spring sale!\n")
+    reply.add_attachment(random.Random(7).randbytes(1_500_000), maintype="image", subtype="png", filename="hero.png")
+    raw = reply.as_bytes(policy=SMTP_POLICY)
+    assert len(raw) > 2_000_000
+    return raw
+
+
+def test_oversized_mail_to_a_tokenized_address_is_kept_truncated_and_honoured(
+    start_smtp: Callable[..., SMTPComponent],
+) -> None:
+    limit = 1_048_576
+    component = start_smtp({"max_message_bytes": limit})
+    hub = component.hub
+    with hub.sessions.begin() as session:
+        (issued,) = issue_tokens(session, hub.signer, hub.config, [RecipientRequest("ann@example.com")], now=utcnow())
+    mailto = re.search(r"mailto:([^>]+)", issued.list_unsubscribe).group(1)  # type: ignore[union-attr]
+    raw = _image_heavy_reply(mailto, "ann@example.com")
+    with client(component) as smtp:  # sendmail announces SIZE=, over the advertised limit
+        smtp.ehlo("client.example.org")
+        assert smtp.mail("ann@example.com", options=[f"SIZE={len(raw)}"])[0] == 250
+        assert smtp.rcpt(mailto)[0] == 250
+        code, reply = smtp.data(raw)
+    assert code == 250, reply
+    match = re.search(rb"stored as (\d+)", reply)
+    assert match
+    row = wait_classified(hub, int(match.group(1)))
+    assert len(row.content) == limit and raw.startswith(row.content)
+    assert row.meta["truncated"] is True
+    assert (row.state, row.result["verification"]) == ("done", "token")
+    with hub.sessions() as session:
+        assert address_state(session, "ann@example.com")["suppressed"]
+    for rcpt in (REPLIES, mailto[:-12] + "x" * 6 + mailto[-6:]):  # no token, a forged token: 552
+        with client(component) as smtp, pytest.raises(smtplib.SMTPRecipientsRefused):
+            smtp.sendmail("bob@example.org", [rcpt], raw)
+        with client(component) as smtp:
+            smtp.ehlo("client.example.org")
+            smtp.mail("bob@example.org")
+            if smtp.rcpt(rcpt)[0] == 250:
+                assert smtp.data(raw)[0] == 552
+    with hub.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Evidence)) == 1
 
 
 def _greeting(sock: socket.socket) -> bytes:
@@ -70,25 +124,105 @@ def _greeting(sock: socket.socket) -> bytes:
     return data
 
 
+def _connect(component: SMTPComponent, source: str = "127.0.0.1") -> socket.socket:
+    """A raw connection to the listener from ``source`` (any 127/8 address is loopback)."""
+    return socket.create_connection(component.address, source_address=(source, 0))
+
+
+def _ehlo(sock: socket.socket) -> None:
+    """Say EHLO and read the answer: the connection is then talking, not idle."""
+    sock.sendall(b"EHLO client.example.org\r\n")
+    reply = b""
+    while b"250 " not in reply:
+        chunk = sock.recv(4096)
+        assert chunk, reply
+        reply += chunk
+
+
+def _closed_by_server(sock: socket.socket, timeout: float = 5) -> bytes:
+    """What the server sent before it closed ``sock``."""
+    sock.settimeout(timeout)
+    data = b""
+    while chunk := sock.recv(4096):
+        data += chunk
+    return data
+
+
 def test_connection_limit_answers_421(start_smtp: Callable[..., SMTPComponent]) -> None:
     component = start_smtp({"max_connections": 3})
-    idle = [socket.create_connection(component.address) for _ in range(3)]
+    talking = [_connect(component) for _ in range(3)]
     try:
-        for sock in idle:
+        for sock in talking:
             assert _greeting(sock).startswith(b"220")
-        extra = socket.create_connection(component.address)
-        assert _greeting(extra).startswith(b"421")
+            _ehlo(sock)  # not idle: none of them can be evicted
+        extra = _connect(component)
+        assert _greeting(extra).startswith(b"421 4.3.2")
         extra.close()
-        idle.pop().close()
+        talking.pop().close()
         deadline = time.monotonic() + 5
         while True:  # the server notices the close asynchronously
-            with socket.create_connection(component.address) as again:
+            with _connect(component) as again:
                 if _greeting(again).startswith(b"220"):
                     break
             assert time.monotonic() < deadline
             time.sleep(0.05)
     finally:
-        for sock in idle:
+        for sock in talking:
+            sock.close()
+
+
+def test_one_peer_holding_200_idle_connections_does_not_lock_out_a_sender(
+    start_smtp: Callable[..., SMTPComponent],
+) -> None:
+    component = start_smtp({"max_connections": 200, "max_connections_per_peer": 50})
+    flood = [_connect(component, "127.0.0.1") for _ in range(200)]
+    try:
+        greetings = [_greeting(sock) for sock in flood]
+        assert sum(g.startswith(b"220") for g in greetings) == 50
+        assert sum(g.startswith(b"421 4.7.0") for g in greetings) == 150  # beyond the per-peer cap
+        with smtplib.SMTP(*component.address, timeout=10, source_address=("127.0.0.2", 0)) as smtp:
+            smtp.ehlo("client.example.org")
+            assert smtp.mail("jane@example.org")[0] == 250
+            assert smtp.rcpt(REPLIES)[0] == 250
+            code, reply = smtp.data(message("STOP"))
+            assert code == 250, reply
+    finally:
+        for sock in flood:
+            sock.close()
+
+
+def test_at_the_limit_the_oldest_idle_connection_is_evicted_for_a_new_peer(
+    start_smtp: Callable[..., SMTPComponent],
+) -> None:
+    component = start_smtp({"max_connections": 10})
+    held = [_connect(component, f"127.0.0.{10 + n}") for n in range(10)]
+    try:
+        for sock in held:
+            assert _greeting(sock).startswith(b"220")
+        _ehlo(held[0])  # the oldest talks: the oldest idle one is held[1]
+        newcomer = _connect(component, "127.0.0.30")
+        assert _greeting(newcomer).startswith(b"220")
+        assert _closed_by_server(held[1]).startswith(b"421 4.3.2")
+        _ehlo(held[0])  # the talking one is still served
+        newcomer.close()
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_under_stress_idle_connections_time_out_sooner(start_smtp: Callable[..., SMTPComponent]) -> None:
+    component = start_smtp({"max_connections": 10, "timeout_seconds": 60, "stress_timeout_seconds": 1})
+    held = [_connect(component, f"127.0.0.{10 + n}") for n in range(8)]  # 80 %: stress
+    try:
+        for sock in held:
+            assert _greeting(sock).startswith(b"220")
+            _ehlo(sock)  # each command re-arms its time-out, now the short one
+        started = time.monotonic()
+        for sock in held:
+            assert _closed_by_server(sock, timeout=10) == b""
+        assert time.monotonic() - started < 5
+    finally:
+        for sock in held:
             sock.close()
 
 
@@ -202,3 +336,42 @@ def test_tokenized_unsubscribe_to_an_international_domain_opts_out_the_tokens_re
         assert not address_state(session, "forwardee@example.net")["suppressed"]
         (event,) = session.scalars(select(Event)).all()
         assert (event.email, event.verification) == ("ann@example.com", "token")
+
+
+def _reply(sock: socket.socket, line: bytes) -> bytes:
+    """Send ``line`` and read one complete (last-line) answer."""
+    sock.sendall(line)
+    reply = b""
+    while not re.search(rb"(^|\r\n)\d{3} [^\r\n]*\r\n$", reply):
+        chunk = sock.recv(4096)
+        assert chunk, reply
+        reply += chunk
+    return reply
+
+
+def test_over_long_lines_get_500_5_5_2_and_the_session_goes_on(
+    start_smtp: Callable[..., SMTPComponent], caplog: pytest.LogCaptureFixture
+) -> None:
+    component = start_smtp()
+    with _connect(component) as sock:
+        sock.settimeout(10)
+        assert _greeting(sock).startswith(b"220")
+        _ehlo(sock)
+        assert _reply(sock, b"NOOP " + b"a" * 1000 + b"\r\n").startswith(b"500 5.5.2")  # over 512
+        assert _reply(sock, b"NOOP " + b"a" * 200_000 + b"\r\n").startswith(b"500 5.5.2")  # over the 64 KiB buffer
+        assert _reply(sock, b"MAIL FROM:<jane@example.org>\r\n").startswith(b"250")
+        assert _reply(sock, f"RCPT TO:<{REPLIES}>\r\n".encode()).startswith(b"250")
+        assert _reply(sock, b"DATA\r\n").startswith(b"354")
+        long_line = b"Subject: STOP\r\n\r\n" + b"b" * 100_000 + b"\r\n.\r\n"
+        assert _reply(sock, long_line).startswith(b"500 5.5.2")
+        assert _reply(sock, b"MAIL FROM:<jane@example.org>\r\n").startswith(b"250")  # the session goes on
+        assert _reply(sock, f"RCPT TO:<{REPLIES}>\r\n".encode()).startswith(b"250")
+        assert _reply(sock, b"DATA\r\n").startswith(b"354")
+        assert _reply(sock, message("STOP") + b"\r\n.\r\n").startswith(b"250 2.0.0")
+        assert _reply(sock, b"QUIT\r\n").startswith(b"221")
+    with _connect(component) as sock:  # a line that never ends, then the client goes away
+        assert _greeting(sock).startswith(b"220")
+        sock.sendall(b"EHLO " + b"x" * 2_000_000)
+    with client(component) as smtp:  # and the listener still serves
+        assert smtp.noop()[0] == 250
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
