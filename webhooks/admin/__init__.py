@@ -23,6 +23,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from adapters.errors import AddressError, PayloadError
 from adapters.store import review
+from adapters.store.inbound_backlog import oldest_pending_age
 from adapters.store.models import Evidence
 from adapters.store.outbox import dead_rows, outbox_summary, retry_row
 from adapters.store.queries import address_state
@@ -169,6 +170,7 @@ def home() -> Response:
             "review": review.review_items(s, limit=50),
             "recent": dashboard.recent_events(s),
             "conflicts": conflicts.recent_conflicts(s),
+            "inbound_waiting_seconds": oldest_pending_age(s, now),
         }
     return _page("admin/dashboard.html", **data, providers=hub.config.providers.enabled(), preview=_preview)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -332,3 +333,21 @@ def test_opt_outs_waiting_for_a_hubspot_contact_address_are_shown(
     assert '<td>hubspot</td><td>501</td><td class="num">1</td>' in page and "ConnectionError" in page
     assert TOKEN not in page and SECRET not in page
     assert 'optout_lookups_pending{provider="hubspot"} 2.0' in requests.get(f"{url}/metrics", timeout=10).text
+
+
+def test_mail_waiting_for_classification_shows_its_age(admin_hub: Hub, app_url: str, clock: Clock) -> None:
+    bearer = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    assert 'id="inbound-backlog"' not in requests.get(f"{app_url}/admin", headers=bearer, timeout=10).text
+    with admin_hub.sessions.begin() as session:
+        session.add(
+            Evidence(
+                channel="smtp",
+                source="smtp",
+                received_at=clock() - timedelta(hours=1),
+                content=b"x",
+                meta={},
+                state="pending",
+            )
+        )
+    page = requests.get(f"{app_url}/admin", headers=bearer, timeout=10).text
+    assert "the oldest has waited 3600 s" in page
