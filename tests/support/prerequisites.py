@@ -21,7 +21,7 @@ def unavailable(reason: str) -> NoReturn:
     """Skip the running test for ``reason``, or fail it under ``CI``."""
     if in_ci():
         pytest.fail(f"{reason} (CI runs every test, so nothing may be missing there)", pytrace=False)
-    pytest.skip(reason)
+    pytest.skip(f"{reason} (a skip outside CI only: with CI=true this test fails instead)")
 
 
 def require_tool(name_or_path: str, install_hint: str) -> str:
