@@ -26,16 +26,22 @@ def storable_text(value: str) -> str:
 
 def storable(value: Any) -> Any:
     """A JSON-shaped value (mappings, lists, strings, numbers) with every string in it, keys
-    included and at any depth, made storable; other values are returned as they are."""
+    included and at any depth, made storable; other values are returned as they are. A value
+    with nothing to clean is returned itself, not copied (imports share one metadata object
+    among many events, and every event of every source passes through here)."""
     if isinstance(value, str):
         return storable_text(value)
     if isinstance(value, Mapping):
-        return {storable(k): storable(v) for k, v in value.items()}
+        items = [(storable(k), storable(v)) for k, v in value.items()]
+        unchanged = all(nk is k and nv is v for (nk, nv), (k, v) in zip(items, value.items(), strict=True))
+        return value if unchanged else dict(items)
     if isinstance(value, (list, tuple)):
-        return [storable(v) for v in value]
+        cleaned = [storable(v) for v in value]
+        return value if all(c is v for c, v in zip(cleaned, value, strict=True)) else cleaned
     return value
 
 
 def storable_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
     """A JSON object's fields (event metadata, a queued event), made storable."""
-    return {storable_text(k): storable(v) for k, v in fields.items()}
+    cleaned = storable(fields)
+    return cleaned if isinstance(cleaned, dict) else dict(cleaned)
