@@ -36,6 +36,7 @@ class Verification(StrEnum):
     TOKEN = "token"
     SIGNATURE = "signature"
     DKIM = "dkim"
+    PULL = "pull"  # read back from a provider's API by reconciliation: proves no one
     NONE = "none"
 
 
