@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import csv
 import importlib
+import importlib.metadata
 import json
 import logging
 import logging.config
@@ -348,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="optout-hub", description="Catch every opt-out and push it to every mail provider."
     )
     parser.add_argument("--config", metavar="PATH", help=config_help)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {importlib.metadata.version('optout-hub')}")
     # Subcommands accept --config too; SUPPRESS keeps a value given before the subcommand.
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help=config_help)

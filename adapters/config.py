@@ -92,6 +92,9 @@ class HTTPConfig:
     public_url: str = "https://unsubscribe.example.com"
     max_content_length: int = 16 * 1024 * 1024
     threads: int = 8
+    # Reverse proxies in front that set X-Forwarded-For/-Proto/-Host (README "Running on
+    # PostgreSQL with several processes"): 0 trusts no such header, 1 the one nginx hop.
+    trusted_proxy_hops: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -377,6 +380,8 @@ def _validate(config: Config) -> None:
         raise ConfigError("security.token_secret_env", "the secret must be at least 16 bytes")
     if not config.smtp.domains:
         raise ConfigError("smtp.domains", "must name at least one domain")
+    if not 0 <= config.http.trusted_proxy_hops <= 5:
+        raise ConfigError("http.trusted_proxy_hops", "must be between 0 and 5")
     if not config.http.public_url.startswith(("https://", "http://")):
         raise ConfigError("http.public_url", "must be an http(s) URL")
     for key, value in (("smtp.port", config.smtp.port), ("http.port", config.http.port)):

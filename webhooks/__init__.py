@@ -8,6 +8,7 @@ in ``app.extensions["optout_hub"]``; there is no module-level app, engine or con
 from __future__ import annotations
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from adapters.config import Config, load_config
 from adapters.errors import ConfigError
@@ -28,6 +29,9 @@ def create_app(config: Config | None = None, *, hub: Hub | None = None) -> Flask
     app.config["MAX_CONTENT_LENGTH"] = hub.config.http.max_content_length
     app.config["JSON_SORT_KEYS"] = False
     app.extensions["optout_hub"] = hub
+    if hops := hub.config.http.trusted_proxy_hops:
+        # The client's address kept as evidence is the one the trusted proxy saw, not its own.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     errors.init_app(app)
     app.register_blueprint(ops.bp)
     app.register_blueprint(api.bp)

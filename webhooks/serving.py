@@ -35,6 +35,9 @@ LIMITS = {
     "channel_timeout": 15,
     "cleanup_interval": 2,
     "max_request_header_size": 64 * 1024,  # a longer header block is answered 431
+    # X-Forwarded-* reach the app, which trusts them only behind [http] trusted_proxy_hops
+    # proxies (werkzeug's ProxyFix), the same under waitress as under gunicorn.
+    "clear_untrusted_proxy_headers": False,
 }
 # A client that trickles a byte now and then renews channel_timeout for ever: a request must
 # also arrive whole within this many seconds of its first byte, or its connection is closed.
