@@ -13,7 +13,6 @@ import importlib
 import importlib.metadata
 import json
 import logging
-import logging.config
 import os
 import signal
 import sys
@@ -30,6 +29,8 @@ from adapters.config import Config, load_config
 from adapters.errors import ConfigError, OptOutHubError, ProviderAPIError
 from adapters.events import GLOBAL_SCOPE, Kind, topic_scope, utcnow
 from adapters.hub import Hub
+from adapters.logs import configure_logging
+from adapters.metrics import MetricsServer
 from adapters.providers import make_clients
 from adapters.runtime import tune_gc
 from adapters.store import database
@@ -46,21 +47,6 @@ class Component(Protocol):
 
     def start(self) -> None: ...
     def stop(self) -> None: ...
-
-
-def configure_logging(config: Config) -> None:
-    logging.config.dictConfig(
-        {
-            "version": 1,
-            "disable_existing_loggers": False,
-            "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-            "handlers": {
-                "stderr": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"}
-            },
-            "root": {"level": config.logging.level.upper(), "handlers": ["stderr"]},
-            "loggers": {"waitress.queue": {"level": "ERROR"}, "alembic": {"level": "WARNING"}},
-        }
-    )
 
 
 CALLER_PARTS = {
@@ -127,6 +113,24 @@ class WorkerComponent:
         self.http.close()
 
 
+class MetricsComponent:
+    """``/metrics`` on its own port, for a part run alone without the HTTP app."""
+
+    def __init__(self, hub: Hub, port: int) -> None:
+        self.hub = hub
+        self.port = port
+        self.server: MetricsServer | None = None
+
+    def start(self) -> None:
+        host = self.hub.config.metrics.host
+        self.server = self.hub.metrics.serve(host, self.port)
+        print(f"optout-hub: metrics on http://{host}:{self.server.port}/metrics", flush=True)
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+
+
 def _components(hub: Hub, parts: Sequence[str]) -> list[Component]:
     """Build the parts named in ``parts`` (``smtp``, ``http``, ``worker``)."""
     built: list[Component] = []
@@ -138,6 +142,10 @@ def _components(hub: Hub, parts: Sequence[str]) -> list[Component]:
             built.append(HTTPComponent(hub))
         elif part == "worker":
             built.append(WorkerComponent(hub))
+        elif part == "metrics-smtp":
+            built.append(MetricsComponent(hub, hub.config.metrics.smtp_port))
+        elif part == "metrics-worker":
+            built.append(MetricsComponent(hub, hub.config.metrics.worker_port))
     return built
 
 
@@ -190,8 +198,12 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_part(part: str) -> Callable[[argparse.Namespace, Config], int]:
+    """``smtp``, ``web`` or ``worker`` alone; the first and last serve ``/metrics`` on
+    ``[metrics] <part>_port`` when it is set (``web`` serves it at its own ``/metrics``)."""
+
     def run(args: argparse.Namespace, config: Config) -> int:
-        return run_components(Hub.open(config), [part])
+        port = {"smtp": config.metrics.smtp_port, "worker": config.metrics.worker_port}.get(part, 0)
+        return run_components(Hub.open(config), [part, f"metrics-{part}"] if port else [part])
 
     return run
 
@@ -406,7 +418,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
-        configure_logging(config)
+        configure_logging(config.logging)
         command: Callable[[argparse.Namespace, Config], int] = args.func
         return command(args, config)
     except ConfigError as exc:

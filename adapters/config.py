@@ -211,6 +211,7 @@ class ConfirmationsConfig:
 @dataclasses.dataclass(frozen=True)
 class LoggingConfig:
     level: str = "INFO"
+    format: str = "text"  # "text" lines with a timestamp, or "json": one object per line
 
 
 @dataclasses.dataclass(frozen=True)
@@ -220,6 +221,16 @@ class ConsentConfig:
     a list can only leave some out (stricter), never trust anything more."""
 
     provider_resubscribes: tuple[str, ...] = PROVIDER_SLUGS
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricsConfig:
+    """Where ``optout-hub smtp`` and ``optout-hub worker``, run alone, serve ``/metrics``
+    (README "Logs and metrics"); 0 serves none. The HTTP app serves its own."""
+
+    host: str = "127.0.0.1"
+    smtp_port: int = 0
+    worker_port: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -234,6 +245,7 @@ class Config:
     worker: WorkerConfig = WorkerConfig()
     confirmations: ConfirmationsConfig = ConfirmationsConfig()
     logging: LoggingConfig = LoggingConfig()
+    metrics: MetricsConfig = MetricsConfig()
     consent: ConsentConfig = ConsentConfig()
 
     def topic(self, name: str) -> Topic | None:
@@ -384,7 +396,16 @@ def _validate(config: Config) -> None:
         raise ConfigError("http.trusted_proxy_hops", "must be between 0 and 5")
     if not config.http.public_url.startswith(("https://", "http://")):
         raise ConfigError("http.public_url", "must be an http(s) URL")
-    for key, value in (("smtp.port", config.smtp.port), ("http.port", config.http.port)):
+    if config.logging.format not in ("text", "json"):
+        raise ConfigError("logging.format", 'must be "text" or "json"')
+    if config.logging.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError("logging.level", "must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    for key, value in (
+        ("smtp.port", config.smtp.port),
+        ("http.port", config.http.port),
+        ("metrics.smtp_port", config.metrics.smtp_port),
+        ("metrics.worker_port", config.metrics.worker_port),
+    ):
         if not 0 <= value <= 65535:
             raise ConfigError(key, "must be between 0 and 65535")
     if config.smtp.max_message_bytes <= 0:

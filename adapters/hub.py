@@ -12,6 +12,7 @@ import logging
 import secrets
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy import ColumnElement, Engine, Select, func, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -31,6 +32,8 @@ from adapters.store.record import RecordResult, StorePolicy, record_events
 from adapters.tokens import TokenSigner
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+D = TypeVar("D")
 GENERATED_SECRET = "token_secret"
 
 
@@ -66,6 +69,7 @@ class Hub:
         metrics = metrics or Metrics()
         hub = cls(config, engine, sessions, signer, metrics, StorePolicy.from_config(config), clock)
         metrics.watch_backlog(hub.outbox_pending, hub.lookups_pending, hub.oldest_unsettled)
+        metrics.watch_outbox(hub.outbox_dead, hub.outbox_oldest_pending)
         metrics.watch_inbound(hub.inbound_oldest_pending_age)
         return hub
 
@@ -103,8 +107,26 @@ class Hub:
     def outbox_pending(self) -> list[tuple[str, int]]:
         """Outbox rows not yet pushed, per enabled provider (for the metrics)."""
         return self._per_provider(
-            select(OutboxRow.provider, func.count()).where(OutboxRow.state == "pending").group_by(OutboxRow.provider)
+            select(OutboxRow.provider, func.count()).where(OutboxRow.state == "pending").group_by(OutboxRow.provider), 0
         )
+
+    def outbox_dead(self) -> list[tuple[str, int]]:
+        """Outbox rows gone dead (no retry can fix them; an admin must act), per provider."""
+        return self._per_provider(
+            select(OutboxRow.provider, func.count()).where(OutboxRow.state == "dead").group_by(OutboxRow.provider), 0
+        )
+
+    def outbox_oldest_pending(self) -> list[tuple[str, float]]:
+        """Seconds the oldest outbox row not yet pushed has waited since it was queued, per
+        enabled provider (0 when none)."""
+        oldest = self._per_provider(
+            select(OutboxRow.provider, func.min(OutboxRow.created_at).label("oldest"))
+            .where(OutboxRow.state == "pending")
+            .group_by(OutboxRow.provider),
+            None,
+        )
+        now = self.clock()
+        return [(p, max((now - at).total_seconds(), 0.0) if at else 0.0) for p, at in oldest]
 
     def oldest_unsettled(self) -> list[tuple[str, float]]:
         """Seconds since the oldest opt-out not yet confirmed by each enabled provider reached us."""
@@ -122,7 +144,7 @@ class Hub:
 
     def lookups_pending(self) -> list[tuple[str, int]]:
         """Provider events still waiting for their contact's address (HubSpot), per provider."""
-        return self._per_provider(select(PendingLookup.provider, func.count()).group_by(PendingLookup.provider))
+        return self._per_provider(select(PendingLookup.provider, func.count()).group_by(PendingLookup.provider), 0)
 
     def inbound_oldest_pending_age(self) -> float | None:
         """Seconds the oldest stored but unclassified inbound message has waited (0: none);
@@ -134,14 +156,16 @@ class Hub:
             log.warning("metrics: database unavailable")
             return None
 
-    def _per_provider(self, stmt: Select[tuple[str, int]]) -> list[tuple[str, int]]:
+    def _per_provider(self, stmt: Select[tuple[str, T]], default: D) -> list[tuple[str, T | D]]:
+        """One value per enabled provider (``default`` where the query has none); nothing
+        while the database cannot answer, so the metrics show no sample rather than a 0."""
         try:
             with self.sessions() as session:
-                counts = dict(session.execute(stmt).tuples().all())
+                values = dict(session.execute(stmt).tuples().all())
         except SQLAlchemyError:
             log.warning("metrics: database unavailable")
             return []
-        return [(p, counts.get(p, 0)) for p in self.config.providers.enabled()]
+        return [(p, values.get(p, default)) for p in self.config.providers.enabled()]
 
     def close(self) -> None:
         self.engine.dispose()

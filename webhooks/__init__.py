@@ -13,8 +13,9 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from adapters.config import Config, load_config
 from adapters.errors import ConfigError
 from adapters.hub import Hub
+from adapters.logs import configure_logging
 from adapters.runtime import tune_gc
-from webhooks import admin, api, errors, ops, pages, providers, security
+from webhooks import admin, api, errors, ops, pages, providers, request_ids, security
 from webhooks.startup import fail_start
 
 
@@ -32,6 +33,7 @@ def create_app(config: Config | None = None, *, hub: Hub | None = None) -> Flask
     if hops := hub.config.http.trusted_proxy_hops:
         # The client's address kept as evidence is the one the trusted proxy saw, not its own.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
+    request_ids.init_app(app)
     errors.init_app(app)
     app.register_blueprint(ops.bp)
     app.register_blueprint(api.bp)
@@ -45,7 +47,9 @@ def create_app(config: Config | None = None, *, hub: Hub | None = None) -> Flask
 def _app_for_wsgi_server() -> Flask:
     """A bad configuration ends start-up with the one line naming the key."""
     try:
-        app = create_app(hub=Hub.open(load_config()))
+        config = load_config()
+        configure_logging(config.logging)  # the app's records are kept, with their timestamps
+        app = create_app(hub=Hub.open(config))
     except ConfigError as exc:
         fail_start(f"optout-hub: config error: {exc}")
     tune_gc()

@@ -7,7 +7,9 @@ import csv
 import io
 import json
 import os
+import re
 import signal
+import smtplib
 import subprocess
 import sys
 import threading
@@ -314,3 +316,39 @@ def test_an_unreachable_database_is_one_line_without_the_password(tmp_path: Path
         proc = run(env, *args)
         assert (proc.returncode, proc.stderr) == (1, f"error: database unreachable: {place}\n"), args
         assert "pa55-w0rd" not in proc.stdout
+
+
+@pytest.mark.parametrize("part", ["smtp", "worker"])
+def test_a_part_run_alone_serves_its_metrics_on_its_port(cli_env: dict[str, str], part: str) -> None:
+    config = Path(cli_env["OPTOUT_HUB_CONFIG"])
+    port = free_port()
+    config.write_text(config.read_text() + f"[metrics]\n{part}_port = {port}\n")
+    with subprocess.Popen(
+        [sys.executable, "-m", "adapters", part],
+        env=cli_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as proc:
+        try:
+            lines = wait_for_line(proc, "ready")
+            assert f"optout-hub: metrics on http://127.0.0.1:{port}/metrics" in lines
+            if part == "smtp":
+                smtp_port = int(re.search(r"SMTP listening on 127\.0\.0\.1:(\d+)", "\n".join(lines)).group(1))  # type: ignore[union-attr]
+                with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as client:
+                    client.sendmail(
+                        "a@example.org", ["unsub@unsub.example.com"], b"Subject: unsubscribe\r\n\r\nunsubscribe\r\n"
+                    )
+            deadline = time.monotonic() + 30
+            while True:
+                text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+                if part == "worker" or re.search(r"optout_smtp_messages_total\{classification=\"\w+\"\} 1\.0", text):
+                    break
+                assert time.monotonic() < deadline, text
+                time.sleep(0.2)
+            assert "# HELP optout_push_total" in text and "# HELP optout_outbox_dead" in text
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()

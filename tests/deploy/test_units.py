@@ -1,11 +1,10 @@
 """The deployment files in docs/deploy/ are the ones an operator installs, so they are checked:
-the systemd units by ``systemd-analyze verify`` (every key known, every value parsed), the
-gunicorn settings by gunicorn itself. Postfix's files are exercised end to end by
-tests/inbound/test_postfix.py."""
+the systemd units by ``systemd-analyze verify`` (every key known, every value parsed). Postfix's
+files are exercised end to end by tests/inbound/test_postfix.py; the gunicorn settings the web
+unit loads, by tests/adapters/test_gunicorn_conf.py."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -14,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from tests.support.prerequisites import require_tool
-from tests.support.servers import free_port
 
 DEPLOY = Path(__file__).resolve().parents[2] / "docs" / "deploy"
 UNITS = sorted((DEPLOY / "systemd").glob("*.service"))
@@ -58,26 +56,3 @@ def test_systemd_analyze_does_report_a_broken_unit(tmp_path: Path) -> None:
     unit.write_text(unit.read_text().replace("NoNewPrivileges=yes", "NoNewPrivileges=perhaps\nRestartz=always"))
     result = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60)
     assert "perhaps" in result.stderr and "Restartz" in result.stderr
-
-
-def test_gunicorn_loads_the_documented_settings_and_the_app(tmp_path: Path, database_url: str) -> None:
-    config = tmp_path / "optout-hub.toml"
-    config.write_text(f'[database]\nurl = "{database_url}"\n')
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--config",
-            str(DEPLOY / "gunicorn.conf.py"),
-            "--bind",
-            f"127.0.0.1:{free_port()}",
-            "--check-config",
-            "webhooks:create_app()",
-        ],
-        env={**os.environ, "OPTOUT_HUB_CONFIG": str(config)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,31 +11,11 @@ import requests
 from adapters.config import Config
 from adapters.hub import Hub
 from tests.support.environment import ADMIN_TOKEN
+from tests.support.gunicorn import start_gunicorn, wait_ready
 from tests.support.pages import issue_token
 from tests.support.servers import free_port
 
 MAILCHIMP_SECRET = "mc-webhook-secret-3f9a1c0e7b2d"
-
-
-def gunicorn(config: Path, env: dict[str, str], port: int, *options: str) -> subprocess.Popen[str]:
-    command = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        "2",
-        *options,
-        "webhooks:create_app()",
-    ]
-    return subprocess.Popen(
-        command,
-        env={**os.environ, **env, "OPTOUT_HUB_CONFIG": str(config)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def test_gunicorn_serves_the_app_and_stops_on_sigterm(
@@ -59,19 +35,9 @@ def test_gunicorn_serves_the_app_and_stops_on_sigterm(
     )
     port = free_port()
     mailchimp = {"MAILCHIMP_API_KEY": "0123456789abcdef-us6", "MAILCHIMP_WEBHOOK_SECRET": MAILCHIMP_SECRET}
-    proc = gunicorn(config, {**test_env, **mailchimp}, port, "--access-logfile", "-")
+    proc = start_gunicorn(config, {**test_env, **mailchimp}, port, "--access-logfile", "-")
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                    break
-            except (requests.ConnectionError, requests.Timeout):  # not listening yet, or workers still booting
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None, (
-                proc.stderr.read() if proc.poll() is not None else "no answer"
-            )
-            time.sleep(0.1)
+        wait_ready(proc, port)
         r = requests.post(
             f"http://127.0.0.1:{port}/api/v1/suppressions",
             json={"email": "gus@example.com", "reason": "phone"},
@@ -96,7 +62,7 @@ def test_gunicorn_serves_the_app_and_stops_on_sigterm(
 def test_a_bad_config_stops_gunicorn_with_one_line(tmp_path: Path, test_env: dict[str, str]) -> None:
     config = tmp_path / "bad.toml"
     config.write_text("[smtp]\nbogus = 1\n")
-    proc = gunicorn(config, test_env, free_port())
+    proc = start_gunicorn(config, test_env, free_port())
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 4  # gunicorn: "App failed to load."
     # once: with two workers both fail to load, and a second "App failed to load" reaped while

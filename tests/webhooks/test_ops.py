@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-import requests
+from collections.abc import Callable
+from typing import Any
 
+import requests
+from sqlalchemy import select
+
+from adapters.config import Config
+from adapters.events import Kind, OptOutEvent, Source
+from adapters.hub import Hub
+from adapters.store.models import OutboxRow
+from tests.support.clock import Clock
 from tests.support.servers import LiveServer
+from webhooks import create_app
 
 
 def test_healthz_and_metrics(live_app: LiveServer, admin_headers: dict[str, str]) -> None:
@@ -39,3 +49,28 @@ def test_healthz_reports_a_dead_database(make_config, make_hub, serve_app) -> No
     )  # nothing listens there
     r = requests.get(f"{server.url}/healthz", timeout=5)
     assert r.status_code == 503 and r.json() == {"error": "database unavailable"}
+
+
+def test_dead_rows_and_the_oldest_pending_push_per_provider(
+    make_config: Callable[..., Config],
+    make_hub: Callable[[Config], Hub],
+    serve_app: Callable[[Any], LiveServer],
+    clock: Clock,
+) -> None:
+    hub = make_hub(
+        make_config(
+            {"providers": {"mailchimp": {"enabled": True, "lists": ["abc123"]}}},
+            env={"MAILCHIMP_API_KEY": "0123456789abcdef-us6", "MAILCHIMP_WEBHOOK_SECRET": "s" * 20},
+        )
+    )
+    server = serve_app(create_app(hub=hub))
+    hub.record([OptOutEvent(f"p{i}@example.com", Kind.UNSUBSCRIBE, Source.API) for i in range(3)])
+    with hub.sessions.begin() as session:
+        first = session.scalars(select(OutboxRow).order_by(OutboxRow.id)).first()
+        assert first is not None
+        first.state = "dead"
+    clock.advance(90)
+    text = requests.get(f"{server.url}/metrics", timeout=5).text
+    assert 'optout_outbox_dead{provider="mailchimp"} 1.0' in text
+    assert 'optout_outbox_pending{provider="mailchimp"} 2.0' in text
+    assert 'optout_outbox_oldest_pending_seconds{provider="mailchimp"} 90.0' in text
