@@ -24,6 +24,22 @@ class _ProviderGauge(Collector):
         yield family
 
 
+class _LimitGauge(Collector):
+    """A gauge per limit (``2d``, ``10bd``), read from the store at scrape time; no sample
+    while the store cannot answer."""
+
+    def __init__(self, name: str, documentation: str, read: Callable[[], dict[str, int] | None]) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._read = read
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        family = GaugeMetricFamily(self._name, self._documentation, labels=["limit"])
+        for limit, count in (self._read() or {}).items():
+            family.add_metric([limit], count)
+        yield family
+
+
 class _StoreGauge(Collector):
     """One gauge read from the store at scrape time; no sample while the store cannot answer."""
 
@@ -92,6 +108,15 @@ class Metrics:
                 "optout_inbound_oldest_pending_seconds",
                 "Age of the oldest stored but unclassified inbound message (0: none)",
                 oldest_pending_age,
+            )
+        )
+
+    def watch_overdue(self, overdue: Callable[[], dict[str, int] | None]) -> None:
+        """``optout_requests_overdue{limit="2d"|"10bd"}``: opt-outs some provider has not
+        confirmed that are past that limit (README "Compliance")."""
+        self.registry.register(
+            _LimitGauge(
+                "optout_requests_overdue", "Opt-outs not yet confirmed by every provider, past the limit", overdue
             )
         )
 

@@ -21,6 +21,7 @@ from flask_babel import gettext
 from werkzeug.routing import IntegerConverter, Map
 from werkzeug.wrappers import Response as BaseResponse
 
+from adapters.compliance.deadlines import Limits
 from adapters.errors import AddressError, PayloadError
 from adapters.store import review
 from adapters.store.inbound_backlog import oldest_pending_age
@@ -165,7 +166,7 @@ def home() -> Response:
             "latencies": dashboard.push_latencies(s, since=now - timedelta(days=30)),
             "outbox": outbox_summary(s),
             "dead": dead_rows(s, limit=50),
-            "unsettled": unsettled_section(s, now=now),
+            "unsettled": unsettled_section(s, now=now, limits=Limits(hub.config.compliance.holiday_dates())),
             "lookups": dashboard.lookup_backlog(s),
             "review": review.review_items(s, limit=50),
             "recent": dashboard.recent_events(s),
