@@ -18,6 +18,7 @@ from typing import Any
 
 from flask import Flask, Response, flash, redirect, request, session, url_for
 from flask_babel import gettext
+from werkzeug.exceptions import NotFound
 from werkzeug.routing import IntegerConverter, Map
 from werkzeug.wrappers import Response as BaseResponse
 
@@ -202,6 +203,25 @@ def search() -> Response:
         evidence=evidence,
         error=error,
         preview=_preview,
+    )
+
+
+@bp.get("/evidence/<row_id:item>")
+def evidence(item: int) -> Response:
+    """The stored evidence whole, as the audit links it: a download, never rendered."""
+    with current_hub().sessions() as s:
+        row = s.get(Evidence, item)
+        if row is None:
+            raise NotFound()
+        content = row.content
+    return Response(
+        content,
+        mimetype="application/octet-stream",
+        headers={
+            "Content-Disposition": f"attachment; filename=evidence-{item}",
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "no-store",
+        },
     )
 
 
