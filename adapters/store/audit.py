@@ -152,6 +152,7 @@ def period_rows(session: Session, since: datetime, until: datetime) -> Iterator[
         }
         for e in events:
             yield {
+                "email": e.email,
                 **_event(e),
                 "evidence_id": e.evidence_id,
                 "evidence_sha256": digests.get(e.evidence_id, "") if e.evidence_id else "",
