@@ -21,6 +21,7 @@ from adapters.store.models import Event, Evidence, OutboxRow
 
 EVIDENCE_INLINE_BYTES = 64 * 1024
 PERIOD_CHUNK = 1000  # events per query of the period export
+EVIDENCE_CHUNK = 20  # evidence rows read at once to hash them
 EVIDENCE_ROUTE = "/admin/evidence/{id}"
 
 
@@ -145,11 +146,11 @@ def period_rows(session: Session, since: datetime, until: datetime) -> Iterator[
         for row in session.scalars(select(OutboxRow).where(OutboxRow.event_id.in_(ids)).order_by(OutboxRow.id)):
             confirmed = row.done_at.isoformat() if row.done_at else ""
             pushes.setdefault(row.event_id, []).append(f"{row.provider}:{row.state}:{row.attempts}:{confirmed}")
-        wanted = [e.evidence_id for e in events if e.evidence_id is not None]
-        digests = {
-            i: hashlib.sha256(content).hexdigest()
-            for i, content in session.execute(select(Evidence.id, Evidence.content).where(Evidence.id.in_(wanted)))
-        }
+        wanted = sorted({e.evidence_id for e in events if e.evidence_id is not None})
+        digests: dict[int, str] = {}
+        for start in range(0, len(wanted), EVIDENCE_CHUNK):  # raw mail may be 1 MiB each
+            stmt = select(Evidence.id, Evidence.content).where(Evidence.id.in_(wanted[start : start + EVIDENCE_CHUNK]))
+            digests.update((i, hashlib.sha256(content).hexdigest()) for i, content in session.execute(stmt))
         for e in events:
             yield {
                 "email": e.email,

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from adapters.cli import main
 from adapters.config import Config
 from adapters.errors import ConfigError
-from adapters.events import Kind, OptOutEvent, Source, Verification
+from adapters.events import Kind, OptOutEvent, Source
 from adapters.hub import Hub
 from adapters.providers import make_clients
 from adapters.store import audit
@@ -29,14 +29,18 @@ from adapters.store.models import Evidence
 from adapters.store.recipients import RecipientRequest, issue_tokens
 from adapters.store.record import record_events
 from adapters.worker.outbox import Worker
+from inbound.listener import SMTPComponent
 from tests.support.clock import Clock
 from tests.support.environment import ADMIN_TOKEN, TEST_SECRET
-from tests.support.fake_providers import FakeProviders
+from tests.support.fake_providers import FakeProviders, provider_env_vars
+from tests.support.mail import message
+from tests.support.sendgrid import make_key, sign
 from tests.support.servers import LiveServer
+from tests.support.smtp_client import send, wait_classified
 from webhooks import create_app
 
 ADDRESS = "Pat@example.com"
-MAIL = b"From: Pat <Pat@example.com>\r\nTo: news@example.com\r\nSubject: stop\r\n\r\nPlease unsubscribe me.\r\n"
+MAIL = message("Please unsubscribe me.", subject="Re: spring news", sender=f"Pat <{ADDRESS}>")
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
@@ -57,36 +61,33 @@ def record_with_evidence(hub: Hub, event: OptOutEvent, channel: str, content: by
     hub.record_with(lambda s: record_events(s, [event], hub.policy, now=now, evidence=evidence))
 
 
+SENDGRID_KEY, SENDGRID_PUBLIC_KEY = make_key()
+MAILCHIMP_SECRET = "mc-webhook-secret-5e1d7a90c3"
+
+
 def build_history(hub: Hub, clock: Clock, url: str) -> None:
-    """SMTP at 0 (pushed and confirmed at 10), SendGrid and Mailchimp webhooks at 20 and 30
+    """Every event through its real entry point: a STOP reply to the SMTP listener at 0
+    (pushed and confirmed at 10), SendGrid's signed webhook at 20 and Mailchimp's at 30
     (already opted out: nothing to push), an admin's API call at 40, a one-click opt-out of
-    the newsletter at 50 over HTTP (pushed and confirmed at 60)."""
-    record_with_evidence(
-        hub,
-        OptOutEvent(email=ADDRESS, kind=Kind.UNSUBSCRIBE, source=Source.SMTP, verification=Verification.DKIM),
-        "smtp",
-        MAIL,
-        "message/rfc822",
-    )
+    the newsletter at 50 (pushed and confirmed at 60)."""
+    smtp = SMTPComponent(hub, port=0, dkim_dns=None)
+    smtp.start()
+    try:
+        evidence_id = send(smtp, MAIL, mail_from=ADDRESS)
+        assert wait_classified(hub, evidence_id).state == "done"
+    finally:
+        smtp.stop()
     clock.advance(10)
     drain(hub)
     clock.advance(10)
-    payload = json.dumps([{"email": ADDRESS, "event": "unsubscribe", "sg_event_id": "sg-1"}]).encode()
-    record_with_evidence(
-        hub,
-        OptOutEvent(email=ADDRESS, kind=Kind.UNSUBSCRIBE, source=Source.SENDGRID, provider_event_id="sg-1"),
-        "webhook",
-        payload,
-        "application/json",
-    )
+    body = json.dumps([{"email": ADDRESS, "timestamp": 1764000000, "event": "unsubscribe", "sg_event_id": "sg-1"}])
+    headers = {"Content-Type": "application/json", **sign(SENDGRID_KEY, body.encode(), "1764000000")}
+    assert requests.post(f"{url}/webhooks/sendgrid", data=body, headers=headers, timeout=10).status_code == 200
     clock.advance(10)
-    record_with_evidence(
-        hub,
-        OptOutEvent(email=ADDRESS, kind=Kind.COMPLAINT, source=Source.MAILCHIMP, provider_event_id="mc-1"),
-        "webhook",
-        b"type=unsubscribe&data[email]=Pat%40example.com",
-        "application/x-www-form-urlencoded",
-    )
+    form = {"type": "unsubscribe", "fired_at": "2026-11-24 12:00:30", "data[action]": "unsub"}
+    form.update({"data[reason]": "abuse", "data[list_id]": "list2", "data[email]": ADDRESS})
+    r = requests.post(f"{url}/webhooks/mailchimp/{MAILCHIMP_SECRET}", data=form, timeout=10)
+    assert r.status_code == 200
     clock.advance(10)
     r = requests.post(
         f"{url}/api/v1/suppressions",
@@ -113,13 +114,25 @@ def build_history(hub: Hub, clock: Clock, url: str) -> None:
 
 @pytest.fixture
 def audited(
-    make_push_config: Callable[..., Config],
+    make_config: Callable[..., Config],
     make_hub: Callable[[Config], Hub],
     fake_providers: FakeProviders,
     serve_app: Callable[[Any], LiveServer],
     clock: Clock,
 ) -> tuple[Hub, str]:
-    hub = make_hub(make_push_config(fake_providers, providers=("mailchimp", "sendgrid")))
+    config = {
+        "providers": {
+            "mailchimp": {"enabled": True, "base_url": fake_providers.url("mailchimp"), "lists": ["list1", "list2"]},
+            "sendgrid": {"enabled": True, "base_url": fake_providers.url("sendgrid")},
+        },
+        "topics": [{"name": "newsletter", "mailchimp_list": "list1", "sendgrid_group": 1234}],
+    }
+    env = {
+        **provider_env_vars(),
+        "MAILCHIMP_WEBHOOK_SECRET": MAILCHIMP_SECRET,
+        "SENDGRID_WEBHOOK_PUBLIC_KEY": SENDGRID_PUBLIC_KEY,
+    }
+    hub = make_hub(make_config(config, env=env))
     url = serve_app(create_app(hub=hub)).url
     build_history(hub, clock, url)
     return hub, url
@@ -147,7 +160,7 @@ def test_history_of_an_address_over_http_and_from_the_cli(
         ("oneclick", "unsubscribe", "topic:newsletter", "person"),
     ]
     smtp, sendgrid, mailchimp, admin, oneclick = events
-    assert (smtp["verification"], smtp["received_at"]) == ("dkim", "2026-11-24T12:00:00+00:00")
+    assert (smtp["verification"], smtp["received_at"]) == ("none", "2026-11-24T12:00:00+00:00")  # no DKIM
     assert smtp["evidence"]["text"] == MAIL.decode()
     assert smtp["evidence"]["sha256"] == hashlib.sha256(MAIL).hexdigest()
     assert (smtp["evidence"]["size"], smtp["evidence"]["truncated"]) == (len(MAIL), False)
@@ -156,7 +169,11 @@ def test_history_of_an_address_over_http_and_from_the_cli(
         ("sendgrid", "done", "2026-11-24T12:00:10+00:00"),
     ]
     assert (sendgrid["provider_event_id"], sendgrid["pushes"]) == ("sg-1", [])
-    assert mailchimp["evidence"]["content_type"] == "application/x-www-form-urlencoded"
+    assert (mailchimp["reason"], mailchimp["evidence"]["content_type"]) == (
+        "abuse",
+        "application/x-www-form-urlencoded",
+    )
+    assert json.loads(sendgrid["evidence"]["text"])[0]["sg_event_id"] == "sg-1"
     assert (admin["admin"], admin["reason"], admin["verification"]) == ("alice", "asked by phone", "none")
     assert json.loads(admin["evidence"]["text"])["admin"] == "alice"
     assert (oneclick["verification"], oneclick["campaign"]) == ("token", "spring")
