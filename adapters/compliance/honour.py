@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, TextIO
 
@@ -144,30 +144,26 @@ def _request_json(r: Request) -> dict[str, Any]:
 def write_report(
     session: Session, out: TextIO, *, since: datetime, now: datetime, limits: Limits, kinds: tuple[str, ...], fmt: str
 ) -> int:
-    """Write the report as ``text`` or ``json``; 1 when an opt-out is past a limit, else 0."""
+    """Write the report as ``text`` or ``json`` (each request too, streamed as read); 1 when
+    an opt-out is past a limit, else 0."""
     tally = Tally()
-    requests = _counted(requests_since(session, since, kinds), tally)
     if fmt == "json":
-        out.write(json.dumps({"as_of": now.isoformat(), "since": since.isoformat()})[:-1] + ', "requests": [')
-        for i, request in enumerate(requests):
+        out.write(f'{{"as_of": {json.dumps(now.isoformat())}, "since": {json.dumps(since.isoformat())}, "requests": [')
+    for i, request in enumerate(requests_since(session, since, kinds)):
+        tally.add(request)
+        if fmt == "json":
             out.write(("," if i else "") + "\n  " + json.dumps(_request_json(request), ensure_ascii=False))
-    else:
-        for _ in requests:
-            pass
     items = outstanding(session, limits, now)
     overdue = overdue_counts(items)
     if fmt == "json":
         rest = {**tally.summary(), "unsettled": [i.as_json() for i in items], "overdue": overdue}
-        out.write("\n], " + json.dumps(rest, ensure_ascii=False, indent=1)[1:] + "\n")
+        out.write("\n]")
+        for key, value in rest.items():
+            out.write(f",\n {json.dumps(key)}: {json.dumps(value, ensure_ascii=False)}")
+        out.write("\n}\n")
     else:
         _write_text(out, tally, items, overdue, since=since, now=now)
     return 1 if any(overdue.values()) else 0
-
-
-def _counted(requests: Iterator[Request], tally: Tally) -> Iterator[Request]:
-    for request in requests:
-        tally.add(request)
-        yield request
 
 
 def duration(seconds: float) -> str:
