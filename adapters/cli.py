@@ -19,14 +19,13 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Protocol
 
 import requests
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from adapters.compliance import audit, honour, signing
+from adapters.compliance import audit, honour
 from adapters.compliance.deadlines import Limits
 from adapters.config import Config, load_config
 from adapters.errors import ConfigError, OptOutHubError, ProviderAPIError
@@ -379,46 +378,16 @@ def cmd_report_honour(args: argparse.Namespace, config: Config) -> int:
 def cmd_audit(args: argparse.Namespace, config: Config) -> int:
     """``audit EMAIL``, ``audit --since --until --format csv [--output FILE]``, ``audit verify
     FILE SIGNATURE`` and ``audit public-key`` (README "Compliance")."""
-    target = args.target
-    if target[:1] == ["public-key"] and len(target) == 1:
-        print(signing.public_key_text(audit.signing_key(config)))
-        return 0
-    if target[:1] == ["verify"]:
-        if len(target) != 3:
-            raise OptOutHubError("usage: audit verify FILE SIGNATURE")
-        try:
-            audit.verify_files(Path(target[1]), Path(target[2]), audit.trusted_key(config, args.public_key))
-        except OSError as exc:
-            raise OptOutHubError(f"cannot read {exc.filename}: {exc.strerror}") from None
-        except signing.VerifyError as exc:
-            print(f"verify: {exc}", file=sys.stderr)
-            return 1
-        print(f"verify: ok: {target[1]} is intact and signed with this key")
-        return 0
-    if len(target) > 1 or (not target and args.format != "csv"):
-        raise OptOutHubError("usage: audit EMAIL | audit --since ISO --until ISO --format csv [--output FILE]")
-    hub = Hub.open(config)
-    try:
-        with hub.sessions() as session:
-            if target:
-                audit.write_history(session, target[0], sys.stdout)
-                return 0
-            since, until = _iso_option("--since", args.since), _iso_option("--until", args.until)
-            if since is None or until is None:
-                raise OptOutHubError("audit --format csv needs --since and --until")
-            if args.output is None:
-                audit.write_period(session, since, until, sys.stdout.buffer)
-                print("audit: no --output FILE: the export is not signed", file=sys.stderr)
-                return 0
-            key = audit.signing_key(config)
-            try:
-                signature = audit.export_signed(session, since, until, Path(args.output), key)
-            except OSError as exc:
-                raise OptOutHubError(f"cannot write {exc.filename}: {exc.strerror}") from None
-    finally:
-        hub.close()
-    print(f"audit: wrote {args.output} and its signature {signature}")
-    return 0
+    since, until = _iso_option("--since", args.since), _iso_option("--until", args.until)
+    return audit.run(
+        config,
+        args.target,
+        since=since,
+        until=until,
+        csv_format=args.format == "csv",
+        output=args.output,
+        public_key=args.public_key,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, TextIO
@@ -16,10 +18,67 @@ from sqlalchemy.orm import Session
 from adapters.compliance import signing
 from adapters.compliance.signing import Digest, load_public_key, signature_file, verify
 from adapters.config import Config
-from adapters.errors import ConfigError
+from adapters.errors import ConfigError, OptOutHubError
+from adapters.hub import Hub
 from adapters.store.audit import PERIOD_FIELDS, address_history, period_rows
 
 SIGNATURE_SUFFIX = ".sig"
+USAGE = "usage: audit EMAIL | audit --since ISO --until ISO --format csv [--output FILE] | audit verify FILE SIGNATURE"
+
+
+def run(
+    config: Config,
+    target: Sequence[str],
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    csv_format: bool,
+    output: str | None,
+    public_key: str | None,
+) -> int:
+    """The ``audit`` command: ``target`` is ``[EMAIL]``, ``["verify", FILE, SIGNATURE]``,
+    ``["public-key"]`` or nothing (the period export). Its exit status."""
+    if list(target) == ["public-key"]:
+        print(signing.public_key_text(signing_key(config)))
+        return 0
+    if target[:1] == ["verify"]:
+        if len(target) != 3:
+            raise OptOutHubError(USAGE)
+        return _verify(config, Path(target[1]), Path(target[2]), public_key)
+    if len(target) > 1 or (not target and not csv_format):
+        raise OptOutHubError(USAGE)
+    hub = Hub.open(config)
+    try:
+        with hub.sessions() as session:
+            if target:
+                write_history(session, target[0], sys.stdout)
+                return 0
+            if since is None or until is None:
+                raise OptOutHubError("audit --format csv needs --since and --until")
+            if output is None:
+                write_period(session, since, until, sys.stdout.buffer)
+                print("audit: no --output FILE: the export is not signed", file=sys.stderr)
+                return 0
+            try:
+                signature = export_signed(session, since, until, Path(output), signing_key(config))
+            except OSError as exc:
+                raise OptOutHubError(f"cannot write {exc.filename}: {exc.strerror}") from None
+    finally:
+        hub.close()
+    print(f"audit: wrote {output} and its signature {signature}")
+    return 0
+
+
+def _verify(config: Config, export: Path, signature: Path, public_key: str | None) -> int:
+    try:
+        verify_files(export, signature, trusted_key(config, public_key))
+    except OSError as exc:
+        raise OptOutHubError(f"cannot read {exc.filename}: {exc.strerror}") from None
+    except signing.VerifyError as exc:
+        print(f"verify: {exc}", file=sys.stderr)
+        return 1
+    print(f"verify: ok: {export} is intact and signed with this key")
+    return 0
 
 
 def write_history(session: Session, email: str, out: TextIO) -> None:
