@@ -252,6 +252,12 @@ def test_signed_period_export_and_verify(
     assert rows[0]["pushes"] == "mailchimp:done:1:2026-11-24T12:00:10+00:00;sendgrid:done:1:2026-11-24T12:00:10+00:00"
 
     capsys.readouterr()
+    assert main(["audit", *full, "--format", "csv", *cfg]) == 0  # to standard output, unsigned
+    unsigned = capsys.readouterr()
+    assert unsigned.out == export.read_text()
+    assert unsigned.err == "audit: no --output FILE: the export is not signed\n"
+    assert main(["audit", "--format", "csv", *cfg]) == 1
+    assert capsys.readouterr().err == "error: audit --format csv needs --since and --until\n"
     assert main(["audit", "verify", str(export), str(signature), *cfg]) == 0
     assert main(["audit", "public-key", *cfg]) == 0
     public = capsys.readouterr().out.splitlines()[-1]
