@@ -12,6 +12,7 @@ A request is past a limit once the clock reaches its deadline.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Collection
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -39,6 +40,11 @@ def _day_start(day: date) -> datetime:
     return datetime.combine(day, time(), tzinfo=UTC)
 
 
+@functools.lru_cache(maxsize=4096)  # a report meets the same few days of receipt again and again
+def _can_spam_deadline(day: date, holidays: frozenset[date]) -> datetime:
+    return _day_start(add_business_days(day, CAN_SPAM_BUSINESS_DAYS, holidays) + timedelta(days=1))
+
+
 @dataclasses.dataclass(frozen=True)
 class Limits:
     """The limits under one holiday calendar."""
@@ -51,8 +57,7 @@ class Limits:
     def can_spam_deadline(self, received: datetime) -> datetime:
         """The end of the 10th business day after the UTC day of ``received`` (an instant:
         00:00 UTC of the next calendar day)."""
-        last = add_business_days(received.astimezone(UTC).date(), CAN_SPAM_BUSINESS_DAYS, self.holidays)
-        return _day_start(last + timedelta(days=1))
+        return _can_spam_deadline(received.astimezone(UTC).date(), self.holidays)
 
     def deadlines(self, received: datetime) -> dict[str, datetime]:
         return {"2d": self.bulk_sender_deadline(received), "10bd": self.can_spam_deadline(received)}

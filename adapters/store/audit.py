@@ -13,15 +13,14 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
 from adapters.addresses import normalize_address
 from adapters.store.models import Event, Evidence, OutboxRow
 
 EVIDENCE_INLINE_BYTES = 64 * 1024
-PERIOD_CHUNK = 1000  # events per query of the period export
-EVIDENCE_CHUNK = 20  # evidence rows read at once to hash them
+STREAM_ROWS = 500  # rows fetched at once by the period export (an evidence row may be 1 MiB)
 EVIDENCE_ROUTE = "/admin/evidence/{id}"
 
 
@@ -63,7 +62,8 @@ def _evidence(evidence: Evidence) -> dict[str, Any]:
     }
 
 
-def _event(e: Event) -> dict[str, Any]:
+def _event(e: Event | Row[Any]) -> dict[str, Any]:
+    """An event's fields, from its model or a row of its table."""
     return {
         "id": e.id,
         "kind": e.kind,
@@ -129,35 +129,41 @@ as ``provider:state:attempts:confirmed_at`` joined by ``;``."""
 
 
 def period_rows(session: Session, since: datetime, until: datetime) -> Iterator[dict[str, Any]]:
-    """The events received in [since, until), in storage order, one flat row each; read
-    :data:`PERIOD_CHUNK` events at a time, so a year of events is never held at once."""
-    after = 0
-    while True:
-        events = session.scalars(
-            select(Event)
-            .where(Event.id > after, Event.received_at >= since, Event.received_at < until)
-            .order_by(Event.id)
-            .limit(PERIOD_CHUNK)
-        ).all()
-        if not events:
-            return
-        ids = [e.id for e in events]
-        pushes: dict[int, list[str]] = {}
-        for row in session.scalars(select(OutboxRow).where(OutboxRow.event_id.in_(ids)).order_by(OutboxRow.id)):
-            confirmed = row.done_at.isoformat() if row.done_at else ""
-            pushes.setdefault(row.event_id, []).append(f"{row.provider}:{row.state}:{row.attempts}:{confirmed}")
-        wanted = sorted({e.evidence_id for e in events if e.evidence_id is not None})
-        digests: dict[int, str] = {}
-        for start in range(0, len(wanted), EVIDENCE_CHUNK):  # raw mail may be 1 MiB each
-            stmt = select(Evidence.id, Evidence.content).where(Evidence.id.in_(wanted[start : start + EVIDENCE_CHUNK]))
-            digests.update((i, hashlib.sha256(content).hexdigest()) for i, content in session.execute(stmt))
-        for e in events:
-            yield {
-                "email": e.email,
-                **_event(e),
-                "evidence_id": e.evidence_id,
-                "evidence_sha256": digests.get(e.evidence_id, "") if e.evidence_id else "",
-                "pushes": ";".join(pushes.get(e.id, [])),
-            }
-        session.expunge_all()
-        after = ids[-1]
+    """The events received in [since, until), in storage order, one flat row each. One query
+    joins each event to its pushes and evidence, streamed (a server-side cursor on
+    PostgreSQL), so a year of events is never held at once."""
+    e, o, ev = Event.__table__.c, OutboxRow.__table__.c, Evidence.__table__.c
+    stmt = (
+        select(Event.__table__, ev.content, o.provider, o.state, o.attempts, o.done_at)
+        .select_from(Event.__table__)
+        .outerjoin(Evidence.__table__, ev.id == e.evidence_id)
+        .outerjoin(OutboxRow.__table__, o.event_id == e.id)
+        .where(e.received_at >= since, e.received_at < until)
+        .order_by(e.id, o.id)
+        .execution_options(stream_results=True, yield_per=STREAM_ROWS)
+    )
+    result = session.execute(stmt)
+    try:
+        event: dict[str, Any] | None = None
+        pushes: list[str] = []
+        for row in result:
+            if event is None or event["id"] != row.id:
+                if event is not None:
+                    yield {**event, "pushes": ";".join(pushes)}
+                event, pushes = _period_event(row), []
+            if row.provider is not None:
+                confirmed = row.done_at.isoformat() if row.done_at else ""
+                pushes.append(f"{row.provider}:{row.state}:{row.attempts}:{confirmed}")
+        if event is not None:
+            yield {**event, "pushes": ";".join(pushes)}
+    finally:
+        result.close()
+
+
+def _period_event(row: Row[Any]) -> dict[str, Any]:
+    return {
+        "email": row.email,
+        **_event(row),
+        "evidence_id": row.evidence_id,
+        "evidence_sha256": hashlib.sha256(row.content).hexdigest() if row.content is not None else "",
+    }

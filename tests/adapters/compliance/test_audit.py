@@ -228,7 +228,7 @@ def test_signed_period_export_and_verify(
     config.write_text(f'[database]\nurl = "{database_url}"\n')
     monkeypatch.setenv("OPTOUT_HUB_SECRET", TEST_SECRET)
     monkeypatch.setenv("OPTOUT_HUB_AUDIT_SIGNING_KEY", raw_key(key))
-    monkeypatch.setattr(audit, "PERIOD_CHUNK", 2)  # several reads, as for a year of events
+    monkeypatch.setattr(audit, "STREAM_ROWS", 2)  # fetched a few rows at a time, as for a year of events
     cfg = ["--config", str(config)]
     export = tmp_path / "audit.csv"
     signature = tmp_path / "audit.csv.sig"
