@@ -25,6 +25,8 @@ import requests
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
+from adapters.compliance import audit, honour
+from adapters.compliance.deadlines import Limits
 from adapters.config import Config, load_config
 from adapters.errors import ConfigError, OptOutHubError, ProviderAPIError
 from adapters.events import GLOBAL_SCOPE, Kind, topic_scope, utcnow
@@ -355,6 +357,52 @@ def cmd_export(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def _iso_option(name: str, value: str | None) -> datetime | None:
+    """An ``--since``/``--until`` value: ISO 8601, UTC when it names no zone."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise OptOutHubError(f"{name}: not an ISO 8601 time: {value!r}") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def cmd_report_honour(args: argparse.Namespace, config: Config) -> int:
+    """Exit status 1 when an opt-out is past a limit (README "Compliance")."""
+    hub = Hub.open(config)
+    try:
+        now = hub.clock()
+        since = _iso_option("--since", args.since) or now - honour.DEFAULT_PERIOD
+        with hub.sessions() as session:
+            return honour.write_report(
+                session,
+                sys.stdout,
+                since=since,
+                now=now,
+                limits=Limits(config.compliance.holiday_dates()),
+                kinds=honour.opt_out_kinds(config.inbound.suppress_hard_bounces),
+                fmt=args.format,
+            )
+    finally:
+        hub.close()
+
+
+def cmd_audit(args: argparse.Namespace, config: Config) -> int:
+    """``audit EMAIL``, ``audit --since --until --format csv [--output FILE]``, ``audit verify
+    FILE SIGNATURE`` and ``audit public-key`` (README "Compliance")."""
+    since, until = _iso_option("--since", args.since), _iso_option("--until", args.until)
+    return audit.run(
+        config,
+        args.target,
+        since=since,
+        until=until,
+        csv_format=args.format == "csv",
+        output=args.output,
+        public_key=args.public_key,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     config_help = "TOML configuration (default: $OPTOUT_HUB_CONFIG, else built-in defaults)"
     parser = argparse.ArgumentParser(
@@ -400,6 +448,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("export", cmd_export, "print every suppressed address with scope, kind, source, first and last time")
     p.add_argument("--format", choices=["csv", "json"], default="csv")
     p.add_argument("--since", metavar="ISO", help="only addresses changed at or after this time")
+    p = add("report", lambda a, c: 2, "compliance reports")
+    rsub = p.add_subparsers(dest="report_command", required=True, metavar="SUBCOMMAND")
+    p = rsub.add_parser("honour", parents=[common], help="time to honour each opt-out; exit 1 if one is past a limit")
+    p.add_argument("--since", metavar="ISO", help="requests received at or after this time (default: 30 days ago)")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.set_defaults(func=cmd_report_honour)
+    p = add("audit", cmd_audit, "an address's full history (JSON), or a period's signed CSV export; verify one")
+    p.add_argument("target", nargs="*", metavar="EMAIL | verify FILE SIGNATURE | public-key")
+    p.add_argument("--since", metavar="ISO", help="period export: events received at or after this time")
+    p.add_argument("--until", metavar="ISO", help="period export: events received before this time")
+    p.add_argument("--format", choices=["json", "csv"], default="json", help="csv: the period export")
+    p.add_argument("--output", metavar="FILE", help="write the export here and its signature to FILE.sig")
+    p.add_argument("--public-key", metavar="BASE64", help="verify with this key (default: the configured one's)")
     return parser
 
 

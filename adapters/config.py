@@ -9,6 +9,8 @@ key.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import hmac
 import ipaddress
@@ -17,6 +19,7 @@ import tomllib
 import types
 import typing
 from collections.abc import Mapping
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -102,9 +105,11 @@ class SecurityConfig:
     token_secret_env: str = "OPTOUT_HUB_SECRET"
     previous_token_secrets_env: tuple[str, ...] = ()
     admin_token_env: str = "OPTOUT_HUB_ADMIN_TOKEN"
+    audit_signing_key_env: str = "OPTOUT_HUB_AUDIT_SIGNING_KEY"  # base64 raw Ed25519 private key
     token_secret: Secret | None = dataclasses.field(default=None, repr=False, compare=False)
     previous_token_secrets: tuple[Secret, ...] = dataclasses.field(default=(), repr=False, compare=False)
     admin_token: Secret | None = dataclasses.field(default=None, repr=False, compare=False)
+    audit_signing_key: Secret | None = dataclasses.field(default=None, repr=False, compare=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -234,6 +239,17 @@ class MetricsConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ComplianceConfig:
+    """README "Compliance". ``holidays``: ISO dates (``2026-12-25``) that are not business days
+    for the 10-business-day limit, besides Saturdays and Sundays."""
+
+    holidays: tuple[str, ...] = ()
+
+    def holiday_dates(self) -> frozenset[date]:
+        return frozenset(date.fromisoformat(day) for day in self.holidays)
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     database: DatabaseConfig = DatabaseConfig()
     smtp: SMTPConfig = SMTPConfig()
@@ -247,6 +263,7 @@ class Config:
     logging: LoggingConfig = LoggingConfig()
     metrics: MetricsConfig = MetricsConfig()
     consent: ConsentConfig = ConsentConfig()
+    compliance: ComplianceConfig = ComplianceConfig()
 
     def topic(self, name: str) -> Topic | None:
         return next((t for t in self.topics if t.name == name), None)
@@ -423,11 +440,28 @@ def _validate(config: Config) -> None:
     for i, slug in enumerate(config.consent.provider_resubscribes):
         if slug not in PROVIDER_SLUGS:
             raise ConfigError(f"consent.provider_resubscribes[{i}]", f"unknown provider {slug!r}")
+    for i, day in enumerate(config.compliance.holidays):
+        try:
+            date.fromisoformat(day)
+        except ValueError:
+            raise ConfigError(f"compliance.holidays[{i}]", f"not a date (YYYY-MM-DD): {day!r}") from None
+    _check_signing_key(config.security.audit_signing_key)
     relay = config.confirmations
     if (relay.username or relay.password) and not relay.starttls and not _loopback(relay.smtp_host):
         raise ConfigError(
             "confirmations.starttls", f"relay credentials are sent to {relay.smtp_host} only over TLS: set it to true"
         )
+
+
+def _check_signing_key(key: Secret | None) -> None:
+    if key is None:
+        return
+    try:
+        raw = base64.b64decode(key.reveal(), validate=True)
+    except binascii.Error:
+        raw = b""
+    if len(raw) != 32:
+        raise ConfigError("security.audit_signing_key_env", "must be a base64 raw Ed25519 private key (32 bytes)")
 
 
 def _loopback(host: str) -> bool:

@@ -18,6 +18,7 @@ from sqlalchemy import ColumnElement, Engine, Select, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from adapters.compliance.deadlines import Limits
 from adapters.config import Config
 from adapters.errors import StoreError
 from adapters.events import OptOutEvent, utcnow
@@ -27,7 +28,7 @@ from adapters.store.bulk import insert_statement
 from adapters.store.inbound_backlog import oldest_pending_age
 from adapters.store.leases import Q, claim_due
 from adapters.store.models import InstanceSetting, OutboxRow, PendingLookup
-from adapters.store.outbox import oldest_unsettled
+from adapters.store.outbox import oldest_unsettled, unsettled_received_before
 from adapters.store.record import RecordResult, StorePolicy, record_events
 from adapters.tokens import TokenSigner
 
@@ -71,6 +72,7 @@ class Hub:
         metrics.watch_backlog(hub.outbox_pending, hub.lookups_pending, hub.oldest_unsettled)
         metrics.watch_outbox(hub.outbox_dead, hub.outbox_oldest_pending)
         metrics.watch_inbound(hub.inbound_oldest_pending_age)
+        metrics.watch_overdue(hub.requests_overdue)
         return hub
 
     def record(self, events: Sequence[OptOutEvent]) -> RecordResult:
@@ -141,6 +143,17 @@ class Hub:
             (p, max((now - oldest[p]).total_seconds(), 0.0) if p in oldest else 0.0)
             for p in self.config.providers.enabled()
         ]
+
+    def requests_overdue(self) -> dict[str, int] | None:
+        """Opt-outs not yet confirmed by every provider that are past each limit (README
+        "Compliance"), now; ``None`` while the database cannot answer."""
+        limits = Limits(self.config.compliance.holiday_dates())
+        try:
+            with self.sessions() as session:
+                return unsettled_received_before(session, limits.overdue_before(self.clock()))
+        except SQLAlchemyError:
+            log.warning("metrics: database unavailable")
+            return None
 
     def lookups_pending(self) -> list[tuple[str, int]]:
         """Provider events still waiting for their contact's address (HubSpot), per provider."""

@@ -35,6 +35,22 @@ class _ProviderGauge(Collector):
         yield family
 
 
+class _LimitGauge(Collector):
+    """A gauge per limit (``2d``, ``10bd``), read from the store at scrape time; no sample
+    while the store cannot answer."""
+
+    def __init__(self, name: str, documentation: str, read: Callable[[], dict[str, int] | None]) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._read = read
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        family = GaugeMetricFamily(self._name, self._documentation, labels=["limit"])
+        for limit, count in (self._read() or {}).items():
+            family.add_metric([limit], count)
+        yield family
+
+
 class _StoreGauge(Collector):
     """One gauge read from the store at scrape time; no sample while the store cannot answer."""
 
@@ -139,6 +155,15 @@ class Metrics:
         for gauge in self._store_gauges:
             registry.register(gauge)
         return registry
+
+    def watch_overdue(self, overdue: Callable[[], dict[str, int] | None]) -> None:
+        """``optout_requests_overdue{limit="2d"|"10bd"}``: opt-outs some provider has not
+        confirmed that are past that limit (README "Compliance")."""
+        self._watch(
+            _LimitGauge(
+                "optout_requests_overdue", "Opt-outs not yet confirmed by every provider, past the limit", overdue
+            )
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.scrape_registry())

@@ -13,6 +13,7 @@ from adapters.addresses import normalize_address
 from adapters.errors import PayloadError
 from adapters.events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, Verification, topic_scope
 from adapters.providers import payloads
+from adapters.store.audit import address_history
 from adapters.store.models import Evidence
 from adapters.store.queries import address_state, check_addresses
 from adapters.store.recipients import RecipientRequest, issue_tokens
@@ -54,6 +55,13 @@ def _optional_str(body: dict[str, Any], key: str) -> str | None:
 def get_suppression(email: str) -> Response:
     with current_hub().sessions() as session:
         return jsonify(address_state(session, email))
+
+
+@bp.get("/audit/<path:email>")
+def get_audit(email: str) -> Response:
+    """The address's full history (README "Compliance"); an address never seen: no events."""
+    with current_hub().sessions() as session:
+        return jsonify(address_history(session, email))
 
 
 MAX_ADMIN_NAME = 200

@@ -139,18 +139,34 @@ class Unsettled:
     rows: tuple[OutboxRow, ...]
 
 
-def unsettled_optouts(session: Session, *, limit: int = 100) -> list[Unsettled]:
+def unsettled_optouts(session: Session, *, limit: int | None = 100) -> list[Unsettled]:
     """Opt-outs not yet settled at every provider, oldest first: pending (being retried) or
-    dead (waiting for an admin) rows written for an opt-out."""
+    dead (waiting for an admin) rows written for an opt-out. ``limit=None``: all of them."""
     stmt = (
         select(OutboxRow)
         .where(OutboxRow.state.in_(UNSETTLED), OutboxRow.action == "unsubscribe")
         .order_by(OutboxRow.received_at, OutboxRow.id)
-        .limit(limit * 10)
     )
+    if limit is not None:
+        stmt = stmt.limit(limit * 10)
     grouped: dict[Key, list[OutboxRow]] = {}
     for row in session.scalars(stmt):
         key = (address_key(row.email), row.scope)
-        if key in grouped or len(grouped) < limit:
+        if key in grouped or limit is None or len(grouped) < limit:
             grouped.setdefault(key, []).append(row)
     return [Unsettled(rows[0].email, rows[0].scope, rows[0].received_at, tuple(rows)) for rows in grouped.values()]
+
+
+def unsettled_received_before(session: Session, instants: dict[str, datetime]) -> dict[str, int]:
+    """Per label, how many opt-outs (address and scope) not yet settled at every provider
+    were received before that label's instant (by their oldest unconfirmed row)."""
+    oldest = (
+        select(func.min(OutboxRow.received_at).label("received_at"))
+        .where(OutboxRow.state.in_(UNSETTLED), OutboxRow.action == "unsubscribe")
+        .group_by(func.lower(OutboxRow.email), OutboxRow.scope)
+        .subquery()
+    )
+    counts = {}
+    for label, instant in instants.items():
+        counts[label] = session.scalar(select(func.count()).where(oldest.c.received_at < instant)) or 0
+    return counts

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,7 @@ def test_example_file_documents_every_key_and_loads() -> None:
         "worker": Config().worker,
         "confirmations": Config().confirmations,
         "logging": Config().logging,
+        "compliance": Config().compliance,
         "providers.mailchimp": Config().providers.mailchimp,
         "providers.sendgrid": Config().providers.sendgrid,
         "providers.hubspot": Config().providers.hubspot,
@@ -237,3 +239,10 @@ def test_smtp_domains_are_kept_in_one_normalized_form() -> None:
     ``normalize_domain``: the configured domains are in that form from the start."""
     config = parse_config({"smtp": {"domains": ["Bücher.Example.", "xn--bcher-kva.example", "Unsub.EXAMPLE.com"]}}, {})
     assert config.smtp.domains == ("xn--bcher-kva.example", "unsub.example.com")
+
+
+def test_compliance_holidays_are_dates() -> None:
+    config = parse_config({"compliance": {"holidays": ["2026-12-25", "2027-01-01"]}}, {})
+    assert config.compliance.holiday_dates() == {date(2026, 12, 25), date(2027, 1, 1)}
+    with pytest.raises(ConfigError, match=r"compliance\.holidays\[1\]: not a date"):
+        parse_config({"compliance": {"holidays": ["2026-12-25", "25/12/2026"]}}, {})

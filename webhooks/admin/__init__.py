@@ -18,14 +18,16 @@ from typing import Any
 
 from flask import Flask, Response, flash, redirect, request, session, url_for
 from flask_babel import gettext
+from werkzeug.exceptions import NotFound
 from werkzeug.routing import IntegerConverter, Map
 from werkzeug.wrappers import Response as BaseResponse
 
+from adapters.compliance.deadlines import Limits
 from adapters.errors import AddressError, PayloadError
 from adapters.store import review
 from adapters.store.inbound_backlog import oldest_pending_age
 from adapters.store.models import Evidence
-from adapters.store.outbox import dead_rows, outbox_summary, retry_row
+from adapters.store.outbox import dead_rows, outbox_summary, retry_row, unsettled_received_before
 from adapters.store.queries import address_state
 from webhooks.admin import conflicts, dashboard
 from webhooks.admin.unsettled import unsettled_section
@@ -155,6 +157,7 @@ def logout() -> BaseResponse:
 def home() -> Response:
     hub = current_hub()
     now = hub.clock()
+    limits = Limits(hub.config.compliance.holiday_dates())
     with hub.sessions() as s:
         data: dict[str, Any] = {
             "by_source": dashboard.counts_by(s, "source"),
@@ -165,7 +168,8 @@ def home() -> Response:
             "latencies": dashboard.push_latencies(s, since=now - timedelta(days=30)),
             "outbox": outbox_summary(s),
             "dead": dead_rows(s, limit=50),
-            "unsettled": unsettled_section(s, now=now),
+            "unsettled": unsettled_section(s, now=now, limits=limits),
+            "overdue": unsettled_received_before(s, limits.overdue_before(now)),
             "lookups": dashboard.lookup_backlog(s),
             "review": review.review_items(s, limit=50),
             "recent": dashboard.recent_events(s),
@@ -201,6 +205,25 @@ def search() -> Response:
         evidence=evidence,
         error=error,
         preview=_preview,
+    )
+
+
+@bp.get("/evidence/<row_id:item>")
+def evidence(item: int) -> Response:
+    """The stored evidence whole, as the audit links it: a download, never rendered."""
+    with current_hub().sessions() as s:
+        row = s.get(Evidence, item)
+        if row is None:
+            raise NotFound()
+        content = row.content
+    return Response(
+        content,
+        mimetype="application/octet-stream",
+        headers={
+            "Content-Disposition": f"attachment; filename=evidence-{item}",
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "no-store",
+        },
     )
 
 

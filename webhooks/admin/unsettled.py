@@ -1,32 +1,16 @@
 """The dashboard's "unsettled opt-outs": every opt-out some provider has not confirmed yet,
-oldest first, against the limits the law and the mailbox providers set.
-
-- Gmail and Yahoo bulk-sender rules: an unsubscribe is honoured within 2 days.
-- CAN-SPAM: within 10 business days. Business days skip Saturdays and Sundays; public
-  holidays are not skipped, so the limit shown is never later than the real one.
-"""
+oldest first, against the two limits of :mod:`adapters.compliance.deadlines` (2 days; 10
+business days under the configured holidays), each marked once passed."""
 
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy.orm import Session
 
+from adapters.compliance.deadlines import Limits
 from adapters.store.outbox import Unsettled, unsettled_optouts
-
-BULK_SENDER_LIMIT = timedelta(days=2)
-CAN_SPAM_BUSINESS_DAYS = 10
-
-
-def business_days_after(start: datetime, days: int) -> datetime:
-    """``start`` moved forward by ``days`` weekdays (Monday to Friday), at the same time of day."""
-    moment, left = start, days
-    while left:
-        moment += timedelta(days=1)
-        if moment.weekday() < 5:
-            left -= 1
-    return moment
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,8 +18,12 @@ class UnsettledOptOut:
     optout: Unsettled
     age: timedelta
     bulk_sender_limit: datetime
-    can_spam_limit: datetime
+    can_spam_limit: datetime  # the end of its last business day: 00:00 UTC of the next day
     now: datetime
+
+    @property
+    def can_spam_last_day(self) -> date:
+        return (self.can_spam_limit - timedelta(days=1)).date()
 
     @property
     def past_bulk_sender_limit(self) -> bool:
@@ -55,13 +43,13 @@ class UnsettledOptOut:
         )
 
 
-def unsettled_section(session: Session, *, now: datetime, limit: int = 100) -> list[UnsettledOptOut]:
+def unsettled_section(session: Session, *, now: datetime, limits: Limits, limit: int = 100) -> list[UnsettledOptOut]:
     return [
         UnsettledOptOut(
             u,
             now - u.received_at,
-            u.received_at + BULK_SENDER_LIMIT,
-            business_days_after(u.received_at, CAN_SPAM_BUSINESS_DAYS),
+            limits.bulk_sender_deadline(u.received_at),
+            limits.can_spam_deadline(u.received_at),
             now,
         )
         for u in unsettled_optouts(session, limit=limit)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import requests
@@ -17,17 +16,8 @@ from tests.support.clock import Clock
 from tests.support.environment import ADMIN_TOKEN
 from tests.support.servers import LiveServer
 from webhooks import create_app
-from webhooks.admin.unsettled import business_days_after
 
 CONFIG = {"providers": {"sendgrid": {"enabled": True, "webhook_public_key_env": ""}}}
-
-
-def test_business_days_skip_saturdays_and_sundays() -> None:
-    friday = datetime(2026, 11, 27, 15, 30, tzinfo=UTC)
-    assert business_days_after(friday, 1) == datetime(2026, 11, 30, 15, 30, tzinfo=UTC)  # Monday
-    assert business_days_after(friday, 10) == datetime(2026, 12, 11, 15, 30, tzinfo=UTC)
-    saturday = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
-    assert business_days_after(saturday, 10) == datetime(2026, 12, 11, 9, 0, tzinfo=UTC)
 
 
 def test_opt_outs_not_confirmed_everywhere_are_listed_oldest_first_against_the_limits(
@@ -58,6 +48,40 @@ def test_opt_outs_not_confirmed_everywhere_are_listed_oldest_first_against_the_l
     assert old < new  # oldest first
     old_row, new_row = section[old:new], section[new:]
     assert "3 d 1 h" in old_row and "2026-11-26 12:00 <strong>overdue</strong>" in old_row  # past the 2 days
-    assert "2026-12-08 12:00</td>" in old_row  # 10 business days from a Tuesday: not yet
+    assert "2026-12-08 24:00</td>" in old_row  # the end of the 10th business day after a Tuesday: not yet
     assert "sendgrid: dead, 3 attempts — 401 authorization required" in old_row
     assert "1 h 0 min" in new_row and "overdue" not in new_row and "sendgrid: pending" in new_row
+    counts = section.split('id="overdue-counts">', 1)[1].split("</p>", 1)[0]
+    assert counts == ("2-day limit: <strong>1</strong> overdue · 10-business-day limit: <strong>0</strong> overdue")
+
+
+def test_holidays_move_the_business_day_limit(
+    make_config: Callable[..., Config],
+    make_hub: Callable[[Config], Hub],
+    serve_app: Callable[[Any], LiveServer],
+    clock: Clock,
+) -> None:
+    """Received Tuesday 24 Nov: the 10th business day is Tuesday 8 Dec, or Wednesday 9 Dec when
+    8 Dec is a holiday. On Wednesday noon only the first is past."""
+    config = {**CONFIG, "compliance": {"holidays": ["2026-12-08"]}}
+    hub = make_hub(make_config(config, env={"SENDGRID_API_KEY": "SG.test-key"}))
+    hub.record([OptOutEvent(email="late@example.com", kind=Kind.UNSUBSCRIBE, source=Source.API)])
+    url = serve_app(create_app(hub=hub)).url
+
+    def section() -> str:
+        page = requests.get(f"{url}/admin", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10)
+        assert page.status_code == 200
+        return page.text.split('id="unsettled"', 1)[1].split("</section>", 1)[0]
+
+    clock.advance(15 * 86400)  # Wednesday 9 Dec, noon
+    text = section()
+    assert "2026-12-09 24:00</td>" in text  # not yet past
+    assert "2-day limit: <strong>1</strong> overdue · 10-business-day limit: <strong>0</strong> overdue" in text
+    assert 'optout_requests_overdue{limit="10bd"} 0.0' in requests.get(f"{url}/metrics", timeout=10).text
+    clock.advance(12 * 3600)  # 00:00 on Thursday 10 Dec: the end of the 9th has passed
+    text = section()
+    assert "2026-12-09 24:00 <strong>overdue</strong></td>" in text
+    assert "10-business-day limit: <strong>1</strong> overdue" in text
+    metrics = requests.get(f"{url}/metrics", timeout=10).text
+    assert 'optout_requests_overdue{limit="2d"} 1.0' in metrics
+    assert 'optout_requests_overdue{limit="10bd"} 1.0' in metrics

@@ -1,0 +1,2 @@
+"""Proving compliance (README "Compliance"): the legal limits, the time-to-honour report and
+the signed audit export."""
