@@ -28,6 +28,7 @@ from sqlalchemy.exc import OperationalError
 from adapters.compliance import audit, honour
 from adapters.compliance.deadlines import Limits
 from adapters.config import Config, load_config
+from adapters.doctor import DNS, Doctor, Level
 from adapters.errors import ConfigError, OptOutHubError, ProviderAPIError
 from adapters.events import GLOBAL_SCOPE, Kind, topic_scope, utcnow
 from adapters.hub import Hub
@@ -326,6 +327,34 @@ def cmd_providers_check(args: argparse.Namespace, config: Config) -> int:
     return 1 if failed else 0
 
 
+def cmd_doctor(args: argparse.Namespace, config: Config) -> int:
+    """Every check of :mod:`adapters.doctor`, one line each; exit 1 if any is an error."""
+    engine = database.make_engine(config.database.url)
+    try:
+        with requests.Session() as http:
+            findings = Doctor(
+                config,
+                engine,
+                http,
+                DNS(args.nameserver),
+                make_clients(config, http, now=utcnow),
+                utcnow,
+                args.sending_domain,
+            ).run()
+    finally:
+        engine.dispose()
+    for finding in findings:
+        print(finding.line())
+    return 1 if any(f.level is Level.ERROR for f in findings) else 0
+
+
+def _sending_domain(value: str) -> tuple[str, str]:
+    domain, _, selector = value.partition(":")
+    if not domain or not selector:
+        raise argparse.ArgumentTypeError("expected DOMAIN:SELECTOR, e.g. example.com:s1")
+    return domain, selector
+
+
 def cmd_export(args: argparse.Namespace, config: Config) -> int:
     since = None
     if args.since:
@@ -445,6 +474,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", metavar="NAME", help="where the list came from (kept with each event)")
     p.add_argument("--kind", choices=[k.value for k in Kind if k is not Kind.RESUBSCRIBE], default="unsubscribe")
     p.add_argument("--topic", help="import as opt-outs of this topic instead of global ones")
+    p = add("doctor", cmd_doctor, "check the configuration against what mailbox providers and the hub need")
+    p.add_argument(
+        "--sending-domain",
+        metavar="DOMAIN:SELECTOR",
+        type=_sending_domain,
+        action="append",
+        default=[],
+        help="a domain your campaigns are sent from and its DKIM selector (repeatable)",
+    )
+    p.add_argument("--nameserver", metavar="HOST[:PORT]", help="ask this DNS server instead of the system's")
     p = add("export", cmd_export, "print every suppressed address with scope, kind, source, first and last time")
     p.add_argument("--format", choices=["csv", "json"], default="csv")
     p.add_argument("--since", metavar="ISO", help="only addresses changed at or after this time")

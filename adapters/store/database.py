@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
@@ -62,6 +65,24 @@ def alembic_config(engine: Engine) -> AlembicConfig:
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Create or migrate the schema to ``revision``."""
     command.upgrade(alembic_config(engine), revision)
+
+
+def schema_revisions(engine: Engine) -> tuple[str | None, str | None]:
+    """The schema's current Alembic revision (``None`` before ``db upgrade``) and the newest
+    this code knows."""
+    head = ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision(), head
+
+
+def server_time(engine: Engine) -> datetime | None:
+    """The database server's clock (PostgreSQL), or ``None`` when the database has no clock of
+    its own (SQLite runs in this process)."""
+    if engine.dialect.name == "sqlite":
+        return None
+    with engine.connect() as conn:
+        value = conn.execute(text("SELECT now()")).scalar_one()
+    return value if isinstance(value, datetime) else None
 
 
 def ping(engine: Engine) -> None:
