@@ -35,6 +35,7 @@ from adapters.store import database
 from adapters.store.importer import import_csv, open_csv
 from adapters.store.queries import address_state, export_suppressions
 from adapters.store.recipients import RecipientRequest, issue_tokens
+from adapters.worker.constant_contact import clients_for
 from adapters.worker.outbox import Worker
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,7 @@ class WorkerComponent:
 
     def __init__(self, hub: Hub) -> None:
         self.http = requests.Session()
-        self.worker = Worker(hub, make_clients(hub.config, self.http, now=hub.clock), http=self.http)
+        self.worker = Worker(hub, clients_for(hub, self.http), http=self.http)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self.worker.run, args=(self._stop,), name="worker", daemon=True)
 
@@ -283,7 +284,7 @@ def cmd_sync(args: argparse.Namespace, config: Config) -> int:
     hub = Hub.open(config)
     try:
         with requests.Session() as http:
-            tallies = Worker(hub, make_clients(config, http, now=hub.clock), http=http).drain()
+            tallies = Worker(hub, clients_for(hub, http), http=http).drain()
     finally:
         hub.close()
     if not tallies:
@@ -298,14 +299,17 @@ def cmd_sync(args: argparse.Namespace, config: Config) -> int:
 def cmd_providers_check(args: argparse.Namespace, config: Config) -> int:
     """One read-only round per enabled provider; exit 1 if any failed."""
     failed = 0
+    hub = Hub.open(config) if config.providers.constant_contact.enabled else None  # its tokens are stored
     with requests.Session() as http:
-        clients = make_clients(config, http, now=utcnow)
+        clients = clients_for(hub, http) if hub else make_clients(config, http, now=utcnow)
         for slug, client in clients.items():
             try:
                 print(f"{slug}: ok ({client.check()})")
             except ProviderAPIError as exc:
                 failed += 1
                 print(f"{slug}: error: {str(exc).removeprefix(slug + ': ')}")
+    if hub is not None:
+        hub.close()
     if not clients:
         print("no provider enabled")
     return 1 if failed else 0
