@@ -95,5 +95,14 @@ class Metrics:
             )
         )
 
+    def watch_budget(self, remaining: Callable[[], Iterable[tuple[str, float]]]) -> None:
+        """``optout_provider_budget_remaining{provider}``: calls a provider with a daily limit
+        (Constant Contact) still allows today."""
+        self.registry.register(
+            _ProviderGauge(
+                "optout_provider_budget_remaining", "API calls left today, per provider with a daily limit", remaining
+            )
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from adapters.hub import Hub
@@ -47,3 +49,31 @@ def started(now: Callable[[], datetime], **options: Any) -> Iterator[FakeConstan
 
 def state(hub: Hub) -> ConstantContactState:
     return ConstantContactState(hub.sessions, hub.config.providers.constant_contact, clock=hub.clock)
+
+
+def write_config(
+    path: Path, database_url: str, fake: FakeConstantContact, *, sendgrid_url: str | None = None, **cc: object
+) -> Path:
+    """A TOML file for the CLI and worker processes: Constant Contact at the fake (and
+    SendGrid at ``sendgrid_url``), ``cc`` overriding its keys."""
+    table = {**cc_table(fake), "poll_interval_minutes": 0, **cc}
+    lines = [
+        "[database]",
+        f'url = "{database_url}"',
+        "[security]",
+        'token_secret_env = "OPTOUT_HUB_SECRET"',
+        "[worker]",
+        "collect_window_seconds = 0.0",
+        "poll_interval_seconds = 0.05",
+        "[providers.constant_contact]",
+        *(f"{key} = {json.dumps(value)}" for key, value in table.items()),
+    ]
+    if sendgrid_url:
+        lines += [
+            "[providers.sendgrid]",
+            "enabled = true",
+            f'base_url = "{sendgrid_url}"',
+            'webhook_public_key_env = ""',
+        ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
