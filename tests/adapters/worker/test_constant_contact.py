@@ -4,15 +4,19 @@ opt-outs pushed there wait until midnight UTC when the daily quota is spent."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 from sqlalchemy import select
 
-from adapters.config import Config
+from adapters.config import Config, load_config
 from adapters.events import Kind, OptOutEvent, Source
 from adapters.hub import Hub
 from adapters.store.constant_contact import status
@@ -127,3 +131,22 @@ def test_opt_outs_wait_until_midnight_when_the_quota_is_spent(
         contact = fake.find(f"q{i}@example.com")
         assert contact is not None and contact["email_address"]["permission_to_send"] == "unsubscribed"
     assert fake_providers.sendgrid.global_suppressions == {f"q{i}@example.com" for i in range(3)}
+
+
+def test_providers_check_says_to_re_authorize(tmp_path: Path, database_url: str) -> None:
+    with cc.started(lambda: datetime.now(UTC), per_second=None) as fake:
+        env = {**os.environ, "OPTOUT_HUB_SECRET": "s" * 32, **cc.cc_env(fake)}
+        path = cc.write_config(tmp_path / "cc.toml", database_url, fake)
+        Hub.open(load_config(path, env), upgrade=True).close()  # `db upgrade`
+        command = [sys.executable, "-m", "adapters", "providers", "check", "--config", str(path)]
+        ok = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+        assert (ok.returncode, ok.stdout) == (0, "constant_contact: ok (token ok; contacts readable)\n"), ok.stderr
+        fake.refresh_tokens.clear()  # the grant was revoked at Constant Contact
+        fake.access_tokens.clear()
+        dead = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+        assert (dead.returncode, dead.stdout) == (
+            1,
+            "constant_contact: error: the refresh token was refused (invalid_grant): "
+            "re-authorize Constant Contact on /admin\n",
+        )
+        assert fake.initial_refresh_token not in dead.stdout + dead.stderr + ok.stdout + ok.stderr
