@@ -16,6 +16,8 @@ from adapters.errors import ProviderAPIError
 from adapters.events import Kind, OptOutEvent, Source
 from adapters.hub import Hub
 from adapters.providers import constant_contact
+from adapters.worker.constant_contact import clients_for
+from adapters.worker.outbox import Worker
 from tests.support import constant_contact as cc
 from tests.support.clock import Clock
 from tests.support.fake_providers import CC_AUTHORIZE_PATH, FakeConstantContact
@@ -128,3 +130,19 @@ def test_no_webhook_route_and_the_budget_on_metrics(
         constant_contact.make_client(hub.config, http, now=clock, state=cc.state(hub)).check()
     metrics = requests.get(f"{url}/metrics", timeout=10).text
     assert 'optout_provider_budget_remaining{provider="constant_contact"} 499.0' in metrics
+
+
+def test_a_spent_quota_and_the_rows_waiting_for_midnight_are_shown(
+    site: tuple[Hub, str], fake: FakeConstantContact, clock: Clock, admin_headers: dict[str, str]
+) -> None:
+    hub, url = site
+    hub.record([OptOutEvent(f"m{i}@example.com", Kind.UNSUBSCRIBE, Source.SMTP, occurred_at=clock()) for i in range(3)])
+    fake.daily_quota = 0  # Constant Contact answers quota_exceeded from the first call
+    with requests.Session() as http:
+        tallies = Worker(hub, clients_for(hub, http), http=http, rng=lambda: 1.0).drain()
+    assert tallies["constant_contact"].retried == 3
+    page = requests.get(f"{url}/admin", headers=admin_headers, timeout=10).text
+    assert card(page, "cc-budget") == "Daily quota spent: no call before 2026-11-25 00:00 UTC."
+    assert card(page, "cc-queue") == "3 opt-outs still to push; next attempt 2026-11-25 00:00 UTC."
+    metrics = requests.get(f"{url}/metrics", timeout=10).text
+    assert 'optout_provider_budget_remaining{provider="constant_contact"} 0.0' in metrics
