@@ -524,7 +524,7 @@ class ConstantContactPuller:
         now = self.api.now()
         lowest = _when(floor, "floor") if floor else None
         events, ids = [], {}
-        for i, contact in enumerate(contacts):
+        for contact in contacts:
             email = _address(contact) if isinstance(contact, dict) else {}
             try:
                 address = normalize_address(email.get("address", ""))
@@ -535,7 +535,11 @@ class ConstantContactPuller:
             ids[address.key] = str(contact["contact_id"])
             if email.get("permission_to_send") != "unsubscribed" or not email.get("opt_out_date"):
                 continue
-            when = _when(email["opt_out_date"], f"contacts[{i}].email_address.opt_out_date")
+            try:
+                when = _when(email["opt_out_date"], f"contact {contact['contact_id']}: email_address.opt_out_date")
+            except PayloadError as exc:  # one unreadable contact holds back no other
+                log.warning("constant_contact pull: skipped %s", exc)
+                continue
             if lowest is not None and when < lowest:
                 continue
             source = email.get("opt_out_source")

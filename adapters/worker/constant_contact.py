@@ -15,7 +15,7 @@ from datetime import timedelta
 import requests
 from sqlalchemy.orm import Session
 
-from adapters.errors import ProviderAPIError, StoreError
+from adapters.errors import PayloadError, ProviderAPIError, StoreError
 from adapters.hub import Hub
 from adapters.providers import make_clients
 from adapters.providers.client import PushClient
@@ -46,7 +46,7 @@ def poll_due(hub: Hub, puller: Puller) -> PollResult | None:
         return None
     try:
         return poll(hub, puller)
-    except (ProviderAPIError, StoreError) as exc:
+    except (ProviderAPIError, StoreError, PayloadError) as exc:  # an answer it could not read too
         log.warning("constant_contact poll failed: %s", exc)
         try:
             with hub.sessions.begin() as session:

@@ -105,3 +105,13 @@ def test_the_backfill_pages_through_every_unsubscribed_contact_and_resumes(
     emails = {e.email for p in [first, *rest] for e in p.events}
     assert len(emails) == 1203
     assert [c.query.get("cursor") is not None for c in fake.calls_to("GET", "/v3/contacts")] == [False, True, True]
+
+
+def test_a_contact_with_an_unreadable_date_holds_back_no_other(
+    puller: constant_contact.ConstantContactPuller, fake: FakeConstantContact
+) -> None:
+    broken = fake.unsubscribe_in_ui("broken@example.com")
+    fake.contacts[broken]["email_address"]["opt_out_date"] = "last Tuesday"
+    fake.unsubscribe_in_ui("fine@example.com")
+    (page,) = list(puller.pull(since=None, checkpoint=None))
+    assert [e.email for e in page.events] == ["fine@example.com"]
