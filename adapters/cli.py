@@ -8,6 +8,7 @@ A configuration error prints one line naming the key and exits with status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import importlib
 import importlib.metadata
@@ -17,7 +18,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -35,11 +36,13 @@ from adapters.hub import Hub
 from adapters.logs import configure_logging
 from adapters.metrics import MetricsServer
 from adapters.providers import make_clients
+from adapters.providers.client import PushClient
 from adapters.runtime import tune_gc
 from adapters.store import database
 from adapters.store.importer import import_csv, open_csv
 from adapters.store.queries import address_state, export_suppressions
 from adapters.store.recipients import RecipientRequest, issue_tokens
+from adapters.worker.constant_contact import clients_for
 from adapters.worker.outbox import Worker
 
 log = logging.getLogger(__name__)
@@ -102,7 +105,7 @@ class WorkerComponent:
 
     def __init__(self, hub: Hub) -> None:
         self.http = requests.Session()
-        self.worker = Worker(hub, make_clients(hub.config, self.http, now=hub.clock), http=self.http)
+        self.worker = Worker(hub, clients_for(hub, self.http), http=self.http)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self.worker.run, args=(self._stop,), name="worker", daemon=True)
 
@@ -299,7 +302,7 @@ def cmd_sync(args: argparse.Namespace, config: Config) -> int:
     hub = Hub.open(config)
     try:
         with requests.Session() as http:
-            tallies = Worker(hub, make_clients(config, http, now=hub.clock), http=http).drain()
+            tallies = Worker(hub, clients_for(hub, http), http=http).drain()
     finally:
         hub.close()
     if not tallies:
@@ -311,11 +314,23 @@ def cmd_sync(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def provider_clients(config: Config) -> Iterator[dict[str, PushClient]]:
+    """Every enabled provider's push client, for a one-off command (Constant Contact's tokens
+    live in the store, so then the hub is opened too)."""
+    hub = Hub.open(config) if config.providers.constant_contact.enabled else None
+    try:
+        with requests.Session() as http:
+            yield clients_for(hub, http) if hub else make_clients(config, http, now=utcnow)
+    finally:
+        if hub is not None:
+            hub.close()
+
+
 def cmd_providers_check(args: argparse.Namespace, config: Config) -> int:
     """One read-only round per enabled provider; exit 1 if any failed."""
     failed = 0
-    with requests.Session() as http:
-        clients = make_clients(config, http, now=utcnow)
+    with provider_clients(config) as clients:
         for slug, client in clients.items():
             try:
                 print(f"{slug}: ok ({client.check()})")
@@ -331,16 +346,8 @@ def cmd_doctor(args: argparse.Namespace, config: Config) -> int:
     """Every check of :mod:`adapters.doctor`, one line each; exit 1 if any is an error."""
     engine = database.make_engine(config.database.url)
     try:
-        with requests.Session() as http:
-            findings = Doctor(
-                config,
-                engine,
-                http,
-                DNS(args.nameserver),
-                make_clients(config, http, now=utcnow),
-                utcnow,
-                args.sending_domain,
-            ).run()
+        with provider_clients(config) as clients, requests.Session() as http:
+            findings = Doctor(config, engine, http, DNS(args.nameserver), clients, utcnow, args.sending_domain).run()
     finally:
         engine.dispose()
     for finding in findings:

@@ -30,7 +30,12 @@ if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
 CONFIG_ENV = "OPTOUT_HUB_CONFIG"
-TOPIC_FIELDS = {"mailchimp": "mailchimp_list", "sendgrid": "sendgrid_group", "hubspot": "hubspot_subscription"}
+TOPIC_FIELDS = {
+    "mailchimp": "mailchimp_list",
+    "sendgrid": "sendgrid_group",
+    "hubspot": "hubspot_subscription",
+    "constant_contact": "constant_contact_list",
+}
 """Each provider's slug, and the ``[[topics]]`` key naming the list, group or subscription
 that represents a topic there."""
 PROVIDER_SLUGS = tuple(TOPIC_FIELDS)
@@ -119,6 +124,7 @@ class Topic:
     mailchimp_list: str | None = None
     sendgrid_group: int | None = None
     hubspot_subscription: str | None = None
+    constant_contact_list: str | None = None
 
     def mapping(self, provider: str) -> str | int | None:
         """What represents this topic at ``provider`` (``None``: the provider cannot)."""
@@ -167,10 +173,31 @@ class HubSpotConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ConstantContactConfig:
+    """README "Constant Contact". ``refresh_token_env`` holds the first refresh token only: the
+    rotating tokens that follow live in the database. ``auth_url`` is the authorization server
+    (``/oauth2/default/v1/authorize`` and ``/token`` below it)."""
+
+    enabled: bool = False
+    client_id: str = ""
+    client_secret_env: str = "CONSTANT_CONTACT_CLIENT_SECRET"
+    refresh_token_env: str = ""  # empty: authorize from /admin instead
+    base_url: str = ""
+    auth_url: str = ""
+    poll_interval_minutes: int = 15
+    timeout_seconds: float = 10.0
+    requests_per_second: float = 4.0
+    daily_requests: int = 10_000
+    client_secret: Secret | None = dataclasses.field(default=None, repr=False, compare=False)
+    refresh_token: Secret | None = dataclasses.field(default=None, repr=False, compare=False)
+
+
+@dataclasses.dataclass(frozen=True)
 class ProvidersConfig:
     mailchimp: MailchimpConfig = MailchimpConfig()
     sendgrid: SendGridConfig = SendGridConfig()
     hubspot: HubSpotConfig = HubSpotConfig()
+    constant_contact: ConstantContactConfig = ConstantContactConfig()
 
     def enabled(self) -> tuple[str, ...]:
         """Slugs of the enabled providers, in a fixed order."""
@@ -225,7 +252,7 @@ class ConsentConfig:
     own resubscribe may lift an opt-out that came from that provider. All three by default;
     a list can only leave some out (stricter), never trust anything more."""
 
-    provider_resubscribes: tuple[str, ...] = PROVIDER_SLUGS
+    provider_resubscribes: tuple[str, ...] = ("mailchimp", "sendgrid", "hubspot")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -446,6 +473,13 @@ def _validate(config: Config) -> None:
         except ValueError:
             raise ConfigError(f"compliance.holidays[{i}]", f"not a date (YYYY-MM-DD): {day!r}") from None
     _check_signing_key(config.security.audit_signing_key)
+    cc = config.providers.constant_contact
+    if cc.enabled and not cc.client_id:
+        raise ConfigError("providers.constant_contact.client_id", "missing (the application's API key)")
+    if cc.poll_interval_minutes < 0:
+        raise ConfigError("providers.constant_contact.poll_interval_minutes", "must be 0 (off) or more")
+    if cc.requests_per_second <= 0 or cc.daily_requests <= 0:
+        raise ConfigError("providers.constant_contact.requests_per_second", "the limits must be positive")
     relay = config.confirmations
     if (relay.username or relay.password) and not relay.starttls and not _loopback(relay.smtp_host):
         raise ConfigError(

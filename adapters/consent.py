@@ -24,7 +24,9 @@ from datetime import datetime, timedelta
 from adapters.events import Actor, OptOutEvent, Source, Verification
 
 MAX_CLOCK_SKEW = timedelta(minutes=5)
-PROVIDER_SOURCES = frozenset({Source.MAILCHIMP.value, Source.SENDGRID.value, Source.HUBSPOT.value})
+PROVIDER_SOURCES = frozenset(
+    {Source.MAILCHIMP.value, Source.SENDGRID.value, Source.HUBSPOT.value, Source.CONSTANT_CONTACT.value}
+)
 _PROVIDER_ACTORS = frozenset({Actor.PERSON.value, Actor.STAFF.value, Actor.AUTOMATION.value})
 
 

@@ -28,6 +28,7 @@ class Source(StrEnum):
     MAILCHIMP = "mailchimp"
     SENDGRID = "sendgrid"
     HUBSPOT = "hubspot"
+    CONSTANT_CONTACT = "constant_contact"
     API = "api"
     IMPORT = "import"
 

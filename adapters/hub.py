@@ -25,6 +25,7 @@ from adapters.events import OptOutEvent, utcnow
 from adapters.metrics import Metrics
 from adapters.store import database
 from adapters.store.bulk import insert_statement
+from adapters.store.constant_contact import status as cc_status
 from adapters.store.inbound_backlog import oldest_pending_age
 from adapters.store.leases import Q, claim_due
 from adapters.store.models import InstanceSetting, OutboxRow, PendingLookup
@@ -73,6 +74,7 @@ class Hub:
         metrics.watch_outbox(hub.outbox_dead, hub.outbox_oldest_pending)
         metrics.watch_inbound(hub.inbound_oldest_pending_age)
         metrics.watch_overdue(hub.requests_overdue)
+        metrics.watch_budget(hub.budgets_remaining)
         return hub
 
     def record(self, events: Sequence[OptOutEvent]) -> RecordResult:
@@ -168,6 +170,18 @@ class Hub:
         except SQLAlchemyError:
             log.warning("metrics: database unavailable")
             return None
+
+    def budgets_remaining(self) -> list[tuple[str, float]]:
+        """Calls left today for the providers with a daily limit (Constant Contact), for the metrics."""
+        cfg = self.config.providers.constant_contact
+        if not cfg.enabled:
+            return []
+        try:
+            with self.sessions() as session:
+                return [("constant_contact", float(cc_status(session, cfg, self.clock()).budget_remaining))]
+        except SQLAlchemyError:
+            log.warning("metrics: database unavailable")
+            return []
 
     def _per_provider(self, stmt: Select[tuple[str, T]], default: D) -> list[tuple[str, T | D]]:
         """One value per enabled provider (``default`` where the query has none); nothing

@@ -165,6 +165,15 @@ class Metrics:
             )
         )
 
+    def watch_budget(self, remaining: Callable[[], Iterable[tuple[str, float]]]) -> None:
+        """``optout_provider_budget_remaining{provider}``: calls a provider with a daily limit
+        (Constant Contact) still allows today."""
+        self._watch(
+            _ProviderGauge(
+                "optout_provider_budget_remaining", "API calls left today, per provider with a daily limit", remaining
+            )
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.scrape_registry())
 

@@ -35,10 +35,13 @@ log = logging.getLogger(__name__)
 
 
 def init_app(app: Flask, hub: Hub) -> None:
-    """Register a blueprint per provider; an enabled provider's configuration is checked here
+    """Register a blueprint per provider that has webhooks (one without, such as Constant
+    Contact, has no route: 404); an enabled provider's configuration is checked here
     (``check_config``), so a setting that would fail every delivery stops start-up."""
     for slug, module in PROVIDER_MODULES.items():
         spec = module.WEBHOOK
+        if spec is None:
+            continue
         if spec.check_config is not None and slug in hub.config.providers.enabled():
             spec.check_config(hub.config)
         app.register_blueprint(_blueprint(slug, spec))

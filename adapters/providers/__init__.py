@@ -15,13 +15,34 @@ from datetime import datetime
 import requests
 
 from adapters.config import Config
-from adapters.providers import hubspot, mailchimp, sendgrid
+from adapters.providers import constant_contact, hubspot, mailchimp, sendgrid
 from adapters.providers.client import ProviderModule, PushClient
 
-PROVIDER_MODULES: dict[str, ProviderModule] = {"mailchimp": mailchimp, "sendgrid": sendgrid, "hubspot": hubspot}
+PROVIDER_MODULES: dict[str, ProviderModule] = {
+    "mailchimp": mailchimp,
+    "sendgrid": sendgrid,
+    "hubspot": hubspot,
+    "constant_contact": constant_contact,
+}
 """The provider modules by slug, written by hand: no discovery."""
 
 
-def make_clients(config: Config, http: requests.Session, *, now: Callable[[], datetime]) -> dict[str, PushClient]:
-    """A push client for every enabled provider, keyed by slug, in the configuration's order."""
-    return {slug: PROVIDER_MODULES[slug].make_client(config, http, now=now) for slug in config.providers.enabled()}
+def make_clients(
+    config: Config,
+    http: requests.Session,
+    *,
+    now: Callable[[], datetime],
+    cc_state: constant_contact.CCState | None = None,
+) -> dict[str, PushClient]:
+    """A push client for every enabled provider, keyed by slug, in the configuration's order.
+
+    ``cc_state``: Constant Contact's tokens, contact ids and budget in the hub's database
+    (:class:`adapters.store.constant_contact.ConstantContactState`), one per process.
+    """
+    clients: dict[str, PushClient] = {}
+    for slug in config.providers.enabled():
+        if slug == constant_contact.SLUG:
+            clients[slug] = constant_contact.make_client(config, http, now=now, state=cc_state)
+        else:
+            clients[slug] = PROVIDER_MODULES[slug].make_client(config, http, now=now)
+    return clients

@@ -74,10 +74,11 @@ class PushClient(Protocol):
 
 
 class ProviderModule(Protocol):
-    """What a provider module exposes: its webhook (served by ``webhooks/providers.py``) and
-    its push-back client."""
+    """What a provider module exposes: its webhook (served by ``webhooks/providers.py``;
+    ``None`` for a provider that sends none, such as Constant Contact) and its push-back client."""
 
-    WEBHOOK: WebhookSpec
+    @property
+    def WEBHOOK(self) -> WebhookSpec | None: ...
 
     def make_client(self, config: Config, http: requests.Session, *, now: Callable[[], datetime]) -> PushClient: ...
 
@@ -103,13 +104,16 @@ def redact(text: str, secrets: Iterable[str]) -> str:
 
 
 def _message(body: Any) -> str:
-    """The human part of a provider's error body (Mailchimp, SendGrid and HubSpot shapes)."""
+    """The human part of a provider's error body (Mailchimp, SendGrid, HubSpot and Constant
+    Contact shapes; the last answers an array of ``{"error_key", "error_message"}``)."""
+    if isinstance(body, list) and body and isinstance(body[0], dict):
+        body = body[0]
     if not isinstance(body, dict):
         return ""
     errors = body.get("errors")
     if isinstance(errors, list) and errors and isinstance(errors[0], dict) and errors[0].get("message"):
         return str(errors[0]["message"])
-    for key in ("detail", "message", "title"):
+    for key in ("detail", "message", "title", "error_message"):
         if body.get(key):
             return str(body[key])
     return ""

@@ -273,3 +273,56 @@ class RecipientCount(Base):
     addresses: Mapped[int] = mapped_column(BigInteger)
 
     __table_args__ = ({"sqlite_with_rowid": False},)
+
+
+class OAuthToken(Base):
+    """A provider's OAuth2 tokens (Constant Contact), rotated under a row lock; ``dead`` says
+    why an admin must re-authorize; ``auth_state`` is the state of an authorization in
+    progress. The repr never shows a token."""
+
+    __tablename__ = "oauth_tokens"
+    provider: Mapped[str] = mapped_column(String(16), primary_key=True)
+    access_token: Mapped[str | None] = mapped_column(Text)
+    expires_at: Mapped[datetime | None]
+    refresh_token: Mapped[str | None] = mapped_column(Text)
+    dead: Mapped[str | None] = mapped_column(Text)
+    auth_state: Mapped[str | None] = mapped_column(String(64))
+    auth_state_until: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+
+    def __repr__(self) -> str:
+        return f"<OAuthToken {self.provider} {'dead' if self.dead else 'live'}>"
+
+
+class ProviderContact(Base):
+    """A provider's contact id for an address, learned by a lookup or a pull, so a later push
+    needs no lookup (Constant Contact)."""
+
+    __tablename__ = "provider_contacts"
+    provider: Mapped[str] = mapped_column(String(16), primary_key=True)
+    email_key: Mapped[str] = mapped_column(String(254), primary_key=True)
+    contact_id: Mapped[str] = mapped_column(String(64))
+
+
+class ProviderBudget(Base):
+    """Calls made to a provider on one UTC day by every process (Constant Contact allows 10,000
+    a day), and the time before which its quota is known to be spent."""
+
+    __tablename__ = "provider_budget"
+    provider: Mapped[str] = mapped_column(String(16), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10))  # UTC date, YYYY-MM-DD
+    calls: Mapped[int]
+    blocked_until: Mapped[datetime | None]
+
+
+class ProviderPull(Base):
+    """Where a provider's poll stands (Constant Contact): ``since`` for the next window, and
+    while a pull is under way the time it started and the checkpoint it resumes from."""
+
+    __tablename__ = "provider_pulls"
+    provider: Mapped[str] = mapped_column(String(16), primary_key=True)
+    since: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    checkpoint: Mapped[str | None] = mapped_column(Text)
+    finished_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)

@@ -30,10 +30,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from adapters.addresses import address_key
 from adapters.errors import ProviderAPIError, StoreError
 from adapters.hub import Hub
+from adapters.providers import constant_contact
 from adapters.providers.client import Outcome, PushClient, PushResult, result_for_error
 from adapters.store.models import OutboxRow
 from adapters.store.outbox import Key, covered_rows, desired_states, renew_leases
 from adapters.worker.confirmations import send_due_confirmations
+from adapters.worker.constant_contact import poll_due
 from adapters.worker.lookups import resolve_pending_lookups
 
 log = logging.getLogger(__name__)
@@ -156,9 +158,14 @@ class Worker:
 
     def upkeep(self) -> None:
         """The worker's other queues: HubSpot contact ids from its webhooks become recorded
-        events (and so pushes), and queued confirmation mail goes to the relay."""
+        events (and so pushes), Constant Contact is polled when due (it sends no webhooks;
+        the puller shares the client's tokens, pace and budget), and queued confirmation mail
+        goes to the relay."""
         if self.hub.config.providers.hubspot.enabled:
             resolve_pending_lookups(self.hub, self.http)
+        cc = self.clients.get(constant_contact.SLUG)
+        if isinstance(cc, constant_contact.ConstantContactClient):
+            poll_due(self.hub, constant_contact.ConstantContactPuller(cc.api))
         send_due_confirmations(self.hub)
 
     def has_due(self) -> bool:

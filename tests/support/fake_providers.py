@@ -1,8 +1,9 @@
-"""Fake provider APIs: real HTTP servers in threads that behave like Mailchimp, SendGrid and
-HubSpot for the calls optout-hub makes, as the providers document them.
+"""Fake provider APIs: real HTTP servers in threads that behave like Mailchimp, SendGrid,
+HubSpot and Constant Contact for the calls optout-hub makes, as the providers document them.
 
 One base, :class:`FakeAPI`, serves every fake: each provider's fake (:class:`FakeMailchimp`,
-:class:`FakeSendGrid`, :class:`FakeHubSpot`, started together by :class:`FakeProviders`) and
+:class:`FakeSendGrid`, :class:`FakeHubSpot`, started together by :class:`FakeProviders`;
+:class:`FakeConstantContact`, started alone where a test needs it) and
 :class:`FakeContactsAPI`, HubSpot's contacts batch read alone for the contact-lookup tests.
 
 Each fake checks method, path, query, auth header and body shape of every request and rejects
@@ -17,16 +18,21 @@ from __future__ import annotations
 
 import base64
 import collections
+import copy
 import dataclasses
 import hashlib
 import json
+import re
+import secrets
 import threading
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 MAILCHIMP_KEY = "0123456789abcdef0123456789abcdef-us6"
 SENDGRID_KEY = "SG.fake-sendgrid-key.0123456789"
@@ -621,3 +627,590 @@ class FakeProviders:
     def close(self) -> None:
         for fake in self.all():
             fake.close()
+
+
+# --- Constant Contact (v3) ------------------------------------------------------------------
+
+CC_CLIENT_ID = "cc-client-id-0123456789"
+CC_CLIENT_SECRET = "cc-client-secret-0123456789"
+CC_TOKEN_PATH = "/oauth2/default/v1/token"
+CC_AUTHORIZE_PATH = "/oauth2/default/v1/authorize"
+CC_STATUSES = {"all", "active", "deleted", "not_set", "pending_confirmation", "temp_hold", "unsubscribed"}
+CC_INCLUDES = {"custom_fields", "list_memberships", "phone_numbers", "street_addresses", "taggings", "notes"}
+CC_CORE = ("first_name", "last_name", "job_title", "company_name", "birthday_month", "birthday_day", "anniversary")
+CC_SUBRESOURCES = ("custom_fields", "phone_numbers", "street_addresses", "list_memberships", "taggings", "notes")
+_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def _cc_errors(status: int, key: str, message: str, *, unexpected: bool = True) -> Reject:
+    return Reject(status, [{"error_key": key, "error_message": message}], unexpected=unexpected)
+
+
+def _iso(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _parse_iso(value: str) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+class FakeConstantContact(FakeAPI):
+    """Constant Contact v3 as ``providers-pull.md`` §5.1 specifies it: the OAuth2 token and
+    authorize endpoints (rotating refresh tokens by default: each refresh kills every earlier
+    one, and reusing one answers ``invalid_grant``), the contacts routes with full-replace
+    PUTs, list removal activities, the one-time resubscribe mail, 4 requests a second and a
+    daily quota (429 ``throttled`` / ``quota_exceeded``, no rate-limit headers).
+
+    Hooks change things "in the UI", with no webhook: :meth:`add_contact`,
+    :meth:`unsubscribe_in_ui`, :meth:`delete_in_ui`. ``now`` is the fake's clock (opt-out
+    dates, the quota's day); ``token_delay`` slows the token endpoint to widen races.
+    """
+
+    provider = "constant_contact"
+
+    def __init__(
+        self,
+        lists: tuple[str, ...] = ("1f0a8f5c-0000-4000-8000-000000000001", "1f0a8f5c-0000-4000-8000-000000000002"),
+        *,
+        rotating: bool = True,
+        daily_quota: int = 10_000,
+        per_second: int | None = 4,
+        access_lifetime: float = 86_400,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        optout_filter_works: bool = True,
+    ) -> None:
+        self.lists = set(lists)
+        self.contacts: dict[str, dict[str, Any]] = {}
+        self.activities: dict[str, dict[str, Any]] = {}
+        self.resubscribe_sent: set[str] = set()
+        self.rotating = rotating
+        self.daily_quota = daily_quota
+        self.per_second = per_second
+        self.access_lifetime = access_lifetime
+        self.now = now
+        self.optout_filter_works = optout_filter_works
+        self.token_delay = 0.0
+        self.refresh_tokens: set[str] = set()
+        self.access_tokens: dict[str, float] = {}  # token -> expiry (epoch seconds, the fake's clock)
+        self.codes: dict[str, tuple[str, float]] = {}  # code -> (redirect_uri, expiry)
+        self.token_grants: list[str] = []  # grant types answered 200, in order
+        self.invalid_grants = 0
+        self.used_today: dict[str, int] = {}
+        self._recent: collections.deque[float] = collections.deque()
+        self._cursors: dict[str, tuple[list[str], int, int, set[str]]] = {}
+        self._rate_lock = threading.Lock()
+        self.initial_refresh_token = self._new_refresh_token()
+        super().__init__()
+
+    # Test hooks --------------------------------------------------------------------------
+
+    def add_contact(self, address: str, **fields: Any) -> str:
+        """A contact as someone created it in the UI (mailable, ``explicit``)."""
+        contact_id = str(uuid.uuid4())
+        stamp = _iso(self.now())
+        permission = fields.pop("permission_to_send", "explicit")
+        self.contacts[contact_id] = {
+            "contact_id": contact_id,
+            "email_address": {
+                "address": address,
+                "permission_to_send": permission,
+                "created_at": stamp,
+                "updated_at": stamp,
+                "opt_in_source": "Account",
+                "opt_in_date": stamp,
+                "confirm_status": "off",
+            },
+            **{f: None for f in CC_CORE},
+            "create_source": "Account",
+            "created_at": stamp,
+            "updated_at": stamp,
+            "list_memberships": [],
+            "custom_fields": [],
+            "phone_numbers": [],
+            "street_addresses": [],
+            **fields,
+        }
+        return contact_id
+
+    def find(self, address: str) -> dict[str, Any] | None:
+        return next(
+            (c for c in self.contacts.values() if c["email_address"]["address"].lower() == address.lower()), None
+        )
+
+    def unsubscribe_in_ui(self, address: str, *, reason: str = "No longer interested", source: str = "Contact") -> str:
+        """The contact opted out at Constant Contact (no webhook is sent); as the real API
+        does, this changes ``email_address.updated_at``, not the contact's ``updated_at``."""
+        with self._lock:
+            contact = self.find(address)
+            contact_id = contact["contact_id"] if contact else self.add_contact(address)
+            self._set_unsubscribed(self.contacts[contact_id], source, reason)
+        return contact_id
+
+    def delete_in_ui(self, address: str) -> None:
+        with self._lock:
+            contact = self.find(address)
+            assert contact is not None
+            contact["deleted_at"] = self.now().date().isoformat()
+
+    def issue_code(self, redirect_uri: str) -> str:
+        code = secrets.token_urlsafe(16)
+        self.codes[code] = (redirect_uri, self.now().timestamp() + 300)
+        return code
+
+    def _set_unsubscribed(self, contact: dict[str, Any], source: str, reason: str | None) -> None:
+        stamp = _iso(self.now())
+        email = contact["email_address"]
+        email.update(
+            permission_to_send="unsubscribed",
+            opt_out_source=source,
+            opt_out_date=stamp,
+            opt_out_reason=reason,
+            updated_at=stamp,
+        )
+        contact["list_memberships"] = []
+
+    # Tokens --------------------------------------------------------------------------------
+
+    def _new_refresh_token(self) -> str:
+        token = "rt-" + secrets.token_urlsafe(24)
+        if self.rotating:
+            self.refresh_tokens.clear()
+        self.refresh_tokens.add(token)
+        return token
+
+    def _new_access_token(self) -> str:
+        expiry = self.now().timestamp() + self.access_lifetime
+        header = base64.urlsafe_b64encode(b'{"alg":"RS256","kid":"fake"}').rstrip(b"=").decode()
+        claims = {"exp": int(expiry), "jti": secrets.token_hex(8), "scp": ["contact_data", "offline_access"]}
+        payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+        token = f"{header}.{payload}.{secrets.token_urlsafe(16)}"
+        self.access_tokens[token] = expiry
+        return token
+
+    def serve(self, method: str, target: str, headers: Any, raw: bytes) -> tuple[int, dict[str, str], Any]:
+        path = unquote(urlsplit(target).path)
+        if path in (CC_TOKEN_PATH, CC_AUTHORIZE_PATH):
+            query = parse_qs(urlsplit(target).query, keep_blank_values=True)
+            try:
+                if path == CC_AUTHORIZE_PATH:
+                    status, extra, answer = self._authorize(method, query)
+                else:
+                    status, extra, answer = self._token(method, headers, query, raw)
+            except Reject as exc:
+                if exc.unexpected:
+                    self.unexpected.append(f"{method} {target}: {exc.status} {exc.body}")
+                status, extra, answer = exc.status, {}, exc.body
+            with self._lock:
+                self.calls.append(Call(method, path, query, None, status, time.time()))
+            return status, extra, answer
+        return super().serve(method, target, headers, raw)
+
+    def _authorize(self, method: str, query: dict[str, list[str]]) -> tuple[int, dict[str, str], Any]:
+        """The user signs in and consents at once: a redirect to ``redirect_uri`` with a code."""
+        one = {k: v[0] for k, v in query.items()}
+        scopes = set(one.get("scope", "").replace(" ", "+").split("+"))
+        if (
+            method != "GET"
+            or one.get("client_id") != CC_CLIENT_ID
+            or one.get("response_type") != "code"
+            or not one.get("redirect_uri", "").startswith(("http://", "https://"))
+            or not one.get("state")
+            or not {"contact_data", "offline_access"} <= scopes
+        ):
+            raise Reject(400, {"error": "invalid_request", "error_description": f"bad authorize request {one}"})
+        code = self.issue_code(one["redirect_uri"])
+        location = f"{one['redirect_uri']}?{urlencode({'code': code, 'state': one['state']})}"
+        return 302, {"Location": location}, None
+
+    def _token(
+        self, method: str, headers: Any, query: dict[str, list[str]], raw: bytes
+    ) -> tuple[int, dict[str, str], Any]:
+        expected = "Basic " + base64.b64encode(f"{CC_CLIENT_ID}:{CC_CLIENT_SECRET}".encode()).decode()
+        if method != "POST":
+            raise Reject(405, {"error": "invalid_request", "error_description": "POST only"})
+        if headers.get("Authorization") != expected:
+            raise Reject(
+                401, {"error": "invalid_client", "error_description": "Invalid value for 'client_id' parameter."}
+            )
+        if raw and not (headers.get("Content-Type") or "").startswith("application/x-www-form-urlencoded"):
+            raise Reject(400, {"error": "invalid_request", "error_description": "form body expected"})
+        params = {k: v[0] for k, v in {**query, **parse_qs(raw.decode(), keep_blank_values=True)}.items()}
+        if self.token_delay:
+            time.sleep(self.token_delay)
+        with self._lock:
+            grant = params.get("grant_type")
+            if grant == "refresh_token":
+                if params.get("refresh_token") not in self.refresh_tokens:
+                    self.invalid_grants += 1
+                    raise Reject(
+                        400,
+                        {"error": "invalid_grant", "error_description": "unknown, invalid, or expired refresh token"},
+                        unexpected=False,
+                    )
+                refresh = self._new_refresh_token() if self.rotating else params["refresh_token"]
+            elif grant == "authorization_code":
+                redirect_uri, expiry = self.codes.pop(params.get("code", ""), ("", 0.0))
+                if not redirect_uri or expiry < self.now().timestamp() or params.get("redirect_uri") != redirect_uri:
+                    raise Reject(
+                        400,
+                        {
+                            "error": "invalid_grant",
+                            "error_description": "The authorization code is invalid or has expired.",
+                        },
+                    )
+                refresh = self._new_refresh_token()
+            else:
+                raise Reject(400, {"error": "unsupported_grant_type", "error_description": f"{grant!r}"})
+            self.token_grants.append(grant)
+            return (
+                200,
+                {},
+                {
+                    "access_token": self._new_access_token(),
+                    "token_type": "Bearer",
+                    "expires_in": int(self.access_lifetime),
+                    "scope": "contact_data offline_access",
+                    "refresh_token": refresh,
+                },
+            )
+
+    # The API -------------------------------------------------------------------------------
+
+    def check_auth(self, authorization: str) -> None:
+        scheme, _, token = authorization.partition(" ")
+        expiry = self.access_tokens.get(token)
+        if scheme != "Bearer" or expiry is None or expiry <= self.now().timestamp():
+            raise Reject(401, {"error_key": "unauthorized", "error_message": "Unauthorized"}, unexpected=False)
+        with self._rate_lock:
+            day = self.now().date().isoformat()
+            if self.used_today.get(day, 0) >= self.daily_quota:
+                raise Reject(429, {"error_key": "quota_exceeded", "error_message": "Limit Exceeded"}, unexpected=False)
+            if self.per_second is not None:
+                tick = time.monotonic()
+                while self._recent and tick - self._recent[0] >= 1.0:
+                    self._recent.popleft()
+                if len(self._recent) >= self.per_second:
+                    raise Reject(
+                        429, {"error_key": "throttled", "error_message": "Too Many Requests"}, unexpected=False
+                    )
+                self._recent.append(tick)
+            self.used_today[day] = self.used_today.get(day, 0) + 1
+
+    def route(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+        parts = path.strip("/").split("/")
+        if parts[:2] == ["v3", "contacts"]:
+            if len(parts) == 2 and method == "GET" and body is None:
+                return self._list_contacts(query)
+            if len(parts) == 2 and method == "POST":
+                return self._create(body)
+            if len(parts) == 4 and parts[2] == "resubscribe" and method == "PUT":
+                return self._resubscribe(parts[3], body)
+            if len(parts) == 3 and parts[2] == "sign_up_form" and method == "POST":
+                return self._sign_up(body)
+            if len(parts) == 3 and method in ("GET", "PUT"):
+                contact = self._contact(parts[2])
+                if method == "GET" and body is None:
+                    include = self._includes(query)
+                    return 200, self._render(contact, include)
+                if method == "PUT":
+                    return self._put(contact, body)
+        if parts[:2] == ["v3", "activities"]:
+            if method == "POST" and parts[2:] == ["remove_list_memberships"]:
+                return self._remove_memberships(body)
+            if method == "GET" and len(parts) == 3 and body is None:
+                activity = self.activities.get(parts[2])
+                if activity is None:
+                    raise _cc_errors(404, "not_found", "The requested resource was not found.", unexpected=False)
+                activity.update(state="completed", percent_done=100)
+                activity["status"]["items_completed_count"] = activity["status"]["items_total_count"]
+                return 200, activity
+        raise _cc_errors(404, "not_found", "The requested resource was not found.")
+
+    def _contact(self, contact_id: str) -> dict[str, Any]:
+        if not _UUID_RE.match(contact_id):
+            raise _cc_errors(404, "contacts.api.not_found", "contact_id is in an invalid format.")
+        contact = self.contacts.get(contact_id)
+        if contact is None:
+            raise _cc_errors(404, "contacts.api.not_found", "Contact not found.", unexpected=False)
+        return contact
+
+    @staticmethod
+    def _includes(query: dict[str, list[str]]) -> set[str]:
+        include = set(filter(None, (query.get("include", [""])[0]).split(",")))
+        if not include <= CC_INCLUDES:
+            raise _cc_errors(400, "contacts.api.validation.error", "include does not have a valid value")
+        return include
+
+    @staticmethod
+    def _render(contact: dict[str, Any], include: set[str]) -> dict[str, Any]:
+        shown = {k: copy.deepcopy(v) for k, v in contact.items() if k not in CC_SUBRESOURCES or k in include}
+        return shown
+
+    def _list_contacts(self, query: dict[str, list[str]]) -> tuple[int, Any]:
+        allowed = {
+            "status",
+            "email",
+            "lists",
+            "limit",
+            "include",
+            "include_count",
+            "cursor",
+            "optout_after",
+            "optout_before",
+            "updated_after",
+            "updated_before",
+            "created_after",
+            "created_before",
+        }
+        for name, values in query.items():
+            if name not in allowed or len(values) != 1:
+                raise _cc_errors(400, "contacts.api.validation.error", f"{name} does not have a valid value")
+        one = {k: v[0] for k, v in query.items()}
+        if "cursor" in one:
+            if set(one) != {"cursor"} or one["cursor"] not in self._cursors:
+                raise _cc_errors(400, "contacts.api.validation.error", "cursor does not have a valid value")
+            ids, offset, limit, include = self._cursors.pop(one["cursor"])
+            return 200, self._page(ids, offset, limit, include, count=False)
+        statuses = set((one.get("status") or "active,not_set,pending_confirmation,temp_hold,unsubscribed").split(","))
+        if not statuses <= CC_STATUSES:
+            raise _cc_errors(400, "contacts.api.validation.error", "status does not have a valid value")
+        try:
+            limit = int(one.get("limit", "50"))
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= 500:
+            raise _cc_errors(400, "contacts.api.validation.error", "limit does not have a valid value")
+        if one.get("include_count", "false") not in ("true", "false"):
+            raise _cc_errors(400, "contacts.api.validation.error", "include_count does not have a valid value")
+        times = {}
+        for name in (
+            "optout_after",
+            "optout_before",
+            "updated_after",
+            "updated_before",
+            "created_after",
+            "created_before",
+        ):
+            if name in one:
+                parsed = _parse_iso(one[name])
+                if parsed is None:
+                    raise _cc_errors(400, "contacts.api.validation.error", f"{name} does not have a valid value")
+                times[name] = parsed
+        if not self.optout_filter_works and ("optout_after" in times or "optout_before" in times):
+            raise _cc_errors(
+                400, "contacts.api.validation.error", "optout_after does not have a valid value", unexpected=False
+            )
+        include = self._includes(query)
+        ids = []
+        for contact_id, contact in self.contacts.items():
+            email = contact["email_address"]
+            deleted = "deleted_at" in contact
+            if "all" not in statuses:
+                if deleted and "deleted" not in statuses:
+                    continue
+                if (
+                    not deleted
+                    and email["permission_to_send"] not in statuses
+                    and not ("active" in statuses and email["permission_to_send"] in ("explicit", "implicit"))
+                ):
+                    continue
+                if deleted and "deleted" not in statuses:
+                    continue
+            if "email" in one and email["address"].lower() != one["email"].lower():
+                continue
+            opt_out = _parse_iso(email.get("opt_out_date") or "")
+            if "optout_after" in times and (opt_out is None or opt_out <= times["optout_after"]):
+                continue
+            if "optout_before" in times and (opt_out is None or opt_out >= times["optout_before"]):
+                continue
+            updated = _parse_iso(contact["updated_at"])
+            assert updated is not None
+            if "updated_after" in times and updated <= times["updated_after"]:
+                continue
+            ids.append(contact_id)
+        return 200, self._page(ids, 0, limit, include, count=one.get("include_count") == "true")
+
+    def _page(self, ids: list[str], offset: int, limit: int, include: set[str], *, count: bool) -> dict[str, Any]:
+        answer: dict[str, Any] = {
+            "contacts": [
+                self._render(self.contacts[i], include) for i in ids[offset : offset + limit] if i in self.contacts
+            ]
+        }
+        if count:
+            answer["contacts_count"] = len(ids)
+        if offset + limit < len(ids):
+            cursor = base64.urlsafe_b64encode(secrets.token_bytes(12)).decode()
+            self._cursors[cursor] = (ids, offset + limit, limit, include)
+            answer["_links"] = {"next": {"href": f"/v3/contacts?cursor={quote(cursor)}"}}
+        return answer
+
+    def _validate_email(self, value: Any, *, permission_required: bool = False) -> dict[str, Any]:
+        if not isinstance(value, dict) or not isinstance(value.get("address"), str) or "@" not in value["address"]:
+            raise _cc_errors(400, "contacts.api.validation.error", "email_address.address is required")
+        permission = value.get("permission_to_send")
+        if permission is not None and permission not in (
+            "explicit",
+            "implicit",
+            "not_set",
+            "pending_confirmation",
+            "temp_hold",
+            "unsubscribed",
+        ):
+            raise _cc_errors(400, "contacts.api.validation.error", "permission_to_send does not have a valid value")
+        reason = value.get("opt_out_reason")
+        if reason is not None and (not isinstance(reason, str) or len(reason) > 255):
+            raise _cc_errors(400, "contacts.api.validation.error", "opt_out_reason does not have a valid value")
+        unknown = set(value) - {"address", "permission_to_send", "opt_out_reason"}
+        if unknown:
+            raise _cc_errors(400, "contacts.api.validation.error", f"email_address.{sorted(unknown)[0]} is read-only")
+        return value
+
+    def _put(self, contact: dict[str, Any], body: Any) -> tuple[int, Any]:
+        if not isinstance(body, dict) or body.get("update_source") not in ("Contact", "Account"):
+            raise _cc_errors(400, "contacts.api.validation.error", "update_source is required")
+        allowed = {"email_address", "update_source", *CC_CORE, *CC_SUBRESOURCES, "sms_channel"}
+        unknown = set(body) - allowed
+        if unknown:
+            raise _cc_errors(400, "contacts.api.validation.error", f"{sorted(unknown)[0]} is not a valid property")
+        email_in = self._validate_email(body.get("email_address"))
+        source = body["update_source"]
+        email = contact["email_address"]
+        permission = email_in.get("permission_to_send")
+        if (
+            permission in ("explicit", "implicit")
+            and email["permission_to_send"] == "unsubscribed"
+            and email.get("opt_out_source") == "Contact"
+            and source == "Account"
+        ):
+            raise _cc_errors(
+                400, "contacts.api.validation.error", "The contact opted out; only the contact can opt back in"
+            )
+        if "deleted_at" in contact and source != "Account":
+            raise _cc_errors(
+                400, "contacts.api.validation.error", "To restore a deleted contact, update_source must be Account"
+            )
+        other = self.find(email_in["address"])
+        if other is not None and other is not contact:
+            raise _cc_errors(409, "contacts.api.conflict", "Email already exists", unexpected=False)
+        stamp = _iso(self.now())
+        before = {f: contact.get(f) for f in (*CC_CORE, "list_memberships")}
+        for field in CC_CORE:  # a PUT replaces the record: core fields left out become null
+            contact[field] = body.get(field)
+        for field in CC_SUBRESOURCES:  # subresources left out are kept
+            if field in body:
+                contact[field] = body[field]
+        contact.pop("deleted_at", None)
+        email["address"] = email_in["address"]
+        contact["update_source"] = source
+        if permission == "unsubscribed" and email["permission_to_send"] != "unsubscribed":
+            self._set_unsubscribed(contact, source, email_in.get("opt_out_reason"))
+        elif permission in ("explicit", "implicit") and email["permission_to_send"] != permission:
+            email.update(permission_to_send=permission, opt_in_source=source, opt_in_date=stamp, updated_at=stamp)
+            for key in ("opt_out_source", "opt_out_date", "opt_out_reason"):
+                email.pop(key, None)
+        if any(contact.get(f) != v for f, v in before.items()):
+            contact["updated_at"] = stamp  # an opt-out alone does not change it (the CC trap)
+        for list_id in contact.get("list_memberships") or []:
+            if list_id not in self.lists:
+                raise _cc_errors(404, "contacts.api.not_found", f"list {list_id} not found")
+        return 200, self._render(contact, {"list_memberships"})
+
+    def _create(self, body: Any) -> tuple[int, Any]:
+        if not isinstance(body, dict) or body.get("create_source") not in ("Contact", "Account"):
+            raise _cc_errors(400, "contacts.api.validation.error", "create_source is required")
+        email_in = self._validate_email(body.get("email_address"))
+        if self.find(email_in["address"]) is not None:
+            raise _cc_errors(409, "contacts.api.conflict", "Email already exists", unexpected=False)
+        fields = {f: body.get(f) for f in CC_CORE}
+        contact_id = self.add_contact(
+            email_in["address"], permission_to_send=email_in.get("permission_to_send") or "implicit", **fields
+        )
+        contact = self.contacts[contact_id]
+        contact["create_source"] = body["create_source"]
+        if email_in.get("permission_to_send") == "unsubscribed":
+            self._set_unsubscribed(contact, body["create_source"], email_in.get("opt_out_reason"))
+        return 201, self._render(contact, set())
+
+    def _resubscribe(self, contact_id: str, body: Any) -> tuple[int, Any]:
+        if (
+            not isinstance(body, dict)
+            or set(body) != {"list_ids"}
+            or not isinstance(body["list_ids"], list)
+            or not body["list_ids"]
+            or not all(isinstance(x, str) and _UUID_RE.match(x) for x in body["list_ids"])
+        ):
+            raise _cc_errors(400, "contacts.api.validation.error", "list_ids is required")
+        contact = self._contact(contact_id)
+        if contact["email_address"]["permission_to_send"] != "unsubscribed":
+            raise _cc_errors(400, "contacts.api.validation.error", "The contact is not unsubscribed")
+        if contact_id in self.resubscribe_sent:
+            raise _cc_errors(409, "contacts.api.conflict", "A resubscribe email was already sent", unexpected=False)
+        self.resubscribe_sent.add(contact_id)
+        return 200, None
+
+    def _sign_up(self, body: Any) -> tuple[int, Any]:
+        lists = body.get("list_memberships") if isinstance(body, dict) else None
+        address = body.get("email_address") if isinstance(body, dict) else None
+        if (
+            not isinstance(lists, list)
+            or not 1 <= len(lists) <= 50
+            or not isinstance(address, str)
+            or len(address) > 50
+        ):
+            raise _cc_errors(400, "contacts.api.validation.error", "email_address and list_memberships are required")
+        if not set(lists) <= self.lists:
+            raise _cc_errors(404, "contacts.api.not_found", "list not found")
+        contact = self.find(address)
+        if contact is None:
+            contact = self.contacts[self.add_contact(address)]
+            status, action = 201, "created"
+        else:
+            status, action = 200, "updated"
+        contact["email_address"]["permission_to_send"] = "explicit"
+        contact["list_memberships"] = list(dict.fromkeys([*contact["list_memberships"], *lists]))
+        return status, {"contact_id": contact["contact_id"], "action": action}
+
+    def _remove_memberships(self, body: Any) -> tuple[int, Any]:
+        source = body.get("source") if isinstance(body, dict) else None
+        targets = body.get("list_ids") if isinstance(body, dict) else None
+        kinds = {"contact_ids", "list_ids", "all_active_contacts", "tag_ids", "engagement_level"}
+        if not isinstance(source, dict) or len(set(source) & kinds) != 1 or set(source) - kinds:
+            raise _cc_errors(400, "activities.api.validation.error", "source must name exactly one kind")
+        if not isinstance(targets, list) or not 1 <= len(targets) <= 50:
+            raise _cc_errors(400, "activities.api.validation.error", "list_ids is required (1 to 50)")
+        if not set(targets) <= self.lists:
+            raise _cc_errors(404, "activities.api.not_found", "list not found")
+        if sum(1 for a in self.activities.values() if a["state"] != "completed") >= 1000:
+            raise Reject(
+                429,
+                [
+                    {
+                        "error_key": "activities.api.limit",
+                        "error_message": "You exceeded 1,000 queued activities for this user account.",
+                    }
+                ],
+            )
+        ids = source.get("contact_ids")
+        if ids is not None and (not isinstance(ids, list) or not 1 <= len(ids) <= 500):
+            raise _cc_errors(400, "activities.api.validation.error", "contact_ids: 1 to 500 ids")
+        for contact_id in ids or []:
+            contact = self.contacts.get(contact_id)
+            if contact is not None:
+                contact["list_memberships"] = [x for x in contact["list_memberships"] if x not in targets]
+        activity_id = str(uuid.uuid4())
+        stamp = _iso(self.now())
+        self.activities[activity_id] = {
+            "activity_id": activity_id,
+            "state": "initialized",
+            "created_at": stamp,
+            "updated_at": stamp,
+            "percent_done": 0,
+            "activity_errors": [],
+            "status": {"items_total_count": len(ids or []), "items_completed_count": 0, "list_count": len(targets)},
+            "_links": {"self": {"href": f"/v3/activities/{activity_id}"}},
+        }
+        return 201, copy.deepcopy(self.activities[activity_id])

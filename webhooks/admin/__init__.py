@@ -29,7 +29,7 @@ from adapters.store.inbound_backlog import oldest_pending_age
 from adapters.store.models import Evidence
 from adapters.store.outbox import dead_rows, outbox_summary, retry_row, unsettled_received_before
 from adapters.store.queries import address_state
-from webhooks.admin import conflicts, dashboard
+from webhooks.admin import conflicts, constant_contact, dashboard
 from webhooks.admin.unsettled import unsettled_section
 from webhooks.context import current_hub
 from webhooks.errors import bearer_refused
@@ -60,6 +60,7 @@ def init_app(app: Flask) -> None:
     )
     app.url_map.converters["row_id"] = RowIdConverter
     app.register_blueprint(bp)
+    app.register_blueprint(constant_contact.callback_bp)
 
 
 class RowIdConverter(IntegerConverter):
@@ -175,8 +176,17 @@ def home() -> Response:
             "recent": dashboard.recent_events(s),
             "conflicts": conflicts.recent_conflicts(s),
             "inbound_waiting_seconds": oldest_pending_age(s, now),
+            "constant_contact": constant_contact.section(s, hub, now),
         }
     return _page("admin/dashboard.html", **data, providers=hub.config.providers.enabled(), preview=_preview)
+
+
+bp.add_url_rule(
+    "/constant_contact/authorize",
+    endpoint="constant_contact_authorize",
+    view_func=constant_contact.authorize,
+    methods=["POST"],
+)
 
 
 def _preview(evidence: Evidence) -> str:

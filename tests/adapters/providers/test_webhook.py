@@ -43,8 +43,8 @@ def request(body: bytes, content_type: str, path: str, **headers: str) -> Webhoo
     return WebhookRequest("POST", path, query, {"Content-Type": content_type, **headers}, content_type, body)
 
 
-@pytest.mark.parametrize("slug", PROVIDER_SLUGS)
-def test_every_provider_has_a_webhook_spec(slug: str) -> None:
+@pytest.mark.parametrize("slug", [s for s in PROVIDER_SLUGS if s != "constant_contact"])
+def test_every_provider_with_webhooks_has_a_webhook_spec(slug: str) -> None:
     spec = PROVIDER_MODULES[slug].WEBHOOK
     assert isinstance(spec, WebhookSpec)
     assert 400 <= spec.refusal_status < 500 and spec.refusal_message
