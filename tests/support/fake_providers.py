@@ -8,9 +8,9 @@ One base, :class:`FakeAPI`, serves every fake: each provider's fake (:class:`Fak
 Each fake checks method, path, query, auth header and body shape of every request and rejects
 anything else the way the real API would (401 for bad credentials, 400 for a bad body, 404
 for an unknown route), noting the request in ``unexpected`` so a test can fail on it. It keeps
-the provider's state (suppressed addresses, list members), records each accepted call, and can
-fail on demand: ``fail_next(status, retry_after=...)``, ``fail_next(timeout=...)`` and
-``hold()`` (requests wait until released).
+the provider's state (suppressed addresses, list members; ``globally_suppressed()``), records
+each accepted call, and can fail on demand: ``fail_next(status, retry_after=...)``,
+``fail_next(timeout=...)`` and ``hold()`` (requests wait until released).
 """
 
 from __future__ import annotations
@@ -178,6 +178,14 @@ class FakeAPI:
     def check_auth(self, authorization: str) -> None:
         raise NotImplementedError
 
+    def globally_suppressed(self) -> set[str]:
+        """The addresses (lower-cased) this provider holds opted out of everything."""
+        with self._lock:
+            return self.global_optouts()
+
+    def global_optouts(self) -> set[str]:
+        raise NotImplementedError
+
     def route(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
         raise NotImplementedError
 
@@ -251,6 +259,10 @@ class FakeMailchimp(FakeAPI):
                 },
                 unexpected=False,
             )
+
+    def global_optouts(self) -> set[str]:
+        """Unsubscribed from every list."""
+        return set.intersection(*({e for e, st in m.items() if st == "unsubscribed"} for m in self.members.values()))
 
     def _list(self, list_id: str) -> dict[str, str]:
         if list_id not in self.members:
@@ -357,6 +369,9 @@ class FakeSendGrid(FakeAPI):
         self.group_suppressions: dict[int, set[str]] = {g: set() for g in groups}
         super().__init__()
 
+    def global_optouts(self) -> set[str]:
+        return set(self.global_suppressions)
+
     def check_auth(self, authorization: str) -> None:
         _bearer(authorization, SENDGRID_KEY, {"errors": [{"field": None, "message": "authorization required"}]})
 
@@ -419,6 +434,9 @@ class FakeHubSpot(FakeAPI):
         self.unsubscribed: dict[str, set[str]] = {s: set() for s in subscriptions}  # subscription -> addresses
         self.contacts: dict[str, str] = dict(contacts or {})  # contact id -> email
         super().__init__()
+
+    def global_optouts(self) -> set[str]:
+        return set(self.unsubscribed_all)
 
     def check_auth(self, authorization: str) -> None:
         _bearer(
@@ -614,6 +632,9 @@ class FakeProviders:
 
     def calls(self) -> int:
         return sum(len(f.calls) for f in self.all())
+
+    def globally_suppressed(self, slug: str) -> set[str]:
+        return self[slug].globally_suppressed()
 
     def unexpected(self) -> list[str]:
         return [u for f in self.all() for u in f.unexpected]
