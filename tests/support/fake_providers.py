@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import base64
 import collections
+import contextlib
 import dataclasses
 import hashlib
 import json
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -125,7 +125,7 @@ class FakeAPI:
         """Drop the failures planned by :meth:`fail_next` that no request has met yet."""
         self._failures.clear()
 
-    @contextmanager
+    @contextlib.contextmanager
     def hold(self) -> Iterator[None]:
         """Requests wait (each releasing ``waiting`` once) until the block ends."""
         self._released.clear()
@@ -213,6 +213,10 @@ class _Handler(BaseHTTPRequestHandler):
             pass  # the client gave up (a time-out): like a real server, carry on
 
     do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _handle
+
+    def handle(self) -> None:
+        with contextlib.suppress(ConnectionResetError):  # the client went away (killed): carry on
+            super().handle()
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
