@@ -68,7 +68,9 @@ class Classifier:
     Nothing stored is ever given up. The thread first sweeps the store for every row still
     ``pending`` (left by the last run); when a batch fails (the database refuses), it sweeps
     again after a back-off that doubles from 1 s up to ``[inbound].retry_max_seconds``, for as
-    long as the process runs, until a sweep finds the backlog classified.
+    long as the process runs, until a sweep finds the backlog classified. When the store did
+    not answer, the first message classified afterwards proves it is back: the owed sweep runs
+    at once instead of at the end of a back-off that an outage has grown.
     """
 
     def __init__(
@@ -92,6 +94,7 @@ class Classifier:
         self._failures = 0  # failed attempts since the last complete sweep
         self._last_error: BaseException | None = None
         self._sweep_at: float | None = 0.0  # monotonic time of the next sweep (None: none owed)
+        self._store_down = False  # the last failure was the store not answering at all
         self._thread = threading.Thread(target=self._run, name="smtp-classifier", daemon=True)
         self._stop_requested = threading.Event()  # ends the test hook's delay early
         self._stopping = threading.Event()
@@ -153,7 +156,7 @@ class Classifier:
                 pending = pending_evidence_ids(session)
         except SQLAlchemyError as exc:
             self._last_error = exc
-            self._failed(0)
+            self._failed(0, store_down=True)
             return
         if pending:
             log.info("classifying %d stored inbound message(s) still pending", len(pending))
@@ -163,7 +166,7 @@ class Classifier:
             if self._classify(batch):
                 continue
             if self._stopping.is_set() or not self._store_answers():
-                self._failed(len(pending) - start)
+                self._failed(len(pending) - start, store_down=True)
                 return
             refused += sum(not self._classify([evidence_id]) for evidence_id in batch)
         if refused:
@@ -173,9 +176,13 @@ class Classifier:
         self._sweep_at = None
 
     def _process(self, batch: list[int]) -> None:
-        """Classify ``batch`` as it arrives; a failure schedules a sweep."""
+        """Classify ``batch`` as it arrives; a failure schedules a sweep, and a success after
+        the store did not answer brings the sweep forward to now."""
         if not self._classify(batch):
-            self._failed(len(batch))
+            self._failed(len(batch), store_down=not self._store_answers())
+        elif self._store_down:
+            self._store_down = False
+            self._sweep_at = time.monotonic()
 
     def _classify(self, batch: list[int]) -> bool:
         """Classify ``batch`` in one transaction; whether it is done."""
@@ -199,8 +206,9 @@ class Classifier:
             return False
         return True
 
-    def _failed(self, count: int) -> None:
+    def _failed(self, count: int, *, store_down: bool = False) -> None:
         self._failures += 1
+        self._store_down = store_down
         wait = min(2.0 ** (self._failures - 1), self.retry_max)
         self._sweep_at = time.monotonic() + wait
         error, self._last_error = self._last_error, None

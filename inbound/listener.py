@@ -19,7 +19,9 @@
   global limit a connection that never sent a byte is evicted (``421``, oldest first) to make
   room. A connection idle for ``[smtp].timeout_seconds`` is closed, for
   ``[smtp].stress_timeout_seconds`` once 80 % of the slots are taken, so idle or slow clients
-  cannot starve the others.
+  cannot starve the others. The time-out is armed by each command, never by the bytes of a
+  message: DATA must end before it runs out, and when stress begins every open connection's
+  time-out is cut to the stress one, mid-DATA too, so a trickle cannot outlast it.
 
 :class:`SMTPComponent` is the ``smtp`` part of ``serve``: it starts the classification thread,
 then the listener, and stops them in the reverse order. See the README's "Mail in: the SMTP
@@ -82,7 +84,7 @@ class ConnectionLimit:
     connections that never sent a byte, oldest first: at the limit the oldest of those is
     evicted to make room for a new one (as Postfix does under stress), so idle sockets cannot
     hold every slot. Under stress (:data:`STRESS_FRACTION` of the limit) idle time-outs are
-    shortened to ``stress_timeout``.
+    shortened to ``stress_timeout``, those already running too when stress begins.
     """
 
     def __init__(self, limit: int, per_peer: int, stress_timeout: float) -> None:
@@ -91,6 +93,7 @@ class ConnectionLimit:
         self.stress_timeout = stress_timeout
         self.active = 0
         self.per_host: collections.Counter[str] = collections.Counter()
+        self.open: dict[LimitedSMTP, None] = {}
         self.silent: dict[LimitedSMTP, None] = {}  # insertion-ordered: the oldest first
 
     def stressed(self) -> bool:
@@ -104,8 +107,13 @@ class ConnectionLimit:
             if not self.silent:
                 return ERR_TOO_MANY_CONNECTIONS
             next(iter(self.silent)).evict()
+        was_stressed = self.stressed()
         self.active += 1
         self.per_host[host] += 1
+        if not was_stressed and self.stressed():
+            for other in self.open:
+                other.hurry(self.stress_timeout)
+        self.open[connection] = None
         self.silent[connection] = None
         return None
 
@@ -114,6 +122,7 @@ class ConnectionLimit:
         self.per_host[host] -= 1
         if not self.per_host[host]:
             del self.per_host[host]
+        self.open.pop(connection, None)
         self.silent.pop(connection, None)
 
 
@@ -236,6 +245,14 @@ class LimitedSMTP(SMTP):
         if duration is None and self._limit.stressed():
             duration = min(self._limit.stress_timeout, self._timeout_duration)
         super()._reset_timeout(duration)
+
+    def hurry(self, timeout: float) -> None:
+        """Stress has begun: close this connection within ``timeout`` unless its time-out
+        runs out sooner. aiosmtpd re-arms the time-out per command only, so a message being
+        trickled in (DATA) keeps this deadline whatever bytes it sends."""
+        handle = self._timeout_handle
+        if handle is not None and self.transport is not None and handle.when() - self.loop.time() > timeout:
+            super()._reset_timeout(timeout)
 
     def _release(self) -> None:
         if self._host is not None:

@@ -93,6 +93,15 @@ def renew_leases(session: Session, ids: Collection[int], *, owner: str, until: d
     return set(session.scalars(select(table.c.id).where(*held)))
 
 
+def release_leases(session: Session, *, owner: str) -> int:
+    """End ``owner``'s leases on pending rows, so they are due again at once; how many. For a
+    worker whose round failed (the database went away mid-push): it works on none of them now,
+    and they need not wait out the lease."""
+    table = OutboxRow.__table__
+    held = table.c.lease_owner == owner, table.c.state == "pending", table.c.lease_until.is_not(None)
+    return cast(CursorResult[Any], session.execute(update(table).where(*held).values(lease_until=None))).rowcount
+
+
 def covered_rows(session: Session, provider: str, versions: dict[Key, int], *, owner: str, now: datetime) -> list[int]:
     """Pending rows of ``provider`` that a push of the given versions settles too: same address
     and scope, written for that version or an older one, and not under another worker's live

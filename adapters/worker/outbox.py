@@ -33,7 +33,7 @@ from adapters.hub import Hub
 from adapters.providers import constant_contact
 from adapters.providers.client import Outcome, PushClient, PushResult, result_for_error
 from adapters.store.models import OutboxRow
-from adapters.store.outbox import Key, covered_rows, desired_states, renew_leases
+from adapters.store.outbox import Key, covered_rows, desired_states, release_leases, renew_leases
 from adapters.worker.confirmations import send_due_confirmations
 from adapters.worker.constant_contact import poll_due
 from adapters.worker.lookups import resolve_pending_lookups
@@ -121,11 +121,17 @@ class Worker:
     def run(self, stop: threading.Event) -> None:
         """Work until ``stop`` is set. An idle worker polls; when rows turn up it waits the
         collection window, so that a burst leaves in few calls; a backlog (a round that took
-        all it could) is drained without waiting."""
+        all it could) is drained without waiting. After a round the database failed, the first
+        thing done once it answers again is to end this worker's leases, so the rows it had
+        claimed are pushed again at once, not after ``lease_seconds``."""
         cfg = self.hub.config.worker
         busy = False
+        failed = False
         while not stop.is_set():
             try:
+                if failed:
+                    self.release_leases()
+                    failed = False
                 if not busy:
                     self.upkeep()
                     if not self.has_due():
@@ -142,7 +148,15 @@ class Worker:
                     exc_info=not isinstance(exc, (SQLAlchemyError, StoreError)),
                 )
                 busy = False
+                failed = isinstance(exc, (SQLAlchemyError, StoreError))  # a bug keeps the lease's pace
                 stop.wait(cfg.poll_interval_seconds)
+
+    def release_leases(self) -> None:
+        """End this worker's leases (it holds no claim in hand: its round failed)."""
+        with self.hub.sessions.begin() as session:
+            released = release_leases(session, owner=self.owner)
+        if released:
+            log.info("outbox: %d row(s) claimed by a failed round are due again", released)
 
     def drain(self) -> dict[str, Tally]:
         """Push everything due now, round after round, then return (``optout-hub sync``).

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from sqlalchemy import func, select
 
-from adapters.config import Config
+from adapters.config import Config, parse_config
 from adapters.events import utcnow
 from adapters.hub import Hub
 from adapters.store.models import Event, Evidence
@@ -19,8 +19,10 @@ from adapters.worker.confirmations import send_due_confirmations
 from inbound.classification import process_evidence
 from inbound.evidence import EvidenceWriter, Received
 from inbound.listener import SMTPComponent
-from tests.support.mail import REPLIES, corpus_message, message
+from tests.support.environment import TEST_SECRET
+from tests.support.mail import DOMAIN, REPLIES, corpus_message, message
 from tests.support.outage import events_refused
+from tests.support.pg_cluster import private_cluster
 from tests.support.servers import Sink, delivered
 from tests.support.smtp_client import send, wait_classified
 
@@ -140,3 +142,46 @@ def test_a_row_the_store_refuses_holds_back_no_other(start_smtp: Callable[..., S
     assert wait_classified(hub, ids[0], timeout=15).state == "done"  # retried until the store takes it
     with hub.sessions() as session:
         assert all(address_state(session, s)["suppressed"] for s in senders)
+
+
+def test_mail_stored_before_the_database_went_down_is_classified_as_soon_as_it_is_back() -> None:
+    """Not at the end of the back-off the outage grew (here 16 s): the first message classified
+    after the outage proves the store answers again, and the backlog is swept at once."""
+    with private_cluster() as cluster:
+        config = parse_config(
+            {
+                "database": {"url": cluster.url},
+                "smtp": {"port": 0, "domains": [DOMAIN]},
+                "inbound": {"retry_max_seconds": 60.0},
+                "security": {"token_secret_env": "OPTOUT_HUB_SECRET"},
+            },
+            {"OPTOUT_HUB_SECRET": TEST_SECRET},
+        )
+        hub = Hub.open(config, upgrade=True)
+        component: SMTPComponent | None = None
+        try:
+            received = Received(
+                message("STOP", subject="Re: x", sender="before@example.org"),
+                "before@example.org",
+                (REPLIES,),
+                "127.0.0.1:1",
+                "client",
+                utcnow(),
+            )
+            writer = EvidenceWriter(hub)
+            before = writer.store(received)  # answered 250; the process died before classifying it
+            writer.close()
+            cluster.stop()
+            component = SMTPComponent(hub, port=0, dkim_dns=None)
+            component.start()  # its sweep fails at 0, 1, 3, 7 and 15 s: the next at 31 s
+            time.sleep(16)
+            cluster.start()
+            after = send(component, message("STOP", sender="after@example.org"), mail_from="after@example.org")
+            assert wait_classified(hub, after, timeout=5).state == "done"
+            assert wait_classified(hub, before, timeout=5).state == "done"
+            with hub.sessions() as session:
+                assert address_state(session, "before@example.org")["suppressed"]
+        finally:
+            if component is not None:
+                component.stop()
+            hub.close()

@@ -1,8 +1,9 @@
 """The listener in-process on a free port, through smtplib and raw sockets: relay refusal,
 SIZE and 552 (oversized mail to a tokenized address kept truncated and honoured), the
 connection limits (global, per peer, eviction of idle connections) and idle time-outs (shorter
-under stress), over-long lines, Nagle off, a malformed message stored; tokenized unsubscribe
-addresses end to end, on an ASCII and on an international domain."""
+under stress; a trickled message cut off by its deadline), over-long lines, Nagle off, a
+malformed message stored; tokenized unsubscribe addresses end to end, on an ASCII and on an
+international domain."""
 
 from __future__ import annotations
 
@@ -221,6 +222,57 @@ def test_under_stress_idle_connections_time_out_sooner(start_smtp: Callable[...,
         for sock in held:
             assert _closed_by_server(sock, timeout=10) == b""
         assert time.monotonic() - started < 5
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def _start_data(component: SMTPComponent, source: str) -> socket.socket:
+    """A raw connection from ``source`` that has sent DATA and got ``354``."""
+    sock = _connect(component, source)
+    assert _greeting(sock).startswith(b"220")
+    _ehlo(sock)
+    for line, code in ((b"MAIL FROM:<jane@example.org>\r\n", b"250"), (f"RCPT TO:<{REPLIES}>\r\n".encode(), b"250")):
+        assert _reply(sock, line).startswith(code)
+    assert _reply(sock, b"DATA\r\n").startswith(b"354")
+    return sock
+
+
+def _trickle_until_closed(sock: socket.socket, every: float, limit: float) -> float:
+    """Send one byte of message every ``every`` seconds until the server closes ``sock``; the
+    seconds that took (``limit`` at most)."""
+    started = time.monotonic()
+    sock.settimeout(every)
+    while time.monotonic() - started < limit:
+        try:
+            sock.sendall(b"x")
+            if sock.recv(1024) == b"":
+                break
+        except TimeoutError:
+            continue
+        except OSError:  # reset: closed
+            break
+    return time.monotonic() - started
+
+
+def test_under_stress_a_trickled_message_is_cut_off_by_its_deadline(
+    start_smtp: Callable[..., SMTPComponent],
+) -> None:
+    """A byte every 0.5 s never re-arms the time-out: a message begun before the stress gets the
+    stress time-out (1 s) from the moment stress begins, one begun under stress from its DATA."""
+    component = start_smtp({"max_connections": 10, "timeout_seconds": 60, "stress_timeout_seconds": 1})
+    held: list[socket.socket] = []
+    try:
+        for source in ("127.0.0.2", "127.0.0.3"):
+            trickler = _start_data(component, source) if source == "127.0.0.2" else None
+            held += [_connect(component, f"127.0.0.{10 + n}") for n in range(7)]  # 8 of 10 open: stress
+            for sock in held[-7:]:
+                assert _greeting(sock).startswith(b"220")
+            if trickler is None:
+                trickler = _start_data(component, source)
+            with trickler:
+                assert _trickle_until_closed(trickler, every=0.5, limit=20) < 4
+        send(component, message("STOP"))  # a normal sender is still served
     finally:
         for sock in held:
             sock.close()

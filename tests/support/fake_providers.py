@@ -9,15 +9,16 @@ One base, :class:`FakeAPI`, serves every fake: each provider's fake (:class:`Fak
 Each fake checks method, path, query, auth header and body shape of every request and rejects
 anything else the way the real API would (401 for bad credentials, 400 for a bad body, 404
 for an unknown route), noting the request in ``unexpected`` so a test can fail on it. It keeps
-the provider's state (suppressed addresses, list members), records each accepted call, and can
-fail on demand: ``fail_next(status, retry_after=...)``, ``fail_next(timeout=...)`` and
-``hold()`` (requests wait until released).
+the provider's state (suppressed addresses, list members; ``globally_suppressed()``), records
+each accepted call, and can fail on demand: ``fail_next(status, retry_after=...)``,
+``fail_next(timeout=...)`` and ``hold()`` (requests wait until released).
 """
 
 from __future__ import annotations
 
 import base64
 import collections
+import contextlib
 import copy
 import dataclasses
 import hashlib
@@ -28,7 +29,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -131,7 +131,7 @@ class FakeAPI:
         """Drop the failures planned by :meth:`fail_next` that no request has met yet."""
         self._failures.clear()
 
-    @contextmanager
+    @contextlib.contextmanager
     def hold(self) -> Iterator[None]:
         """Requests wait (each releasing ``waiting`` once) until the block ends."""
         self._released.clear()
@@ -184,6 +184,14 @@ class FakeAPI:
     def check_auth(self, authorization: str) -> None:
         raise NotImplementedError
 
+    def globally_suppressed(self) -> set[str]:
+        """The addresses (lower-cased) this provider holds opted out of everything."""
+        with self._lock:
+            return self.global_optouts()
+
+    def global_optouts(self) -> set[str]:
+        raise NotImplementedError
+
     def route(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
         raise NotImplementedError
 
@@ -211,6 +219,10 @@ class _Handler(BaseHTTPRequestHandler):
             pass  # the client gave up (a time-out): like a real server, carry on
 
     do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _handle
+
+    def handle(self) -> None:
+        with contextlib.suppress(ConnectionResetError):  # the client went away (killed): carry on
+            super().handle()
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -257,6 +269,10 @@ class FakeMailchimp(FakeAPI):
                 },
                 unexpected=False,
             )
+
+    def global_optouts(self) -> set[str]:
+        """Unsubscribed from every list."""
+        return set.intersection(*({e for e, st in m.items() if st == "unsubscribed"} for m in self.members.values()))
 
     def _list(self, list_id: str) -> dict[str, str]:
         if list_id not in self.members:
@@ -363,6 +379,9 @@ class FakeSendGrid(FakeAPI):
         self.group_suppressions: dict[int, set[str]] = {g: set() for g in groups}
         super().__init__()
 
+    def global_optouts(self) -> set[str]:
+        return set(self.global_suppressions)
+
     def check_auth(self, authorization: str) -> None:
         _bearer(authorization, SENDGRID_KEY, {"errors": [{"field": None, "message": "authorization required"}]})
 
@@ -425,6 +444,9 @@ class FakeHubSpot(FakeAPI):
         self.unsubscribed: dict[str, set[str]] = {s: set() for s in subscriptions}  # subscription -> addresses
         self.contacts: dict[str, str] = dict(contacts or {})  # contact id -> email
         super().__init__()
+
+    def global_optouts(self) -> set[str]:
+        return set(self.unsubscribed_all)
 
     def check_auth(self, authorization: str) -> None:
         _bearer(
@@ -620,6 +642,9 @@ class FakeProviders:
 
     def calls(self) -> int:
         return sum(len(f.calls) for f in self.all())
+
+    def globally_suppressed(self, slug: str) -> set[str]:
+        return self[slug].globally_suppressed()
 
     def unexpected(self) -> list[str]:
         return [u for f in self.all() for u in f.unexpected]

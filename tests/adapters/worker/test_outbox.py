@@ -21,7 +21,7 @@ import pytest
 import requests
 from sqlalchemy import select, update
 
-from adapters.config import Config, load_config
+from adapters.config import Config, load_config, parse_config
 from adapters.events import Kind, OptOutEvent, Source, Verification, topic_scope
 from adapters.hub import Hub
 from adapters.providers import make_clients
@@ -29,7 +29,9 @@ from adapters.store.models import OutboxRow, Suppression
 from adapters.store.outbox import dead_rows, outbox_summary, retry_row
 from adapters.worker.outbox import Worker
 from tests.support.clock import Clock
-from tests.support.fake_providers import FakeProviders
+from tests.support.environment import TEST_SECRET
+from tests.support.fake_providers import SENDGRID_KEY, FakeProviders
+from tests.support.pg_cluster import private_cluster
 
 SENDGRID_ONLY = {"providers": {"sendgrid": {"enabled": True, "webhook_public_key_env": ""}}}
 
@@ -486,6 +488,42 @@ PROVIDER_TABLES = {
     "sendgrid": 'webhook_public_key_env = ""',
     "hubspot": 'subscription_ids = ["5678"]\nclient_secret_env = ""',
 }
+
+
+def test_rows_claimed_by_a_round_the_database_failed_are_pushed_again_as_soon_as_it_is_back(
+    fake_providers: FakeProviders, http: requests.Session
+) -> None:
+    """The worker's lease on them (120 s here) is ended once the database answers again."""
+    with private_cluster() as cluster:
+        sendgrid = {"enabled": True, "base_url": fake_providers.url("sendgrid"), "webhook_public_key_env": ""}
+        config = parse_config(
+            {
+                "database": {"url": cluster.url},
+                "providers": {"sendgrid": sendgrid},
+                "worker": {"poll_interval_seconds": 0.1, "collect_window_seconds": 0.0, "lease_seconds": 120},
+                "security": {"token_secret_env": "OPTOUT_HUB_SECRET"},
+            },
+            {"OPTOUT_HUB_SECRET": TEST_SECRET, "SENDGRID_API_KEY": SENDGRID_KEY},
+        )
+        hub = Hub.open(config, upgrade=True)
+        worker = Worker(hub, make_clients(config, http, now=hub.clock), http=http)
+        stop = threading.Event()
+        thread = threading.Thread(target=worker.run, args=(stop,))
+        try:
+            with fake_providers.sendgrid.hold():
+                hub.record([optout("held@example.com")])
+                thread.start()
+                assert fake_providers.sendgrid.waiting.acquire(timeout=10)  # claimed, the push under way
+                cluster.stop()
+            time.sleep(1)  # the answer came back: settling it failed, and so did the round
+            cluster.start()
+            wait_until(lambda: [r.state for r in rows(hub)] == ["done"], 15, "the row pushed again and settled")
+            assert len(fake_providers.sendgrid.calls_to("POST", "/v3/asm/suppressions/global")) == 2
+        finally:
+            stop.set()
+            if thread.is_alive():
+                thread.join(timeout=10)
+            hub.close()
 
 
 def write_worker_config(
