@@ -10,27 +10,32 @@ to the session's nonce. Without a session every ``/admin`` URL redirects to the 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import logging
 import re
 import secrets
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from flask import Flask, Response, flash, g, redirect, request, session, url_for
 from flask_babel import gettext
+from sqlalchemy.orm import Session
 from werkzeug.routing import IntegerConverter, Map
 from werkzeug.wrappers import Response as BaseResponse
 
+from adapters import rates_report
 from adapters.config import Admin
 from adapters.errors import AddressError, PayloadError
+from adapters.events import Source
 from adapters.labels import label
 from adapters.store import review
 from adapters.store.inbound_backlog import oldest_pending_age
 from adapters.store.models import Evidence
 from adapters.store.outbox import dead_rows, outbox_summary, retry_row
 from adapters.store.queries import address_state
+from adapters.store.rates import DIMENSIONS, RateTable, rate_table
 from webhooks.admin import actions, conflicts, dashboard
 from webhooks.admin.unsettled import unsettled_section
 from webhooks.context import current_hub
@@ -180,13 +185,12 @@ def logout() -> BaseResponse:
 def home() -> Response:
     hub = current_hub()
     now = hub.clock()
+    since, until = _date_range()
     with hub.sessions() as s:
         data: dict[str, Any] = {
-            "by_source": dashboard.counts_by(s, "source"),
-            "by_kind": dashboard.counts_by(s, "kind", opt_outs_only=False),
-            "by_reason": dashboard.counts_by(s, "reason", limit=10),
-            "chart": dashboard.daily_chart(s, today=now.date()),
-            "rates": dashboard.unsubscribe_rates(s),
+            "tables": {by: _rates(s, by, since, until) for by in DIMENSIONS},
+            "chart": dashboard.daily_chart(s, first=since, last=until),
+            "imports": dashboard.daily_chart(s, first=since, last=until, sources=(Source.IMPORT,), height=80),
             "latencies": dashboard.push_latencies(s, since=now - timedelta(days=30)),
             "outbox": outbox_summary(s),
             "dead": dead_rows(s, limit=50),
@@ -201,10 +205,44 @@ def home() -> Response:
     return _page(
         "admin/dashboard.html",
         **data,
+        since=since,
+        until=until,
         providers=hub.config.providers.enabled(),
         preview=_preview,
         candidates=review.candidates,
+        percent=rates_report.percent,
     )
+
+
+def _date_range() -> tuple[date, date]:
+    """``?since=&until=`` (ISO days, both included); by default the last 30 days."""
+    today = current_hub().clock().date()
+    return rates_report.date_range(request.args.get("since"), request.args.get("until"), today=today)
+
+
+def _rates(session: Session, by: str, since: date, until: date) -> RateTable:
+    """A rate table with its labels in the admin's language (topics keep their titles)."""
+    titles = {t.name: t.title for t in current_hub().config.topics}
+    table = rate_table(session, by, since=since, until=until, titles=titles)
+    if by in ("topic", "campaign"):
+        return table
+    return dataclasses.replace(table, rows=[dataclasses.replace(r, label=_label(by, r.key)) for r in table.rows])
+
+
+@bp.get("/rates/<any(source, kind, reason, topic, campaign):by>.csv")
+def rates_csv(by: str) -> Response:
+    """One table of ``/admin`` as CSV, over the same ``since``/``until`` as the page."""
+    hub = current_hub()
+    since, until = rates_report.date_range(
+        request.args.get("since"), request.args.get("until"), today=hub.clock().date()
+    )
+    with hub.sessions() as s:
+        table = _rates(s, by, since, until)
+    response = Response(rates_report.to_csv(table), mimetype="text/csv")
+    name = f"optout-rates-{by}-{since.isoformat()}-{until.isoformat()}.csv"
+    response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def _preview(evidence: Evidence) -> str:
