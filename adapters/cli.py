@@ -354,7 +354,7 @@ def cmd_report_rates(args: argparse.Namespace, config: Config) -> int:
     try:
         with hub.sessions() as session:
             tables = [
-                rate_table(session, by, since=since, until=until, titles=titles)
+                rate_table(session, by, since=since, until=until, now=utcnow(), titles=titles)
                 for by in ([args.by] if args.by else DIMENSIONS)
             ]
     finally:

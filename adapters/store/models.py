@@ -104,7 +104,7 @@ class Event(Base):
     actor: Mapped[str | None] = mapped_column(String(16))  # adapters.events.Actor; NULL before 0008
     provider_event_id: Mapped[str | None] = mapped_column(String(200))
     occurred_at: Mapped[datetime]
-    received_at: Mapped[datetime]
+    received_at: Mapped[datetime] = mapped_column(index=True)  # the rate reports' date range
     reason: Mapped[str | None] = mapped_column(Text)
     campaign: Mapped[str | None] = mapped_column(String(200))
     evidence_id: Mapped[int | None] = mapped_column(ForeignKey("evidence.id"))

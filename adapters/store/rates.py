@@ -7,7 +7,8 @@ One table per dimension, which ``optout-hub report rates`` and ``/admin`` both s
   people's (the preference centre's choices and their own words), admins' notes (API),
   imports, and machine reasons (bounce and complaint reports, providers' codes).
 - ``topic``: of the addresses issued a token for that topic (by the end of the range), those
-  who opted out of it in the range. Opt-outs of the topic by addresses never issued it are
+  who opted out of it in the range (events read through ``ix_events_received_at``: the cost
+  follows the events in the range). Opt-outs of the topic by addresses never issued it are
   counted apart (``outside``), never in the rate.
 - ``campaign``: of the addresses issued a token for that campaign, those who unsubscribed and
   those who complained in the range (distinct addresses).
@@ -28,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from adapters.events import TOPIC_PREFIX, Kind, Source, topic_scope
 from adapters.labels import label
-from adapters.store.models import Event, EventCount, Recipient
+from adapters.store.models import Event, EventCount, Recipient, RecipientCount
 
 OPT_OUT_KINDS = (Kind.UNSUBSCRIBE.value, Kind.COMPLAINT.value, Kind.BOUNCE.value)
 DIMENSIONS = ("source", "kind", "reason", "topic", "campaign")
@@ -80,16 +81,22 @@ def _bounds(since: date, until: date) -> tuple[datetime, datetime]:
 
 
 def rate_table(
-    session: Session, by: str, *, since: date, until: date, titles: Mapping[str, str] | None = None
+    session: Session,
+    by: str,
+    *,
+    since: date,
+    until: date,
+    now: datetime,
+    titles: Mapping[str, str] | None = None,
 ) -> RateTable:
     """The table for dimension ``by`` over the UTC days ``since`` to ``until``, both included.
     ``titles``: display titles of topics (``[[topics]] title``)."""
     if by not in DIMENSIONS:
         raise ValueError(f"by must be one of {', '.join(DIMENSIONS)}")
     if by == "topic":
-        rows = _topic_rows(session, since, until, titles or {})
+        rows = _topic_rows(session, since, until, now, titles or {})
     elif by == "campaign":
-        rows = _campaign_rows(session, since, until)
+        rows = _campaign_rows(session, since, until, now)
     else:
         rows = _counter_rows(session, by, since, until)
     return RateTable(by, since, until, rows)
@@ -127,17 +134,25 @@ def _group(by: str, key: str, source: str) -> str:
     return ""
 
 
-def _topic_rows(session: Session, since: date, until: date, titles: Mapping[str, str]) -> list[RateRow]:
-    start, end = _bounds(since, until)
-    issued = dict(
-        session.execute(
-            select(Recipient.topic, func.count(distinct(Recipient.email_key)))
-            .where(Recipient.topic != "", Recipient.created_at < end)
-            .group_by(Recipient.topic)
-        )
-        .tuples()
-        .all()
+def _issued(session: Session, kind: str, end: datetime, now: datetime) -> dict[str, int]:
+    """Addresses issued a token per topic or campaign (``kind``) before ``end``. A range that
+    reaches today counts every recipient so far: the per-name counters answer that at once;
+    a range in the past counts the recipient rows issued before it ended."""
+    if end > now:
+        stmt = select(RecipientCount.name, RecipientCount.addresses).where(RecipientCount.kind == kind)
+        return {name: int(n) for name, n in session.execute(stmt)}
+    column = Recipient.topic if kind == "topic" else Recipient.campaign
+    stmt = (
+        select(column, func.count(distinct(Recipient.email_key)))
+        .where(column != "", Recipient.created_at < end)
+        .group_by(column)
     )
+    return {name: int(n) for name, n in session.execute(stmt)}
+
+
+def _topic_rows(session: Session, since: date, until: date, now: datetime, titles: Mapping[str, str]) -> list[RateRow]:
+    start, end = _bounds(since, until)
+    issued = _issued(session, "topic", end, now)
     scopes = session.scalars(
         select(distinct(Event.scope)).where(
             Event.scope.startswith(TOPIC_PREFIX), Event.received_at >= start, Event.received_at < end
@@ -176,17 +191,9 @@ def _distinct_where(condition: ColumnElement[bool]) -> ColumnElement[int]:
     return func.count(distinct(case((condition, Event.email_key))))
 
 
-def _campaign_rows(session: Session, since: date, until: date) -> list[RateRow]:
+def _campaign_rows(session: Session, since: date, until: date, now: datetime) -> list[RateRow]:
     start, end = _bounds(since, until)
-    issued = dict(
-        session.execute(
-            select(Recipient.campaign, func.count(distinct(Recipient.email_key)))
-            .where(Recipient.campaign != "", Recipient.created_at < end)
-            .group_by(Recipient.campaign)
-        )
-        .tuples()
-        .all()
-    )
+    issued = _issued(session, "campaign", end, now)
     stmt = (
         select(
             Event.campaign,

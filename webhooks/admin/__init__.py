@@ -223,7 +223,7 @@ def _date_range() -> tuple[date, date]:
 def _rates(session: Session, by: str, since: date, until: date) -> RateTable:
     """A rate table with its labels in the admin's language (topics keep their titles)."""
     titles = {t.name: t.title for t in current_hub().config.topics}
-    table = rate_table(session, by, since=since, until=until, titles=titles)
+    table = rate_table(session, by, since=since, until=until, now=current_hub().clock(), titles=titles)
     if by in ("topic", "campaign"):
         return table
     return dataclasses.replace(table, rows=[dataclasses.replace(r, label=_label(by, r.key)) for r in table.rows])

@@ -27,7 +27,9 @@ def seeded(make_config: Callable[..., Config], make_hub: Callable[[Config], Hub]
 
 def table(hub: Hub, by: str, since: date = SINCE, until: date = UNTIL) -> list[RateRow]:
     with hub.sessions() as session:
-        return rate_table(session, by, since=since, until=until, titles={"newsletter": "Monthly newsletter"}).rows
+        return rate_table(
+            session, by, since=since, until=until, now=hub.clock(), titles={"newsletter": "Monthly newsletter"}
+        ).rows
 
 
 def test_by_source_keeps_imports_apart_and_leaves_out_days_outside_the_range(seeded: Hub) -> None:
