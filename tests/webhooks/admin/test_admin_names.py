@@ -127,8 +127,19 @@ def test_api_records_the_tokens_admin_and_refuses_another_name(named_hub: Hub, u
         ("wes@example.com", "resubscribe", Actor.ADMIN.value, "Lee"),
         ("xan@example.com", "unsubscribe", Actor.ADMIN.value, "Sam"),
     ]
-    page = signed_in(url, DANA).get(f"{url}/admin", timeout=10).text
+    dana = signed_in(url, DANA)
+    page = dana.get(f"{url}/admin", timeout=10).text
     assert '<td class="admin-name">Lee</td><td>Resubscribed</td>' in page
+    history = dana.get(f"{url}/admin/search", params={"email": "wes@example.com"}, timeout=10).text
+    assert 'admin: <span class="admin-name">Dana Ops</span>' in history
+    assert 'admin: <span class="admin-name">Lee</span>' in history
+    status = requests.get(
+        f"{url}/api/v1/suppressions/wes@example.com", headers={"Authorization": f"Bearer {DANA}"}, timeout=10
+    )
+    assert [(e["kind"], e["actor"], e["admin"]) for e in status.json()["events"]] == [
+        ("unsubscribe", "admin", "Dana Ops"),
+        ("resubscribe", "admin", "Lee"),
+    ]
 
 
 def test_changing_one_admins_token_ends_only_their_sessions(
