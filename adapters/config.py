@@ -401,11 +401,12 @@ def _database_url_from_env(table: Mapping[str, Any], env: Mapping[str, str]) -> 
 
 
 def _validate(config: Config) -> None:
-    accounts = config.admin_accounts()
+    accounts = config.admin_accounts()  # the [[admins]], then the single token's "admin"
     for i, admin in enumerate(config.admins):
-        if admin.name in [a.name for a in accounts[:i]]:
+        others = accounts[:i] + accounts[i + 1 :]
+        if admin.name in [a.name for a in others]:
             raise ConfigError(f"admins[{i}].name", f"duplicate admin {admin.name!r}")
-        if admin.token in [a.token for a in accounts[:i]] or admin.token in [a.token for a in accounts[i + 1 :]]:
+        if admin.token in [a.token for a in others]:
             raise ConfigError(f"admins[{i}].token_env", "two admins share one token: give each their own")
     names = [t.name for t in config.topics]
     for i, topic in enumerate(config.topics):

@@ -164,8 +164,14 @@ def test_topics_and_enabled_providers() -> None:
         (
             {"admins": [{"name": "Dana", "token_env": "A"}, {"name": "Dana", "token_env": "B"}]},
             {"A": "t1", "B": "t2"},
-            "admins[1].name",
+            "admins[0].name",
             "duplicate admin 'Dana'",
+        ),
+        (
+            {"security": {"admin_token_env": "S"}, "admins": [{"name": "admin", "token_env": "A"}]},
+            {"A": "t1", "S": "t2"},
+            "admins[0].name",
+            "duplicate admin 'admin'",
         ),
         (
             {"admins": [{"name": "Dana", "token_env": "A"}, {"name": "Lee", "token_env": "B"}]},

@@ -94,7 +94,7 @@ def _signed_in() -> Admin | None:
 
 
 def acting_admin() -> str:
-    """The name of the admin making this request (README "The admin dashboard": named admins)."""
+    """The name of the admin making this request (README "Named admins")."""
     name: str = g.admin.name
     return name
 
