@@ -55,6 +55,12 @@ def _day(text: str, name: str) -> date:
         raise PayloadError(f"{name}: not an ISO date (YYYY-MM-DD): {text[:40]!r}") from None
 
 
+def header(by: str, column: str) -> str:
+    """A column's heading; the kind table counts every event, resubscribes too."""
+    name = "events" if (by, column) == ("kind", "opt_outs") else HEADERS[column]
+    return name + (" %" if column in PERCENT_COLUMNS else "")
+
+
 def percent(value: float | None) -> str:
     return NO_RATE if value is None else f"{100 * value:.1f}%"
 
@@ -74,7 +80,7 @@ def _safe(text: str) -> str:
 def to_csv(table: RateTable) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow([HEADERS[c] + (" %" if c in PERCENT_COLUMNS else "") for c in table.columns])
+    writer.writerow([header(table.by, c) for c in table.columns])
     for row in table.rows:
         writer.writerow([_safe(_cell(c, row.value(c))) for c in table.columns])
     return out.getvalue()
@@ -90,7 +96,7 @@ def to_json(tables: Sequence[RateTable]) -> dict[str, Any]:
 
 
 def to_text(table: RateTable) -> str:
-    cells = [[HEADERS[c] for c in table.columns]]
+    cells = [[header(table.by, c).removesuffix(" %") for c in table.columns]]
     for row in table.rows:
         value = row.value
         cells.append([percent(value(c)) if c in PERCENT_COLUMNS else str(value(c)) for c in table.columns])

@@ -120,6 +120,13 @@ def test_report_rates_as_csv_json_and_text(report: Callable[..., subprocess.Comp
     ]
     assert next((r["key"], r["group"], r["opt_outs"]) for r in tables["source"]) == ("import", "import", 3)
     assert sum(r["opt_outs"] for r in tables["kind"]) == 11
+    kinds = list(csv.reader(io.StringIO(report("--by", "kind", "--format", "csv").stdout)))
+    assert kinds[0] == ["code", "label", "events", "share %"] and kinds[1] == [
+        "unsubscribe",
+        "Unsubscribe",
+        "8",
+        "72.73",
+    ]
     text = report().stdout
     assert "by campaign, 2026-11-20 to 2026-11-24" in text
     (ghost,) = [line for line in text.splitlines() if line.startswith("ghost")]
