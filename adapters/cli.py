@@ -26,11 +26,12 @@ import requests
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
+from adapters import rates_report
 from adapters.compliance import audit, honour
 from adapters.compliance.deadlines import Limits
 from adapters.config import Config, load_config
 from adapters.doctor import DNS, Doctor, Level
-from adapters.errors import ConfigError, OptOutHubError, ProviderAPIError
+from adapters.errors import ConfigError, OptOutHubError, PayloadError, ProviderAPIError
 from adapters.events import GLOBAL_SCOPE, Kind, topic_scope, utcnow
 from adapters.hub import Hub
 from adapters.logs import configure_logging
@@ -41,6 +42,7 @@ from adapters.runtime import tune_gc
 from adapters.store import database
 from adapters.store.importer import import_csv, open_csv
 from adapters.store.queries import address_state, export_suppressions
+from adapters.store.rates import DIMENSIONS, rate_table
 from adapters.store.recipients import RecipientRequest, issue_tokens
 from adapters.worker.constant_contact import clients_for
 from adapters.worker.outbox import Worker
@@ -439,6 +441,25 @@ def cmd_audit(args: argparse.Namespace, config: Config) -> int:
     )
 
 
+def cmd_report_rates(args: argparse.Namespace, config: Config) -> int:
+    """Unsubscribe counts and rates (README "Analytics"): one table, or all of them."""
+    since, until = rates_report.date_range(args.since, args.until, today=utcnow().date())
+    if args.format == "csv" and not args.by:
+        raise PayloadError("--format csv prints one table: choose it with --by")
+    titles = {t.name: t.title for t in config.topics}
+    hub = Hub.open(config)
+    try:
+        with hub.sessions() as session:
+            tables = [
+                rate_table(session, by, since=since, until=until, now=utcnow(), titles=titles)
+                for by in ([args.by] if args.by else DIMENSIONS)
+            ]
+    finally:
+        hub.close()
+    sys.stdout.write(rates_report.render(tables, args.format))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     config_help = "TOML configuration (default: $OPTOUT_HUB_CONFIG, else built-in defaults)"
     parser = argparse.ArgumentParser(
@@ -494,12 +515,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("export", cmd_export, "print every suppressed address with scope, kind, source, first and last time")
     p.add_argument("--format", choices=["csv", "json"], default="csv")
     p.add_argument("--since", metavar="ISO", help="only addresses changed at or after this time")
-    p = add("report", lambda a, c: 2, "compliance reports")
+    p = add("report", lambda a, c: 2, "compliance and analytics reports")
     rsub = p.add_subparsers(dest="report_command", required=True, metavar="SUBCOMMAND")
     p = rsub.add_parser("honour", parents=[common], help="time to honour each opt-out; exit 1 if one is past a limit")
     p.add_argument("--since", metavar="ISO", help="requests received at or after this time (default: 30 days ago)")
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.set_defaults(func=cmd_report_honour)
+    p = rsub.add_parser("rates", parents=[common], help="unsubscribe counts and rates over a date range")
+    p.add_argument("--since", metavar="ISO", help="first UTC day (default: 30 days up to --until)")
+    p.add_argument("--until", metavar="ISO", help="last UTC day, included (default: today)")
+    p.add_argument("--by", choices=DIMENSIONS, help="one table (default: all)")
+    p.add_argument("--format", choices=["text", "csv", "json"], default="text")
+    p.set_defaults(func=cmd_report_rates)
     p = add("audit", cmd_audit, "an address's full history (JSON), or a period's signed CSV export; verify one")
     p.add_argument("target", nargs="*", metavar="EMAIL | verify FILE SIGNATURE | public-key")
     p.add_argument("--since", metavar="ISO", help="period export: events received at or after this time")

@@ -118,6 +118,20 @@ class SecurityConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class Admin:
+    """One named admin (``[[admins]]``): the name every action they take is recorded under."""
+
+    name: str
+    token_env: str = ""
+    token: Secret | None = dataclasses.field(default=None, repr=False, compare=False)
+
+
+LEGACY_ADMIN_NAME = "admin"
+"""The name recorded for the single ``[security] admin_token_env`` token."""
+MAX_ADMIN_NAME = 200
+
+
+@dataclasses.dataclass(frozen=True)
 class Topic:
     name: str
     title: str = ""
@@ -291,12 +305,21 @@ class Config:
     metrics: MetricsConfig = MetricsConfig()
     consent: ConsentConfig = ConsentConfig()
     compliance: ComplianceConfig = ComplianceConfig()
+    admins: tuple[Admin, ...] = ()
 
     def topic(self, name: str) -> Topic | None:
         return next((t for t in self.topics if t.name == name), None)
 
+    def admin_accounts(self) -> tuple[Admin, ...]:
+        """Every admin who may sign in: the ``[[admins]]``, then the single
+        ``[security] admin_token_env`` token as the admin named "admin"."""
+        legacy = self.security.admin_token
+        return self.admins + ((Admin(LEGACY_ADMIN_NAME, self.security.admin_token_env, legacy),) if legacy else ())
+
 
 # --- loading -----------------------------------------------------------------------------
+
+ARRAYS = ("topics", "providers", "admins")  # parsed apart from the plain tables
 
 _Section = TypeVar("_Section", bound="DataclassInstance")
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean"}
@@ -377,16 +400,19 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
     topics_raw = data.pop("topics", [])
     if not isinstance(topics_raw, list):
         raise ConfigError("topics", "must be an array of tables ([[topics]])")
+    admins_raw = data.pop("admins", [])
+    if not isinstance(admins_raw, list):
+        raise ConfigError("admins", "must be an array of tables ([[admins]])")
     providers_raw = data.pop("providers", {})
     if not isinstance(providers_raw, dict):
         raise ConfigError("providers", "must be a table")
     values: dict[str, Any] = {}
     hints = typing.get_type_hints(Config)
     for key in data:
-        if key not in hints or key in ("topics", "providers"):
+        if key not in hints or key in ARRAYS:
             raise ConfigError(key, "unknown key")
     for key, hint in hints.items():  # absent tables too: their default *_env names still resolve
-        if key not in ("topics", "providers"):
+        if key not in ARRAYS:
             values[key] = _build(hint, data.get(key, {}), key, env)
     providers: dict[str, Any] = {}
     for slug, table in providers_raw.items():
@@ -400,9 +426,21 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
             raise ConfigError(f"topics[{i}].name", "missing")
         topics.append(_build(Topic, table, f"topics[{i}]", env))
     values["topics"] = tuple(topics)
+    values["admins"] = tuple(_admin(i, table, env) for i, table in enumerate(admins_raw))
     config = Config(**values)
     _validate(config)
     return config
+
+
+def _admin(i: int, table: object, env: Mapping[str, str]) -> Admin:
+    """One ``[[admins]]`` table: a name, and the environment variable holding its token."""
+    for key in ("name", "token_env"):
+        if not isinstance(table, dict) or not table.get(key):
+            raise ConfigError(f"admins[{i}].{key}", "missing")
+    admin = _build(Admin, table, f"admins[{i}]", env)
+    if not admin.name.strip() or len(admin.name) > MAX_ADMIN_NAME:
+        raise ConfigError(f"admins[{i}].name", f"must be 1 to {MAX_ADMIN_NAME} characters")
+    return admin
 
 
 def _database_url_from_env(table: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
@@ -422,6 +460,13 @@ def _database_url_from_env(table: Mapping[str, Any], env: Mapping[str, str]) -> 
 
 
 def _validate(config: Config) -> None:
+    accounts = config.admin_accounts()  # the [[admins]], then the single token's "admin"
+    for i, admin in enumerate(config.admins):
+        others = accounts[:i] + accounts[i + 1 :]
+        if admin.name in [a.name for a in others]:
+            raise ConfigError(f"admins[{i}].name", f"duplicate admin {admin.name!r}")
+        if admin.token in [a.token for a in others]:
+            raise ConfigError(f"admins[{i}].token_env", "two admins share one token: give each their own")
     names = [t.name for t in config.topics]
     for i, topic in enumerate(config.topics):
         if not topic.name or not topic.name.replace("-", "").replace("_", "").isalnum():

@@ -1,15 +1,17 @@
-"""The JSON API for admins and senders, ``/api/v1``, behind the admin bearer token (the
-``Authorization: Bearer`` header, as scripts use for ``/admin``)."""
+"""The JSON API for admins and senders, ``/api/v1``, behind an admin's bearer token (the
+``Authorization: Bearer`` header, as scripts use for ``/admin``). The token says which admin
+calls: a ``[[admins]]`` token records that admin's name on what it adds."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request
 from sqlalchemy.orm import Session
 
 from adapters.addresses import normalize_address
+from adapters.config import MAX_ADMIN_NAME
 from adapters.errors import PayloadError
 from adapters.events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, Verification, topic_scope
 from adapters.providers import payloads
@@ -20,7 +22,7 @@ from adapters.store.recipients import RecipientRequest, issue_tokens
 from adapters.store.record import RecordResult, record_events
 from webhooks.context import current_hub
 from webhooks.errors import bearer_refused
-from webhooks.security import bearer_token, is_admin_token
+from webhooks.security import admin_for_token, bearer_token
 
 log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -29,9 +31,8 @@ MAX_CHECK = 100_000
 
 @bp.before_request
 def _authenticate() -> Response | None:
-    if not is_admin_token(bearer_token(request.headers), current_hub().config.security.admin_token):
-        return bearer_refused()
-    return None
+    g.admin = admin_for_token(bearer_token(request.headers), current_hub().config.admin_accounts())
+    return bearer_refused() if g.admin is None else None
 
 
 def read_json_object() -> dict[str, Any]:
@@ -64,15 +65,14 @@ def get_audit(email: str) -> Response:
         return jsonify(address_history(session, email))
 
 
-MAX_ADMIN_NAME = 200
-
-
 @bp.post("/suppressions")
 def add_suppression() -> tuple[Response, int]:
     """Add one opt-out by hand (or, with ``"kind": "resubscribe"``, undo one), with a reason.
 
-    A resubscribe lifts an opt-out only with the acting admin's name in ``"admin"`` (README
-    "Consent"); without it, it is stored as a conflict and changes nothing."""
+    A resubscribe lifts an opt-out only with the acting admin's name (README "Consent"): a
+    ``[[admins]]`` token is its admin's name, and ``"admin"``, if given, must be that name; the
+    shared ``[security] admin_token_env`` token names no one, so the caller gives ``"admin"``.
+    Without a name it is stored as a conflict and changes nothing."""
     hub = current_hub()
     body = read_json_object()
     if not isinstance(body.get("email"), str):
@@ -84,9 +84,7 @@ def add_suppression() -> tuple[Response, int]:
         kind = Kind(body.get("kind", "unsubscribe"))
     except ValueError:
         raise PayloadError("kind must be one of unsubscribe, complaint, bounce, resubscribe") from None
-    admin = _optional_str(body, "admin")
-    if admin is not None and len(admin) > MAX_ADMIN_NAME:
-        raise PayloadError(f"admin: at most {MAX_ADMIN_NAME} characters")
+    admin = _acting_admin(_optional_str(body, "admin"))
     topic = _optional_str(body, "topic")
     if topic is not None and hub.config.topic(topic) is None:
         raise PayloadError(f"unknown topic {topic!r}")
@@ -127,6 +125,19 @@ def add_suppression() -> tuple[Response, int]:
     result = hub.record_with(store, what="record the suppression")
     log.info("api: %s %s recorded (changed=%d)", kind.value, scope, result.changed)
     return jsonify(stored=bool(result.new), changed=bool(result.changed), state=state), 201
+
+
+def _acting_admin(claimed: str | None) -> str | None:
+    """The admin name recorded on an API event: the token's own admin, else what the caller
+    of the shared token says."""
+    if claimed is not None and len(claimed) > MAX_ADMIN_NAME:
+        raise PayloadError(f"admin: at most {MAX_ADMIN_NAME} characters")
+    if g.admin not in current_hub().config.admins:
+        return claimed
+    if claimed is not None and claimed != g.admin.name:
+        raise PayloadError(f"admin: this token is {g.admin.name!r}'s; leave admin out or give that name")
+    name: str = g.admin.name
+    return name
 
 
 @bp.post("/suppressions/check")

@@ -12,12 +12,13 @@ import hashlib
 import hmac
 import logging
 import re
+from collections.abc import Sequence
 from datetime import datetime
 
 from flask import Flask, Response
 from werkzeug.datastructures import Headers
 
-from adapters.config import Secret
+from adapters.config import Admin
 from adapters.errors import PayloadError
 from adapters.providers import payloads
 
@@ -57,11 +58,14 @@ def bearer_token(headers: Headers) -> str | None:
     return given.strip() if scheme.lower() == "bearer" else None
 
 
-def is_admin_token(given: str | None, expected: Secret | None) -> bool:
-    """Whether ``given`` is the configured admin token (never, when none is configured)."""
-    return (
-        given is not None and expected is not None and hmac.compare_digest(given.encode(), expected.reveal().encode())
-    )
+def admin_for_token(given: str | None, accounts: Sequence[Admin]) -> Admin | None:
+    """The admin whose token ``given`` is (``None`` when it is no one's, or no admin is
+    configured). Every token is compared, in constant time, whichever matches."""
+    found = None
+    for admin in accounts:
+        if admin.token is not None and hmac.compare_digest((given or "").encode(), admin.token.reveal().encode()):
+            found = found or admin
+    return found if given else None
 
 
 def _csrf_mac(key: bytes, binding: str, issued: int) -> str:

@@ -86,6 +86,7 @@ class Evidence(Base):
     state: Mapped[str] = mapped_column(String(16), default="done", index=True)
     result: Mapped[dict[str, Any] | None]
     processed_at: Mapped[datetime | None]
+    decided_by: Mapped[str | None] = mapped_column(String(200))  # the admin who decided a review item
 
     def __repr__(self) -> str:
         return f"<Evidence {self.id} {self.channel}/{self.source} {self.state}>"
@@ -103,7 +104,7 @@ class Event(Base):
     actor: Mapped[str | None] = mapped_column(String(16))  # adapters.events.Actor; NULL before 0008
     provider_event_id: Mapped[str | None] = mapped_column(String(200))
     occurred_at: Mapped[datetime]
-    received_at: Mapped[datetime]
+    received_at: Mapped[datetime] = mapped_column(index=True)  # the rate reports' date range
     reason: Mapped[str | None] = mapped_column(Text)
     campaign: Mapped[str | None] = mapped_column(String(200))
     evidence_id: Mapped[int | None] = mapped_column(ForeignKey("evidence.id"))
@@ -200,6 +201,8 @@ class OutboxRow(Base):
     done_at: Mapped[datetime | None]
     last_status: Mapped[int | None]
     last_error: Mapped[str | None] = mapped_column(Text)
+    retried_by: Mapped[str | None] = mapped_column(String(200))  # the admin who last retried it when dead
+    retried_at: Mapped[datetime | None]
 
     __table_args__ = (Index("ix_outbox_state_provider_due_at", "state", "provider", "due_at"),)
 

@@ -40,8 +40,9 @@ def dead_rows(session: Session, *, limit: int = 100, provider: str | None = None
     return session.scalars(stmt.order_by(OutboxRow.id.desc()).limit(limit)).all()
 
 
-def retry_row(session: Session, row_id: int, *, now: datetime) -> bool:
-    """Put a dead row back in the queue, due now, with its attempts reset.
+def retry_row(session: Session, row_id: int, *, now: datetime, admin: str) -> bool:
+    """Put a dead row back in the queue, due now, with its attempts reset, recording which
+    admin retried it.
 
     Returns ``False`` when there is no dead row with that id (unknown, pending or done).
     """
@@ -49,6 +50,7 @@ def retry_row(session: Session, row_id: int, *, now: datetime) -> bool:
         update(OutboxRow)
         .where(OutboxRow.id == row_id, OutboxRow.state == "dead")
         .values(state="pending", due_at=now, attempts=0, lease_until=None, lease_owner=None)
+        .values(retried_by=admin, retried_at=now)
     )
     return cast(CursorResult[Any], session.execute(stmt)).rowcount == 1
 

@@ -27,6 +27,7 @@ def _event_json(e: Event) -> dict[str, Any]:
         "source": e.source,
         "verification": e.verification,
         "actor": e.actor,  # who acted (README "Consent"); null for events stored before it was kept
+        "admin": _admin_name(e),  # the admin who recorded or approved it (README "Named admins")
         "provider_event_id": e.provider_event_id,
         "occurred_at": e.occurred_at.isoformat(),
         "received_at": e.received_at.isoformat(),
@@ -34,6 +35,12 @@ def _event_json(e: Event) -> dict[str, Any]:
         "campaign": e.campaign,
         "evidence_id": e.evidence_id,
     }
+
+
+def _admin_name(e: Event) -> str | None:
+    meta = e.meta or {}
+    name = meta.get("admin") or meta.get("approved_by")
+    return name if isinstance(name, str) else None
 
 
 def address_state(session: Session, email: str) -> dict[str, Any]:

@@ -2,9 +2,11 @@
 
 The SMTP side stores them as ``evidence`` rows (``channel="smtp"``, ``state="review"``) whose
 ``result`` holds the candidate ``address`` (or null), ``scope``, ``verification``,
-``campaign``, ``reason`` and ``detail``. Approving one records the opt-out it asked for,
-idempotently (``provider_event_id = "smtp:<id>"``); rejecting one only closes it. Either
-decision is taken once: the state change is guarded by the current state.
+``campaign``, ``reason``, ``detail`` and ``named`` (other people's addresses the request
+names: "take my colleague erin@… off"). Approving one records the opt-out of the address the
+admin chose, explicitly, idempotently (``provider_event_id = "smtp:<id>"``); rejecting one
+only closes it. Either decision is taken once (the state change is guarded by the current
+state) and records the deciding admin's name.
 """
 
 from __future__ import annotations
@@ -37,12 +39,19 @@ def review_items(session: Session, *, limit: int = 50) -> Sequence[Evidence]:
     return session.scalars(stmt).all()
 
 
-def _decide(session: Session, evidence_id: int, state: str, now: datetime) -> Evidence:
+def candidates(row: Evidence) -> tuple[str | None, list[str]]:
+    """The requester and the other addresses a review item names (each one offered apart)."""
+    result = row.result or {}
+    named = result.get("named")
+    return result.get("address"), [a for a in named if isinstance(a, str)] if isinstance(named, list) else []
+
+
+def _decide(session: Session, evidence_id: int, state: str, now: datetime, admin: str) -> Evidence:
     """Move an item out of review, or :class:`PayloadError` if it is not (or no longer) there."""
     stmt = (
         update(Evidence)
         .where(Evidence.id == evidence_id, Evidence.channel == "smtp", Evidence.state == REVIEW)
-        .values(state=state, processed_at=now)
+        .values(state=state, processed_at=now, decided_by=admin)
     )
     if cast(CursorResult[Any], session.execute(stmt)).rowcount != 1:
         raise PayloadError(f"review item {evidence_id} does not exist or was already decided")
@@ -52,21 +61,26 @@ def _decide(session: Session, evidence_id: int, state: str, now: datetime) -> Ev
 
 
 def approve(
-    session: Session, evidence_id: int, policy: StorePolicy, *, now: datetime, email: str | None = None
+    session: Session, evidence_id: int, policy: StorePolicy, *, now: datetime, admin: str, email: str | None = None
 ) -> RecordResult:
-    """Record the item's opt-out (``email`` overrides or supplies the address) and close it."""
-    row = _decide(session, evidence_id, APPROVED, now)
+    """Record the opt-out of ``email`` (the address the admin chose; without one, the item's
+    requester) and close the item. An address the request names for someone else never
+    carries the requester's proof (``verification: none``), and the event keeps both."""
+    row = _decide(session, evidence_id, APPROVED, now, admin)
     result = row.result or {}
-    raw = email or result.get("address")
+    requester, _ = candidates(row)
+    raw = email or requester
     if not raw:
         raise PayloadError("this message names no address: enter the address to opt out")
+    address = normalize_address(raw).email
+    on_behalf = requester is None or address != normalize_address(requester).email
     try:
         scope = validate_scope(result.get("scope") or GLOBAL_SCOPE)
-        verification = Verification(result.get("verification") or Verification.NONE)
+        verification = Verification.NONE if on_behalf else Verification(result.get("verification") or "none")
     except ValueError as exc:
         raise PayloadError(f"review item {evidence_id}: {exc}") from None
     event = OptOutEvent(
-        email=normalize_address(raw).email,
+        email=address,
         kind=Kind.UNSUBSCRIBE,
         source=Source.SMTP,
         scope=scope,
@@ -77,10 +91,15 @@ def approve(
         reason=APPROVED_REASON,
         campaign=result.get("campaign"),
         evidence_id=row.id,
-        metadata={"approved_at": now.isoformat(), "classification": result.get("classification")},
+        metadata={
+            "approved_at": now.isoformat(),
+            "approved_by": admin,
+            "classification": result.get("classification"),
+            "requested_by": requester,
+        },
     )
     return record_events(session, [event], policy, now=now)
 
 
-def reject(session: Session, evidence_id: int, *, now: datetime) -> None:
-    _decide(session, evidence_id, REJECTED, now)
+def reject(session: Session, evidence_id: int, *, now: datetime, admin: str) -> None:
+    _decide(session, evidence_id, REJECTED, now, admin)

@@ -202,6 +202,7 @@ def _request(m: DecodedMessage, config: Config, dkim: DKIMCheck) -> Classificati
             address=requester,
             reason="the request names another address",
             detail=f"{evidence}; names {', '.join(others[:5])}",
+            named=tuple(others[:5]),
         )
     verified = dkim.aligned(requester.split("@")[1])
     verification = Verification.DKIM if verified else Verification.NONE

@@ -25,6 +25,8 @@ class Classification:
     ``address`` is the address to opt out (unsubscribe, complaint), the hard-bounced address
     (bounce), or for ``review`` the candidate requester; ``addresses`` lists every address
     the decision covers (an ARF report may name several recipients, a DSN several failures).
+    ``named`` lists the other people's addresses a request names ("take my colleague erin@…
+    off"): the admin reviewing it chooses between them and the requester.
     ``automatic`` marks a request that a program wrote for the person (a mail client's
     List-Unsubscribe message): honoured, but never answered with a confirmation mail.
     """
@@ -38,6 +40,7 @@ class Classification:
     detail: str = ""
     addresses: tuple[str, ...] = ()
     automatic: bool = False
+    named: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.address is not None and not self.addresses:
@@ -63,4 +66,5 @@ class Classification:
             "reason": self.reason,
             "detail": self.detail[:2000],
             "automatic": self.automatic,
+            "named": list(self.named),
         }

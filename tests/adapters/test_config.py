@@ -157,6 +157,36 @@ def test_topics_and_enabled_providers() -> None:
             "consent.provider_resubscribes[1]",
             "unknown provider 'crm'",
         ),
+        ({"admins": {"name": "a"}}, {}, "admins", "array of tables"),
+        ({"admins": [{"token_env": "A"}]}, {"A": "a" * 20}, "admins[0].name", "missing"),
+        ({"admins": [{"name": "Dana"}]}, {}, "admins[0].token_env", "missing"),
+        ({"admins": [{"name": "Dana", "token_env": "A"}]}, {}, "admins[0].token_env", "A is not set"),
+        ({"admins": [{"name": "Dana", "token_env": "A", "role": "x"}]}, {"A": "t"}, "admins[0].role", "unknown key"),
+        ({"admins": [{"name": " ", "token_env": "A"}]}, {"A": "t"}, "admins[0].name", "1 to 200 characters"),
+        (
+            {"admins": [{"name": "Dana", "token_env": "A"}, {"name": "Dana", "token_env": "B"}]},
+            {"A": "t1", "B": "t2"},
+            "admins[0].name",
+            "duplicate admin 'Dana'",
+        ),
+        (
+            {"security": {"admin_token_env": "S"}, "admins": [{"name": "admin", "token_env": "A"}]},
+            {"A": "t1", "S": "t2"},
+            "admins[0].name",
+            "duplicate admin 'admin'",
+        ),
+        (
+            {"admins": [{"name": "Dana", "token_env": "A"}, {"name": "Lee", "token_env": "B"}]},
+            {"A": "same", "B": "same"},
+            "admins[0].token_env",
+            "share one token",
+        ),
+        (
+            {"security": {"admin_token_env": "S"}, "admins": [{"name": "Dana", "token_env": "A"}]},
+            {"A": "same", "S": "same"},
+            "admins[0].token_env",
+            "share one token",
+        ),
     ],
 )
 def test_config_errors_name_the_key(data: dict, env: dict, key: str, message: str) -> None:
@@ -232,6 +262,17 @@ def test_secrets_named_by_default_resolve_without_their_table() -> None:
     assert config.security.token_secret == Secret("s" * 20)
     assert config.security.admin_token == Secret("a" * 20)
     assert parse_config({}, {}).security.admin_token is None
+
+
+def test_named_admins_and_the_single_token_are_all_admin_accounts() -> None:
+    data = {"admins": [{"name": "Dana Ops", "token_env": "DANA"}], "security": {"admin_token_env": "SHARED"}}
+    config = parse_config(data, {"DANA": "d" * 20, "SHARED": "s" * 20})
+    assert [(a.name, a.token) for a in config.admin_accounts()] == [
+        ("Dana Ops", Secret("d" * 20)),
+        ("admin", Secret("s" * 20)),
+    ]
+    assert "d" * 20 not in repr(config.admins)
+    assert parse_config({}, {}).admin_accounts() == ()
 
 
 def test_smtp_domains_are_kept_in_one_normalized_form() -> None:

@@ -59,8 +59,8 @@ def app_url(web_hub: Hub, serve_app: Callable[[Any], LiveServer]) -> str:
 def new_page(browser: Browser) -> Iterator[Callable[..., Page]]:
     contexts: list[BrowserContext] = []
 
-    def make(locale: str = "en-GB") -> Page:
-        context = browser.new_context(locale=locale, viewport={"width": 1100, "height": 900})
+    def make(locale: str = "en-GB", width: int = 1100) -> Page:
+        context = browser.new_context(locale=locale, viewport={"width": width, "height": 900}, accept_downloads=True)
         contexts.append(context)
         return context.new_page()
 

@@ -120,7 +120,7 @@ def test_admin_logs_in_sees_counts_change_approves_and_retries(
     page.wait_for_selector("#daily-chart")
     assert page.url == f"{app_url}/admin"
     assert page.locator("#daily-chart rect").count() == 1
-    assert page.inner_text("#by-source") == "api\t1"
+    assert page.inner_text("#by-source") == "Admin (API)\t1\t100.0%"
     shot(page, "dashboard")
 
     token = issue_token(web_hub, "fay@example.com")
@@ -131,7 +131,7 @@ def test_admin_logs_in_sees_counts_change_approves_and_retries(
         timeout=10,
     )
     page.reload()
-    assert set(page.inner_text("#by-source").splitlines()) == {"api\t1", "oneclick\t1"}
+    assert set(page.inner_text("#by-source").splitlines()) == {"Admin (API)\t1\t50.0%", "One-click link\t1\t50.0%"}
     assert page.locator("#daily-chart rect").count() == 2
 
     page.click(f"#approve-{item}")

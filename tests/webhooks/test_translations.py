@@ -32,12 +32,15 @@ def test_template_is_in_step_with_the_code(tmp_path: Path) -> None:
         str(CATALOGUES / "babel.cfg"),
         "-k",
         "lazy_gettext",
+        "-k",
+        "N_",
         "--no-location",
         "--omit-header",
         "-o",
         str(out),
         "webhooks",
         "adapters/worker/confirmations.py",
+        "adapters/labels.py",
     ]
     subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
     assert {m.id for m in read(out) if m.id} == {m.id for m in read(CATALOGUES / "messages.pot") if m.id}

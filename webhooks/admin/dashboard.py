@@ -9,34 +9,21 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import statistics
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import date, datetime, timedelta
-from typing import Any
 
-from sqlalchemy import distinct, func, select
-from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
-from adapters.events import TOPIC_PREFIX, Kind, Source
-from adapters.store.models import Event, EventCount, OutboxRow, PendingLookup, RecipientCount
+from adapters.events import Source
+from adapters.store.models import Event, EventCount, OutboxRow, PendingLookup
+from adapters.store.rates import OPT_OUT_KINDS
 
-OPT_OUT_KINDS = (Kind.UNSUBSCRIBE.value, Kind.COMPLAINT.value, Kind.BOUNCE.value)
 # Bar colours in the order of :class:`Source` (smtp, oneclick, preferences, mailchimp, sendgrid,
 # hubspot, api, import), then spares: a source added later gets one with no edit here.
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#9c755f", "#ff9da7", "#bab0ac")
 SOURCE_COLOURS = dict(zip(Source, itertools.cycle(PALETTE), strict=False))
-
-
-def counts_by(session: Session, column: str, *, opt_outs_only: bool = True, limit: int = 20) -> list[tuple[str, int]]:
-    """Event counts grouped by ``source``, ``kind`` or ``reason``, largest first (from the
-    per-day counters, not the events)."""
-    col = getattr(EventCount, column)
-    total = func.sum(EventCount.n)
-    stmt = select(col, total).group_by(col).order_by(total.desc(), col).limit(limit)
-    if opt_outs_only:
-        stmt = stmt.where(EventCount.kind.in_(OPT_OUT_KINDS))
-    if column == "reason":
-        stmt = stmt.where(EventCount.reason != "")
-    return [(value, int(n)) for value, n in session.execute(stmt)]
+ORGANIC = tuple(s for s in Source if s is not Source.IMPORT)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +33,9 @@ class Bar:
     width: float
     height: float
     colour: str
-    label: str
+    day: str
+    source: str
+    n: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,12 +49,26 @@ class Chart:
     peak: int
 
 
-def daily_chart(session: Session, *, today: date, days: int = 30, width: int = 720, height: int = 200) -> Chart:
-    """Opt-outs per UTC day and source over ``days`` days up to ``today``, as stacked bars."""
-    first = today - timedelta(days=days - 1)
+def daily_chart(
+    session: Session,
+    *,
+    first: date,
+    last: date,
+    sources: Collection[Source] = ORGANIC,
+    width: int = 720,
+    height: int = 200,
+) -> Chart:
+    """Opt-outs per UTC day from ``first`` to ``last`` and source (among ``sources``), as
+    stacked bars. Imports get a chart of their own: one import would flatten the rest."""
+    days = (last - first).days + 1
     stmt = (
         select(EventCount.day, EventCount.source, func.sum(EventCount.n))
-        .where(EventCount.kind.in_(OPT_OUT_KINDS), EventCount.day >= first.isoformat())
+        .where(
+            EventCount.kind.in_(OPT_OUT_KINDS),
+            EventCount.day >= first.isoformat(),
+            EventCount.day <= last.isoformat(),
+            EventCount.source.in_([s.value for s in sources]),
+        )
         .group_by(EventCount.day, EventCount.source)
     )
     per_day: dict[str, dict[str, int]] = {}
@@ -73,6 +76,7 @@ def daily_chart(session: Session, *, today: date, days: int = 30, width: int = 7
         per_day.setdefault(d, {})[source] = int(n)
     peak = max((sum(v.values()) for v in per_day.values()), default=0)
     slot = width / days
+    bar_width = max(slot - 2, slot * 0.6)
     bars = []
     for i in range(days):
         d = (first + timedelta(days=i)).isoformat()
@@ -84,57 +88,19 @@ def daily_chart(session: Session, *, today: date, days: int = 30, width: int = 7
                 y -= h
                 bars.append(
                     Bar(
-                        round(i * slot + 1, 2),
+                        round(i * slot + (slot - bar_width) / 2, 2),
                         round(y, 2),
-                        round(slot - 2, 2),
+                        round(bar_width, 2),
                         round(h, 2),
                         colour,
-                        f"{d} {source.value}: {n}",
+                        d,
+                        source.value,
+                        n,
                     )
                 )
     used = {s for v in per_day.values() for s in v}
     legend: list[tuple[str, str]] = [(s.value, c) for s, c in SOURCE_COLOURS.items() if s.value in used]
-    return Chart(width, height, bars, legend, first.isoformat(), today.isoformat(), peak)
-
-
-@dataclasses.dataclass(frozen=True)
-class Rate:
-    name: str  # campaign id, or topic:<name>
-    recipients: int
-    opted_out: int
-
-    @property
-    def percent(self) -> float:
-        return 100.0 * self.opted_out / self.recipients if self.recipients else 0.0
-
-
-def unsubscribe_rates(session: Session, *, limit: int = 20) -> list[Rate]:
-    """Per campaign and per topic: addresses that were issued a token, and those that opted out."""
-    rates: list[Rate] = []
-    issued = (
-        select(RecipientCount.name, RecipientCount.addresses)
-        .order_by(RecipientCount.addresses.desc(), RecipientCount.name)
-        .limit(limit)
-    )
-    campaigns = dict(session.execute(issued.where(RecipientCount.kind == "campaign")).tuples().all())
-    if campaigns:
-        opted = _opted_out(session, Event.campaign, list(campaigns))
-        rates += [Rate(c, n, opted.get(c, 0)) for c, n in campaigns.items()]
-    topics = {f"{TOPIC_PREFIX}{t}": n for t, n in session.execute(issued.where(RecipientCount.kind == "topic"))}
-    if topics:
-        opted = _opted_out(session, Event.scope, list(topics))
-        rates += [Rate(t, n, opted.get(t, 0)) for t, n in topics.items()]
-    return rates
-
-
-def _opted_out(session: Session, column: InstrumentedAttribute[Any], names: list[str]) -> dict[str, int]:
-    """Distinct addresses with an opt-out event, per value of ``column`` among ``names``."""
-    stmt = (
-        select(column, func.count(distinct(Event.email_key)))
-        .where(Event.kind.in_(OPT_OUT_KINDS), column.in_(names))
-        .group_by(column)
-    )
-    return dict(session.execute(stmt).tuples().all())
+    return Chart(width, height, bars, legend, first.isoformat(), last.isoformat(), peak)
 
 
 @dataclasses.dataclass(frozen=True)

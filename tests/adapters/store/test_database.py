@@ -252,3 +252,24 @@ def test_provenance_migration_keeps_the_events_with_no_actor_and_goes_back(datab
         with engine.connect() as conn:
             assert conn.execute(text("SELECT id, email FROM events")).all() == [(event_id, "Ivy@Example.com")]
         database.upgrade(engine)
+
+
+def test_admin_names_migration_leaves_earlier_decisions_unnamed_and_goes_back(database_url: str) -> None:
+    at = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    with engine_at(database_url, "0008_consent_provenance") as engine:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO evidence (channel, source, received_at, content, content_type, state) "
+                    "VALUES ('smtp', 'smtp', :at, :raw, 'message/rfc822', 'approved')"
+                ),
+                {"at": at, "raw": b"Subject: stop"},
+            )
+        database.upgrade(engine)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT state, decided_by FROM evidence")).all() == [("approved", None)]
+            assert conn.execute(text("SELECT retried_by, retried_at FROM outbox")).all() == []
+        command.downgrade(database.alembic_config(engine), "0008_consent_provenance")
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT state FROM evidence")).all() == [("approved",)]
+        database.upgrade(engine)

@@ -71,9 +71,9 @@ def test_summary_dead_rows_and_retry(
         assert (dead.id, dead.last_status, dead.last_error) == (ids[0], 400, "bad")
         assert dead_rows(session, provider="mailchimp") == []
         later = clock.advance(60)
-        assert retry_row(session, ids[0], now=later)
-        assert not retry_row(session, ids[1], now=later)  # done: nothing to retry
-        assert not retry_row(session, 999_999, now=later)
+        assert retry_row(session, ids[0], now=later, admin="Dana Ops")
+        assert not retry_row(session, ids[1], now=later, admin="Dana Ops")  # done: nothing to retry
+        assert not retry_row(session, 999_999, now=later, admin="Dana Ops")
     with hub.sessions.begin() as session:
         row = session.get(OutboxRow, ids[0])
         assert (row.state, row.attempts, row.due_at, row.lease_owner) == ("pending", 0, later, None)
@@ -280,7 +280,7 @@ def test_other_4xx_are_dead_with_the_answer_kept(
     worker.drain()
     assert len(fake_providers.sendgrid.calls) == 1  # never retried on its own
     with push_hub.sessions.begin() as session:
-        assert retry_row(session, row.id, now=clock())
+        assert retry_row(session, row.id, now=clock(), admin="Dana Ops")
     assert worker.drain()["sendgrid"].pushed == 1
 
 

@@ -12,23 +12,24 @@ from tests.support.mail import REPLIES, classify, message
 
 
 @pytest.mark.parametrize(
-    ("text", "subject"),
+    ("text", "subject", "named"),
     [
-        ("Please unsubscribe my colleague bob@example.com, he left the company.", "Re: hello"),
-        ("Unsubscribe me and my wife Anna@Example.com please", "Re: hello"),
-        ("Please remove <mailto:old.address@example.net> from your list.", "Re: hello"),
-        ("退订 zhang.wei@example.cn", "Re: hello"),
+        ("Please unsubscribe my colleague bob@example.com, he left the company.", "Re: hello", "bob@example.com"),
+        ("Unsubscribe me and my wife Anna@Example.com please", "Re: hello", "anna@example.com"),
+        ("Please remove <mailto:old.address@example.net> from your list.", "Re: hello", "old.address@example.net"),
+        ("退订 zhang.wei@example.cn", "Re: hello", "zhang.wei@example.cn"),
     ],
 )
-def test_a_request_naming_someone_else_goes_to_review(text: str, subject: str) -> None:
+def test_a_request_naming_someone_else_goes_to_review(text: str, subject: str, named: str) -> None:
     """The sender asks for another address: opting out the sender would be the wrong person,
-    and the other address has not asked. An admin decides."""
+    and the other address has not asked. An admin decides, offered both addresses."""
     verdict = classify(message(text, subject=subject))
     assert (verdict.category, verdict.address, verdict.reason) == (
         Category.REVIEW,
         "jane@example.org",
         "the request names another address",
     )
+    assert verdict.named == (named,) and verdict.as_result()["named"] == [named]
     assert not verdict.opts_out_someone
 
 

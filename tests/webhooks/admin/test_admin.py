@@ -18,6 +18,7 @@ from adapters.worker.lookups import resolve_pending_lookups
 from tests.support.clock import Clock
 from tests.support.environment import ADMIN_TOKEN, TEST_SECRET
 from tests.support.pages import TOPICS, add_review_item, events, form_field, issue_token
+from tests.support.rates_history import seed_rates_history
 from tests.support.servers import LiveServer
 from webhooks import create_app
 from webhooks.security import CSRF_FIELD
@@ -213,9 +214,9 @@ def test_counts_and_chart_follow_opt_outs(admin_hub: Hub, app_url: str) -> None:
         timeout=10,
     )
     page = browser.get(f"{app_url}/admin", timeout=10).text
-    assert '<td>oneclick</td><td class="num">1</td>' in page
-    assert '<td>unsubscribe</td><td class="num">1</td>' in page
-    assert "<title>2026-11-24 oneclick: 1</title>" in page
+    assert '<td>One-click link</td><td class="num">1</td><td class="num">100.0%</td>' in page
+    assert '<td>Unsubscribe</td><td class="num">1</td>' in page
+    assert "<title>2026-11-24 One-click link: 1</title>" in page
     assert '<td>autumn</td><td class="num">2</td><td class="num">1</td><td class="num">50.0%</td>' in page
     assert '<td>sendgrid</td><td class="num">1</td>' in page  # one pending push
 
@@ -351,3 +352,43 @@ def test_mail_waiting_for_classification_shows_its_age(admin_hub: Hub, app_url: 
         )
     page = requests.get(f"{app_url}/admin", headers=bearer, timeout=10).text
     assert "the oldest has waited 3600 s" in page
+
+
+def test_rates_over_a_date_range_with_labels_and_csv(admin_hub: Hub, app_url: str, clock: Clock) -> None:
+    """The seeded history of tests/support/rates_history.py, counted by hand there."""
+    seed_rates_history(admin_hub, clock)
+    browser, _ = login(app_url)
+    in_range = {"since": "2026-11-20", "until": "2026-11-24"}
+    page = browser.get(f"{app_url}/admin", params=in_range, timeout=10).text
+    assert 'name="since" id="since" value="2026-11-20"' in page
+    source = page[page.index('id="by-source"') : page.index("</table>", page.index('id="by-source"'))]
+    assert source.count("<tr>") == 5 and "Import" not in source  # imports are drawn apart
+    assert '<td>Preference centre</td><td class="num">2</td><td class="num">20.0%</td>' in source
+    assert "Imported, not counted above: 3" in page
+    people = page[page.index('id="reasons-person"') : page.index('id="reasons-machine"')]
+    assert "Another reason: I moved abroad" in people and "Too many emails" in people and "Bounce" not in people
+    assert (
+        '<td>Monthly newsletter</td><td class="num">4</td><td class="num">1</td><td class="num">25.0%</td>'
+        '<td class="num">1</td>' in page
+    )
+    assert '<td>ghost</td><td class="num">0</td><td class="num">1</td><td class="num">—</td>' in page
+    assert page.count('<rect x="') == 7 + 1  # a bar per day and source: 21st, 22nd (2), 23rd, 24th (3); import
+    assert "<title>2026-11-23 Import: 3</title>" in page[page.index('id="imports-chart"') :]
+
+    csv_url = f"{app_url}/admin/rates/campaign.csv"
+    r = browser.get(csv_url, params=in_range, timeout=10)
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/csv")
+    assert r.headers["Content-Disposition"] == 'attachment; filename="optout-rates-campaign-2026-11-20-2026-11-24.csv"'
+    assert r.text.splitlines() == [
+        "code,recipients,opt-outs,rate %,complaints,complaint rate %",
+        "autumn,5,2,40.00,1,20.00",
+        "ghost,0,1,,0,",
+    ]
+    # the default range is the last 30 days: d's opt-out of the 10th counts there
+    topic = browser.get(f"{app_url}/admin/rates/topic.csv", timeout=10).text.splitlines()
+    assert topic[1] == "newsletter,Monthly newsletter,4,2,50.00,1"
+    for bad in ({"since": "last week"}, {"since": "2026-11-24", "until": "2026-11-01"}):
+        assert browser.get(f"{app_url}/admin", params=bad, timeout=10).status_code == 400
+        assert browser.get(csv_url, params=bad, timeout=10).status_code == 400
+    assert browser.get(f"{app_url}/admin/rates/weather.csv", timeout=10).status_code == 404
+    assert requests.get(csv_url, timeout=10, allow_redirects=False).status_code == 303  # signed-in admins only

@@ -1,7 +1,7 @@
 """Constant Contact: OAuth tokens, contact ids, the daily call budget, the poll's checkpoint
 
 Revision ID: 0013_constant_contact
-Revises: 0008_consent_provenance
+Revises: 0012_admin_names
 
 Four small new tables (README "Constant Contact"); nothing existing is rewritten.
 """
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0013_constant_contact"
-down_revision: str | Sequence[str] | None = "0008_consent_provenance"
+down_revision: str | Sequence[str] | None = "0012_admin_names"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
