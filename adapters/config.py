@@ -220,6 +220,14 @@ class ConsentConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ReconcileConfig:
+    """README "Reconciliation": the worker pulls every provider's changes every
+    ``interval_minutes`` (0: never; ``optout-hub reconcile`` still runs by hand)."""
+
+    interval_minutes: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     database: DatabaseConfig = DatabaseConfig()
     smtp: SMTPConfig = SMTPConfig()
@@ -232,6 +240,7 @@ class Config:
     confirmations: ConfirmationsConfig = ConfirmationsConfig()
     logging: LoggingConfig = LoggingConfig()
     consent: ConsentConfig = ConsentConfig()
+    reconcile: ReconcileConfig = ReconcileConfig()
 
     def topic(self, name: str) -> Topic | None:
         return next((t for t in self.topics if t.name == name), None)
@@ -392,6 +401,8 @@ def _validate(config: Config) -> None:
     ):
         if value <= 0:
             raise ConfigError(key, "must be positive")
+    if config.reconcile.interval_minutes < 0:
+        raise ConfigError("reconcile.interval_minutes", "must be 0 (off) or positive")
     if config.inbound.retry_max_seconds <= 0:
         raise ConfigError("inbound.retry_max_seconds", "must be positive")
     for i, slug in enumerate(config.consent.provider_resubscribes):
