@@ -393,7 +393,10 @@ class MailchimpPuller:
 
 
 def make_puller(config: Config, http: requests.Session, *, now: Callable[[], datetime]) -> MailchimpPuller:
-    scopes = {t.mailchimp_list: topic_scope(t.name) for t in config.topics if t.mailchimp_list}
-    for list_id in config.providers.mailchimp.lists:
-        scopes.setdefault(list_id, GLOBAL_SCOPE)
+    # A list in ``lists`` receives every global opt-out: what it holds is read as global, or
+    # the hub's own pushes there would come back as topic opt-outs.
+    scopes = dict.fromkeys(config.providers.mailchimp.lists, GLOBAL_SCOPE)
+    for t in config.topics:
+        if t.mailchimp_list:
+            scopes.setdefault(t.mailchimp_list, topic_scope(t.name))
     return MailchimpPuller(PullAPI(_api(config, http, now)), scopes=scopes, now=now)
