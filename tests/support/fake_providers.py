@@ -690,7 +690,7 @@ class FakeHubSpot(FakeAPI):
             when = time.time()
             for email in emails:
                 address = email.lower()
-                self._set_status(address, subscription, status, when)
+                self._set_status(address, subscription, status, when, touch=False)
                 if contact:
                     contact_id = ids.get(address)
                     if contact_id is None:
@@ -698,7 +698,7 @@ class FakeHubSpot(FakeAPI):
                         self.contacts[contact_id] = address
                     self.modified[contact_id] = when
 
-    def _set_status(self, address: str, subscription: str, status: str, when: float) -> None:
+    def _set_status(self, address: str, subscription: str, status: str, when: float, *, touch: bool = True) -> None:
         if subscription == "all":
             (self.unsubscribed_all.add if status == "UNSUBSCRIBED" else self.unsubscribed_all.discard)(address)
         else:
@@ -711,7 +711,7 @@ class FakeHubSpot(FakeAPI):
                 address
             )
         self.status_times[(address, subscription)] = when
-        for contact_id, email in self.contacts.items():
+        for contact_id, email in self.contacts.items() if touch else ():
             if email.lower() == address:
                 self.modified[contact_id] = when
 
