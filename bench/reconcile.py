@@ -38,7 +38,7 @@ def main() -> None:
     n = args.records
     fakes.mailchimp.ui_set("list1", [f"mc{i}@example.com" for i in range(n)], "unsubscribed", at=past)
     fakes.sendgrid.ui_add("unsubscribes", [f"sg{i}@example.com" for i in range(n)], created=past)
-    fakes.hubspot.ui_status([f"hs{i}@example.com" for i in range(n // 10)])
+    fakes.hubspot.ui_status([f"hs{i}@example.com" for i in range(n // 10)], at=past)
     with tempfile.TemporaryDirectory() as tmp:
         url = args.database_url or f"sqlite:///{tmp}/bench.db"
         data = {

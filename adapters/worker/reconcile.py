@@ -2,8 +2,9 @@
 
 For each provider, a pull of changes since the last one that ended (or, with ``full``, the
 backfill of everything it holds) runs page by page; each page is stored with its checkpoint
-in one transaction (:func:`adapters.store.reconcile.store_page`), so a pull that dies resumes
-after the last page stored and a page read twice stores nothing twice. A provider that fails
+in one transaction (:func:`adapters.store.reconcile.store_page`; consecutive pages up to
+:data:`STORE_EVENTS` events share one), so a pull that dies resumes after the last page stored
+and a page read twice stores nothing twice. A provider that fails
 leaves its checkpoint for the next pull and does not stop the others.
 """
 
@@ -22,10 +23,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from adapters.errors import OptOutHubError, StoreError
 from adapters.hub import Hub
 from adapters.providers import make_pullers
-from adapters.providers.pull import Puller
+from adapters.providers.pull import Puller, PullPage
 from adapters.store.reconcile import CHANGES, FULL, finish_run, start_run, store_page
 
 log = logging.getLogger(__name__)
+
+STORE_EVENTS = 5000  # pages are stored together up to this many events: fewer, larger commits
 
 
 @dataclasses.dataclass
@@ -75,23 +78,41 @@ def pull_provider(
         with hub.sessions.begin() as session:
             run = start_run(session, slug, kind, since=since, explicit=since is not None, now=hub.clock())
         tally.resumed = run.resumed
-        for page in puller.pull(since=run.since, checkpoint=run.checkpoint):
-            with hub.sessions.begin() as session:
-                result = store_page(session, slug, kind, page, hub.policy, now=hub.clock())
-            hub.count_events(result.recorded)
-            tally.pulled += len(page.events) + len(page.mailable)
-            tally.new += result.new_optouts
-            tally.drift += result.drift
-            tally.conflicts += result.conflicts
-            tally.calls += page.calls
-            if progress is not None:
-                progress(slug, tally)
+        buffered: list[PullPage] = []
+        try:
+            for page in puller.pull(since=run.since, checkpoint=run.checkpoint):
+                buffered.append(page)
+                if sum(len(p.events) for p in buffered) >= STORE_EVENTS or page.checkpoint is None:
+                    _store(hub, slug, kind, buffered, tally)
+                    buffered = []
+                    if progress is not None:
+                        progress(slug, tally)
+        except OptOutHubError:
+            _store(hub, slug, kind, buffered, tally)  # what was read before the failure is kept
+            raise
+        _store(hub, slug, kind, buffered, tally)
         with hub.sessions.begin() as session:
             finish_run(session, slug, kind, now=hub.clock())
     except (OptOutHubError, SQLAlchemyError) as exc:
         tally.error = str(exc) if isinstance(exc, OptOutHubError) else StoreError.__name__ + ": " + type(exc).__name__
         log.warning("reconcile %s: stopped (%s); the next pull resumes from its checkpoint", slug, tally.error)
     return tally
+
+
+def _store(hub: Hub, slug: str, kind: str, pages: list[PullPage], tally: Tally) -> None:
+    """Store pages read in a row, and the last one's checkpoint, in one transaction (no HTTP
+    call is made while it is open)."""
+    if not pages:
+        return
+    with hub.sessions.begin() as session:
+        results = [store_page(session, slug, kind, page, hub.policy, now=hub.clock()) for page in pages]
+    for page, result in zip(pages, results, strict=True):
+        hub.count_events(result.recorded)
+        tally.pulled += len(page.events) + len(page.mailable)
+        tally.new += result.new_optouts
+        tally.drift += result.drift
+        tally.conflicts += result.conflicts
+        tally.calls += page.calls
 
 
 def run_every(hub: Hub, stop: threading.Event) -> None:

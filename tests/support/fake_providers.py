@@ -16,6 +16,7 @@ fail on demand: ``fail_next(status, retry_after=...)``, ``fail_next(timeout=...)
 from __future__ import annotations
 
 import base64
+import bisect
 import collections
 import dataclasses
 import hashlib
@@ -304,15 +305,12 @@ class _MailchimpMembers:
         before = get("before_last_changed")
         low = _iso_with_offset(since, "since_last_changed") if since else None
         high = _iso_with_offset(before, "before_last_changed") if before else None
-        rows = []
-        for email, member_status in members.items():
-            if status is not None and member_status != status:
-                continue
-            changed = self.last_changed.get((list_id, email), 0.0)
-            if (low is not None and changed <= low) or (high is not None and changed >= high):
-                continue  # both bounds exclusive
-            rows.append((changed, email, member_status))
-        rows.sort(reverse=get("sort_dir") == "DESC")
+        rows = self._rows(list_id, members, status)
+        first = 0 if low is None else bisect.bisect_right(rows, low, key=lambda r: r[0])  # both bounds exclusive
+        last = len(rows) if high is None else bisect.bisect_left(rows, high, key=lambda r: r[0])
+        rows = rows[first:last]
+        if get("sort_dir") == "DESC":
+            rows.reverse()
         offset, count = int(offset_text), int(count_text)
         page = [
             {
@@ -336,6 +334,20 @@ class _MailchimpMembers:
             return answer
         return {"members": page, "list_id": list_id, "total_items": len(rows), "_links": []}
 
+    def _rows(self: Any, list_id: str, members: dict[str, str], status: str | None) -> list[tuple[float, str, str]]:
+        """A list's members of ``status`` as (last_changed, email, status), oldest first; sorted
+        once per state of the fake, so paging through a large list stays cheap."""
+        key = (self.version, len(members))
+        cached = self._sorted.get((list_id, status))
+        if cached is None or cached[0] != key:
+            rows = sorted(
+                (self.last_changed.get((list_id, email), 0.0), email, member_status)
+                for email, member_status in members.items()
+                if status is None or member_status == status
+            )
+            cached = self._sorted[(list_id, status)] = (key, rows)
+        return cached[1]
+
 
 class FakeMailchimp(_MailchimpMembers, FakeAPI):
     """Marketing API 3.0: ping, lists, the list batch call, member PATCH."""
@@ -348,6 +360,8 @@ class FakeMailchimp(_MailchimpMembers, FakeAPI):
         self.rejected_addresses: set[str] = set()  # addresses the batch call refuses ("Invalid Resource")
         self.last_changed: dict[tuple[str, str], float] = {}  # (list, lower(email)) -> time of the last change
         self.reasons: dict[tuple[str, str], str] = {}  # (list, lower(email)) -> unsubscribe_reason
+        self.version = 0  # bumped by every change, so member pages are sorted once per state
+        self._sorted: dict[tuple[str, str | None], tuple[Any, list[tuple[float, str, str]]]] = {}
         super().__init__()
 
     # "In Mailchimp's UI": changes that fire no webhook ------------------------------------------
@@ -358,6 +372,7 @@ class FakeMailchimp(_MailchimpMembers, FakeAPI):
         """Members set to ``status`` in the UI (or by another integration), changed at ``at``."""
         with self._lock:
             when = time.time() if at is None else at
+            self.version += 1
             for email in emails:
                 self.members[list_id][email.lower()] = status
                 self.last_changed[(list_id, email.lower())] = when
@@ -424,6 +439,7 @@ class FakeMailchimp(_MailchimpMembers, FakeAPI):
                 )
             members[match] = "pending"
             self.last_changed[(parts[2], match)] = time.time()
+            self.version += 1
             return 200, {"email_address": match, "status": "pending"}
         if parts[:2] == ["3.0", "lists"] and len(parts) == 4 and parts[3] == "members" and method == "GET":
             return 200, self._members_page(parts[2], query)
@@ -470,6 +486,7 @@ class FakeMailchimp(_MailchimpMembers, FakeAPI):
                 if members.get(address) != "unsubscribed":
                     list_id = next(k for k, v in self.members.items() if v is members)
                     self.last_changed[(list_id, address)] = time.time()
+                    self.version += 1
                 members[address] = "unsubscribed"
         return {
             "new_members": created,
@@ -498,6 +515,8 @@ class FakeSendGrid(FakeAPI):
         # global_suppressions; ``created`` holds its records' creation times.
         self.lists: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in SUPPRESSION_KINDS if k != "unsubscribes"}
         self.created: dict[str, int] = {}
+        self.version = 0  # bumped by every change, so suppression pages are sorted once per state
+        self._sorted: dict[str, tuple[Any, list[tuple[int, str]]]] = {}
         self.rate_limit = 0  # requests per second to /v3/suppression (0: none); past it, 429 until the reset
         self._window = (0, 0)  # (second, requests in it)
         super().__init__()
@@ -508,6 +527,7 @@ class FakeSendGrid(FakeAPI):
         """Add addresses to a suppression list (``unsubscribes``, ``spam_reports``, ``bounces``…)."""
         with self._lock:
             when = int(time.time()) if created is None else created
+            self.version += 1
             for email in emails:
                 if kind == "unsubscribes":
                     self.global_suppressions.add(email.lower())
@@ -536,6 +556,7 @@ class FakeSendGrid(FakeAPI):
             return 200, {"scopes": self.scopes}
         if method == "POST" and path == "/v3/asm/suppressions/global":
             emails = self._recipients(body)
+            self.version += 1
             for e in emails:
                 if e.lower() not in self.global_suppressions:
                     self.created[e.lower()] = int(time.time())
@@ -550,6 +571,7 @@ class FakeSendGrid(FakeAPI):
             and body is None
         ):
             self.global_suppressions.discard(parts[4].lower())
+            self.version += 1
             return 204, None
         if parts[:3] == ["v3", "asm", "groups"] and len(parts) >= 4 and parts[3].isdigit():
             group = int(parts[3])
@@ -597,16 +619,14 @@ class FakeSendGrid(FakeAPI):
         prefix = (
             _one(query, "email", lambda m: Reject(400, {"errors": [{"field": "email", "message": m}]})) or ""
         ).lower()
-        if kind == "unsubscribes":
-            records = [{"created": self.created.get(e, 0), "email": e} for e in self.global_suppressions]
-        else:
-            records = list(self.lists[kind].values())
-        chosen = [
-            r
-            for r in records
-            if numbers["start_time"] <= r["created"] <= numbers["end_time"] and r["email"].startswith(prefix)
-        ]
-        chosen.sort(key=lambda r: (-r["created"], r["email"]))
+        rows = self._rows(kind)
+        first = bisect.bisect_left(rows, numbers["start_time"], key=lambda r: r[0])  # both bounds inclusive
+        last = bisect.bisect_right(rows, numbers["end_time"], key=lambda r: r[0])
+        window = rows[first:last]
+        window.reverse()  # newest first
+        if prefix:
+            window = [r for r in window if r[1].startswith(prefix)]
+        chosen = window
         limit, offset = numbers["limit"], numbers["offset"]
         base = f"{self.url}/v3/suppression/{kind}?limit={limit}&offset="
         last = max(len(chosen) - 1, 0) // limit * limit
@@ -617,7 +637,24 @@ class FakeSendGrid(FakeAPI):
         links.append(f'<{base}{last}>; rel="last"; title="{last // limit + 1}"')
         links.append(f'<{base}0>; rel="first"; title="1"')
         self.headers["Link"] = ", ".join(links)
-        return 200, chosen[offset : offset + limit]
+        page = []
+        for created, email in chosen[offset : offset + limit]:
+            record = self.lists[kind][email] if kind != "unsubscribes" else {"created": created, "email": email}
+            page.append(record)
+        return 200, page
+
+    def _rows(self, kind: str) -> list[tuple[int, str]]:
+        """A list's records as (created, email), oldest first, sorted once per state of the fake."""
+        source: Any = self.global_suppressions if kind == "unsubscribes" else self.lists[kind]
+        key = (self.version, len(source))
+        cached = self._sorted.get(kind)
+        if cached is None or cached[0] != key:
+            if kind == "unsubscribes":
+                rows = sorted((self.created.get(e, 0), e) for e in source)
+            else:
+                rows = sorted((r["created"], e) for e, r in source.items())
+            cached = self._sorted[kind] = (key, rows)
+        return cached[1]
 
     def _rate(self) -> None:
         """``X-RateLimit-*`` on every suppression read; past ``rate_limit`` a 429 until the reset."""
@@ -681,13 +718,19 @@ class FakeHubSpot(FakeAPI):
         return contact_id
 
     def ui_status(
-        self, emails: Iterable[str], subscription: str = "all", *, status: str = "UNSUBSCRIBED", contact: bool = True
+        self,
+        emails: Iterable[str],
+        subscription: str = "all",
+        *,
+        status: str = "UNSUBSCRIBED",
+        contact: bool = True,
+        at: float | None = None,
     ) -> None:
         """Set a subscription status (``all``: unsubscribed from all email) in the UI; with
         ``contact``, the address has a contact, whose ``lastmodifieddate`` moves."""
         with self._lock:
             ids = {a.lower(): i for i, a in self.contacts.items()}
-            when = time.time()
+            when = time.time() if at is None else at
             for email in emails:
                 address = email.lower()
                 self._set_status(address, subscription, status, when, touch=False)

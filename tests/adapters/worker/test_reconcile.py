@@ -5,6 +5,10 @@ on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -12,7 +16,7 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from adapters.config import Config
+from adapters.config import Config, load_config
 from adapters.events import Kind, OptOutEvent, Source, Verification, topic_scope
 from adapters.hub import Hub
 from adapters.providers import make_clients, make_pullers
@@ -221,3 +225,49 @@ def test_pulled_events_are_proof_of_no_one(rhub: Hub, http: requests.Session, fa
     with rhub.sessions() as session:
         event = session.scalars(select(Event)).one()
     assert event.verification == Verification.PULL.value
+
+
+def test_a_reconcile_process_killed_mid_pull_resumes_from_its_checkpoint(
+    tmp_path, database_url: str, fake_providers: FakeProviders, provider_env: dict[str, str], test_env: dict[str, str]
+) -> None:
+    fake = fake_providers.sendgrid
+    fake.ui_add("unsubscribes", [f"k{i}@example.com" for i in range(7_000)], created=int(time.time()) - 3600)
+    path = tmp_path / "reconcile.toml"
+    path.write_text(
+        f'[database]\nurl = "{database_url}"\n\n[security]\ntoken_secret_env = "OPTOUT_HUB_SECRET"\n'
+        f'admin_token_env = "OPTOUT_HUB_ADMIN_TOKEN"\n\n[providers.sendgrid]\nenabled = true\n'
+        f'base_url = "{fake.url}"\nwebhook_public_key_env = ""\n'
+    )
+    env = {**os.environ, **test_env, **provider_env}
+    gate, reached = threading.Event(), threading.Semaphore(0)
+    real_route, offsets = fake.route, []
+
+    def route(method, path, query, body):  # the 13th page waits: 12 pages read, 10 stored
+        if path == "/v3/suppression/unsubscribes":
+            offsets.append(int(query["offset"][0]))
+            if len(offsets) == 13:
+                reached.release()
+                gate.wait(60)
+        return real_route(method, path, query, body)
+
+    fake.route = route  # type: ignore[method-assign]
+    command = [sys.executable, "-m", "adapters", "reconcile", "--full", "--config", str(path)]
+    hub = Hub.open(load_config(path, {**test_env, **provider_env}), upgrade=True)
+    try:
+        first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            assert reached.acquire(timeout=60), "the pull never reached its 13th page"
+            first.kill()  # SIGKILL: no clean-up of any kind
+            first.wait(timeout=10)
+        finally:
+            gate.set()
+        assert count(hub, Event.id) == 5_000  # the pages stored before the kill, with their checkpoint
+        offsets.clear()
+        second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert offsets[0] == 5_000  # resumed after the last page stored, not from the top
+        assert "sendgrid: pulled 2000, new opt-outs 2000, drift repaired 0, conflicts 0, calls" in second.stdout
+        assert "(resumed)" in second.stdout
+        assert count(hub, Event.id) == 7_000 and count(hub, Suppression.email_key, Suppression.suppressed) == 7_000
+    finally:
+        hub.close()
