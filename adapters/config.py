@@ -224,7 +224,7 @@ class ReconcileConfig:
     """README "Reconciliation": the worker pulls every provider's changes every
     ``interval_minutes`` (0: never; ``optout-hub reconcile`` still runs by hand)."""
 
-    interval_minutes: int = 0
+    interval_minutes: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -118,6 +118,7 @@ def store_page(
         events = [e for e in events if address_key(e.email) in added]
         present = {address_key(e) for e in page.snapshot.emails}
         mailable = [email for email in _held(session, scope) if address_key(email) not in present]
+    events = _without_echoes(session, provider, events)
     removals, drift = _removals_and_drift(session, provider, scope, mailable, now=now)
     events += [
         OptOutEvent(
@@ -168,6 +169,37 @@ def _replace_snapshot(session: Session, provider: str, name: str, emails: Sequen
         session, table, ("provider", "name", "email_key", "email"), [(provider, name, k, new[k]) for k in added]
     )
     return set(added)
+
+
+def _without_echoes(session: Session, provider: str, events: list[OptOutEvent]) -> list[OptOutEvent]:
+    """``events`` without the hub's own pushes read back: opt-outs the hub holds at that scope
+    and has pushed to ``provider`` (a settled outbox row). Anything else is kept."""
+    keys = list({address_key(e.email) for e in events if e.kind is not Kind.RESUBSCRIBE})
+    if not keys:
+        return events
+    wanted = values_table(session, keys)
+    held = {
+        (row.email_key, row.scope): row.email
+        for row in session.execute(
+            select(Suppression.email_key, Suppression.scope, Suppression.email)
+            .join_from(wanted, Suppression, Suppression.email_key == wanted.c.value)
+            .where(Suppression.suppressed, Suppression.source != provider)
+        )
+    }
+    if not held:
+        return events
+    pushed = {
+        (address_key(email), scope)
+        for email, scope in session.execute(
+            select(OutboxRow.email, OutboxRow.scope).where(
+                OutboxRow.provider == provider,
+                OutboxRow.state == "done",
+                OutboxRow.action == "unsubscribe",
+                OutboxRow.email.in_(sorted(set(held.values()))),
+            )
+        )
+    }
+    return [e for e in events if (address_key(e.email), e.scope) not in pushed]
 
 
 def _held(session: Session, scope: str) -> list[str]:
