@@ -703,6 +703,7 @@ class FakeHubSpot(FakeAPI):
         self.modified: dict[str, float] = {}  # contact id -> lastmodifieddate (epoch seconds)
         self.status_times: dict[tuple[str, str], float] = {}  # (lower(email), subscription or "all") -> time
         self.searches: list[float] = []  # times of recent search calls (5 a second at most)
+        self._by_email: dict[str, str] = {}  # lower(email) -> contact id, for the UI hooks
         super().__init__()
 
     # "In HubSpot's UI": changes that fire no webhook ---------------------------------------------
@@ -729,7 +730,9 @@ class FakeHubSpot(FakeAPI):
         """Set a subscription status (``all``: unsubscribed from all email) in the UI; with
         ``contact``, the address has a contact, whose ``lastmodifieddate`` moves."""
         with self._lock:
-            ids = {a.lower(): i for i, a in self.contacts.items()}
+            if len(self._by_email) != len(self.contacts):
+                self._by_email = {a.lower(): i for i, a in self.contacts.items()}
+            ids = self._by_email
             when = time.time() if at is None else at
             for email in emails:
                 address = email.lower()
