@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import pty
+import select as select_module
 import subprocess
 import sys
 import threading
@@ -230,12 +232,7 @@ def test_a_reconcile_process_killed_mid_pull_resumes_from_its_checkpoint(
 ) -> None:
     fake = fake_providers.sendgrid
     fake.ui_add("unsubscribes", [f"k{i}@example.com" for i in range(7_000)], created=int(time.time()) - 3600)
-    path = tmp_path / "reconcile.toml"
-    path.write_text(
-        f'[database]\nurl = "{database_url}"\n\n[security]\ntoken_secret_env = "OPTOUT_HUB_SECRET"\n'
-        f'admin_token_env = "OPTOUT_HUB_ADMIN_TOKEN"\n\n[providers.sendgrid]\nenabled = true\n'
-        f'base_url = "{fake.url}"\nwebhook_public_key_env = ""\n'
-    )
+    path = sendgrid_config(tmp_path, database_url, fake.url)
     env = {**os.environ, **test_env, **provider_env}
     gate, reached = threading.Event(), threading.Semaphore(0)
     real_route, offsets = fake.route, []
@@ -295,3 +292,43 @@ def wait_for(condition: Callable[[], bool], timeout: float = 30) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
+
+
+def sendgrid_config(tmp_path, database_url: str, url: str):
+    """A TOML file for a child process: the test's database, SendGrid at the fake."""
+    path = tmp_path / "reconcile.toml"
+    path.write_text(
+        f'[database]\nurl = "{database_url}"\n\n[security]\ntoken_secret_env = "OPTOUT_HUB_SECRET"\n'
+        f'admin_token_env = "OPTOUT_HUB_ADMIN_TOKEN"\n\n[providers.sendgrid]\nenabled = true\n'
+        f'base_url = "{url}"\nwebhook_public_key_env = ""\n'
+    )
+    return path
+
+
+def test_the_backfill_shows_progress_on_a_terminal_only(
+    tmp_path, database_url: str, fake_providers: FakeProviders, provider_env: dict[str, str], test_env: dict[str, str]
+) -> None:
+    fake_providers.sendgrid.ui_add("unsubscribes", [f"t{i}@example.com" for i in range(600)], created=1_700_000_000)
+    path = sendgrid_config(tmp_path, database_url, fake_providers.sendgrid.url)
+    command = [sys.executable, "-m", "adapters", "reconcile", "--full", "--config", str(path)]
+    env = {**os.environ, **test_env, **provider_env}
+    master, slave = pty.openpty()
+    try:
+        done = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=slave, text=True, timeout=120)
+        os.close(slave)
+        shown = b""
+        while select_module.select([master], [], [], 0.5)[0]:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(master)
+    assert done.returncode == 0
+    assert b"sendgrid: 600 pulled, 600 new" in shown  # the progress line, on the terminal
+    assert "sendgrid: pulled 600, new opt-outs 600, drift repaired 0, conflicts 0, calls 4" in done.stdout
+    piped = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)  # nothing new now
+    assert piped.stderr == "" and "sendgrid: pulled 600, new opt-outs 0" in piped.stdout
