@@ -361,6 +361,8 @@ class FakeMailchimp(_MailchimpMembers, FakeAPI):
         self.last_changed: dict[tuple[str, str], float] = {}  # (list, lower(email)) -> time of the last change
         self.reasons: dict[tuple[str, str], str] = {}  # (list, lower(email)) -> unsubscribe_reason
         self.version = 0  # bumped by every change, so member pages are sorted once per state
+        self.max_in_flight = 10  # Mailchimp's simultaneous connections per user; past it, a 429
+        self._in_flight = 0
         self._sorted: dict[tuple[str, str | None], tuple[Any, list[tuple[float, str, str]]]] = {}
         super().__init__()
 
@@ -378,6 +380,24 @@ class FakeMailchimp(_MailchimpMembers, FakeAPI):
                 self.last_changed[(list_id, email.lower())] = when
                 if reason:
                     self.reasons[(list_id, email.lower())] = reason
+
+    def serve(self, method: str, target: str, headers: Any, raw: bytes) -> tuple[int, dict[str, str], Any]:
+        """Mailchimp allows ten simultaneous connections per user: more get a 429 without
+        rate-limit headers."""
+        with self._lock:
+            self._in_flight += 1
+            over = self._in_flight > self.max_in_flight
+        try:
+            if over:
+                return (
+                    429,
+                    {},
+                    {"type": "about:blank", "title": "Too Many Requests", "status": 429, "detail": "too many"},
+                )
+            return super().serve(method, target, headers, raw)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
 
     def check_auth(self, authorization: str) -> None:
         scheme, _, encoded = authorization.partition(" ")

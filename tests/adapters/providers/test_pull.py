@@ -180,3 +180,22 @@ def test_hubspot_pages_past_the_search_cap_with_a_new_query(http: requests.Sessi
         assert fake.unexpected == []
     finally:
         fake.close()
+
+
+def test_fake_mailchimp_refuses_more_than_ten_connections_at_once() -> None:
+    import base64
+    import concurrent.futures
+
+    from tests.support.fake_providers import MAILCHIMP_KEY, FakeMailchimp
+
+    fake = FakeMailchimp()
+    fake.latency = 0.5
+    auth = {"Authorization": "Basic " + base64.b64encode(f"hub:{MAILCHIMP_KEY}".encode()).decode()}
+    try:
+        with concurrent.futures.ThreadPoolExecutor(12) as pool:
+            statuses = list(
+                pool.map(lambda _: requests.get(f"{fake.url}/3.0/ping", headers=auth).status_code, range(12))
+            )
+    finally:
+        fake.close()
+    assert statuses.count(429) >= 1 and statuses.count(200) + statuses.count(429) == 12, statuses
