@@ -95,7 +95,12 @@ def pull_provider(
             finish_run(session, slug, kind, now=hub.clock())
     except (OptOutHubError, SQLAlchemyError) as exc:
         tally.error = str(exc) if isinstance(exc, OptOutHubError) else StoreError.__name__ + ": " + type(exc).__name__
-        log.warning("reconcile %s: stopped (%s); the next pull resumes from its checkpoint", slug, tally.error)
+        log.warning(
+            "reconcile %s: stopped (%s); the next pull resumes from its checkpoint",
+            slug,
+            tally.error,
+            exc_info=isinstance(exc, SQLAlchemyError),
+        )
     return tally
 
 

@@ -312,6 +312,7 @@ def test_the_backfill_shows_progress_on_a_terminal_only(
     path = sendgrid_config(tmp_path, database_url, fake_providers.sendgrid.url)
     command = [sys.executable, "-m", "adapters", "reconcile", "--full", "--config", str(path)]
     env = {**os.environ, **test_env, **provider_env}
+    Hub.open(load_config(path, {**test_env, **provider_env}), upgrade=True).close()  # db upgrade (PostgreSQL)
     master, slave = pty.openpty()
     try:
         done = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=slave, text=True, timeout=120)
