@@ -44,6 +44,7 @@ from adapters.store.importer import import_csv, open_csv
 from adapters.store.queries import address_state, export_suppressions
 from adapters.store.rates import DIMENSIONS, rate_table
 from adapters.store.recipients import RecipientRequest, issue_tokens
+from adapters.worker import reconcile
 from adapters.worker.constant_contact import clients_for
 from adapters.worker.outbox import Worker
 
@@ -110,14 +111,21 @@ class WorkerComponent:
         self.worker = Worker(hub, clients_for(hub, self.http), http=self.http)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self.worker.run, args=(self._stop,), name="worker", daemon=True)
+        self._reconciler = threading.Thread(
+            target=reconcile.run_every, args=(hub, self._stop), name="reconcile", daemon=True
+        )
 
     def start(self) -> None:
         self._thread.start()
+        if self.worker.hub.config.reconcile.interval_minutes:
+            self._reconciler.start()
         print(f"optout-hub: push worker running for {', '.join(self.worker.clients) or 'no provider'}", flush=True)
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=60)
+        if self._reconciler.is_alive():
+            self._reconciler.join(timeout=60)
         self.http.close()
 
 
@@ -329,6 +337,16 @@ def provider_clients(config: Config) -> Iterator[dict[str, PushClient]]:
             hub.close()
 
 
+def cmd_reconcile(args: argparse.Namespace, config: Config) -> int:
+    hub = Hub.open(config)
+    try:
+        lines = reconcile.run_command(hub, provider=args.provider, since=args.since, full=args.full, stream=sys.stderr)
+    finally:
+        hub.close()
+    print("\n".join(lines))
+    return 1 if any("; error: " in line for line in lines) else 0
+
+
 def cmd_providers_check(args: argparse.Namespace, config: Config) -> int:
     """One read-only round per enabled provider; exit 1 if any failed."""
     failed = 0
@@ -491,6 +509,10 @@ def build_parser() -> argparse.ArgumentParser:
     psub = p.add_subparsers(dest="providers_command", required=True, metavar="SUBCOMMAND")
     check = psub.add_parser("check", parents=[common], help="one read-only call per enabled provider: ok, or its error")
     check.set_defaults(func=cmd_providers_check)
+    p = add("reconcile", cmd_reconcile, "pull opt-outs back from the providers; print per provider what it found")
+    p.add_argument("--provider", metavar="SLUG", help="only this provider")
+    p.add_argument("--since", metavar="ISO", help="pull changes since this time instead of since the last pull")
+    p.add_argument("--full", action="store_true", help="the backfill: everything each provider holds")
     p = add("status", cmd_status, "print an address's state as JSON")
     p.add_argument("email")
     p = add("headers", cmd_headers, "print the List-Unsubscribe headers for one recipient")

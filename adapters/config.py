@@ -291,6 +291,14 @@ class ComplianceConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ReconcileConfig:
+    """README "Reconciliation": the worker pulls every provider's changes every
+    ``interval_minutes`` (0: never; ``optout-hub reconcile`` still runs by hand)."""
+
+    interval_minutes: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     database: DatabaseConfig = DatabaseConfig()
     smtp: SMTPConfig = SMTPConfig()
@@ -306,6 +314,7 @@ class Config:
     consent: ConsentConfig = ConsentConfig()
     compliance: ComplianceConfig = ComplianceConfig()
     admins: tuple[Admin, ...] = ()
+    reconcile: ReconcileConfig = ReconcileConfig()
 
     def topic(self, name: str) -> Topic | None:
         return next((t for t in self.topics if t.name == name), None)
@@ -507,6 +516,8 @@ def _validate(config: Config) -> None:
     ):
         if value <= 0:
             raise ConfigError(key, "must be positive")
+    if config.reconcile.interval_minutes < 0:
+        raise ConfigError("reconcile.interval_minutes", "must be 0 (off) or positive")
     if config.inbound.retry_max_seconds <= 0:
         raise ConfigError("inbound.retry_max_seconds", "must be positive")
     for i, slug in enumerate(config.consent.provider_resubscribes):

@@ -17,6 +17,7 @@ import requests
 from adapters.config import Config
 from adapters.providers import constant_contact, hubspot, mailchimp, sendgrid
 from adapters.providers.client import ProviderModule, PushClient
+from adapters.providers.pull import Puller
 
 PROVIDER_MODULES: dict[str, ProviderModule] = {
     "mailchimp": mailchimp,
@@ -46,3 +47,21 @@ def make_clients(
         else:
             clients[slug] = PROVIDER_MODULES[slug].make_client(config, http, now=now)
     return clients
+
+
+def make_pullers(
+    config: Config,
+    http: requests.Session,
+    *,
+    now: Callable[[], datetime],
+    cc_state: constant_contact.CCState | None = None,
+) -> dict[str, Puller]:
+    """A puller for every enabled provider whose module can be read back (``make_puller``);
+    ``cc_state`` as for :func:`make_clients`."""
+    pullers: dict[str, Puller] = {}
+    for slug in config.providers.enabled():
+        if slug == constant_contact.SLUG:
+            pullers[slug] = constant_contact.make_puller(config, http, now=now, state=cc_state)
+        elif (make_puller := getattr(PROVIDER_MODULES[slug], "make_puller", None)) is not None:
+            pullers[slug] = make_puller(config, http, now=now)
+    return pullers

@@ -12,7 +12,8 @@ import hashlib
 import hmac
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -22,9 +23,18 @@ import requests
 from adapters.addresses import address_key
 from adapters.config import Config, Secret
 from adapters.errors import PayloadError, ProviderAPIError, SignatureError
-from adapters.events import Actor, Kind, scope_topic
+from adapters.events import GLOBAL_SCOPE, Actor, Kind, OptOutEvent, Source, Verification, scope_topic, topic_scope
 from adapters.providers import payloads
 from adapters.providers.client import APIClient, Outcome, PushResult, answer_key, bearer_api, push_each
+from adapters.providers.pull import (
+    PullAPI,
+    PullPage,
+    decode_checkpoint,
+    encode_checkpoint,
+    iso_time,
+    pull_event_id,
+    pulled_address,
+)
 from adapters.providers.webhook import ContactEvent, ContactLookups, WebhookRequest, WebhookSpec
 
 log = logging.getLogger(__name__)
@@ -317,9 +327,9 @@ class HubSpotClient:
         return f"token ok; subscriptions: {names}; unsubscribe-all: {path}; write scopes are proven only by a push"
 
 
-def make_client(config: Config, http: requests.Session, *, now: Callable[[], datetime]) -> HubSpotClient:
+def _api(config: Config, http: requests.Session, now: Callable[[], datetime]) -> APIClient:
     cfg = config.providers.hubspot
-    api = bearer_api(
+    return bearer_api(
         "hubspot",
         http,
         cfg.access_token,
@@ -330,11 +340,205 @@ def make_client(config: Config, http: requests.Session, *, now: Callable[[], dat
         now=now,
         retry_hint=_policy_wait,
     )
-    subscriptions = {t.name: t.hubspot_subscription for t in config.topics if t.hubspot_subscription}
+
+
+def _topic_subscriptions(config: Config) -> dict[str, str]:
+    return {t.name: t.hubspot_subscription for t in config.topics if t.hubspot_subscription}
+
+
+def make_client(config: Config, http: requests.Session, *, now: Callable[[], datetime]) -> HubSpotClient:
+    cfg = config.providers.hubspot
     return HubSpotClient(
-        api,
+        _api(config, http, now),
         subscription_ids=cfg.subscription_ids,
-        topic_subscriptions=subscriptions,
+        topic_subscriptions=_topic_subscriptions(config),
         batch_size=cfg.batch_size,
         batch=cfg.batch_unsubscribe_all,
     )
+
+
+# --- pull: contacts search, confirmed by the v4 status reads (README "Reconciliation") ------
+
+SEARCH_PATH = "/crm/v3/objects/contacts/search"
+STATUS_READ_PATH = "/communication-preferences/v4/statuses/batch/read"
+WIDE_READ_PATH = "/communication-preferences/v4/statuses/batch/unsubscribe-all/read"
+SEARCH_PAGE = 200  # the search API's maximum limit
+SEARCH_CAP = 10_000  # results one query may page through; beyond, a new query from the last time
+SEARCH_PER_SECOND = 5
+STATUS_BATCH = 100
+MAX_OPTOUT_GROUPS = 5  # filterGroups per query
+OVERLAP = timedelta(minutes=5)  # the search index lags: read a little again
+SETTLE = timedelta(minutes=1)
+
+
+def _ms(when: datetime) -> int:
+    return int(when.timestamp() * 1000)
+
+
+def search_body(
+    properties: Sequence[str], *, after: int, since_ms: int | None, until_ms: int, changed_only: bool
+) -> dict[str, Any]:
+    """A contacts search, oldest change first, in the window [since, until): every contact
+    changed there (``changed_only``), else those whose opt-out ``properties`` are true."""
+    window = [{"propertyName": "lastmodifieddate", "operator": "LT", "value": str(until_ms)}]
+    if since_ms is not None:
+        window.append({"propertyName": "lastmodifieddate", "operator": "GTE", "value": str(since_ms)})
+    groups = (
+        [{"filters": window}]
+        if changed_only
+        else [{"filters": [{"propertyName": p, "operator": "EQ", "value": "true"}, *window]} for p in properties]
+    )
+    return {
+        "filterGroups": groups,
+        "sorts": [{"propertyName": "lastmodifieddate", "direction": "ASCENDING"}],
+        "properties": ["email", "lastmodifieddate", *properties],
+        "limit": SEARCH_PAGE,
+        "after": str(after),
+    }
+
+
+def parse_search(body: object) -> tuple[list[str], int | None, int | None]:
+    """A search page: the contacts' addresses, ``paging.next.after`` (``None`` on the last
+    page) and the last contact's ``lastmodifieddate`` in epoch ms."""
+    if not isinstance(body, dict) or not isinstance(body.get("results"), list):
+        raise PayloadError("search: results missing")
+    emails, last = [], None
+    for result in body["results"]:
+        props = result.get("properties") if isinstance(result, dict) else None
+        if not isinstance(props, dict):
+            continue
+        changed = iso_time(props.get("lastmodifieddate"))
+        last = _ms(changed) if changed is not None else last
+        if props.get("email") and (email := pulled_address(props["email"], PROVIDER)) is not None:
+            emails.append(email)
+    after = ((body.get("paging") or {}).get("next") or {}).get("after")
+    return emails, payloads.digits(after) if isinstance(after, str) else None, last
+
+
+def parse_statuses(
+    statuses: object, wide: object, *, scopes: Mapping[str, str], received_at: datetime
+) -> tuple[list[OptOutEvent], dict[str, list[str]]]:
+    """The v4 batch reads: "unsubscribed from all" is a global opt-out, ``UNSUBSCRIBED`` from a
+    topic's subscription that topic's; ``SUBSCRIBED`` there is mailable (scope -> addresses)."""
+    events: list[OptOutEvent] = []
+    mailable: dict[str, list[str]] = {}
+
+    def event(email: str, scope: str, what: str, stamp: object) -> OptOutEvent:
+        return OptOutEvent(
+            email=email,
+            kind=Kind.UNSUBSCRIBE,
+            source=Source.HUBSPOT,
+            scope=scope,
+            verification=Verification.PULL,
+            provider_event_id=pull_event_id("hs-pull", what, email.lower(), stamp),
+            occurred_at=iso_time(stamp),
+            received_at=received_at,
+            reason=OPTOUT_PROPERTY if scope == GLOBAL_SCOPE else f"{OPTOUT_PROPERTY}_{what}",
+        )
+
+    for result in _results(wide):
+        email = pulled_address(result.get("subscriberIdString"), PROVIDER)
+        for status in result.get("wideStatuses") or []:
+            if (
+                email
+                and isinstance(status, dict)
+                and status.get("status") == "UNSUBSCRIBED"
+                and status.get("wideStatusType", "PORTAL_WIDE") == "PORTAL_WIDE"
+            ):
+                events.append(event(email, GLOBAL_SCOPE, "all", status.get("timestamp")))
+    for result in _results(statuses):
+        email = pulled_address(result.get("subscriberIdString"), PROVIDER)
+        for status in result.get("statuses") or []:
+            if not email or not isinstance(status, dict):
+                continue
+            subscription = str(status.get("subscriptionId"))
+            scope = scopes.get(subscription)
+            if scope is None:
+                continue
+            if status.get("status") == "UNSUBSCRIBED":
+                events.append(event(email, scope, subscription, status.get("timestamp")))
+            elif status.get("status") == "SUBSCRIBED":
+                mailable.setdefault(scope, []).append(email)
+    return events, mailable
+
+
+def _results(body: object) -> list[dict[str, Any]]:
+    """The ``results`` of a v4 batch answer (a 207 holds them beside its ``errors``)."""
+    if not isinstance(body, dict) or not isinstance(body.get("results"), list):
+        raise PayloadError("status read: results missing")
+    return [r for r in body["results"] if isinstance(r, dict)]
+
+
+class HubSpotPuller:
+    """HubSpot lists no opt-outs since a time: search contacts sorted by ``lastmodifieddate``
+    (every contact changed since ``since``; for a backfill, those with an opt-out property
+    true), at most five searches a second, a new query from the last time seen before the
+    10,000-result cap; then confirm each page's addresses with the v4 status reads. Addresses
+    without a contact cannot be found this way (README "Reconciliation")."""
+
+    slug = "hubspot"
+
+    def __init__(
+        self,
+        api: PullAPI,
+        *,
+        scopes: Mapping[str, str],
+        now: Callable[[], datetime],
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.api = api
+        self.scopes = dict(scopes)  # subscription id -> topic scope
+        self.now = now
+        self.monotonic = monotonic
+        self._searches: list[float] = []
+
+    def pull(self, *, since: datetime | None, checkpoint: str | None) -> Iterator[PullPage]:
+        at = decode_checkpoint(checkpoint)
+        until = int(at.get("until") or _ms(self.now() - SETTLE))
+        start = at.get("from", _ms(since - OVERLAP) if since is not None else None)
+        after = int(at.get("after", 0))
+        properties = [OPTOUT_PROPERTY, *(f"{OPTOUT_PROPERTY}_{s}" for s in self.scopes)][:MAX_OPTOUT_GROUPS]
+        while True:
+            self._pace()
+            body = search_body(properties, after=after, since_ms=start, until_ms=until, changed_only=since is not None)
+            emails, next_after, last = parse_search(self.api.request("POST", SEARCH_PATH, json_body=body))
+            events: list[OptOutEvent] = []
+            mailable: dict[str, list[str]] = {}
+            for i in range(0, len(emails), STATUS_BATCH):
+                chunk = {"inputs": emails[i : i + STATUS_BATCH]}
+                params = {"channel": "EMAIL"}
+                statuses = self.api.request("POST", STATUS_READ_PATH, json_body=chunk, params=params)
+                wide = self.api.request("POST", WIDE_READ_PATH, json_body=chunk, params=params)
+                found, open_to = parse_statuses(statuses, wide, scopes=self.scopes, received_at=self.now())
+                events += found
+                for scope, addresses in open_to.items():
+                    mailable.setdefault(scope, []).extend(addresses)
+            position = encode_checkpoint(until=until, **{"from": start}, after=after)
+            for scope, addresses in mailable.items():  # before the page that moves the checkpoint on
+                yield PullPage(events=(), checkpoint=position, calls=0, mailable=addresses, scope=scope)
+            if next_after is not None and next_after + SEARCH_PAGE > SEARCH_CAP:
+                if last is None or last == start:
+                    raise ProviderAPIError(PROVIDER, f"more than {SEARCH_CAP} contacts changed in one millisecond")
+                start, next_after = last, 0  # the overlap is read again and stored once
+            done = next_after is None
+            after = next_after or 0
+            yield PullPage(
+                events=events,
+                checkpoint=None if done else encode_checkpoint(until=until, **{"from": start}, after=after),
+                calls=self.api.take_calls(),
+            )
+            if done:
+                return
+
+    def _pace(self) -> None:
+        """At most :data:`SEARCH_PER_SECOND` searches in any second (the search API's limit)."""
+        now = self.monotonic()
+        self._searches = [t for t in self._searches if now - t < 1.0]
+        if len(self._searches) >= SEARCH_PER_SECOND:
+            self.api.sleep(1.0 - (now - self._searches[0]))
+        self._searches.append(self.monotonic())
+
+
+def make_puller(config: Config, http: requests.Session, *, now: Callable[[], datetime]) -> HubSpotPuller:
+    scopes = {sub: topic_scope(name) for name, sub in _topic_subscriptions(config).items()}
+    return HubSpotPuller(PullAPI(_api(config, http, now)), scopes=scopes, now=now)

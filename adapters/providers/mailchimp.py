@@ -10,8 +10,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl, quote
 
 import requests
@@ -22,6 +22,15 @@ from adapters.errors import ConfigError, PayloadError, ProviderAPIError, Signatu
 from adapters.events import GLOBAL_SCOPE, Actor, Kind, OptOutEvent, Source, Verification, scope_topic, topic_scope
 from adapters.providers import payloads
 from adapters.providers.client import APIClient, Outcome, PushResult, answer_key, push_each, result_for_error
+from adapters.providers.pull import (
+    PullAPI,
+    PullPage,
+    decode_checkpoint,
+    encode_checkpoint,
+    iso_time,
+    pull_event_id,
+    pulled_address,
+)
 from adapters.providers.webhook import OptOuts, UrlRule, WebhookRequest, WebhookSpec
 
 # --- inbound: webhook verification and parsing ----------------------------------------------
@@ -256,14 +265,14 @@ class MailchimpClient:
         return "ping ok; lists: " + (", ".join(names) or "none configured")
 
 
-def make_client(config: Config, http: requests.Session, *, now: Callable[[], datetime]) -> MailchimpClient:
+def _api(config: Config, http: requests.Session, now: Callable[[], datetime]) -> APIClient:
     cfg = config.providers.mailchimp
     if cfg.api_key is None:
         raise ConfigError("providers.mailchimp.api_key_env", "no API key")
     key = cfg.api_key.reveal()
     base_url = cfg.base_url or f"https://{data_centre(key)}.api.mailchimp.com"
     credentials = base64.b64encode(f"optout-hub:{key}".encode()).decode()
-    api = APIClient(
+    return APIClient(
         "mailchimp",
         http,
         base_url,
@@ -272,5 +281,122 @@ def make_client(config: Config, http: requests.Session, *, now: Callable[[], dat
         secrets=(key, credentials),
         now=now,
     )
+
+
+def make_client(config: Config, http: requests.Session, *, now: Callable[[], datetime]) -> MailchimpClient:
+    cfg = config.providers.mailchimp
     topic_lists = {t.name: t.mailchimp_list for t in config.topics if t.mailchimp_list}
-    return MailchimpClient(api, lists=cfg.lists, topic_lists=topic_lists, batch_size=cfg.batch_size)
+    return MailchimpClient(_api(config, http, now), lists=cfg.lists, topic_lists=topic_lists, batch_size=cfg.batch_size)
+
+
+# --- pull: members unsubscribed or cleaned since a time (README "Reconciliation") -----------
+
+PULL_KINDS = {"unsubscribed": Kind.UNSUBSCRIBE, "cleaned": Kind.BOUNCE}
+MAILABLE = frozenset({"subscribed", "pending"})
+PAGE_SIZE = 1000  # the API's maximum count
+MEMBER_FIELDS = (
+    "members.email_address,members.status,members.last_changed,members.unsubscribe_reason,members.list_id,total_items"
+)
+OVERLAP = timedelta(minutes=5)  # since_last_changed is exclusive and said to miss members: read a little again
+SETTLE = timedelta(minutes=1)  # the window ends a little before now, so paging by offset stays stable
+
+
+def parse_members(
+    body: object, *, list_id: str, scope: str, received_at: datetime
+) -> tuple[list[OptOutEvent], list[str], int]:
+    """One page of ``GET /lists/{id}/members``: opt-outs (``unsubscribed``, ``cleaned``) as
+    events at ``scope``, the addresses still mailable there, and ``total_items``."""
+    if not isinstance(body, dict) or not isinstance(body.get("members"), list):
+        raise PayloadError("members: missing or not a list")
+    events, mailable = [], []
+    for member in body["members"]:
+        if not isinstance(member, dict):
+            continue
+        status = member.get("status")
+        email = pulled_address(member.get("email_address"), "mailchimp")
+        if email is None:
+            continue
+        if status in MAILABLE:
+            mailable.append(email)
+            continue
+        kind = PULL_KINDS.get(str(status))
+        if kind is None:
+            continue
+        changed = str(member.get("last_changed") or "")
+        reason = member.get("unsubscribe_reason")
+        events.append(
+            OptOutEvent(
+                email=email,
+                kind=kind,
+                source=Source.MAILCHIMP,
+                scope=scope,
+                verification=Verification.PULL,
+                provider_event_id=pull_event_id("mc-pull", list_id, status, email.lower(), changed),
+                occurred_at=iso_time(changed),
+                received_at=received_at,
+                reason=reason if isinstance(reason, str) and reason else None,
+                metadata={"list_id": list_id, "status": status},
+            )
+        )
+    total = body.get("total_items")
+    return events, mailable, total if isinstance(total, int) and not isinstance(total, bool) else 0
+
+
+class MailchimpPuller:
+    """Reads each audience (``lists`` are global, a topic's list is that topic) by status,
+    oldest change first, in a window frozen at the pull's start (``before_last_changed``), so
+    offset paging is stable. ``unsubscribed`` and ``cleaned`` members are opt-outs; with a
+    ``since`` (not a backfill), members changed to ``subscribed`` or ``pending`` are read too,
+    to find drift. A checkpoint is the window's end, the step and the offset."""
+
+    slug = "mailchimp"
+
+    def __init__(self, api: PullAPI, *, scopes: Mapping[str, str], now: Callable[[], datetime]) -> None:
+        self.api = api
+        self.scopes = dict(scopes)  # list id -> scope
+        self.now = now
+
+    def pull(self, *, since: datetime | None, checkpoint: str | None) -> Iterator[PullPage]:
+        at = decode_checkpoint(checkpoint)
+        until = at.get("until") or (self.now() - SETTLE).isoformat(timespec="seconds")
+        statuses = (*PULL_KINDS, "subscribed") if since is not None else tuple(PULL_KINDS)
+        steps = [(list_id, status) for list_id in self.scopes for status in statuses]
+        step, offset = int(at.get("step", 0)), int(at.get("offset", 0))
+        while step < len(steps):
+            list_id, status = steps[step]
+            params = {
+                "status": status,
+                "before_last_changed": until,
+                "sort_field": "last_changed",
+                "sort_dir": "ASC",
+                "count": str(PAGE_SIZE),
+                "offset": str(offset),
+                "fields": MEMBER_FIELDS,
+            }
+            if since is not None:
+                params["since_last_changed"] = (since - OVERLAP).isoformat(timespec="seconds")
+            body = self.api.request("GET", f"/3.0/lists/{quote(list_id, safe='')}/members", params=params)
+            events, mailable, total = parse_members(
+                body, list_id=list_id, scope=self.scopes[list_id], received_at=self.now()
+            )
+            offset += PAGE_SIZE
+            if offset >= total:
+                step, offset = step + 1, 0
+            done = step >= len(steps)
+            yield PullPage(
+                events=events,
+                checkpoint=None if done else encode_checkpoint(until=until, step=step, offset=offset),
+                calls=self.api.take_calls(),
+                mailable=mailable,
+                scope=self.scopes[list_id],
+            )
+
+
+def make_puller(config: Config, http: requests.Session, *, now: Callable[[], datetime]) -> MailchimpPuller:
+    # A list in ``lists`` receives every global opt-out: what it holds is read as global, or
+    # the hub's own pushes there would come back as topic opt-outs.
+    scopes = dict.fromkeys(config.providers.mailchimp.lists, GLOBAL_SCOPE)
+    for t in config.topics:
+        if t.mailchimp_list:
+            scopes.setdefault(t.mailchimp_list, topic_scope(t.name))
+    return MailchimpPuller(PullAPI(_api(config, http, now)), scopes=scopes, now=now)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import functools
-from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
 from urllib.parse import quote
 
 import requests
@@ -25,6 +26,15 @@ from adapters.errors import ConfigError, PayloadError, ProviderAPIError, Signatu
 from adapters.events import GLOBAL_SCOPE, Actor, Kind, OptOutEvent, Source, Verification, scope_topic, topic_scope
 from adapters.providers import payloads
 from adapters.providers.client import APIClient, Outcome, PushResult, bearer_api, push_each
+from adapters.providers.pull import (
+    PullAPI,
+    PullPage,
+    Snapshot,
+    decode_checkpoint,
+    encode_checkpoint,
+    pull_event_id,
+    pulled_address,
+)
 from adapters.providers.webhook import OptOuts, WebhookRequest, WebhookSpec
 
 # --- inbound: webhook verification and parsing ----------------------------------------------
@@ -276,9 +286,9 @@ class SendGridClient:
         return "scopes ok; groups: " + (", ".join(groups) or "none configured")
 
 
-def make_client(config: Config, http: requests.Session, *, now: Callable[[], datetime]) -> SendGridClient:
+def _api(config: Config, http: requests.Session, now: Callable[[], datetime]) -> APIClient:
     cfg = config.providers.sendgrid
-    api = bearer_api(
+    return bearer_api(
         "sendgrid",
         http,
         cfg.api_key,
@@ -289,5 +299,122 @@ def make_client(config: Config, http: requests.Session, *, now: Callable[[], dat
         now=now,
         retry_hint=_rate_limit_reset,
     )
-    groups = {t.name: t.sendgrid_group for t in config.topics if t.sendgrid_group is not None}
-    return SendGridClient(api, topic_groups=groups, batch_size=cfg.batch_size)
+
+
+def _topic_groups(config: Config) -> dict[str, int]:
+    return {t.name: t.sendgrid_group for t in config.topics if t.sendgrid_group is not None}
+
+
+def make_client(config: Config, http: requests.Session, *, now: Callable[[], datetime]) -> SendGridClient:
+    return SendGridClient(
+        _api(config, http, now), topic_groups=_topic_groups(config), batch_size=config.providers.sendgrid.batch_size
+    )
+
+
+# --- pull: suppression lists by creation time, groups by snapshot (README "Reconciliation") --
+
+# The time-filtered lists that are about consent: global unsubscribes and spam reports opt out;
+# bounces are kept as bounces (they opt out only under [inbound] suppress_hard_bounces). Blocks
+# and invalid addresses are deliverability problems, not anyone's request.
+PULL_LISTS = {"unsubscribes": Kind.UNSUBSCRIBE, "spam_reports": Kind.COMPLAINT, "bounces": Kind.BOUNCE}
+PAGE_SIZE = 500  # the API's maximum limit
+OVERLAP = timedelta(minutes=5)  # start_time = since - 5 min: late-written records are read again
+SETTLE = timedelta(minutes=1)
+
+
+def parse_suppressions(body: object, *, kind_name: str, received_at: datetime) -> list[OptOutEvent]:
+    """One page of ``GET /v3/suppression/{kind}`` (a JSON array) as global events."""
+    if not isinstance(body, list):
+        raise PayloadError(f"{kind_name}: expected a JSON array")
+    kind = PULL_LISTS[kind_name]
+    events = []
+    for item in body:
+        if not isinstance(item, dict):
+            continue
+        email = pulled_address(item.get("email"), "sendgrid")
+        if email is None:
+            continue
+        created = item.get("created")
+        reason = item.get("reason")
+        events.append(
+            OptOutEvent(
+                email=email,
+                kind=kind,
+                source=Source.SENDGRID,
+                verification=Verification.PULL,
+                provider_event_id=pull_event_id("sg-pull", kind_name, email.lower(), created),
+                occurred_at=payloads.epoch(created, "created") if type(created) is int else None,
+                received_at=received_at,
+                reason=reason if isinstance(reason, str) and reason else None,
+                metadata={"list": kind_name},
+            )
+        )
+    return events
+
+
+def parse_group(body: object, *, group: int, scope: str, received_at: datetime) -> PullPage:
+    """``GET /v3/asm/groups/{id}/suppressions`` (an array of addresses): the group's snapshot,
+    with an opt-out at ``scope`` for each address (the caller keeps the new ones)."""
+    if not isinstance(body, list):
+        raise PayloadError(f"group {group}: expected a JSON array")
+    emails = [e for e in (pulled_address(v, "sendgrid") for v in body) if e is not None]
+    events = [
+        OptOutEvent(
+            email=email,
+            kind=Kind.UNSUBSCRIBE,
+            source=Source.SENDGRID,
+            scope=scope,
+            verification=Verification.PULL,
+            provider_event_id=pull_event_id("sg-group", group, email.lower()),
+            occurred_at=received_at,
+            received_at=received_at,
+            metadata={"asm_group_id": group},
+        )
+        for email in emails
+    ]
+    return PullPage(events=events, checkpoint=None, calls=0, snapshot=Snapshot(f"group:{group}", scope, emails))
+
+
+class SendGridPuller:
+    """Reads the global unsubscribes, spam reports and bounces created in the window
+    (``start_time`` = since − 5 min, ``end_time`` frozen at the pull's start), page by page
+    until a short page, then each topic's unsubscribe group whole (no time filter exists)."""
+
+    slug = "sendgrid"
+
+    def __init__(self, api: PullAPI, *, groups: Mapping[int, str], now: Callable[[], datetime]) -> None:
+        self.api = api
+        self.groups = dict(groups)  # group id -> scope
+        self.now = now
+
+    def pull(self, *, since: datetime | None, checkpoint: str | None) -> Iterator[PullPage]:
+        at = decode_checkpoint(checkpoint)
+        until = int(at.get("until") or (self.now() - SETTLE).timestamp())
+        steps: list[str | int] = [*PULL_LISTS, *self.groups]
+        step, offset = int(at.get("step", 0)), int(at.get("offset", 0))
+        while step < len(steps):
+            target = steps[step]
+            if isinstance(target, str):
+                params = {"end_time": str(until), "limit": str(PAGE_SIZE), "offset": str(offset)}
+                if since is not None:
+                    params["start_time"] = str(int((since - OVERLAP).timestamp()))
+                body = self.api.request("GET", f"/v3/suppression/{target}", params=params)
+                page = PullPage(parse_suppressions(body, kind_name=target, received_at=self.now()), None, 0)
+                offset += PAGE_SIZE
+                if not isinstance(body, list) or len(body) < PAGE_SIZE:
+                    step, offset = step + 1, 0
+            else:
+                body = self.api.request("GET", f"/v3/asm/groups/{target}/suppressions")
+                page = parse_group(body, group=target, scope=self.groups[target], received_at=self.now())
+                step, offset = step + 1, 0
+            done = step >= len(steps)
+            yield dataclasses.replace(
+                page,
+                checkpoint=None if done else encode_checkpoint(until=until, step=step, offset=offset),
+                calls=self.api.take_calls(),
+            )
+
+
+def make_puller(config: Config, http: requests.Session, *, now: Callable[[], datetime]) -> SendGridPuller:
+    groups = {group: topic_scope(name) for name, group in _topic_groups(config).items()}
+    return SendGridPuller(PullAPI(_api(config, http, now)), groups=groups, now=now)

@@ -13,6 +13,8 @@
 - ``outbox``: one row per (event, provider) to push, claimed by workers under a lease.
 - ``instance_settings``: generated instance secrets (the token key when none is configured).
 - ``confirmation_sends``: one row per address and UTC day a confirmation mail went out.
+- ``reconcile_checkpoints``, ``reconcile_snapshots``: where each provider's pull stands, and
+  the last full list of each provider list that can only be read whole (README "Reconciliation").
 """
 
 from __future__ import annotations
@@ -329,3 +331,39 @@ class ProviderPull(Base):
     checkpoint: Mapped[str | None] = mapped_column(Text)
     finished_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class ReconcileCheckpoint(Base):
+    """Where one provider's pull of one kind (``changes`` or ``full``) stands.
+
+    ``last_success_at``: the start of the last pull that ended, the ``since`` of the next one.
+    While a pull runs, ``run_started_at``, ``run_since`` and ``checkpoint`` (the provider's
+    opaque resume point, written with each page's events) say where it is; a pull that died
+    resumes from them. A finished pull clears them.
+    """
+
+    __tablename__ = "reconcile_checkpoints"
+    provider: Mapped[str] = mapped_column(String(16), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    last_success_at: Mapped[datetime | None]
+    run_started_at: Mapped[datetime | None]
+    run_since: Mapped[datetime | None]
+    checkpoint: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime]
+
+    def __repr__(self) -> str:
+        return f"<ReconcileCheckpoint {self.provider} {self.kind}>"
+
+
+class ReconcileSnapshot(Base):
+    """One address of the last full read of a provider list without a time filter (a SendGrid
+    unsubscribe group): the next read's difference is what was added or removed there."""
+
+    __tablename__ = "reconcile_snapshots"
+    provider: Mapped[str] = mapped_column(String(16), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    email_key: Mapped[str] = mapped_column(String(254), primary_key=True)
+    email: Mapped[str] = mapped_column(String(254))
+
+    def __repr__(self) -> str:
+        return f"<ReconcileSnapshot {self.provider} {self.name}>"

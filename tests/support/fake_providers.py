@@ -17,6 +17,7 @@ each accepted call, and can fail on demand: ``fail_next(status, retry_after=...)
 from __future__ import annotations
 
 import base64
+import bisect
 import collections
 import contextlib
 import copy
@@ -28,7 +29,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -47,11 +48,14 @@ def provider_env_vars() -> dict[str, str]:
 class Reject(Exception):
     """Answer a request with an error status and body, like the real API would."""
 
-    def __init__(self, status: int, body: Any, *, unexpected: bool = True) -> None:
+    def __init__(
+        self, status: int, body: Any, *, unexpected: bool = True, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(status)
         self.status = status
         self.body = body
         self.unexpected = unexpected
+        self.headers = headers or {}
 
 
 @dataclasses.dataclass
@@ -81,6 +85,7 @@ class FakeAPI:
         self.calls: list[Call] = []
         self.unexpected: list[str] = []
         self.latency = 0.0  # seconds added to every answer
+        self.headers: dict[str, str] = {}
         self._failures: collections.deque[Failure] = collections.deque()
         self._lock = threading.Lock()
         self._released = threading.Event()
@@ -170,12 +175,13 @@ class FakeAPI:
                 status, extra, answer = failure.status, failure.headers, failure.body
             else:
                 with self._lock:
+                    self.headers = {}  # a route may add response headers here
                     status, answer = self.route(method, path, query, body)
-                extra = {}
+                    extra = self.headers
         except Reject as exc:
             if exc.unexpected:
                 self.unexpected.append(f"{method} {target}: {exc.status} {exc.body}")
-            status, extra, answer = exc.status, {}, exc.body
+            status, extra, answer = exc.status, exc.headers, exc.body
             body = None
         with self._lock:
             self.calls.append(Call(method, path, query, body, status, time.time()))
@@ -241,7 +247,126 @@ def _strings(value: Any, where: str, *, limit: int | None = None) -> list[str]:
     return value
 
 
-class FakeMailchimp(FakeAPI):
+MEMBER_STATUSES = frozenset({"subscribed", "unsubscribed", "cleaned", "pending", "transactional", "archived"})
+MEMBER_SORTS = frozenset({"timestamp_opt", "timestamp_signup", "last_changed"})
+MEMBER_PARAMS = frozenset(
+    {
+        "count",
+        "offset",
+        "status",
+        "since_last_changed",
+        "before_last_changed",
+        "since_timestamp_opt",
+        "before_timestamp_opt",
+        "sort_field",
+        "sort_dir",
+        "unsubscribed_since",
+        "fields",
+        "exclude_fields",
+    }
+)
+
+
+def _mc_invalid(detail: str) -> Reject:
+    return Reject(400, {"type": "about:blank", "title": "Invalid Resource", "status": 400, "detail": detail})
+
+
+def _iso_with_offset(value: str, name: str) -> float:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise _mc_invalid(f"{name}: not an ISO 8601 time") from None
+    if parsed.tzinfo is None:
+        raise _mc_invalid(f"{name}: ISO 8601 with an offset, like 2015-10-21T15:41:36+00:00")
+    return parsed.timestamp()
+
+
+def _iso(when: float) -> str:
+    return datetime.fromtimestamp(when, tz=UTC).isoformat(timespec="seconds")
+
+
+def _one(query: dict[str, list[str]], name: str, reject: Any) -> str | None:
+    values = query.get(name)
+    if values is None:
+        return None
+    if len(values) != 1:
+        raise reject(f"{name}: given more than once")
+    return values[0]
+
+
+class _MailchimpMembers:
+    """``GET /3.0/lists/{id}/members`` for :class:`FakeMailchimp`, validated as the API does."""
+
+    def _members_page(self: Any, list_id: str, query: dict[str, list[str]]) -> dict[str, Any]:
+        members = self._list(list_id)
+        unknown = set(query) - MEMBER_PARAMS
+        if unknown:
+            raise _mc_invalid(f"unknown parameters {sorted(unknown)}")
+        get = lambda name: _one(query, name, _mc_invalid)  # noqa: E731
+        count_text, offset_text = get("count") or "10", get("offset") or "0"
+        if not count_text.isdigit() or not 1 <= int(count_text) <= 1000:
+            raise _mc_invalid("count: at most 1000")
+        if not offset_text.isdigit():
+            raise _mc_invalid("offset: a non-negative integer")
+        status = get("status")
+        if status is not None and status not in MEMBER_STATUSES:
+            raise _mc_invalid(f"status: one of {sorted(MEMBER_STATUSES)}")
+        if get("unsubscribed_since") is not None and status != "unsubscribed":
+            raise _mc_invalid("unsubscribed_since needs status=unsubscribed")
+        if (get("sort_field") or "last_changed") not in MEMBER_SORTS or (get("sort_dir") or "ASC") not in (
+            "ASC",
+            "DESC",
+        ):
+            raise _mc_invalid("sort_field or sort_dir")
+        since = get("since_last_changed")
+        before = get("before_last_changed")
+        low = _iso_with_offset(since, "since_last_changed") if since else None
+        high = _iso_with_offset(before, "before_last_changed") if before else None
+        rows = self._rows(list_id, members, status)
+        first = 0 if low is None else bisect.bisect_right(rows, low, key=lambda r: r[0])  # both bounds exclusive
+        last = len(rows) if high is None else bisect.bisect_left(rows, high, key=lambda r: r[0])
+        rows = rows[first:last]
+        if get("sort_dir") == "DESC":
+            rows.reverse()
+        offset, count = int(offset_text), int(count_text)
+        page = [
+            {
+                "id": hashlib.md5(email.encode()).hexdigest(),
+                "email_address": email,
+                "status": member_status,
+                "last_changed": _iso(changed),
+                "unsubscribe_reason": self.reasons.get((list_id, email), ""),
+                "timestamp_opt": _iso(changed),
+                "list_id": list_id,
+            }
+            for changed, email, member_status in rows[offset : offset + count]
+        ]
+        fields = get("fields")
+        if fields:
+            keep = {f.removeprefix("members.") for f in fields.split(",") if f.startswith("members.")}
+            page = [{k: v for k, v in m.items() if k in keep} for m in page]
+            answer: dict[str, Any] = {"members": page}
+            if "total_items" in fields.split(","):
+                answer["total_items"] = len(rows)
+            return answer
+        return {"members": page, "list_id": list_id, "total_items": len(rows), "_links": []}
+
+    def _rows(self: Any, list_id: str, members: dict[str, str], status: str | None) -> list[tuple[float, str, str]]:
+        """A list's members of ``status`` as (last_changed, email, status), oldest first; sorted
+        once per state of the fake, so paging through a large list stays cheap."""
+        key = (self.version, len(members))
+        cached = self._sorted.get((list_id, status))
+        if cached is None or cached[0] != key:
+            rows = sorted(
+                (self.last_changed.get((list_id, email), 0.0), email, member_status)
+                for email, member_status in members.items()
+                if status is None or member_status == status
+            )
+            cached = self._sorted[(list_id, status)] = (key, rows)
+        return cached[1]
+
+
+class FakeMailchimp(_MailchimpMembers, FakeAPI):
     """Marketing API 3.0: ping, lists, the list batch call, member PATCH."""
 
     provider = "mailchimp"
@@ -250,7 +375,46 @@ class FakeMailchimp(FakeAPI):
         self.members: dict[str, dict[str, str]] = {list_id: {} for list_id in lists}  # list -> lower(email) -> status
         self.forgotten: set[str] = set()  # addresses deleted for good ("Forgotten Email Not Subscribed")
         self.rejected_addresses: set[str] = set()  # addresses the batch call refuses ("Invalid Resource")
+        self.last_changed: dict[tuple[str, str], float] = {}  # (list, lower(email)) -> time of the last change
+        self.reasons: dict[tuple[str, str], str] = {}  # (list, lower(email)) -> unsubscribe_reason
+        self.version = 0  # bumped by every change, so member pages are sorted once per state
+        self.max_in_flight = 10  # Mailchimp's simultaneous connections per user; past it, a 429
+        self._in_flight = 0
+        self._sorted: dict[tuple[str, str | None], tuple[Any, list[tuple[float, str, str]]]] = {}
         super().__init__()
+
+    # "In Mailchimp's UI": changes that fire no webhook ------------------------------------------
+
+    def ui_set(
+        self, list_id: str, emails: Iterable[str], status: str, *, at: float | None = None, reason: str = ""
+    ) -> None:
+        """Members set to ``status`` in the UI (or by another integration), changed at ``at``."""
+        with self._lock:
+            when = time.time() if at is None else at
+            self.version += 1
+            for email in emails:
+                self.members[list_id][email.lower()] = status
+                self.last_changed[(list_id, email.lower())] = when
+                if reason:
+                    self.reasons[(list_id, email.lower())] = reason
+
+    def serve(self, method: str, target: str, headers: Any, raw: bytes) -> tuple[int, dict[str, str], Any]:
+        """Mailchimp allows ten simultaneous connections per user: more get a 429 without
+        rate-limit headers."""
+        with self._lock:
+            self._in_flight += 1
+            over = self._in_flight > self.max_in_flight
+        try:
+            if over:
+                return (
+                    429,
+                    {},
+                    {"type": "about:blank", "title": "Too Many Requests", "status": 429, "detail": "too many"},
+                )
+            return super().serve(method, target, headers, raw)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
 
     def check_auth(self, authorization: str) -> None:
         scheme, _, encoded = authorization.partition(" ")
@@ -315,7 +479,11 @@ class FakeMailchimp(FakeAPI):
                     unexpected=False,
                 )
             members[match] = "pending"
+            self.last_changed[(parts[2], match)] = time.time()
+            self.version += 1
             return 200, {"email_address": match, "status": "pending"}
+        if parts[:2] == ["3.0", "lists"] and len(parts) == 4 and parts[3] == "members" and method == "GET":
+            return 200, self._members_page(parts[2], query)
         raise Reject(404, {"title": "Resource Not Found", "status": 404, "detail": f"no route {method} {path}"})
 
     def _batch(self, members: dict[str, str], batch: Any) -> dict[str, Any]:
@@ -356,6 +524,10 @@ class FakeMailchimp(FakeAPI):
                 (updated if address in members else created).append(
                     {"email_address": member["email_address"], "status": "unsubscribed"}
                 )
+                if members.get(address) != "unsubscribed":
+                    list_id = next(k for k, v in self.members.items() if v is members)
+                    self.last_changed[(list_id, address)] = time.time()
+                    self.version += 1
                 members[address] = "unsubscribed"
         return {
             "new_members": created,
@@ -365,6 +537,9 @@ class FakeMailchimp(FakeAPI):
             "total_updated": len(updated),
             "error_count": len(errors),
         }
+
+
+SUPPRESSION_KINDS = ("unsubscribes", "spam_reports", "bounces", "blocks", "invalid_emails")
 
 
 class FakeSendGrid(FakeAPI):
@@ -377,10 +552,44 @@ class FakeSendGrid(FakeAPI):
         self.scopes = ["asm.suppressions.global.create", "asm.groups.suppressions.create", "asm.groups.read"]
         self.global_suppressions: set[str] = set()
         self.group_suppressions: dict[int, set[str]] = {g: set() for g in groups}
+        # The time-filtered suppression lists: kind -> lower(email) -> record. "unsubscribes" is
+        # global_suppressions; ``created`` holds its records' creation times.
+        self.lists: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in SUPPRESSION_KINDS if k != "unsubscribes"}
+        self.created: dict[str, int] = {}
+        self.version = 0  # bumped by every change, so suppression pages are sorted once per state
+        self._sorted: dict[str, tuple[Any, list[tuple[int, str]]]] = {}
+        self.rate_limit = 0  # requests per second to /v3/suppression (0: none); past it, 429 until the reset
+        self._window = (0, 0)  # (second, requests in it)
         super().__init__()
 
     def global_optouts(self) -> set[str]:
         return set(self.global_suppressions)
+
+    # "In SendGrid's UI": changes that fire no webhook --------------------------------------------
+
+    def ui_add(self, kind: str, emails: Iterable[str], *, created: int | None = None, reason: str = "") -> None:
+        """Add addresses to a suppression list (``unsubscribes``, ``spam_reports``, ``bounces``…)."""
+        with self._lock:
+            when = int(time.time()) if created is None else created
+            self.version += 1
+            for email in emails:
+                if kind == "unsubscribes":
+                    self.global_suppressions.add(email.lower())
+                    self.created[email.lower()] = when
+                else:
+                    record: dict[str, Any] = {"created": when, "email": email.lower()}
+                    record.update(
+                        {"spam_reports": {"ip": "10.63.202.100"}}.get(kind, {"reason": reason or "550 5.1.1"})
+                    )
+                    if kind == "bounces":
+                        record["status"] = "5.1.1"
+                    self.lists[kind][email.lower()] = record
+
+    def ui_group(self, group: int, *, add: Iterable[str] = (), remove: Iterable[str] = ()) -> None:
+        """Add addresses to, or remove them from, an unsubscribe group."""
+        with self._lock:
+            self.group_suppressions[group].update(e.lower() for e in add)
+            self.group_suppressions[group].difference_update(e.lower() for e in remove)
 
     def check_auth(self, authorization: str) -> None:
         _bearer(authorization, SENDGRID_KEY, {"errors": [{"field": None, "message": "authorization required"}]})
@@ -391,8 +600,14 @@ class FakeSendGrid(FakeAPI):
             return 200, {"scopes": self.scopes}
         if method == "POST" and path == "/v3/asm/suppressions/global":
             emails = self._recipients(body)
+            self.version += 1
+            for e in emails:
+                if e.lower() not in self.global_suppressions:
+                    self.created[e.lower()] = int(time.time())
             self.global_suppressions.update(e.lower() for e in emails)
             return 201, {"recipient_emails": emails}
+        if method == "GET" and parts[:2] == ["v3", "suppression"] and len(parts) == 3 and body is None:
+            return self._suppression_page(parts[2], query)
         if (
             method == "DELETE"
             and parts[:4] == ["v3", "asm", "suppressions", "global"]
@@ -400,6 +615,7 @@ class FakeSendGrid(FakeAPI):
             and body is None
         ):
             self.global_suppressions.discard(parts[4].lower())
+            self.version += 1
             return 204, None
         if parts[:3] == ["v3", "asm", "groups"] and len(parts) >= 4 and parts[3].isdigit():
             group = int(parts[3])
@@ -407,6 +623,10 @@ class FakeSendGrid(FakeAPI):
                 if group not in self.groups:
                     raise Reject(404, {"errors": [{"field": None, "message": "not found"}]}, unexpected=False)
                 return 200, {"id": group, "name": f"Group {group}", "description": ""}
+            if method == "GET" and parts[4:] == ["suppressions"] and body is None:
+                if group not in self.groups:
+                    raise Reject(404, {"errors": [{"field": None, "message": "not found"}]}, unexpected=False)
+                return 200, sorted(self.group_suppressions[group])
             if method == "POST" and parts[4:] == ["suppressions"]:
                 emails = self._recipients(body)
                 # As documented: a group that does not exist quietly means the global list.
@@ -417,6 +637,86 @@ class FakeSendGrid(FakeAPI):
                 self.group_suppressions.get(group, set()).discard(parts[5].lower())
                 return 204, None
         raise Reject(404, {"errors": [{"field": None, "message": f"no route {method} {path}"}]})
+
+    def _suppression_page(self, kind: str, query: dict[str, list[str]]) -> tuple[int, Any]:
+        """``GET /v3/suppression/{kind}``: creation-time window (inclusive), newest first, offset
+        paging with SendGrid's ``Link`` header and rate-limit headers."""
+        if kind not in SUPPRESSION_KINDS:
+            raise Reject(404, {"errors": [{"field": None, "message": f"no route GET /v3/suppression/{kind}"}]})
+        self._rate()
+        unknown = set(query) - {"start_time", "end_time", "limit", "offset", "email"}
+        if unknown:
+            raise Reject(400, {"errors": [{"field": sorted(unknown)[0], "message": "unknown parameter"}]})
+        numbers = {}
+        for name, default, low, high in (
+            ("start_time", 0, 0, 2**40),
+            ("end_time", 2**40, 0, 2**40),
+            ("limit", 50, 1, 500),
+            ("offset", 0, 0, 2**40),
+        ):
+            text = _one(query, name, lambda m, name=name: Reject(400, {"errors": [{"field": name, "message": m}]}))
+            if text is not None and not text.isdigit():
+                raise Reject(400, {"errors": [{"field": name, "message": "must be an integer"}]})
+            numbers[name] = default if text is None else int(text)
+            if not low <= numbers[name] <= high:
+                raise Reject(400, {"errors": [{"field": name, "message": f"must be between {low} and {high}"}]})
+        prefix = (
+            _one(query, "email", lambda m: Reject(400, {"errors": [{"field": "email", "message": m}]})) or ""
+        ).lower()
+        rows = self._rows(kind)
+        first = bisect.bisect_left(rows, numbers["start_time"], key=lambda r: r[0])  # both bounds inclusive
+        last = bisect.bisect_right(rows, numbers["end_time"], key=lambda r: r[0])
+        window = rows[first:last]
+        window.reverse()  # newest first
+        if prefix:
+            window = [r for r in window if r[1].startswith(prefix)]
+        chosen = window
+        limit, offset = numbers["limit"], numbers["offset"]
+        base = f"{self.url}/v3/suppression/{kind}?limit={limit}&offset="
+        last = max(len(chosen) - 1, 0) // limit * limit
+        links = []
+        if offset + limit < len(chosen):
+            links.append(f'<{base}{offset + limit}>; rel="next"; title="{offset // limit + 2}"')
+        links.append(f'<{base}{max(offset - limit, 0)}>; rel="prev"; title="{max(offset // limit, 1)}"')
+        links.append(f'<{base}{last}>; rel="last"; title="{last // limit + 1}"')
+        links.append(f'<{base}0>; rel="first"; title="1"')
+        self.headers["Link"] = ", ".join(links)
+        page = []
+        for created, email in chosen[offset : offset + limit]:
+            record = self.lists[kind][email] if kind != "unsubscribes" else {"created": created, "email": email}
+            page.append(record)
+        return 200, page
+
+    def _rows(self, kind: str) -> list[tuple[int, str]]:
+        """A list's records as (created, email), oldest first, sorted once per state of the fake."""
+        source: Any = self.global_suppressions if kind == "unsubscribes" else self.lists[kind]
+        key = (self.version, len(source))
+        cached = self._sorted.get(kind)
+        if cached is None or cached[0] != key:
+            if kind == "unsubscribes":
+                rows = sorted((self.created.get(e, 0), e) for e in source)
+            else:
+                rows = sorted((r["created"], e) for e, r in source.items())
+            cached = self._sorted[kind] = (key, rows)
+        return cached[1]
+
+    def _rate(self) -> None:
+        """``X-RateLimit-*`` on every suppression read; past ``rate_limit`` a 429 until the reset."""
+        if not self.rate_limit:
+            return
+        second = int(time.time())
+        used = self._window[1] + 1 if self._window[0] == second else 1
+        self._window = (second, used)
+        headers = {
+            "X-RateLimit-Limit": str(self.rate_limit),
+            "X-RateLimit-Remaining": str(max(self.rate_limit - used, 0)),
+            "X-RateLimit-Reset": str(second + 1),
+        }
+        if used > self.rate_limit:
+            raise Reject(
+                429, {"errors": [{"field": None, "message": "too many requests"}]}, unexpected=False, headers=headers
+            )
+        self.headers.update(headers)
 
     @staticmethod
     def _recipients(body: Any) -> list[str]:
@@ -443,10 +743,70 @@ class FakeHubSpot(FakeAPI):
         self.unsubscribed_all: set[str] = set()
         self.unsubscribed: dict[str, set[str]] = {s: set() for s in subscriptions}  # subscription -> addresses
         self.contacts: dict[str, str] = dict(contacts or {})  # contact id -> email
+        self.subscribed: dict[str, set[str]] = {s: set() for s in subscriptions}  # subscription -> addresses
+        self.modified: dict[str, float] = {}  # contact id -> lastmodifieddate (epoch seconds)
+        self.status_times: dict[tuple[str, str], float] = {}  # (lower(email), subscription or "all") -> time
+        self.searches: list[float] = []  # times of recent search calls (5 a second at most)
+        self._by_email: dict[str, str] = {}  # lower(email) -> contact id, for the UI hooks
         super().__init__()
 
     def global_optouts(self) -> set[str]:
         return set(self.unsubscribed_all)
+
+    # "In HubSpot's UI": changes that fire no webhook ---------------------------------------------
+
+    def ui_contact(self, email: str) -> str:
+        """The contact id of ``email``, created if there is none."""
+        for contact_id, address in self.contacts.items():
+            if address.lower() == email.lower():
+                return contact_id
+        contact_id = str(100_000 + len(self.contacts))
+        self.contacts[contact_id] = email.lower()
+        self.modified[contact_id] = time.time()
+        return contact_id
+
+    def ui_status(
+        self,
+        emails: Iterable[str],
+        subscription: str = "all",
+        *,
+        status: str = "UNSUBSCRIBED",
+        contact: bool = True,
+        at: float | None = None,
+    ) -> None:
+        """Set a subscription status (``all``: unsubscribed from all email) in the UI; with
+        ``contact``, the address has a contact, whose ``lastmodifieddate`` moves."""
+        with self._lock:
+            if len(self._by_email) != len(self.contacts):
+                self._by_email = {a.lower(): i for i, a in self.contacts.items()}
+            ids = self._by_email
+            when = time.time() if at is None else at
+            for email in emails:
+                address = email.lower()
+                self._set_status(address, subscription, status, when, touch=False)
+                if contact:
+                    contact_id = ids.get(address)
+                    if contact_id is None:
+                        contact_id = ids[address] = str(100_000 + len(self.contacts))
+                        self.contacts[contact_id] = address
+                    self.modified[contact_id] = when
+
+    def _set_status(self, address: str, subscription: str, status: str, when: float, *, touch: bool = True) -> None:
+        if subscription == "all":
+            (self.unsubscribed_all.add if status == "UNSUBSCRIBED" else self.unsubscribed_all.discard)(address)
+        else:
+            (
+                self.unsubscribed[subscription].add
+                if status == "UNSUBSCRIBED"
+                else self.unsubscribed[subscription].discard
+            )(address)
+            (self.subscribed[subscription].add if status == "SUBSCRIBED" else self.subscribed[subscription].discard)(
+                address
+            )
+        self.status_times[(address, subscription)] = when
+        for contact_id, email in self.contacts.items() if touch else ():
+            if email.lower() == address:
+                self.modified[contact_id] = when
 
     def check_auth(self, authorization: str) -> None:
         _bearer(
@@ -478,7 +838,8 @@ class FakeHubSpot(FakeAPI):
                 reason = (
                     "NO_STATUS_CHANGE" if address.lower() in self.unsubscribed_all else "UNSUBSCRIBE_FROM_ALL_OCCURRED"
                 )
-                self.unsubscribed_all.add(address.lower())
+                if address.lower() not in self.unsubscribed_all:
+                    self._set_status(address.lower(), "all", "UNSUBSCRIBED", time.time())
                 results.append(
                     {
                         "subscriberIdString": address,
@@ -553,7 +914,9 @@ class FakeHubSpot(FakeAPI):
                     },
                     unexpected=False,
                 )
-            (members.add if unsubscribe else members.discard)(address.lower())
+            self._set_status(
+                address.lower(), subscription, "UNSUBSCRIBED" if unsubscribe else "SUBSCRIBED", time.time()
+            )
             return 200, {
                 "id": subscription,
                 "name": f"Subscription {subscription}",
@@ -562,7 +925,166 @@ class FakeHubSpot(FakeAPI):
             }
         if method == "POST" and path == CONTACTS_BATCH_READ:
             return self.read_contacts(body)
+        if method == "POST" and path == "/crm/v3/objects/contacts/search":
+            return 200, self._search(body)
+        if method == "POST" and path in (
+            "/communication-preferences/v4/statuses/batch/read",
+            "/communication-preferences/v4/statuses/batch/unsubscribe-all/read",
+        ):
+            return self._status_read(path.endswith("unsubscribe-all/read"), query, body)
         raise _no_route(method, path)
+
+    def _search(self, body: Any) -> dict[str, Any]:
+        """The contacts search, validated as HS-SEARCH documents; 5 calls a second at most."""
+        now = time.time()
+        self.searches = [t for t in self.searches if now - t < 1.0]
+        if len(self.searches) >= 5:
+            raise Reject(
+                429,
+                {
+                    "status": "error",
+                    "message": "You have reached your secondly limit.",
+                    "errorType": "RATE_LIMIT",
+                    "policyName": "SECONDLY",
+                    "category": "RATE_LIMITS",
+                },
+                unexpected=False,
+            )
+        self.searches.append(now)
+        invalid = lambda m: Reject(400, {"status": "error", "message": m, "category": "VALIDATION_ERROR"})  # noqa: E731
+        if not isinstance(body, dict) or not set(body) <= {
+            "filterGroups",
+            "sorts",
+            "properties",
+            "limit",
+            "after",
+            "query",
+        }:
+            raise invalid("unknown fields")
+        if len(json.dumps(body)) > 3000:
+            raise invalid("the query is over 3000 characters")
+        groups = body.get("filterGroups", [])
+        if not isinstance(groups, list) or len(groups) > 5 or sum(len(g.get("filters", [])) for g in groups) > 18:
+            raise invalid("at most 5 filterGroups, 6 filters each, 18 in all")
+        for group in groups:
+            filters = group.get("filters")
+            if not isinstance(filters, list) or len(filters) > 6:
+                raise invalid("filters: at most 6 per group")
+            for f in filters:
+                if f.get("operator") not in SEARCH_OPERATORS or not isinstance(f.get("propertyName"), str):
+                    raise invalid(f"bad filter {f!r}")
+        sorts = body.get("sorts", [])
+        if (
+            not isinstance(sorts, list)
+            or len(sorts) > 1
+            or any(s.get("direction") not in ("ASCENDING", "DESCENDING") for s in sorts)
+        ):
+            raise invalid("sorts: at most one, ASCENDING or DESCENDING")
+        limit, after = body.get("limit", 10), body.get("after", "0")
+        if not isinstance(limit, int) or not 1 <= limit <= 200:
+            raise invalid("limit: 1 to 200")
+        if not isinstance(after, str) or not after.isdigit():
+            raise invalid("after: a numeric string")
+        if int(after) + limit > 10_000:
+            raise invalid("paging beyond 10,000 results is not supported")
+        rows = [(self._properties(i), i) for i in self.contacts]
+        rows = [(p, i) for p, i in rows if not groups or any(all(_matches(p, f) for f in g["filters"]) for g in groups)]
+        if sorts:
+            name = sorts[0]["propertyName"]
+            rows.sort(
+                key=lambda r: (_sort_key(r[0].get(name)), int(r[1])), reverse=sorts[0]["direction"] == "DESCENDING"
+            )
+        else:
+            rows.sort(key=lambda r: int(r[1]))
+        start = int(after)
+        wanted = set(body.get("properties") or []) | {
+            "email",
+            "firstname",
+            "lastname",
+            "createdate",
+            "lastmodifieddate",
+            "hs_object_id",
+        }
+        results = [
+            {
+                "id": i,
+                "properties": {k: v for k, v in p.items() if k in wanted},
+                "createdAt": p["createdate"],
+                "updatedAt": p["lastmodifieddate"],
+                "archived": False,
+            }
+            for p, i in rows[start : start + limit]
+        ]
+        answer: dict[str, Any] = {"total": len(rows), "results": results}
+        if start + limit < len(rows):
+            answer["paging"] = {"next": {"after": str(start + limit), "link": f"?after={start + limit}"}}
+        return answer
+
+    def _properties(self, contact_id: str) -> dict[str, Any]:
+        email = self.contacts[contact_id].lower()
+        modified = datetime.fromtimestamp(self.modified.get(contact_id, 0.0), tz=UTC)
+        props = {
+            "email": email,
+            "hs_object_id": contact_id,
+            "firstname": None,
+            "lastname": None,
+            "createdate": "2026-01-01T00:00:00.000Z",
+            "lastmodifieddate": modified.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "hs_email_optout": "true" if email in self.unsubscribed_all else "false",
+        }
+        for sub, members in self.unsubscribed.items():
+            props[f"hs_email_optout_{sub}"] = "true" if email in members else "false"
+        return props
+
+    def _status_read(self, wide: bool, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+        """The v4 batch reads (statuses, or unsubscribed-from-all): 1 to 100 inputs, channel=EMAIL."""
+        if query != {"channel": ["EMAIL"]}:
+            raise Reject(
+                400, {"status": "error", "message": "channel=EMAIL is required", "category": "VALIDATION_ERROR"}
+            )
+        if not isinstance(body, dict) or set(body) != {"inputs"}:
+            raise Reject(400, {"status": "error", "message": "inputs required", "category": "VALIDATION_ERROR"})
+        results = []
+        for address in _strings(body["inputs"], "inputs", limit=100):
+            email = address.lower()
+            if wide:
+                statuses = (
+                    [
+                        {
+                            "channel": "EMAIL",
+                            "status": "UNSUBSCRIBED",
+                            "subscriberIdString": email,
+                            "timestamp": _iso_ms(self.status_times.get((email, "all"), 0.0)),
+                            "wideStatusType": "PORTAL_WIDE",
+                        }
+                    ]
+                    if email in self.unsubscribed_all
+                    else []
+                )
+                results.append({"subscriberIdString": email, "wideStatuses": statuses})
+                continue
+            entries = []
+            for sub in sorted(self.subscriptions):
+                status = (
+                    "UNSUBSCRIBED"
+                    if email in self.unsubscribed[sub]
+                    else "SUBSCRIBED"
+                    if email in self.subscribed[sub]
+                    else "NOT_SPECIFIED"
+                )
+                entries.append(
+                    {
+                        "subscriptionId": int(sub),
+                        "subscriptionName": f"Subscription {sub}",
+                        "channel": "EMAIL",
+                        "status": status,
+                        "source": "PORTAL",
+                        "timestamp": _iso_ms(self.status_times.get((email, sub), 0.0)),
+                    }
+                )
+            results.append({"subscriberIdString": email, "statuses": entries})
+        stamp = "2026-11-24T12:00:00Z"
+        return 200, {"status": "COMPLETE", "results": results, "startedAt": stamp, "completedAt": stamp}
 
     def read_contacts(self, body: Any) -> tuple[int, Any]:
         """The contacts batch read: 200, or 207 with ``errors[]`` naming the unknown ids."""
@@ -613,6 +1135,71 @@ class FakeContactsAPI(FakeHubSpot):
         if method == "POST" and path == CONTACTS_BATCH_READ:
             return self.read_contacts(body)
         raise _no_route(method, path)
+
+
+SEARCH_OPERATORS = frozenset(
+    {
+        "LT",
+        "LTE",
+        "GT",
+        "GTE",
+        "EQ",
+        "NEQ",
+        "BETWEEN",
+        "IN",
+        "NOT_IN",
+        "HAS_PROPERTY",
+        "NOT_HAS_PROPERTY",
+        "CONTAINS_TOKEN",
+        "NOT_CONTAINS_TOKEN",
+    }
+)
+
+
+def _iso_ms(when: float) -> str:
+    return datetime.fromtimestamp(when, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _sort_key(value: Any) -> Any:
+    """Dates compare as times, everything else as text."""
+    if isinstance(value, str) and value.endswith("Z"):
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    return str(value)
+
+
+def _matches(props: dict[str, Any], f: dict[str, Any]) -> bool:
+    """One search filter on a contact's properties (dates as epoch ms or ISO 8601)."""
+    value, op = props.get(f["propertyName"]), f["operator"]
+    if op == "HAS_PROPERTY":
+        return value is not None
+    if op == "NOT_HAS_PROPERTY":
+        return value is None
+    wanted = f.get("value")
+    if f["propertyName"] == "lastmodifieddate" or f["propertyName"] == "createdate":
+        have = _sort_key(value) * 1000
+
+        def ms(v: Any) -> float:
+            text = str(v)
+            return float(text) if text.isdigit() else _sort_key(text if text.endswith("Z") else text + "Z") * 1000
+
+        if op == "BETWEEN":
+            return ms(wanted) <= have <= ms(f.get("highValue"))
+        target = ms(wanted)
+        return {
+            "LT": have < target,
+            "LTE": have <= target,
+            "GT": have > target,
+            "GTE": have >= target,
+            "EQ": have == target,
+            "NEQ": have != target,
+        }.get(op, False)
+    if op in ("IN", "NOT_IN"):
+        return (str(value) in [str(v) for v in f.get("values") or []]) == (op == "IN")
+    if op == "EQ":
+        return str(value).lower() == str(wanted).lower()
+    if op == "NEQ":
+        return str(value).lower() != str(wanted).lower()
+    return False
 
 
 def _no_route(method: str, path: str) -> Reject:
