@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -24,7 +24,7 @@ from adapters.config import Config, Secret
 from adapters.errors import PayloadError, ProviderAPIError, SignatureError
 from adapters.events import Actor, Kind, scope_topic
 from adapters.providers import payloads
-from adapters.providers.client import APIClient, Outcome, PushResult, answer_key, bearer_api, push_each
+from adapters.providers.client import APIClient, Outcome, PushResult, Throttle, answer_key, bearer_api, push_each
 from adapters.providers.webhook import ContactEvent, ContactLookups, WebhookRequest, WebhookSpec
 
 log = logging.getLogger(__name__)
@@ -237,7 +237,9 @@ class HubSpotClient:
         self.batch_size = min(batch_size, 100)
         self.batch = batch
 
-    def push(self, scope: str, action: str, emails: Sequence[str]) -> dict[str, PushResult]:
+    def push(
+        self, scope: str, action: str, emails: Sequence[str], *, held: Mapping[str, Collection[str]] | None = None
+    ) -> dict[str, PushResult]:
         topic = scope_topic(scope)
         if topic is None:
             if action == "resubscribe":
@@ -248,14 +250,18 @@ class HubSpotClient:
                 )
                 return {address_key(e): dead for e in emails}
             if not self.batch:
-                return push_each(emails, self._unsubscribe_all_one)
+                return push_each(emails, self._unsubscribe_all_one, concurrency=self.api.throttle.concurrency)
             return self._unsubscribe_all(emails)
         subscription = self.topic_subscriptions.get(topic)
         if subscription is None:
             return {
                 address_key(e): PushResult(Outcome.DONE, None, "no HubSpot subscription for this scope") for e in emails
             }
-        return push_each(emails, lambda address: self._set_subscription(address, subscription, action))
+        return push_each(
+            emails,
+            lambda address: self._set_subscription(address, subscription, action),
+            concurrency=self.api.throttle.concurrency,
+        )
 
     def _unsubscribe_all(self, emails: Sequence[str]) -> dict[str, PushResult]:
         status, body = self.api.request(
@@ -329,6 +335,7 @@ def make_client(config: Config, http: requests.Session, *, now: Callable[[], dat
         timeout=cfg.timeout_seconds,
         now=now,
         retry_hint=_policy_wait,
+        throttle=Throttle(cfg.max_concurrent_requests, now=now, per_window=cfg.requests_per_10_seconds),
     )
     subscriptions = {t.name: t.hubspot_subscription for t in config.topics if t.hubspot_subscription}
     return HubSpotClient(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl, quote
 
@@ -21,7 +21,7 @@ from adapters.config import Config, Secret, Topic
 from adapters.errors import ConfigError, PayloadError, ProviderAPIError, SignatureError
 from adapters.events import GLOBAL_SCOPE, Actor, Kind, OptOutEvent, Source, Verification, scope_topic, topic_scope
 from adapters.providers import payloads
-from adapters.providers.client import APIClient, Outcome, PushResult, answer_key, push_each, result_for_error
+from adapters.providers.client import APIClient, Outcome, PushResult, Throttle, answer_key, push_each, result_for_error
 from adapters.providers.webhook import OptOuts, UrlRule, WebhookRequest, WebhookSpec
 
 # --- inbound: webhook verification and parsing ----------------------------------------------
@@ -183,7 +183,9 @@ class MailchimpClient:
 
     Unsubscribes go through the list batch call (up to 500 members, ``update_existing``), which
     answers per address inside its 200. A resubscribe sets an existing member to ``pending``,
-    so Mailchimp asks the person to confirm (its rules forbid re-subscribing them directly).
+    so Mailchimp asks the person to confirm (its rules forbid re-subscribing them directly);
+    a global one skips the lists of topics the person is still opted out of (``held``), which
+    stay unsubscribed: Mailchimp would otherwise ask them to confirm a list they left.
     """
 
     slug = "mailchimp"
@@ -202,16 +204,30 @@ class MailchimpClient:
             return self.lists
         return (self.topic_lists[topic],) if topic in self.topic_lists else ()
 
-    def push(self, scope: str, action: str, emails: Sequence[str]) -> dict[str, PushResult]:
+    def push(
+        self, scope: str, action: str, emails: Sequence[str], *, held: Mapping[str, Collection[str]] | None = None
+    ) -> dict[str, PushResult]:
         results = {address_key(e): PushResult(Outcome.DONE, None, "no Mailchimp list for this scope") for e in emails}
         for i, list_id in enumerate(self.lists_for(scope)):
-            part = self._push_list(list_id, action, emails)
+            part = self._push_list(list_id, action, emails, held or {})
             results = part if i == 0 else {k: results[k].worse(r) for k, r in part.items()}
         return results
 
-    def _push_list(self, list_id: str, action: str, emails: Sequence[str]) -> dict[str, PushResult]:
+    def _held_lists(self, topic_scopes: Collection[str]) -> set[str]:
+        return {self.topic_lists[t] for s in topic_scopes if (t := scope_topic(s)) in self.topic_lists}
+
+    def _push_list(
+        self, list_id: str, action: str, emails: Sequence[str], held: Mapping[str, Collection[str]]
+    ) -> dict[str, PushResult]:
         if action == "resubscribe":
-            return push_each(emails, lambda address: self._resubscribe(list_id, address))
+            kept = [e for e in emails if list_id in self._held_lists(held.get(address_key(e), ()))]
+            results = push_each(
+                [e for e in emails if e not in kept],
+                lambda address: self._resubscribe(list_id, address),
+                concurrency=self.api.throttle.concurrency,
+            )
+            skipped = PushResult(Outcome.DONE, None, f"list {list_id}: its topic is still opted out; kept unsubscribed")
+            return {**results, **{address_key(e): skipped for e in kept}}
         members = [{"email_address": e, "status": "unsubscribed"} for e in emails]
         try:
             status, body = self.api.request(
@@ -271,6 +287,7 @@ def make_client(config: Config, http: requests.Session, *, now: Callable[[], dat
         timeout=cfg.timeout_seconds,
         secrets=(key, credentials),
         now=now,
+        throttle=Throttle(cfg.max_concurrent_requests, now=now),
     )
     topic_lists = {t.name: t.mailchimp_list for t in config.topics if t.mailchimp_list}
     return MailchimpClient(api, lists=cfg.lists, topic_lists=topic_lists, batch_size=cfg.batch_size)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from urllib.parse import quote
 
@@ -24,7 +24,7 @@ from adapters.config import Config, Topic
 from adapters.errors import ConfigError, PayloadError, ProviderAPIError, SignatureError
 from adapters.events import GLOBAL_SCOPE, Actor, Kind, OptOutEvent, Source, Verification, scope_topic, topic_scope
 from adapters.providers import payloads
-from adapters.providers.client import APIClient, Outcome, PushResult, bearer_api, push_each
+from adapters.providers.client import APIClient, Outcome, PushResult, Throttle, bearer_api, push_each
 from adapters.providers.webhook import OptOuts, WebhookRequest, WebhookSpec
 
 # --- inbound: webhook verification and parsing ----------------------------------------------
@@ -236,12 +236,18 @@ class SendGridClient:
         group = self.topic_groups.get(topic)
         return None if group is None else f"/v3/asm/groups/{group}/suppressions"
 
-    def push(self, scope: str, action: str, emails: Sequence[str]) -> dict[str, PushResult]:
+    def push(
+        self, scope: str, action: str, emails: Sequence[str], *, held: Mapping[str, Collection[str]] | None = None
+    ) -> dict[str, PushResult]:
         path = self._suppressions_path(scope)
         if path is None:
             return {address_key(e): PushResult(Outcome.DONE, None, "no SendGrid group for this scope") for e in emails}
         if action == "resubscribe":
-            return push_each(emails, lambda address: self._delete(f"{path}/{quote(address, safe='@')}"))
+            return push_each(
+                emails,
+                lambda address: self._delete(f"{path}/{quote(address, safe='@')}"),
+                concurrency=self.api.throttle.concurrency,
+            )
         status, _ = self.api.request("POST", path, json_body={"recipient_emails": list(emails)})
         return {address_key(e): PushResult(Outcome.DONE, status) for e in emails}
 
@@ -288,6 +294,7 @@ def make_client(config: Config, http: requests.Session, *, now: Callable[[], dat
         timeout=cfg.timeout_seconds,
         now=now,
         retry_hint=_rate_limit_reset,
+        throttle=Throttle(cfg.max_concurrent_requests, now=now),
     )
     groups = {t.name: t.sendgrid_group for t in config.topics if t.sendgrid_group is not None}
     return SendGridClient(api, topic_groups=groups, batch_size=cfg.batch_size)
