@@ -44,11 +44,18 @@ EVENT_KINDS: dict[tuple[str, str | None, str | None], Kind] = {
     ("contact.propertyChange", OPTOUT_PROPERTY, "true"): Kind.UNSUBSCRIBE,
     ("contact.propertyChange", OPTOUT_PROPERTY, "false"): Kind.RESUBSCRIBE,
 }
-# changeSource -> who changed hs_email_optout (README "Consent"). Only the contact's own form
-# submission or click in a HubSpot email is the person; a user's click, import or mobile app
-# is staff; the API, integrations, workflows and anything unlisted are automation.
+# changeSource -> who changed hs_email_optout (README "Consent"). HubSpot documents the field as
+# "any of the change sources that appear in contact property histories" (a long enum: FORM,
+# EMAIL, CRM_UI, CRM_UI_BULK_ACTION, IMPORT, API, INTEGRATION, WORKFLOWS, AUTOMATION_PLATFORM,
+# MERGE_CONTACTS…) without defining each. Only the contact's own form submission (FORM: since
+# October 2024 a form tied to a subscription type resubscribes whoever submits it) or action
+# from a HubSpot email's subscription links (EMAIL; an inference: the docs do not say so) is the
+# person; a user's click, bulk action, merge, import or mobile app is staff; the API,
+# integrations, workflows and anything unlisted are automation.
 PERSON_SOURCES = frozenset({"FORM", "EMAIL"})
-STAFF_SOURCES = frozenset({"CRM_UI", "CRM", "IMPORT", "SALES", "MOBILE_IOS", "MOBILE_ANDROID"})
+STAFF_SOURCES = frozenset(
+    {"CRM_UI", "CRM_UI_BULK_ACTION", "CRM", "IMPORT", "MERGE_CONTACTS", "SALES", "MOBILE_IOS", "MOBILE_ANDROID"}
+)
 
 
 def change_actor(change_source: object) -> Actor:

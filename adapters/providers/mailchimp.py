@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl, quote
@@ -113,10 +114,23 @@ def parse_events(
 
 
 def subscribe_actor(fields: Mapping[str, str]) -> Actor:
-    """Who subscribed: the person only when Mailchimp records their own confirmation (the
-    double opt-in's ``data[ip_opt]``); a subscribe without one is an admin add, an import or
-    an API call, which the payload does not tell apart (README "Consent")."""
-    return Actor.PERSON if fields.get("data[ip_opt]") else Actor.STAFF
+    """Who subscribed: the person only when the member record carries their double opt-in
+    confirmation (``data[ip_opt]``, "the IP address the subscriber used to confirm their
+    opt-in status", a valid IP address); otherwise an admin add, an import or an API call,
+    which the payload does not tell apart.
+
+    ``ip_opt`` alone proves little: it is member data repeated in every event (Mailchimp's
+    documented *unsubscribe* sample carries one) and the members API lets a caller write it.
+    It is trusted only together with the rest of README "Consent": the webhook leaves the
+    ``api`` source off, and a Mailchimp subscribe may lift only an opt-out the person made at
+    Mailchimp, which Mailchimp itself lets no admin undo (an unsubscribed member is re-added
+    only through their own confirmation; pushes answer "Member In Compliance State").
+    """
+    try:
+        ipaddress.ip_address(fields.get("data[ip_opt]", "").strip())
+    except ValueError:
+        return Actor.STAFF
+    return Actor.PERSON
 
 
 def event_key(*parts: str) -> str:
