@@ -236,8 +236,10 @@ class APIClient:
         self.http = http
         self.base_url = base_url.rstrip("/")
         self.throttle = throttle or Throttle(1, now=now)
-        # one pooled connection per slot, so concurrent calls reuse connections, never wait for one
-        http.mount(self.base_url + "/", HTTPAdapter(pool_connections=1, pool_maxsize=self.throttle.concurrency))
+        # one pooled connection per slot, so concurrent calls reuse connections, never wait for
+        # one; mounted once per session (HubSpot's contact lookups build a client per round)
+        if self.base_url + "/" not in http.adapters:
+            http.mount(self.base_url + "/", HTTPAdapter(pool_connections=1, pool_maxsize=self.throttle.concurrency))
         self._authorization = authorization
         self.timeout = timeout
         self._secrets = tuple(s for s in secrets if s)
