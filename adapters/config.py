@@ -146,6 +146,14 @@ class Topic:
         return value
 
 
+# Requests the hub may have in flight to one provider (README "Push-back"): Mailchimp allows 10
+# concurrent connections per user; SendGrid and HubSpot limit requests per period instead, and
+# 10 keeps their per-address calls well within those. HubSpot's burst limit is per account,
+# 100 to 250 requests per 10 seconds by tier.
+MAX_CONCURRENT_REQUESTS = {"mailchimp": 10, "sendgrid": 10, "hubspot": 10}
+HUBSPOT_MAX_REQUESTS_PER_10_SECONDS = 250
+
+
 @dataclasses.dataclass(frozen=True)
 class MailchimpConfig:
     enabled: bool = False
@@ -155,6 +163,7 @@ class MailchimpConfig:
     base_url: str = ""
     timeout_seconds: float = 10.0
     batch_size: int = 500
+    max_concurrent_requests: int = 5  # at most MAX_CONCURRENT_REQUESTS["mailchimp"]
     api_key: Secret | None = dataclasses.field(default=None, repr=False, compare=False)
     webhook_secret: Secret | None = dataclasses.field(default=None, repr=False, compare=False)
 
@@ -167,6 +176,7 @@ class SendGridConfig:
     base_url: str = ""
     timeout_seconds: float = 10.0
     batch_size: int = 1000
+    max_concurrent_requests: int = 5
     max_timestamp_age_seconds: int = 0  # 0: no limit (SendGrid retries for up to 24 h)
     api_key: Secret | None = dataclasses.field(default=None, repr=False, compare=False)
     webhook_public_key: Secret | None = dataclasses.field(default=None, repr=False, compare=False)
@@ -182,6 +192,8 @@ class HubSpotConfig:
     timeout_seconds: float = 10.0
     batch_size: int = 100
     batch_unsubscribe_all: bool = True  # false: one call per address (portals without Marketing Hub Enterprise)
+    max_concurrent_requests: int = 5
+    requests_per_10_seconds: int = 100  # the Free/Starter burst limit; at most HUBSPOT_MAX_REQUESTS_PER_10_SECONDS
     access_token: Secret | None = dataclasses.field(default=None, repr=False, compare=False)
     client_secret: Secret | None = dataclasses.field(default=None, repr=False, compare=False)
 
@@ -520,6 +532,14 @@ def _validate(config: Config) -> None:
         raise ConfigError("reconcile.interval_minutes", "must be 0 (off) or positive")
     if config.inbound.retry_max_seconds <= 0:
         raise ConfigError("inbound.retry_max_seconds", "must be positive")
+    for slug, most in MAX_CONCURRENT_REQUESTS.items():
+        if not 1 <= getattr(config.providers, slug).max_concurrent_requests <= most:
+            raise ConfigError(f"providers.{slug}.max_concurrent_requests", f"must be between 1 and {most}")
+    if not 1 <= config.providers.hubspot.requests_per_10_seconds <= HUBSPOT_MAX_REQUESTS_PER_10_SECONDS:
+        raise ConfigError(
+            "providers.hubspot.requests_per_10_seconds",
+            f"must be between 1 and {HUBSPOT_MAX_REQUESTS_PER_10_SECONDS} (HubSpot's highest burst limit)",
+        )
     for i, slug in enumerate(config.consent.provider_resubscribes):
         if slug not in PROVIDER_SLUGS:
             raise ConfigError(f"consent.provider_resubscribes[{i}]", f"unknown provider {slug!r}")

@@ -8,15 +8,21 @@ answer, so the outbox settles every row in one way.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import email.utils
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime
+import threading
+import time
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
 import requests
+from requests.adapters import HTTPAdapter
 
 from adapters.addresses import address_key
 from adapters.config import Config, Secret
@@ -60,11 +66,16 @@ class PushClient(Protocol):
     slug: str
     batch_size: int
 
-    def push(self, scope: str, action: str, emails: Sequence[str]) -> dict[str, PushResult]:
+    def push(
+        self, scope: str, action: str, emails: Sequence[str], *, held: Mapping[str, Collection[str]] | None = None
+    ) -> dict[str, PushResult]:
         """Push ``action`` (``unsubscribe``/``resubscribe``) at ``scope`` for ``emails``.
 
-        Answers one result per address, keyed by its :func:`~adapters.addresses.address_key`. Raises
-        :class:`ProviderAPIError` when the whole call failed.
+        ``held``, for a global resubscribe: per address key, the topic scopes it is still opted
+        out of, which the push must leave opted out where the provider's global scope spans
+        them (README "Push-back"). Answers one result per address, keyed by its
+        :func:`~adapters.addresses.address_key`. Raises :class:`ProviderAPIError` when the
+        whole call failed.
         """
         ...
 
@@ -135,6 +146,69 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     return max((when - now).total_seconds(), 0.0) if when.tzinfo else None
 
 
+PAUSE_WITHOUT_RETRY_AFTER = 1.0  # seconds a 429 that names no wait holds the provider's calls
+
+
+class Throttle:
+    """How hard the hub may press one provider, shared by every call to it (README
+    "Push-back"): at most ``concurrency`` requests in flight; at most ``per_window`` started in
+    any rolling ``window_seconds`` (HubSpot's ten-second limit; ``None``: no such limit); and
+    none at all while a 429's wait runs (:meth:`pause`), so one rate-limited call slows the
+    whole provider, not just itself. A pause runs on ``now``, the clock the outbox schedules
+    retries by; the rolling window on the monotonic clock."""
+
+    def __init__(
+        self,
+        concurrency: int,
+        *,
+        now: Callable[[], datetime],
+        per_window: int | None = None,
+        window_seconds: float = 10.0,
+    ) -> None:
+        self.concurrency = max(concurrency, 1)
+        self.per_window = per_window
+        self.window_seconds = window_seconds
+        self._now = now
+        self._slots = threading.BoundedSemaphore(self.concurrency)
+        self._lock = threading.Lock()
+        self._starts: collections.deque[float] = collections.deque()
+        self._paused_until: datetime | None = None
+
+    def pause(self, seconds: float) -> None:
+        """Send nothing more to this provider for ``seconds`` (a 429's wait)."""
+        until = self._now() + timedelta(seconds=seconds)
+        with self._lock:
+            if self._paused_until is None or until > self._paused_until:
+                self._paused_until = until
+
+    def paused_for(self) -> float:
+        """Seconds left of the current pause (0 when none)."""
+        with self._lock:
+            until = self._paused_until
+        return 0.0 if until is None else max((until - self._now()).total_seconds(), 0.0)
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        """Hold one of the ``concurrency`` slots, after waiting for room in the rate window."""
+        with self._slots:
+            self._wait_for_window()
+            yield
+
+    def _wait_for_window(self) -> None:
+        if self.per_window is None:
+            return
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                while self._starts and self._starts[0] <= now - self.window_seconds:
+                    self._starts.popleft()
+                if len(self._starts) < self.per_window:
+                    self._starts.append(now)
+                    return
+                wait = self._starts[0] + self.window_seconds - now
+            time.sleep(wait)
+
+
 RetryHint = Callable[[requests.Response, Any, datetime], float | None]
 """Seconds to wait, read from a provider's 429 answer (response, parsed body, now)."""
 
@@ -145,6 +219,8 @@ class APIClient:
     Every non-2xx answer and every transport failure becomes a :class:`ProviderAPIError` with
     the status, ``Retry-After`` and the body with ``secrets`` removed. ``retry_hint`` lets a
     provider derive a wait from its own rate-limit answer when ``Retry-After`` is absent.
+    Every request goes through ``throttle``; a 429 pauses it, and a request made during the
+    pause is not sent but fails at once as retryable, naming the wait left.
     """
 
     def __init__(
@@ -158,10 +234,16 @@ class APIClient:
         secrets: Sequence[str],
         now: Callable[[], datetime],
         retry_hint: RetryHint | None = None,
+        throttle: Throttle | None = None,
     ) -> None:
         self.provider = provider
         self.http = http
         self.base_url = base_url.rstrip("/")
+        self.throttle = throttle or Throttle(1, now=now)
+        # one pooled connection per slot, so concurrent calls reuse connections, never wait for
+        # one; mounted once per session (HubSpot's contact lookups build a client per round)
+        if self.base_url + "/" not in http.adapters:
+            http.mount(self.base_url + "/", HTTPAdapter(pool_connections=1, pool_maxsize=self.throttle.concurrency))
         self._authorization = authorization
         self.timeout = timeout
         self._secrets = tuple(s for s in secrets if s)
@@ -177,32 +259,42 @@ class APIClient:
         """Send one request; answer ``(status, parsed JSON or None)`` for a 2xx."""
         url = self.base_url + path
         headers = {"Authorization": self._authorization, "Accept": "application/json"}
-        try:
-            resp = self.http.request(method, url, json=json_body, params=params, headers=headers, timeout=self.timeout)
-        except requests.Timeout:
-            raise ProviderAPIError(self.provider, f"{method} {path}: timed out after {self.timeout:g} s") from None
-        except requests.RequestException as exc:
-            raise ProviderAPIError(self.provider, f"{method} {path}: {exc.__class__.__name__}") from None
-        text = redact(resp.text, self._secrets)
-        try:
-            body = resp.json() if resp.content else None
-        except ValueError:
-            body = None
-        log.debug("%s %s %s -> %s", self.provider, method, path, resp.status_code)
-        if 200 <= resp.status_code < 300:
-            return resp.status_code, body
-        now = self.now()
-        retry_after = parse_retry_after(resp.headers.get("Retry-After"), now)
-        if retry_after is None and self._retry_hint is not None and resp.status_code == 429:
-            retry_after = self._retry_hint(resp, body, now)
-        message = redact(_message(body), self._secrets) or resp.reason or "error"
-        raise ProviderAPIError(
-            self.provider,
-            f"{method} {path}: {resp.status_code} {message}",
-            status=resp.status_code,
-            body=text,
-            retry_after=retry_after,
-        )
+        with self.throttle.slot():
+            wait = self.throttle.paused_for()
+            if wait > 0:
+                raise ProviderAPIError(
+                    self.provider, f"{method} {path}: not sent, rate-limited for {wait:.1f} s more", retry_after=wait
+                )
+            try:
+                resp = self.http.request(
+                    method, url, json=json_body, params=params, headers=headers, timeout=self.timeout
+                )
+            except requests.Timeout:
+                raise ProviderAPIError(self.provider, f"{method} {path}: timed out after {self.timeout:g} s") from None
+            except requests.RequestException as exc:
+                raise ProviderAPIError(self.provider, f"{method} {path}: {exc.__class__.__name__}") from None
+            text = redact(resp.text, self._secrets)
+            try:
+                body = resp.json() if resp.content else None
+            except ValueError:
+                body = None
+            log.debug("%s %s %s -> %s", self.provider, method, path, resp.status_code)
+            if 200 <= resp.status_code < 300:
+                return resp.status_code, body
+            now = self.now()
+            retry_after = parse_retry_after(resp.headers.get("Retry-After"), now)
+            if retry_after is None and self._retry_hint is not None and resp.status_code == 429:
+                retry_after = self._retry_hint(resp, body, now)
+            if resp.status_code == 429:
+                self.throttle.pause(PAUSE_WITHOUT_RETRY_AFTER if retry_after is None else retry_after)
+            message = redact(_message(body), self._secrets) or resp.reason or "error"
+            raise ProviderAPIError(
+                self.provider,
+                f"{method} {path}: {resp.status_code} {message}",
+                status=resp.status_code,
+                body=text,
+                retry_after=retry_after,
+            )
 
 
 def bearer_api(
@@ -216,6 +308,7 @@ def bearer_api(
     timeout: float,
     now: Callable[[], datetime],
     retry_hint: RetryHint | None = None,
+    throttle: Throttle | None = None,
 ) -> APIClient:
     """The :class:`APIClient` of a provider that takes a bearer token (SendGrid, HubSpot);
     :class:`ConfigError` naming ``setting`` (``no <what>``) when none is configured."""
@@ -223,25 +316,50 @@ def bearer_api(
         raise ConfigError(setting, f"no {what}")
     value = token.reveal()
     return APIClient(
-        provider, http, base_url, f"Bearer {value}", timeout=timeout, secrets=(value,), now=now, retry_hint=retry_hint
+        provider,
+        http,
+        base_url,
+        f"Bearer {value}",
+        timeout=timeout,
+        secrets=(value,),
+        now=now,
+        retry_hint=retry_hint,
+        throttle=throttle,
     )
 
 
-def push_each(emails: Sequence[str], call: Callable[[str], PushResult]) -> dict[str, PushResult]:
-    """Push address by address (for APIs without a batch form); one failure settles one row.
+def push_each(
+    emails: Sequence[str], call: Callable[[str], PushResult], *, concurrency: int = 1
+) -> dict[str, PushResult]:
+    """Push address by address (for APIs without a batch form), up to ``concurrency`` calls at
+    once (the provider's :class:`Throttle` bounds them further); one failure settles one row.
 
-    A retryable failure stops the round early: the rest are left to retry with it rather than
-    hammering a provider that is rate-limiting or down.
+    A retryable failure stops the round early: the calls not yet started are left to retry
+    with it rather than hammering a provider that is rate-limiting or down.
     """
     results: dict[str, PushResult] = {}
-    for i, address in enumerate(emails):
-        try:
-            results[address_key(address)] = call(address)
-        except ProviderAPIError as exc:
-            result = result_for_error(exc)
+    lock = threading.Lock()
+    stopped: list[PushResult] = []
+
+    def one(address: str) -> None:
+        with lock:
+            result = stopped[0] if stopped else None
+        if result is None:
+            try:
+                result = call(address)
+            except ProviderAPIError as exc:
+                result = result_for_error(exc)
+                if result.outcome is Outcome.RETRY:
+                    with lock:
+                        stopped.append(result)
+        with lock:
             results[address_key(address)] = result
-            if result.outcome is Outcome.RETRY:
-                for rest in emails[i + 1 :]:
-                    results[address_key(rest)] = result
-                break
+
+    if concurrency <= 1 or len(emails) <= 1:
+        for address in emails:
+            one(address)
+        return results
+    with ThreadPoolExecutor(max_workers=min(concurrency, len(emails)), thread_name_prefix="push") as pool:
+        for future in [pool.submit(one, address) for address in emails]:
+            future.result()  # re-raises what `call` raised besides a provider's answer
     return results

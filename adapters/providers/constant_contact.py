@@ -230,10 +230,17 @@ class ConstantContactClient:
         self.api = api
         self.topic_lists = dict(topic_lists)
 
-    def push(self, scope: str, action: str, emails: Sequence[str]) -> dict[str, PushResult]:
+    def push(
+        self, scope: str, action: str, emails: Sequence[str], *, held: Mapping[str, Collection[str]] | None = None
+    ) -> dict[str, PushResult]:
+        """``held``: per address, the topic scopes still opted out; a global resubscribe asks
+        for no confirmation to their lists."""
         topic = scope_topic(scope)
         if topic is None:
-            return push_each(emails, self._unsubscribe if action == "unsubscribe" else self._resubscribe)
+            if action == "unsubscribe":
+                return push_each(emails, self._unsubscribe)
+            held = held or {}
+            return push_each(emails, lambda address: self._resubscribe(address, held.get(address_key(address), ())))
         list_id = self.topic_lists.get(topic)
         if list_id is None:
             done = PushResult(Outcome.DONE, None, "no Constant Contact list for this scope")
@@ -304,7 +311,7 @@ class ConstantContactClient:
         )
         return PushResult(Outcome.DONE, status)
 
-    def _resubscribe(self, address: str) -> PushResult:
+    def _resubscribe(self, address: str, held: Collection[str] = ()) -> PushResult:
         contact = self.lookup(address)
         if contact is None:
             return PushResult(Outcome.DONE, None, "not at Constant Contact: nothing to resubscribe")
@@ -314,7 +321,8 @@ class ConstantContactClient:
         if email.get("opt_out_source") != "Contact":
             status, _ = self._put(contact, {"permission_to_send": "explicit"}, update_source="Contact")
             return PushResult(Outcome.DONE, status, "resubscribed (the opt-out there was the account's)")
-        lists = sorted(set(self.topic_lists.values()))
+        held_topics = {scope_topic(scope) for scope in held}
+        lists = sorted({list_id for topic, list_id in self.topic_lists.items() if topic not in held_topics})
         if not lists:
             return PushResult(
                 Outcome.DONE,

@@ -13,7 +13,7 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -25,7 +25,7 @@ from adapters.config import Config, Secret
 from adapters.errors import PayloadError, ProviderAPIError, SignatureError
 from adapters.events import GLOBAL_SCOPE, Actor, Kind, OptOutEvent, Source, Verification, scope_topic, topic_scope
 from adapters.providers import payloads
-from adapters.providers.client import APIClient, Outcome, PushResult, answer_key, bearer_api, push_each
+from adapters.providers.client import APIClient, Outcome, PushResult, Throttle, answer_key, bearer_api, push_each
 from adapters.providers.pull import (
     PullAPI,
     PullPage,
@@ -54,11 +54,18 @@ EVENT_KINDS: dict[tuple[str, str | None, str | None], Kind] = {
     ("contact.propertyChange", OPTOUT_PROPERTY, "true"): Kind.UNSUBSCRIBE,
     ("contact.propertyChange", OPTOUT_PROPERTY, "false"): Kind.RESUBSCRIBE,
 }
-# changeSource -> who changed hs_email_optout (README "Consent"). Only the contact's own form
-# submission or click in a HubSpot email is the person; a user's click, import or mobile app
-# is staff; the API, integrations, workflows and anything unlisted are automation.
+# changeSource -> who changed hs_email_optout (README "Consent"). HubSpot documents the field as
+# "any of the change sources that appear in contact property histories" (a long enum: FORM,
+# EMAIL, CRM_UI, CRM_UI_BULK_ACTION, IMPORT, API, INTEGRATION, WORKFLOWS, AUTOMATION_PLATFORM,
+# MERGE_CONTACTS…) without defining each. Only the contact's own form submission (FORM: since
+# October 2024 a form tied to a subscription type resubscribes whoever submits it) or action
+# from a HubSpot email's subscription links (EMAIL; an inference: the docs do not say so) is the
+# person; a user's click, bulk action, merge, import or mobile app is staff; the API,
+# integrations, workflows and anything unlisted are automation.
 PERSON_SOURCES = frozenset({"FORM", "EMAIL"})
-STAFF_SOURCES = frozenset({"CRM_UI", "CRM", "IMPORT", "SALES", "MOBILE_IOS", "MOBILE_ANDROID"})
+STAFF_SOURCES = frozenset(
+    {"CRM_UI", "CRM_UI_BULK_ACTION", "CRM", "IMPORT", "MERGE_CONTACTS", "SALES", "MOBILE_IOS", "MOBILE_ANDROID"}
+)
 
 
 def change_actor(change_source: object) -> Actor:
@@ -247,7 +254,9 @@ class HubSpotClient:
         self.batch_size = min(batch_size, 100)
         self.batch = batch
 
-    def push(self, scope: str, action: str, emails: Sequence[str]) -> dict[str, PushResult]:
+    def push(
+        self, scope: str, action: str, emails: Sequence[str], *, held: Mapping[str, Collection[str]] | None = None
+    ) -> dict[str, PushResult]:
         topic = scope_topic(scope)
         if topic is None:
             if action == "resubscribe":
@@ -258,14 +267,18 @@ class HubSpotClient:
                 )
                 return {address_key(e): dead for e in emails}
             if not self.batch:
-                return push_each(emails, self._unsubscribe_all_one)
+                return push_each(emails, self._unsubscribe_all_one, concurrency=self.api.throttle.concurrency)
             return self._unsubscribe_all(emails)
         subscription = self.topic_subscriptions.get(topic)
         if subscription is None:
             return {
                 address_key(e): PushResult(Outcome.DONE, None, "no HubSpot subscription for this scope") for e in emails
             }
-        return push_each(emails, lambda address: self._set_subscription(address, subscription, action))
+        return push_each(
+            emails,
+            lambda address: self._set_subscription(address, subscription, action),
+            concurrency=self.api.throttle.concurrency,
+        )
 
     def _unsubscribe_all(self, emails: Sequence[str]) -> dict[str, PushResult]:
         status, body = self.api.request(
@@ -339,6 +352,7 @@ def _api(config: Config, http: requests.Session, now: Callable[[], datetime]) ->
         timeout=cfg.timeout_seconds,
         now=now,
         retry_hint=_policy_wait,
+        throttle=Throttle(cfg.max_concurrent_requests, now=now, per_window=cfg.requests_per_10_seconds),
     )
 
 

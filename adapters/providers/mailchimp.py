@@ -10,7 +10,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import ipaddress
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl, quote
 
@@ -21,7 +22,7 @@ from adapters.config import Config, Secret, Topic
 from adapters.errors import ConfigError, PayloadError, ProviderAPIError, SignatureError
 from adapters.events import GLOBAL_SCOPE, Actor, Kind, OptOutEvent, Source, Verification, scope_topic, topic_scope
 from adapters.providers import payloads
-from adapters.providers.client import APIClient, Outcome, PushResult, answer_key, push_each, result_for_error
+from adapters.providers.client import APIClient, Outcome, PushResult, Throttle, answer_key, push_each, result_for_error
 from adapters.providers.pull import (
     PullAPI,
     PullPage,
@@ -122,10 +123,23 @@ def parse_events(
 
 
 def subscribe_actor(fields: Mapping[str, str]) -> Actor:
-    """Who subscribed: the person only when Mailchimp records their own confirmation (the
-    double opt-in's ``data[ip_opt]``); a subscribe without one is an admin add, an import or
-    an API call, which the payload does not tell apart (README "Consent")."""
-    return Actor.PERSON if fields.get("data[ip_opt]") else Actor.STAFF
+    """Who subscribed: the person only when the member record carries their double opt-in
+    confirmation (``data[ip_opt]``, "the IP address the subscriber used to confirm their
+    opt-in status", a valid IP address); otherwise an admin add, an import or an API call,
+    which the payload does not tell apart.
+
+    ``ip_opt`` alone proves little: it is member data repeated in every event (Mailchimp's
+    documented *unsubscribe* sample carries one) and the members API lets a caller write it.
+    It is trusted only together with the rest of README "Consent": the webhook leaves the
+    ``api`` source off, and a Mailchimp subscribe may lift only an opt-out the person made at
+    Mailchimp, which Mailchimp itself lets no admin undo (an unsubscribed member is re-added
+    only through their own confirmation; pushes answer "Member In Compliance State").
+    """
+    try:
+        ipaddress.ip_address(fields.get("data[ip_opt]", "").strip())
+    except ValueError:
+        return Actor.STAFF
+    return Actor.PERSON
 
 
 def event_key(*parts: str) -> str:
@@ -192,7 +206,9 @@ class MailchimpClient:
 
     Unsubscribes go through the list batch call (up to 500 members, ``update_existing``), which
     answers per address inside its 200. A resubscribe sets an existing member to ``pending``,
-    so Mailchimp asks the person to confirm (its rules forbid re-subscribing them directly).
+    so Mailchimp asks the person to confirm (its rules forbid re-subscribing them directly);
+    a global one skips the lists of topics the person is still opted out of (``held``), which
+    stay unsubscribed: Mailchimp would otherwise ask them to confirm a list they left.
     """
 
     slug = "mailchimp"
@@ -211,16 +227,30 @@ class MailchimpClient:
             return self.lists
         return (self.topic_lists[topic],) if topic in self.topic_lists else ()
 
-    def push(self, scope: str, action: str, emails: Sequence[str]) -> dict[str, PushResult]:
+    def push(
+        self, scope: str, action: str, emails: Sequence[str], *, held: Mapping[str, Collection[str]] | None = None
+    ) -> dict[str, PushResult]:
         results = {address_key(e): PushResult(Outcome.DONE, None, "no Mailchimp list for this scope") for e in emails}
         for i, list_id in enumerate(self.lists_for(scope)):
-            part = self._push_list(list_id, action, emails)
+            part = self._push_list(list_id, action, emails, held or {})
             results = part if i == 0 else {k: results[k].worse(r) for k, r in part.items()}
         return results
 
-    def _push_list(self, list_id: str, action: str, emails: Sequence[str]) -> dict[str, PushResult]:
+    def _held_lists(self, topic_scopes: Collection[str]) -> set[str]:
+        return {self.topic_lists[t] for s in topic_scopes if (t := scope_topic(s)) in self.topic_lists}
+
+    def _push_list(
+        self, list_id: str, action: str, emails: Sequence[str], held: Mapping[str, Collection[str]]
+    ) -> dict[str, PushResult]:
         if action == "resubscribe":
-            return push_each(emails, lambda address: self._resubscribe(list_id, address))
+            kept = [e for e in emails if list_id in self._held_lists(held.get(address_key(e), ()))]
+            results = push_each(
+                [e for e in emails if e not in kept],
+                lambda address: self._resubscribe(list_id, address),
+                concurrency=self.api.throttle.concurrency,
+            )
+            skipped = PushResult(Outcome.DONE, None, f"list {list_id}: its topic is still opted out; kept unsubscribed")
+            return {**results, **{address_key(e): skipped for e in kept}}
         members = [{"email_address": e, "status": "unsubscribed"} for e in emails]
         try:
             status, body = self.api.request(
@@ -280,6 +310,7 @@ def _api(config: Config, http: requests.Session, now: Callable[[], datetime]) ->
         timeout=cfg.timeout_seconds,
         secrets=(key, credentials),
         now=now,
+        throttle=Throttle(cfg.max_concurrent_requests, now=now),
     )
 
 

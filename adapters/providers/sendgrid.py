@@ -11,7 +11,7 @@ import base64
 import binascii
 import dataclasses
 import functools
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from urllib.parse import quote
 
@@ -25,7 +25,7 @@ from adapters.config import Config, Topic
 from adapters.errors import ConfigError, PayloadError, ProviderAPIError, SignatureError
 from adapters.events import GLOBAL_SCOPE, Actor, Kind, OptOutEvent, Source, Verification, scope_topic, topic_scope
 from adapters.providers import payloads
-from adapters.providers.client import APIClient, Outcome, PushResult, bearer_api, push_each
+from adapters.providers.client import APIClient, Outcome, PushResult, Throttle, bearer_api, push_each
 from adapters.providers.pull import (
     PullAPI,
     PullPage,
@@ -246,12 +246,18 @@ class SendGridClient:
         group = self.topic_groups.get(topic)
         return None if group is None else f"/v3/asm/groups/{group}/suppressions"
 
-    def push(self, scope: str, action: str, emails: Sequence[str]) -> dict[str, PushResult]:
+    def push(
+        self, scope: str, action: str, emails: Sequence[str], *, held: Mapping[str, Collection[str]] | None = None
+    ) -> dict[str, PushResult]:
         path = self._suppressions_path(scope)
         if path is None:
             return {address_key(e): PushResult(Outcome.DONE, None, "no SendGrid group for this scope") for e in emails}
         if action == "resubscribe":
-            return push_each(emails, lambda address: self._delete(f"{path}/{quote(address, safe='@')}"))
+            return push_each(
+                emails,
+                lambda address: self._delete(f"{path}/{quote(address, safe='@')}"),
+                concurrency=self.api.throttle.concurrency,
+            )
         status, _ = self.api.request("POST", path, json_body={"recipient_emails": list(emails)})
         return {address_key(e): PushResult(Outcome.DONE, status) for e in emails}
 
@@ -298,6 +304,7 @@ def _api(config: Config, http: requests.Session, now: Callable[[], datetime]) ->
         timeout=cfg.timeout_seconds,
         now=now,
         retry_hint=_rate_limit_reset,
+        throttle=Throttle(cfg.max_concurrent_requests, now=now),
     )
 
 

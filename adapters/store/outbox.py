@@ -18,6 +18,7 @@ from sqlalchemy import CursorResult, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from adapters.addresses import address_key
+from adapters.events import GLOBAL_SCOPE
 from adapters.store.models import OutboxRow, Suppression
 
 STATES = ("pending", "done", "dead")
@@ -84,6 +85,21 @@ def desired_states(session: Session, keys: Collection[Key], *, lock: bool = Fals
             if key in keys:
                 found[key] = Desired("unsubscribe" if row.suppressed else "resubscribe", row.event_id)
     return found
+
+
+def held_topics(session: Session, email_keys: Collection[str]) -> dict[str, set[str]]:
+    """The topic scopes each address is opted out of now (a global resubscribe leaves them
+    opted out at the provider)."""
+    held: dict[str, set[str]] = {}
+    keys = sorted(set(email_keys))
+    table = Suppression.__table__
+    for start in range(0, len(keys), 500):
+        stmt = select(table.c.email_key, table.c.scope).where(
+            table.c.email_key.in_(keys[start : start + 500]), table.c.suppressed, table.c.scope != GLOBAL_SCOPE
+        )
+        for row in session.execute(stmt):
+            held.setdefault(row.email_key, set()).add(row.scope)
+    return held
 
 
 def renew_leases(session: Session, ids: Collection[int], *, owner: str, until: datetime) -> set[int]:

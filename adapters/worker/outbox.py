@@ -29,11 +29,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from adapters.addresses import address_key
 from adapters.errors import ProviderAPIError, StoreError
+from adapters.events import GLOBAL_SCOPE
 from adapters.hub import Hub
 from adapters.providers import constant_contact
 from adapters.providers.client import Outcome, PushClient, PushResult, result_for_error
 from adapters.store.models import OutboxRow
-from adapters.store.outbox import Key, covered_rows, desired_states, release_leases, renew_leases
+from adapters.store.outbox import Key, covered_rows, desired_states, held_topics, release_leases, renew_leases
 from adapters.worker.confirmations import send_due_confirmations
 from adapters.worker.constant_contact import poll_due
 from adapters.worker.lookups import resolve_pending_lookups
@@ -241,12 +242,14 @@ class Worker:
         by_key: dict[Key, list[Claimed]] = {}
         for row in sorted(rows, key=lambda r: r.id):
             by_key.setdefault(row.key, []).append(row)
+        groups: dict[tuple[str, str], list[Key]] = {}
         with self.hub.sessions() as session:
             desired = desired_states(session, by_key.keys())
-        groups: dict[tuple[str, str], list[Key]] = {}
-        for key, claimed in by_key.items():
-            want = desired.get(key)
-            groups.setdefault((key[1], want.action if want else claimed[-1].action), []).append(key)
+            for key, claimed in by_key.items():
+                want = desired.get(key)
+                groups.setdefault((key[1], want.action if want else claimed[-1].action), []).append(key)
+            lifted = groups.get((GLOBAL_SCOPE, "resubscribe"), [])
+            still_out = held_topics(session, [email_key for email_key, _ in lifted]) if lifted else {}
         with LeaseKeeper(self, [r.id for r in rows]) as lease:
             for (scope, action), keys in groups.items():
                 for chunk in _chunks(keys, client.batch_size):
@@ -254,7 +257,7 @@ class Worker:
                     chunk = [key for key in chunk if any(r.id in held for r in by_key[key])]
                     if not chunk:
                         continue
-                    results = self._call(client, scope, action, [by_key[key][-1].email for key in chunk])
+                    results = self._call(client, scope, action, [by_key[key][-1].email for key in chunk], still_out)
                     claimed = [r for key in chunk for r in by_key[key] if r.id in held]
                     versions = {key: desired[key].version for key in chunk if key in desired}
                     result = self.settle(client.slug, claimed, results, versions)
@@ -276,10 +279,13 @@ class Worker:
         return tally
 
     @staticmethod
-    def _call(client: PushClient, scope: str, action: str, emails: Sequence[str]) -> Mapping[str, PushResult]:
-        """The provider's answer per address; a failed call answers the same for each."""
+    def _call(
+        client: PushClient, scope: str, action: str, emails: Sequence[str], held: Mapping[str, set[str]]
+    ) -> Mapping[str, PushResult]:
+        """The provider's answer per address; a failed call answers the same for each.
+        ``held``: the topics each address is still opted out of (see :meth:`PushClient.push`)."""
         try:
-            return client.push(scope, action, emails)
+            return client.push(scope, action, emails, held=held if scope == GLOBAL_SCOPE else None)
         except ProviderAPIError as exc:
             failed = result_for_error(exc)
         except Exception:  # an answer we cannot read: retry with back-off

@@ -5,7 +5,8 @@
   servers of ``fake_providers``, with one topic mapped at every provider.
 - ``fake_providers``: real local HTTP servers that behave like the providers' APIs
   (see ``tests/support/fake_providers.py``); a test fails if one got a request the real API would reject.
-- ``make_push_config(fakes, providers=..., worker=...)``: ``push_config`` with options.
+- ``make_push_config(fakes, providers=..., worker=..., options=...)``: ``push_config`` with
+  options (``options``: extra keys per provider table).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def make_push_config(make_config: Callable[..., Config], provider_env: dict[str,
         *,
         providers: tuple[str, ...] = ("mailchimp", "sendgrid", "hubspot"),
         worker: dict[str, Any] | None = None,
+        options: dict[str, dict[str, Any]] | None = None,
         **extra: Any,
     ) -> Config:
         data: dict[str, Any] = {
@@ -56,6 +58,7 @@ def make_push_config(make_config: Callable[..., Config], provider_env: dict[str,
                     "hubspot": {"subscription_ids": ["5678"], "client_secret_env": ""},
                 }[slug]
             )
+            table.update((options or {}).get(slug, {}))
             data["providers"][slug] = table
         mapping = {
             "mailchimp": ("mailchimp_list", "list1"),

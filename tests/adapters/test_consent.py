@@ -178,3 +178,38 @@ def test_a_provider_left_out_of_provider_resubscribes_lifts_nothing(make_config,
     with hub.sessions() as session:
         assert address_state(session, email)["suppressed"]
         assert session.scalar(select(ConsentConflict.opt_out_source)) == "sendgrid"
+
+
+def test_a_retried_resubscribe_is_never_the_last_call_after_a_newer_opt_out(
+    make_push_config, make_hub, serve_app, fake_providers: FakeProviders, clock: Clock
+) -> None:
+    """Issue 14, case 1: opt out, resubscribe (SendGrid's DELETE fails with 500 and is queued
+    for a retry), opt out again with the one-click link: SendGrid ends suppressed, as the hub."""
+    hub = make_hub(make_push_config(fake_providers, providers=("sendgrid",)))
+    url = serve_app(create_app(hub=hub)).url
+    email, sendgrid = "cy@example.com", fake_providers.sendgrid
+    preferences(hub, url, email, "unsubscribe_all")
+    drain(hub)
+    clock.advance(60)
+    sendgrid.fail_next(500)
+    preferences(hub, url, email, "resubscribe")
+    drain(hub)  # the DELETE failed: due again later
+    assert sendgrid.global_suppressions == {email}
+    clock.advance(60)
+    r = requests.post(
+        f"{url}/u/{issue_token(hub, email)}",
+        data="List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        timeout=10,
+    )
+    assert r.status_code == 200
+    drain(hub)
+    clock.advance(3600)  # the resubscribe's retry is due
+    drain(hub)
+    assert sendgrid.global_suppressions == {email}
+    assert [(c.method, c.status) for c in sendgrid.calls] == [("POST", 201), ("DELETE", 500)] + [("POST", 201)] * (
+        len(sendgrid.calls) - 2
+    )  # no DELETE after the newer opt-out
+    with hub.sessions() as session:
+        assert address_state(session, email)["suppressed"]
+        assert set(session.scalars(select(OutboxRow.state))) == {"done"}

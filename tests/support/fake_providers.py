@@ -11,7 +11,8 @@ anything else the way the real API would (401 for bad credentials, 400 for a bad
 for an unknown route), noting the request in ``unexpected`` so a test can fail on it. It keeps
 the provider's state (suppressed addresses, list members; ``globally_suppressed()``), records
 each accepted call, and can fail on demand: ``fail_next(status, retry_after=...)``,
-``fail_next(timeout=...)`` and ``hold()`` (requests wait until released).
+``fail_next(timeout=...)`` and ``hold()`` (requests wait until released). ``max_in_flight`` is
+the most requests it was serving at once, to check a client's concurrency bound.
 """
 
 from __future__ import annotations
@@ -86,6 +87,8 @@ class FakeAPI:
         self.unexpected: list[str] = []
         self.latency = 0.0  # seconds added to every answer
         self.headers: dict[str, str] = {}
+        self.in_flight = 0
+        self.max_in_flight = 0  # the most requests served at once
         self._failures: collections.deque[Failure] = collections.deque()
         self._lock = threading.Lock()
         self._released = threading.Event()
@@ -152,6 +155,16 @@ class FakeAPI:
             return [c for c in self.calls if c.method == method and c.path.startswith(path_prefix)]
 
     def serve(self, method: str, target: str, headers: Any, raw: bytes) -> tuple[int, dict[str, str], Any]:
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return self._serve(method, target, headers, raw)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _serve(self, method: str, target: str, headers: Any, raw: bytes) -> tuple[int, dict[str, str], Any]:
         split = urlsplit(target)
         path, query = unquote(split.path), parse_qs(split.query, keep_blank_values=True)
         if not self._released.is_set():

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from adapters.config import Config, Secret
 from adapters.errors import PayloadError, SignatureError
-from adapters.events import Kind
+from adapters.events import Actor, Kind
 from adapters.hub import Hub
 from adapters.providers import hubspot
 from adapters.store.models import Event, PendingLookup
@@ -250,3 +250,23 @@ def test_any_body_is_events_or_a_payload_error(data: object) -> None:
     for e in events:
         assert e.object_id and e.provider_event_id.count(":") >= 4
         json.dumps(e.to_json())
+
+
+@pytest.mark.parametrize(
+    ("source", "actor"),
+    [
+        ("FORM", Actor.PERSON),
+        ("EMAIL", Actor.PERSON),
+        ("CRM_UI", Actor.STAFF),
+        ("CRM_UI_BULK_ACTION", Actor.STAFF),
+        ("MERGE_CONTACTS", Actor.STAFF),
+        ("IMPORT", Actor.STAFF),
+        ("API", Actor.AUTOMATION),
+        ("INTEGRATION", Actor.AUTOMATION),
+        ("WORKFLOWS", Actor.AUTOMATION),
+        ("AUTOMATION_PLATFORM", Actor.AUTOMATION),
+        (None, Actor.AUTOMATION),
+    ],
+)
+def test_change_source_tells_who_changed_the_opt_out(source: str | None, actor: Actor) -> None:
+    assert hubspot.change_actor(source) is actor

@@ -59,7 +59,7 @@ def test_without_the_batch_scope_unsubscribe_all_is_one_call_per_address(
         assert {
             r.outcome for r in client.push("global", "unsubscribe", ["a@example.com", "b@example.com"]).values()
         } == {Outcome.DONE}
-    assert [(c.path, c.query) for c in fake_providers.hubspot.calls] == [
+    assert sorted((c.path, c.query) for c in fake_providers.hubspot.calls) == [
         (f"/communication-preferences/v4/statuses/{e}/unsubscribe-all", {"channel": ["EMAIL"]})
         for e in ("a@example.com", "b@example.com")
     ]
@@ -75,7 +75,7 @@ def test_topic_is_one_v3_call_per_address_and_already_unsubscribed_is_done(
     assert (
         results["b@example.com"].outcome is Outcome.DONE and results["b@example.com"].detail == "already unsubscribed"
     )
-    first = fake_providers.hubspot.calls[0]
+    (first,) = [c for c in fake_providers.hubspot.calls if c.status == 200]  # the calls run concurrently
     assert first.path == "/communication-preferences/v3/unsubscribe"
     assert first.body == {
         "emailAddress": "a@example.com",
@@ -95,8 +95,8 @@ def test_topic_resubscribe_and_global_resubscribe(client: hubspot.HubSpotClient,
     assert result.outcome is Outcome.DEAD and "no API to undo" in result.detail
 
 
-def test_a_retryable_failure_stops_a_per_address_round(
-    client: hubspot.HubSpotClient, fake_providers: FakeProviders
+def test_a_429_stops_a_per_address_round_and_pauses_every_call_to_hubspot(
+    client: hubspot.HubSpotClient, fake_providers: FakeProviders, clock
 ) -> None:
     fake_providers.hubspot.fail_next(
         429,
@@ -106,10 +106,23 @@ def test_a_retryable_failure_stops_a_per_address_round(
             "policyName": "TEN_SECONDLY_ROLLING",
         },
     )
-    results = client.push("topic:newsletter", "unsubscribe", ["a@example.com", "b@example.com"])
-    assert {r.outcome for r in results.values()} == {Outcome.RETRY}
-    assert results["b@example.com"].retry_after == 10.0
-    assert len(fake_providers.hubspot.calls) == 1  # b was not tried against a rate-limited API
+    emails = [f"r{i}@example.com" for i in range(30)]
+    results = client.push("topic:newsletter", "unsubscribe", emails)
+    sent = list(fake_providers.hubspot.calls)
+    # calls already in flight when the 429 came back were answered; the rest were never sent
+    assert [c.status for c in sent].count(429) == 1 and len(sent) < len(emails)
+    sent_to = {c.body["emailAddress"] for c in sent if c.status == 200}
+    unsent = [e for e in emails if e not in sent_to]
+    assert all(results[e].outcome is Outcome.RETRY and results[e].retry_after == 10.0 for e in unsent)
+    # the pause holds every call to the provider, a batch call too, until the window has passed
+    clock.advance(9)
+    with pytest.raises(ProviderAPIError) as caught:
+        client.push("global", "unsubscribe", ["a@example.com"])
+    assert caught.value.retryable and caught.value.retry_after == 1.0 and "not sent" in str(caught.value)
+    assert len(fake_providers.hubspot.calls) == len(sent)
+    clock.advance(1)
+    results = client.push("topic:newsletter", "unsubscribe", unsent)
+    assert {r.outcome for r in results.values()} == {Outcome.DONE}
 
 
 def test_daily_limit_waits_until_the_next_utc_day(client: hubspot.HubSpotClient, fake_providers: FakeProviders) -> None:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from adapters.config import Secret, Topic
 from adapters.errors import PayloadError, SignatureError
-from adapters.events import Kind, Source
+from adapters.events import Actor, Kind, Source
 from adapters.providers import mailchimp
 
 PAYLOADS = Path(__file__).with_name("payloads")
@@ -149,3 +149,17 @@ def test_any_body_is_at_most_one_event_or_a_payload_error(body: bytes) -> None:
     except PayloadError:
         return
     assert len(events) <= 1 and all(e.provider_event_id.startswith("mc:") for e in events)
+
+
+@pytest.mark.parametrize(
+    ("ip_opt", "actor"),
+    [
+        ("198.51.100.7", Actor.PERSON),  # the member's own double opt-in confirmation
+        ("2001:db8::7", Actor.PERSON),
+        ("", Actor.STAFF),  # an admin add, an import, an API call
+        ("unknown", Actor.STAFF),  # not an address Mailchimp would record
+    ],
+)
+def test_a_subscribe_is_the_persons_only_with_their_confirmation_ip(ip_opt: str, actor: Actor) -> None:
+    [event] = parse(form("subscribe", list_id="abc123", email="a@example.com", ip_opt=ip_opt))
+    assert event.metadata["actor"] == actor.value

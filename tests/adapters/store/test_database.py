@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 
 from alembic import command
@@ -14,6 +14,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from adapters.config import Config
+from adapters.consent import MAX_CLOCK_SKEW
+from adapters.events import Kind, OptOutEvent, Source, Verification
+from adapters.hub import Hub
 from adapters.store import database
 from adapters.store.models import (
     Base,
@@ -27,6 +31,7 @@ from adapters.store.models import (
     Suppression,
 )
 from adapters.store.queries import address_state
+from tests.support.clock import Clock
 
 
 @contextlib.contextmanager
@@ -273,3 +278,51 @@ def test_admin_names_migration_leaves_earlier_decisions_unnamed_and_goes_back(da
         with engine.connect() as conn:
             assert conn.execute(text("SELECT state FROM evidence")).all() == [("approved",)]
         database.upgrade(engine)
+
+
+def test_clamp_migration_unfreezes_a_state_dated_in_the_future(
+    database_url: str, make_config: Callable[..., Config]
+) -> None:
+    received = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
+    ahead = received + timedelta(days=365)  # a signed provider event dated a year ahead
+    with engine_at(database_url, "0008_consent_provenance") as engine:
+        row = {
+            "email": "fay@example.com",
+            "email_key": "fay@example.com",
+            "kind": "unsubscribe",
+            "scope": "global",
+            "source": "sendgrid",
+            "verification": "signature",
+            "actor": "person",
+            "provider_event_id": "future-1",
+            "occurred_at": ahead,
+            "received_at": received,
+        }
+        with engine.begin() as conn:  # the state as the fold stored it before the clamp
+            event_id = conn.execute(insert(Event).values(row).returning(Event.id)).scalar_one()
+            conn.execute(
+                insert(Suppression).values(
+                    email_key="fay@example.com",
+                    scope="global",
+                    email="fay@example.com",
+                    suppressed=True,
+                    kind="unsubscribe",
+                    source="sendgrid",
+                    first_at=ahead,
+                    last_at=ahead,
+                    event_id=event_id,
+                )
+            )
+        database.upgrade(engine)
+        with engine.connect() as conn:
+            assert conn.execute(select(Suppression.first_at, Suppression.last_at)).one() == (
+                received + MAX_CLOCK_SKEW,
+                received + MAX_CLOCK_SKEW,
+            )
+    hub = Hub.open(make_config(), clock=Clock(datetime.now(UTC)), upgrade=True)
+    try:
+        hub.record([OptOutEvent("fay@example.com", Kind.RESUBSCRIBE, Source.PREFERENCES, "global", Verification.TOKEN)])
+        with hub.sessions() as session:
+            assert address_state(session, "fay@example.com")["suppressed"] is False  # today's request counts
+    finally:
+        hub.close()

@@ -4,6 +4,7 @@ against the fake provider servers (real HTTP)."""
 from __future__ import annotations
 
 import base64
+import bisect
 import collections
 import hashlib
 import hmac
@@ -486,7 +487,7 @@ def test_the_running_worker_pushes_a_lone_opt_out_within_a_second(
 PROVIDER_TABLES = {
     "mailchimp": 'lists = ["list1", "list2"]\nwebhook_secret_env = ""',
     "sendgrid": 'webhook_public_key_env = ""',
-    "hubspot": 'subscription_ids = ["5678"]\nclient_secret_env = ""',
+    "hubspot": 'subscription_ids = ["5678"]\nclient_secret_env = ""\nrequests_per_10_seconds = 250',  # its top tier
 }
 
 
@@ -669,6 +670,9 @@ def test_two_workers_with_a_short_lease_make_one_per_address_call_each(
                 assert worker.proc.wait(timeout=30) == 0, worker.output()
         calls = fake_providers.hubspot.calls_to("POST", "/communication-preferences/v3/")
         assert len(calls) == 1500  # one per address ("already unsubscribed" answers carry no body)
+        times = sorted(c.at for c in calls)  # each worker starts at most 250 calls in any 10 s
+        in_10_s = max(bisect.bisect_left(times, t + 10) - i for i, t in enumerate(times))
+        assert in_10_s <= 2 * (250 + 5)  # answers are timed on arrival: up to a slot's worth late
         assert fake_providers.hubspot.unsubscribed["5678"] == {f"h{i}@example.com" for i in range(1500)}
         done = rows(hub)
         assert {r.state for r in done} == {"done"} and len({r.lease_owner for r in done}) == 2
