@@ -102,6 +102,8 @@ class SecurityConfig:
     token_secret: Secret | None = dataclasses.field(default=None, repr=False, compare=False)
     previous_token_secrets: tuple[Secret, ...] = dataclasses.field(default=(), repr=False, compare=False)
     admin_token: Secret | None = dataclasses.field(default=None, repr=False, compare=False)
+    erasure_key_env: str = "OPTOUT_HUB_ERASURE_KEY"  # keys the hashes of erased addresses (README "Erasure")
+    erasure_key: Secret | None = dataclasses.field(default=None, repr=False, compare=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -220,6 +222,21 @@ class ConsentConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class RetentionConfig:
+    """README "Erasure": raw evidence older than ``evidence_days`` is purged (0: kept forever)."""
+
+    evidence_days: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class ComplianceConfig:
+    """README "Campaign and transactional mail": whether a hard bounce stops transactional mail
+    too (a complaint always does; an unsubscribe never does)."""
+
+    transactional_suppress_hard_bounces: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     database: DatabaseConfig = DatabaseConfig()
     smtp: SMTPConfig = SMTPConfig()
@@ -232,6 +249,8 @@ class Config:
     confirmations: ConfirmationsConfig = ConfirmationsConfig()
     logging: LoggingConfig = LoggingConfig()
     consent: ConsentConfig = ConsentConfig()
+    retention: RetentionConfig = RetentionConfig()
+    compliance: ComplianceConfig = ComplianceConfig()
 
     def topic(self, name: str) -> Topic | None:
         return next((t for t in self.topics if t.name == name), None)
@@ -375,6 +394,11 @@ def _validate(config: Config) -> None:
     secret = config.security.token_secret
     if secret is not None and len(secret.reveal().encode()) < 16:
         raise ConfigError("security.token_secret_env", "the secret must be at least 16 bytes")
+    erasure_key = config.security.erasure_key
+    if erasure_key is not None and len(erasure_key.reveal().encode()) < 16:
+        raise ConfigError("security.erasure_key_env", "the key must be at least 16 bytes")
+    if config.retention.evidence_days < 0:
+        raise ConfigError("retention.evidence_days", "must be 0 (keep forever) or a number of days")
     if not config.smtp.domains:
         raise ConfigError("smtp.domains", "must name at least one domain")
     if not config.http.public_url.startswith(("https://", "http://")):

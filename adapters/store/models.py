@@ -13,6 +13,9 @@
 - ``outbox``: one row per (event, provider) to push, claimed by workers under a lease.
 - ``instance_settings``: generated instance secrets (the token key when none is configured).
 - ``confirmation_sends``: one row per address and UTC day a confirmation mail went out.
+- ``delivery_blocks``: per address, its complaints and hard bounces (what may stop
+  transactional mail, README "Campaign and transactional mail").
+- ``erased_subjects``: the keyed hash of every erased address (README "Erasure").
 """
 
 from __future__ import annotations
@@ -273,3 +276,31 @@ class RecipientCount(Base):
     addresses: Mapped[int] = mapped_column(BigInteger)
 
     __table_args__ = ({"sqlite_with_rowid": False},)
+
+
+class DeliveryBlock(Base):
+    """A complaint or hard bounce of an address: the facts that may stop transactional mail
+    (README "Campaign and transactional mail"). Kept in step by
+    :func:`adapters.store.record.record_events`; a proven resubscribe that lifts the global
+    opt-out clears them. ``email_key`` is an erased address's pseudonym after erasure."""
+
+    __tablename__ = "delivery_blocks"
+    email_key: Mapped[str] = mapped_column(String(254), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)  # complaint | bounce
+    first_at: Mapped[datetime]
+    last_at: Mapped[datetime]
+
+    def __repr__(self) -> str:
+        return f"<DeliveryBlock {self.kind}>"
+
+
+class ErasedSubject(Base):
+    """An erased address, known only by its keyed hash (README "Erasure"): it stays suppressed
+    and its history lives on under the pseudonym ``erased:<address_hash>``."""
+
+    __tablename__ = "erased_subjects"
+    address_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # HMAC-SHA256, hex
+    erased_at: Mapped[datetime]
+
+    def __repr__(self) -> str:
+        return f"<ErasedSubject {self.address_hash[:8]}>"

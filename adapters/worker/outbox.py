@@ -35,6 +35,8 @@ from adapters.store.models import OutboxRow
 from adapters.store.outbox import Key, covered_rows, desired_states, renew_leases
 from adapters.worker.confirmations import send_due_confirmations
 from adapters.worker.lookups import resolve_pending_lookups
+from adapters.worker.retention import INTERVAL as RETENTION_INTERVAL
+from adapters.worker.retention import purge_expired_evidence
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +115,7 @@ class Worker:
         self.http = http
         self.owner = owner or worker_id()
         self.rng = rng
+        self.purged_at: datetime | None = None  # the last retention purge
 
     # The loop ---------------------------------------------------------------------------
 
@@ -156,10 +159,15 @@ class Worker:
 
     def upkeep(self) -> None:
         """The worker's other queues: HubSpot contact ids from its webhooks become recorded
-        events (and so pushes), and queued confirmation mail goes to the relay."""
+        events (and so pushes), queued confirmation mail goes to the relay, and about hourly
+        expired evidence is purged (``[retention] evidence_days``)."""
         if self.hub.config.providers.hubspot.enabled:
             resolve_pending_lookups(self.hub, self.http)
         send_due_confirmations(self.hub)
+        now = self.hub.clock()
+        if self.purged_at is None or now - self.purged_at >= RETENTION_INTERVAL:
+            self.purged_at = now
+            purge_expired_evidence(self.hub)
 
     def has_due(self) -> bool:
         now = self.hub.clock()
