@@ -47,7 +47,7 @@ def address_state(
     policy: StorePolicy = NO_POLICY,
 ) -> dict[str, Any]:
     """The status JSON of ``optout-hub status`` and the API: ``{"email", "suppressed", "scopes",
-    "category", "erased", "events"}``.
+    "events"}``, with ``"category"`` when not marketing and ``"erased": true`` for an erased address.
 
     ``scopes`` lists the scopes at which the address is suppressed for ``category``;
     ``suppressed`` is true when there is any. An erased address (README "Erasure") is
@@ -75,14 +75,17 @@ def address_state(
         )
     events = session.scalars(select(Event).where(Event.email_key.in_(keys)).order_by(Event.occurred_at, Event.id)).all()
     mine = [e for e in events if e.email_key == address.key]
-    return {
+    state: dict[str, Any] = {
         "email": mine[-1].email if mine else address.email,
         "suppressed": bool(scopes),
         "scopes": scopes,
-        "category": category.value,
-        "erased": bool(erased),
         "events": [_event_json(e) for e in events],
     }
+    if category is not MailCategory.MARKETING:
+        state["category"] = category.value
+    if erased:
+        state["erased"] = True
+    return state
 
 
 def is_suppressed(session: Session, email: str, topic: str | None = None, *, policy: StorePolicy = NO_POLICY) -> bool:
