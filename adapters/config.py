@@ -142,6 +142,8 @@ class SendGridConfig:
     timeout_seconds: float = 10.0
     batch_size: int = 1000
     max_timestamp_age_seconds: int = 0  # 0: no limit (SendGrid retries for up to 24 h)
+    global_opt_out: str = "global_suppression"  # or "groups" (README "Campaign and transactional mail")
+    marketing_groups: tuple[int, ...] = ()  # with "groups": unsubscribe groups besides the topics'
     api_key: Secret | None = dataclasses.field(default=None, repr=False, compare=False)
     webhook_public_key: Secret | None = dataclasses.field(default=None, repr=False, compare=False)
 
@@ -418,6 +420,14 @@ def _validate(config: Config) -> None:
             raise ConfigError(key, "must be positive")
     if config.inbound.retry_max_seconds <= 0:
         raise ConfigError("inbound.retry_max_seconds", "must be positive")
+    sendgrid = config.providers.sendgrid
+    if sendgrid.global_opt_out not in ("global_suppression", "groups"):
+        raise ConfigError("providers.sendgrid.global_opt_out", 'must be "global_suppression" or "groups"')
+    if sendgrid.enabled and sendgrid.global_opt_out == "groups" and not sendgrid_marketing_groups(config):
+        raise ConfigError(
+            "providers.sendgrid.global_opt_out",
+            '"groups" needs unsubscribe groups: [[topics]] sendgrid_group or providers.sendgrid.marketing_groups',
+        )
     for i, slug in enumerate(config.consent.provider_resubscribes):
         if slug not in PROVIDER_SLUGS:
             raise ConfigError(f"consent.provider_resubscribes[{i}]", f"unknown provider {slug!r}")
@@ -426,6 +436,13 @@ def _validate(config: Config) -> None:
         raise ConfigError(
             "confirmations.starttls", f"relay credentials are sent to {relay.smtp_host} only over TLS: set it to true"
         )
+
+
+def sendgrid_marketing_groups(config: Config) -> tuple[int, ...]:
+    """The SendGrid unsubscribe groups a global opt-out goes to in ``groups`` mode: every
+    topic's ``sendgrid_group``, then ``marketing_groups``, each once."""
+    topics = (t.sendgrid_group for t in config.topics if t.sendgrid_group is not None)
+    return tuple(dict.fromkeys((*topics, *config.providers.sendgrid.marketing_groups)))
 
 
 def _loopback(host: str) -> bool:

@@ -29,6 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from adapters.addresses import address_key
 from adapters.errors import ProviderAPIError, StoreError
+from adapters.events import GLOBAL_SCOPE
 from adapters.hub import Hub
 from adapters.providers.client import Outcome, PushClient, PushResult, result_for_error
 from adapters.store.models import OutboxRow
@@ -234,8 +235,11 @@ class Worker:
         for key, claimed in by_key.items():
             want = desired.get(key)
             groups.setdefault((key[1], want.action if want else claimed[-1].action), []).append(key)
+        # Global pushes first: a lifted global opt-out undone at a provider must not undo a
+        # topic opt-out pushed in the same round (SendGrid's "groups" mode shares their groups).
+        ordered = sorted(groups.items(), key=lambda item: item[0][0] != GLOBAL_SCOPE)
         with LeaseKeeper(self, [r.id for r in rows]) as lease:
-            for (scope, action), keys in groups.items():
+            for (scope, action), keys in ordered:
                 for chunk in _chunks(keys, client.batch_size):
                     held = lease.renew([r.id for key in chunk for r in by_key[key]])
                     chunk = [key for key in chunk if any(r.id in held for r in by_key[key])]
