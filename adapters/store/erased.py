@@ -8,6 +8,7 @@ pseudonym ``erased:<hash>`` in place of the address, so the same queries read th
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from collections.abc import Iterable
@@ -22,9 +23,17 @@ PSEUDONYM_PREFIX = "erased:"
 LOOKUP_CHUNK = 100_000
 
 
+@functools.lru_cache(maxsize=4)
+def _keyed(erasure_key: bytes) -> hmac.HMAC:
+    return hmac.new(erasure_key, digestmod=hashlib.sha256)
+
+
 def address_hash(erasure_key: bytes, email_key: str) -> str:
-    """The keyed hash of an address key (hex HMAC-SHA256)."""
-    return hmac.new(erasure_key, email_key.encode(), hashlib.sha256).hexdigest()
+    """The keyed hash of an address key (hex HMAC-SHA256). Copying a keyed HMAC halves the
+    cost of keying one per address (bulk checks hash every address not suppressed)."""
+    mac = _keyed(erasure_key).copy()
+    mac.update(email_key.encode())
+    return mac.hexdigest()
 
 
 def pseudonym(erasure_key: bytes, email_key: str) -> str:
