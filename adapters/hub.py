@@ -64,7 +64,11 @@ class Hub:
             database.upgrade(engine)
         sessions = database.make_sessionmaker(engine)
         signer = TokenSigner(_token_secrets(config, sessions))
-        _check_erasure_key(config, engine, sessions)
+        try:
+            _check_erasure_key(config, engine, sessions)
+        except ConfigError:
+            engine.dispose()  # start-up stops here: close what it opened
+            raise
         metrics = metrics or Metrics()
         hub = cls(config, engine, sessions, signer, metrics, StorePolicy.from_config(config), clock)
         metrics.watch_backlog(hub.outbox_pending, hub.lookups_pending, hub.oldest_unsettled)

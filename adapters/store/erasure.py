@@ -12,7 +12,8 @@ table; a keyed hash and the non-personal facts stay, so it stays suppressed.
   it concerns no one else (one SMTP message, a review item, a one-event delivery); when it
   also carries other people's events (a provider's batch delivery), this person's elements
   are cut out of a JSON array body, and any other body is emptied whole; ``meta`` records
-  ``"redacted": "erasure"``. Such a row's signature no longer verifies, by design.
+  ``"redacted": "erasure"``. Such a row's signature no longer verifies, by design. While a
+  message naming the address waits for classification, the erasure is refused.
 - ``recipients`` (tokens) and ``confirmation_sends``: deleted. ``outbox``: settled rows move
   to the pseudonym, dead rows (pushes no provider accepted) are deleted, and while a push is
   still pending the erasure is refused: the providers must hold the opt-out first.
@@ -58,6 +59,7 @@ from adapters.store.models import (
 KEY_CHECK_SETTING = "erasure_key_check"
 SCAN_BATCH = 500  # evidence rows read at a time while looking for the address
 REDACTED = {"redacted": "erasure"}
+PENDING = "pending"  # evidence not classified yet (inbound.evidence): it may hold a request
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,7 +197,7 @@ def _evidence(session: Session, key: str, linked: set[int]) -> tuple[int, int]:
     last = 0
     while True:  # every row, in id order, a batch at a time (bounded memory)
         rows = session.execute(
-            select(Evidence.id, Evidence.content, Evidence.meta, Evidence.result)
+            select(Evidence.id, Evidence.state, Evidence.content, Evidence.meta, Evidence.result)
             .where(Evidence.id > last)
             .order_by(Evidence.id)
             .limit(SCAN_BATCH)
@@ -203,7 +205,10 @@ def _evidence(session: Session, key: str, linked: set[int]) -> tuple[int, int]:
         if not rows:
             break
         last = rows[-1].id
-        found.update(r.id for r in rows if any(_mentions(v, needles) for v in (r.content, r.meta, r.result)))
+        hits = [r for r in rows if any(_mentions(v, needles) for v in (r.content, r.meta, r.result))]
+        if any(r.state == PENDING for r in hits):
+            raise ErasureError("a message naming this address still waits for classification: erase it once classified")
+        found.update(r.id for r in hits)
     shared: set[int] = set()
     for chunk in chunks(sorted(found), 10_000):
         shared.update(

@@ -21,7 +21,7 @@ from adapters.store.confirmations import queue_confirmation
 from adapters.store.erased import PSEUDONYM_PREFIX
 from adapters.store.erasure import erase_address
 from adapters.store.models import ConsentConflict, Event, EventCount, Evidence, OutboxRow
-from adapters.store.queries import address_state, check_addresses
+from adapters.store.queries import address_state, check_addresses, export_suppressions
 from adapters.store.recipients import RecipientRequest, issue_tokens
 from adapters.worker.outbox import Worker
 from tests.support.clock import Clock
@@ -159,6 +159,7 @@ def test_erasure_leaves_no_trace_in_any_table_and_keeps_the_facts(
         assert state["suppressed"] and state.get("erased") and state["scopes"] == ["global", "topic:newsletter"]
         assert len(state["events"]) == 5
         assert check_addresses(session, [PERSON, OTHER], policy=hub.policy).suppressed == [PERSON, OTHER]
+        assert [r["email"] for r in export_suppressions(session)] == [OTHER]  # a pseudonym is no address
         assert check_addresses(
             session, [PERSON.upper(), OTHER], category=MailCategory.TRANSACTIONAL, policy=hub.policy
         ).suppressed == [PERSON.upper()]  # its complaint is kept as a fact
@@ -228,3 +229,13 @@ def test_erasure_needs_its_key_and_keeps_it(
             make_hub(make_config(env=env))
     with pytest.raises(ConfigError, match="at least 16 bytes"):
         make_config(env={"OPTOUT_HUB_ERASURE_KEY": "short"})
+
+
+def test_erasure_waits_for_a_message_naming_the_address_to_be_classified(hub: Hub) -> None:
+    hub.record([ev(PERSON, reason="by phone")])
+    with hub.sessions.begin() as session:
+        session.add(_evidence("smtp", "smtp", f"From: {PERSON}\r\n\r\nstop\r\n".encode(), state="pending"))
+    with pytest.raises(ErasureError, match="waits for classification"), hub.sessions.begin() as session:
+        erase_address(session, PERSON, erasure_key=ERASURE_KEY.encode(), now=hub.clock())
+    with hub.sessions() as session:  # nothing was erased
+        assert address_state(session, PERSON)["events"][0]["reason"] == "by phone"
