@@ -129,6 +129,10 @@ def test_erased_address_stays_suppressed_and_is_never_re_added(
         f"{api}/suppressions/check", json={"emails": [PERSON, "fresh@example.com"]}, headers=admin_headers, timeout=10
     )
     assert check.json()["suppressed"] == [PERSON]
+    for category, status, answer in (("transactional", 200, []), ("newsletters", 400, None)):
+        body = {"emails": [PERSON], "category": category}
+        checked = requests.post(f"{api}/suppressions/check", json=body, headers=admin_headers, timeout=10)
+        assert checked.status_code == status and checked.json().get("suppressed") == answer  # an unsubscribe: mailable
     state = requests.get(f"{api}/suppressions/{PERSON.lower()}", headers=admin_headers, timeout=10).json()
     assert state["suppressed"] and state["erased"] is True
     assert traces(hub.engine, OLD_WORDS) == []  # nothing of the old history came back
