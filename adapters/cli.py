@@ -32,7 +32,7 @@ from adapters.compliance.deadlines import Limits
 from adapters.config import Config, load_config
 from adapters.doctor import DNS, Doctor, Level
 from adapters.errors import ConfigError, OptOutHubError, PayloadError, ProviderAPIError
-from adapters.events import GLOBAL_SCOPE, Kind, topic_scope, utcnow
+from adapters.events import GLOBAL_SCOPE, Kind, MailCategory, topic_scope, utcnow
 from adapters.hub import Hub
 from adapters.logs import configure_logging
 from adapters.metrics import MetricsServer
@@ -40,6 +40,7 @@ from adapters.providers import make_clients
 from adapters.providers.client import PushClient
 from adapters.runtime import tune_gc
 from adapters.store import database
+from adapters.store.erasure import erase_address
 from adapters.store.importer import import_csv, open_csv
 from adapters.store.queries import address_state, export_suppressions
 from adapters.store.rates import DIMENSIONS, rate_table
@@ -47,6 +48,7 @@ from adapters.store.recipients import RecipientRequest, issue_tokens
 from adapters.worker import reconcile
 from adapters.worker.constant_contact import clients_for
 from adapters.worker.outbox import Worker
+from adapters.worker.retention import purge_expired_evidence
 
 log = logging.getLogger(__name__)
 
@@ -238,10 +240,29 @@ def cmd_status(args: argparse.Namespace, config: Config) -> int:
     hub = Hub.open(config)
     try:
         with hub.sessions() as session:
-            state = address_state(session, args.email)
+            state = address_state(session, args.email, category=MailCategory(args.category), policy=hub.policy)
     finally:
         hub.close()
     json.dump(state, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+    return 0
+
+
+def cmd_erase(args: argparse.Namespace, config: Config) -> int:
+    """Erase one address (README "Erasure"), or purge the evidence past its retention."""
+    if (args.email is None) == (not args.expired_evidence):
+        raise OptOutHubError("give an EMAIL to erase, or --expired-evidence")
+    hub = Hub.open(config)
+    try:
+        if args.expired_evidence:
+            purged = purge_expired_evidence(hub)
+            print(f"purged {purged} evidence rows (retention.evidence_days = {config.retention.evidence_days})")
+            return 0
+        with hub.sessions.begin() as session:
+            result = erase_address(session, args.email, erasure_key=hub.policy.erasure_key, now=hub.clock())
+    finally:
+        hub.close()
+    json.dump(result.as_json(), sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0
 
@@ -515,6 +536,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--full", action="store_true", help="the backfill: everything each provider holds")
     p = add("status", cmd_status, "print an address's state as JSON")
     p.add_argument("email")
+    p.add_argument("--category", choices=[c.value for c in MailCategory], default="marketing")
+    p = add("erase", cmd_erase, "erase an address's personal data, keeping it suppressed under a keyed hash")
+    p.add_argument("email", nargs="?")
+    p.add_argument("--expired-evidence", action="store_true", help="purge raw evidence past [retention] evidence_days")
     p = add("headers", cmd_headers, "print the List-Unsubscribe headers for one recipient")
     p.add_argument("email")
     p.add_argument("--topic", help="a topic from the configuration")

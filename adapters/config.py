@@ -111,10 +111,12 @@ class SecurityConfig:
     previous_token_secrets_env: tuple[str, ...] = ()
     admin_token_env: str = "OPTOUT_HUB_ADMIN_TOKEN"
     audit_signing_key_env: str = "OPTOUT_HUB_AUDIT_SIGNING_KEY"  # base64 raw Ed25519 private key
+    erasure_key_env: str = "OPTOUT_HUB_ERASURE_KEY"  # keys the hashes of erased addresses (README "Erasure")
     token_secret: Secret | None = dataclasses.field(default=None, repr=False, compare=False)
     previous_token_secrets: tuple[Secret, ...] = dataclasses.field(default=(), repr=False, compare=False)
     admin_token: Secret | None = dataclasses.field(default=None, repr=False, compare=False)
     audit_signing_key: Secret | None = dataclasses.field(default=None, repr=False, compare=False)
+    erasure_key: Secret | None = dataclasses.field(default=None, repr=False, compare=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,6 +180,8 @@ class SendGridConfig:
     batch_size: int = 1000
     max_concurrent_requests: int = 5
     max_timestamp_age_seconds: int = 0  # 0: no limit (SendGrid retries for up to 24 h)
+    global_opt_out: str = "global_suppression"  # or "groups" (README "Campaign and transactional mail")
+    marketing_groups: tuple[int, ...] = ()  # with "groups": unsubscribe groups besides the topics'
     api_key: Secret | None = dataclasses.field(default=None, repr=False, compare=False)
     webhook_public_key: Secret | None = dataclasses.field(default=None, repr=False, compare=False)
 
@@ -294,9 +298,12 @@ class MetricsConfig:
 @dataclasses.dataclass(frozen=True)
 class ComplianceConfig:
     """README "Compliance". ``holidays``: ISO dates (``2026-12-25``) that are not business days
-    for the 10-business-day limit, besides Saturdays and Sundays."""
+    for the 10-business-day limit, besides Saturdays and Sundays.
+    ``transactional_suppress_hard_bounces`` (README "Campaign and transactional mail"): whether
+    a hard bounce stops transactional mail too (a complaint always does; an unsubscribe never)."""
 
     holidays: tuple[str, ...] = ()
+    transactional_suppress_hard_bounces: bool = False
 
     def holiday_dates(self) -> frozenset[date]:
         return frozenset(date.fromisoformat(day) for day in self.holidays)
@@ -308,6 +315,13 @@ class ReconcileConfig:
     ``interval_minutes`` (0: never; ``optout-hub reconcile`` still runs by hand)."""
 
     interval_minutes: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class RetentionConfig:
+    """README "Erasure": raw evidence older than ``evidence_days`` is purged (0: kept forever)."""
+
+    evidence_days: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -324,6 +338,7 @@ class Config:
     logging: LoggingConfig = LoggingConfig()
     metrics: MetricsConfig = MetricsConfig()
     consent: ConsentConfig = ConsentConfig()
+    retention: RetentionConfig = RetentionConfig()
     compliance: ComplianceConfig = ComplianceConfig()
     admins: tuple[Admin, ...] = ()
     reconcile: ReconcileConfig = ReconcileConfig()
@@ -500,6 +515,11 @@ def _validate(config: Config) -> None:
     secret = config.security.token_secret
     if secret is not None and len(secret.reveal().encode()) < 16:
         raise ConfigError("security.token_secret_env", "the secret must be at least 16 bytes")
+    erasure_key = config.security.erasure_key
+    if erasure_key is not None and len(erasure_key.reveal().encode()) < 16:
+        raise ConfigError("security.erasure_key_env", "the key must be at least 16 bytes")
+    if config.retention.evidence_days < 0:
+        raise ConfigError("retention.evidence_days", "must be 0 (keep forever) or a number of days")
     if not config.smtp.domains:
         raise ConfigError("smtp.domains", "must name at least one domain")
     if not 0 <= config.http.trusted_proxy_hops <= 5:
@@ -540,6 +560,14 @@ def _validate(config: Config) -> None:
             "providers.hubspot.requests_per_10_seconds",
             f"must be between 1 and {HUBSPOT_MAX_REQUESTS_PER_10_SECONDS} (HubSpot's highest burst limit)",
         )
+    sendgrid = config.providers.sendgrid
+    if sendgrid.global_opt_out not in ("global_suppression", "groups"):
+        raise ConfigError("providers.sendgrid.global_opt_out", 'must be "global_suppression" or "groups"')
+    if sendgrid.enabled and sendgrid.global_opt_out == "groups" and not sendgrid_marketing_groups(config):
+        raise ConfigError(
+            "providers.sendgrid.global_opt_out",
+            '"groups" needs unsubscribe groups: [[topics]] sendgrid_group or providers.sendgrid.marketing_groups',
+        )
     for i, slug in enumerate(config.consent.provider_resubscribes):
         if slug not in PROVIDER_SLUGS:
             raise ConfigError(f"consent.provider_resubscribes[{i}]", f"unknown provider {slug!r}")
@@ -572,6 +600,13 @@ def _check_signing_key(key: Secret | None) -> None:
         raw = b""
     if len(raw) != 32:
         raise ConfigError("security.audit_signing_key_env", "must be a base64 raw Ed25519 private key (32 bytes)")
+
+
+def sendgrid_marketing_groups(config: Config) -> tuple[int, ...]:
+    """The SendGrid unsubscribe groups a global opt-out goes to in ``groups`` mode: every
+    topic's ``sendgrid_group``, then ``marketing_groups``, each once."""
+    topics = (t.sendgrid_group for t in config.topics if t.sendgrid_group is not None)
+    return tuple(dict.fromkeys((*topics, *config.providers.sendgrid.marketing_groups)))
 
 
 def _loopback(host: str) -> bool:

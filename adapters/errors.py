@@ -7,6 +7,7 @@
     │   └── TokenError     an unsubscribe token that is malformed, forged or unknown
     ├── SignatureError     a webhook whose signature or timestamp does not verify
     ├── StoreError         the database could not do what was asked; answered with 5xx/451
+    ├── ErasureError       an erasure that cannot be done now (no key, pushes pending); 409
     └── ProviderAPIError   a provider's API answered non-2xx or could not be reached
 
 Only the edges (Flask error handlers, the SMTP handler, the CLI) translate these into
@@ -46,6 +47,11 @@ class SignatureError(OptOutHubError):
 
 class StoreError(OptOutHubError):
     """The store failed; the caller should answer so the sender retries."""
+
+
+class ErasureError(OptOutHubError):
+    """An address cannot be erased now: no erasure key, another key than earlier erasures
+    used, or opt-outs of it not yet pushed to every provider."""
 
 
 class ProviderAPIError(OptOutHubError):

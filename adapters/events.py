@@ -52,6 +52,13 @@ class Actor(StrEnum):
     AUTOMATION = "automation"  # a provider's API or workflow, or a change it does not explain
 
 
+class MailCategory(StrEnum):
+    """What a sender asks about in a check (README "Campaign and transactional mail")."""
+
+    MARKETING = "marketing"  # campaigns: every opt-out stops them
+    TRANSACTIONAL = "transactional"  # receipts, password resets: only complaints (and hard bounces if configured)
+
+
 def topic_scope(name: str) -> str:
     """The scope string of a topic: ``topic:<name>``."""
     return f"{TOPIC_PREFIX}{name}"

@@ -14,18 +14,19 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from sqlalchemy import ColumnElement, Engine, Select, func, select
+from sqlalchemy import ColumnElement, Engine, Select, func, inspect, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.compliance.deadlines import Limits
 from adapters.config import Config
-from adapters.errors import StoreError
+from adapters.errors import ConfigError, StoreError
 from adapters.events import OptOutEvent, utcnow
 from adapters.metrics import Metrics
 from adapters.store import database
 from adapters.store.bulk import insert_statement
 from adapters.store.constant_contact import status as cc_status
+from adapters.store.erasure import KEY_CHECK_SETTING, key_check
 from adapters.store.inbound_backlog import oldest_pending_age
 from adapters.store.leases import Q, claim_due
 from adapters.store.models import InstanceSetting, OutboxRow, PendingLookup
@@ -68,6 +69,11 @@ class Hub:
             database.upgrade(engine)
         sessions = database.make_sessionmaker(engine)
         signer = TokenSigner(_token_secrets(config, sessions))
+        try:
+            _check_erasure_key(config, engine, sessions)
+        except ConfigError:
+            engine.dispose()  # start-up stops here: close what it opened
+            raise
         metrics = metrics or Metrics()
         hub = cls(config, engine, sessions, signer, metrics, StorePolicy.from_config(config), clock)
         metrics.watch_backlog(hub.outbox_pending, hub.lookups_pending, hub.oldest_unsettled)
@@ -212,3 +218,17 @@ def _token_secrets(config: Config, sessions: sessionmaker[Session]) -> list[byte
         value = session.get_one(InstanceSetting, GENERATED_SECRET).value
     log.info("no token secret configured (%s): using the instance's generated secret", sec.token_secret_env)
     return [value.encode()]
+
+
+def _check_erasure_key(config: Config, engine: Engine, sessions: sessionmaker[Session]) -> None:
+    """Once an address was erased, start only with the key it was hashed with: under none, or
+    another, the hub would no longer recognise erased addresses and would mail them again."""
+    if not inspect(engine).has_table(InstanceSetting.__tablename__):
+        return  # a schema not created yet (PostgreSQL before ``db upgrade``): nothing erased
+    with sessions() as session:
+        stored = session.get(InstanceSetting, KEY_CHECK_SETTING)
+    key = config.security.erasure_key
+    if stored is not None and (key is None or stored.value != key_check(key.reveal().encode())):
+        raise ConfigError(
+            "security.erasure_key_env", "addresses were erased under a key: set it to that key (else they are mailed)"
+        )

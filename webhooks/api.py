@@ -13,9 +13,10 @@ from sqlalchemy.orm import Session
 from adapters.addresses import normalize_address
 from adapters.config import MAX_ADMIN_NAME
 from adapters.errors import PayloadError
-from adapters.events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, Verification, topic_scope
+from adapters.events import GLOBAL_SCOPE, Kind, MailCategory, OptOutEvent, Source, Verification, topic_scope
 from adapters.providers import payloads
 from adapters.store.audit import address_history
+from adapters.store.erasure import erase_address
 from adapters.store.models import Evidence
 from adapters.store.queries import address_state, check_addresses
 from adapters.store.recipients import RecipientRequest, issue_tokens
@@ -52,10 +53,30 @@ def _optional_str(body: dict[str, Any], key: str) -> str | None:
     return value or None
 
 
+def _category(value: Any) -> MailCategory:
+    try:
+        return MailCategory(value if value is not None else MailCategory.MARKETING)
+    except ValueError:
+        raise PayloadError("category must be marketing or transactional") from None
+
+
 @bp.get("/suppressions/<path:email>")
 def get_suppression(email: str) -> Response:
-    with current_hub().sessions() as session:
-        return jsonify(address_state(session, email))
+    hub = current_hub()
+    category = _category(request.args.get("category"))
+    with hub.sessions() as session:
+        return jsonify(address_state(session, email, category=category, policy=hub.policy))
+
+
+@bp.delete("/subjects/<path:email>")
+def erase_subject(email: str) -> Response:
+    """Erase an address's personal data (README "Erasure"); idempotent. 409 when it cannot be
+    done now (no erasure key, pushes still pending)."""
+    hub = current_hub()
+    with hub.sessions.begin() as session:
+        result = erase_address(session, email, erasure_key=hub.policy.erasure_key, now=hub.clock())
+    log.info("api: address erased (%s)", "again" if result.already_erased else "first time")
+    return jsonify(result.as_json())
 
 
 @bp.get("/audit/<path:email>")
@@ -119,7 +140,7 @@ def add_suppression() -> tuple[Response, int]:
             metadata={"admin": admin} if admin else None,
         )
         result = record_events(session, [event], hub.policy, now=now)
-        state.update(address_state(session, address.email))
+        state.update(address_state(session, address.email, policy=hub.policy))
         return result
 
     result = hub.record_with(store, what="record the suppression")
@@ -149,8 +170,10 @@ def check_suppressions() -> Response:
     if len(emails) > MAX_CHECK:
         raise PayloadError(f"at most {MAX_CHECK} emails per call")
     topic = _optional_str(body, "topic")
-    with current_hub().sessions() as session:
-        result = check_addresses(session, emails, topic=topic)
+    category = _category(body.get("category"))
+    hub = current_hub()
+    with hub.sessions() as session:
+        result = check_addresses(session, emails, topic=topic, category=category, policy=hub.policy)
     return jsonify(suppressed=result.suppressed, invalid=result.invalid)
 
 

@@ -11,7 +11,7 @@ from flask import Flask, Response, jsonify
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
-from adapters.errors import PayloadError, SignatureError, StoreError
+from adapters.errors import ErasureError, PayloadError, SignatureError, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,10 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(PayloadError)
     def _payload(exc: PayloadError) -> Response:
         return error_response(400, str(exc))
+
+    @app.errorhandler(ErasureError)
+    def _erasure(exc: ErasureError) -> Response:
+        return error_response(409, str(exc))
 
     @app.errorhandler(SignatureError)
     def _signature(exc: SignatureError) -> Response:

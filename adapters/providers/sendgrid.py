@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from adapters.addresses import address_key
-from adapters.config import Config, Topic
+from adapters.config import Config, Topic, sendgrid_marketing_groups
 from adapters.errors import ConfigError, PayloadError, ProviderAPIError, SignatureError
 from adapters.events import GLOBAL_SCOPE, Actor, Kind, OptOutEvent, Source, Verification, scope_topic, topic_scope
 from adapters.providers import payloads
@@ -230,36 +230,67 @@ class SendGridClient:
 
     Both calls take many ``recipient_emails`` and answer 201 even for an address already
     suppressed. A resubscribe deletes the address's suppression, one address per call.
+    With ``global_groups`` (``global_opt_out = "groups"``) a global opt-out goes to each of
+    those unsubscribe groups instead of the global list, so transactional mail (sent without
+    a group) still reaches the person; a global resubscribe deletes it from each of them.
     """
 
     slug = "sendgrid"
 
-    def __init__(self, api: APIClient, *, topic_groups: Mapping[str, int], batch_size: int) -> None:
+    def __init__(
+        self,
+        api: APIClient,
+        *,
+        topic_groups: Mapping[str, int],
+        batch_size: int,
+        global_groups: Sequence[int] | None = None,
+    ) -> None:
         self.api = api
         self.topic_groups = dict(topic_groups)
         self.batch_size = batch_size
+        self.global_groups = tuple(global_groups) if global_groups is not None else None
 
-    def _suppressions_path(self, scope: str) -> str | None:
+    def _suppressions_paths(self, scope: str) -> list[str]:
         topic = scope_topic(scope)
-        if topic is None:
-            return "/v3/asm/suppressions/global"
-        group = self.topic_groups.get(topic)
-        return None if group is None else f"/v3/asm/groups/{group}/suppressions"
+        if topic is None and self.global_groups is None:
+            return ["/v3/asm/suppressions/global"]
+        groups = (
+            self.global_groups if topic is None else [self.topic_groups[topic]] if topic in self.topic_groups else []
+        )
+        return [f"/v3/asm/groups/{group}/suppressions" for group in groups or ()]
 
     def push(
         self, scope: str, action: str, emails: Sequence[str], *, held: Mapping[str, Collection[str]] | None = None
     ) -> dict[str, PushResult]:
-        path = self._suppressions_path(scope)
-        if path is None:
+        """``held``: per address, the topic scopes still opted out; a global resubscribe in
+        ``groups`` mode leaves their groups' suppressions in place."""
+        paths = self._suppressions_paths(scope)
+        if not paths:
             return {address_key(e): PushResult(Outcome.DONE, None, "no SendGrid group for this scope") for e in emails}
         if action == "resubscribe":
+            held = held or {}
             return push_each(
                 emails,
-                lambda address: self._delete(f"{path}/{quote(address, safe='@')}"),
+                lambda address: self._delete_from(self._unheld(paths, held.get(address_key(address), ())), address),
                 concurrency=self.api.throttle.concurrency,
             )
-        status, _ = self.api.request("POST", path, json_body={"recipient_emails": list(emails)})
+        for path in paths:  # one batch call per group; a failure retries them all (201 when already there)
+            status, _ = self.api.request("POST", path, json_body={"recipient_emails": list(emails)})
         return {address_key(e): PushResult(Outcome.DONE, status) for e in emails}
+
+    def _unheld(self, paths: Sequence[str], topic_scopes: Collection[str]) -> list[str]:
+        held = {
+            f"/v3/asm/groups/{self.topic_groups[t]}/suppressions"
+            for s in topic_scopes
+            if (t := scope_topic(s)) in self.topic_groups
+        }
+        return [path for path in paths if path not in held]
+
+    def _delete_from(self, paths: Sequence[str], address: str) -> PushResult:
+        result = PushResult(Outcome.DONE, None)
+        for path in paths:
+            result = self._delete(f"{path}/{quote(address, safe='@')}")
+        return result
 
     def _delete(self, path: str) -> PushResult:
         try:
@@ -277,7 +308,7 @@ class SendGridClient:
         if missing:
             raise ProviderAPIError("sendgrid", f"the API key lacks the scopes {', '.join(missing)}")
         groups = []
-        for group in dict.fromkeys(self.topic_groups.values()):
+        for group in dict.fromkeys((*self.topic_groups.values(), *(self.global_groups or ()))):
             try:
                 _, info = self.api.request("GET", f"/v3/asm/groups/{group}")
             except ProviderAPIError as exc:
@@ -313,8 +344,13 @@ def _topic_groups(config: Config) -> dict[str, int]:
 
 
 def make_client(config: Config, http: requests.Session, *, now: Callable[[], datetime]) -> SendGridClient:
+    cfg = config.providers.sendgrid
+    global_groups = sendgrid_marketing_groups(config) if cfg.global_opt_out == "groups" else None
     return SendGridClient(
-        _api(config, http, now), topic_groups=_topic_groups(config), batch_size=config.providers.sendgrid.batch_size
+        _api(config, http, now),
+        topic_groups=_topic_groups(config),
+        batch_size=cfg.batch_size,
+        global_groups=global_groups,
     )
 
 

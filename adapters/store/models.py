@@ -15,6 +15,9 @@
 - ``confirmation_sends``: one row per address and UTC day a confirmation mail went out.
 - ``reconcile_checkpoints``, ``reconcile_snapshots``: where each provider's pull stands, and
   the last full list of each provider list that can only be read whole (README "Reconciliation").
+- ``delivery_blocks``: per address, its complaints and hard bounces (what may stop
+  transactional mail, README "Campaign and transactional mail").
+- ``erased_subjects``: the keyed hash of every erased address (README "Erasure").
 """
 
 from __future__ import annotations
@@ -367,3 +370,31 @@ class ReconcileSnapshot(Base):
 
     def __repr__(self) -> str:
         return f"<ReconcileSnapshot {self.provider} {self.name}>"
+
+
+class DeliveryBlock(Base):
+    """A complaint or hard bounce of an address: the facts that may stop transactional mail
+    (README "Campaign and transactional mail"). Kept in step by
+    :func:`adapters.store.record.record_events`; a proven resubscribe that lifts the global
+    opt-out clears them. ``email_key`` is an erased address's pseudonym after erasure."""
+
+    __tablename__ = "delivery_blocks"
+    email_key: Mapped[str] = mapped_column(String(254), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)  # complaint | bounce
+    first_at: Mapped[datetime]
+    last_at: Mapped[datetime]
+
+    def __repr__(self) -> str:
+        return f"<DeliveryBlock {self.kind}>"
+
+
+class ErasedSubject(Base):
+    """An erased address, known only by its keyed hash (README "Erasure"): it stays suppressed
+    and its history lives on under the pseudonym ``erased:<address_hash>``."""
+
+    __tablename__ = "erased_subjects"
+    address_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # HMAC-SHA256, hex
+    erased_at: Mapped[datetime]
+
+    def __repr__(self) -> str:
+        return f"<ErasedSubject {self.address_hash[:8]}>"

@@ -12,11 +12,14 @@ from sqlalchemy.orm import Session
 
 from adapters.addresses import address_key, normalize_address
 from adapters.errors import AddressError
-from adapters.events import GLOBAL_SCOPE, topic_scope
+from adapters.events import GLOBAL_SCOPE, Kind, MailCategory, topic_scope
 from adapters.store.bulk import chunks, values_table
-from adapters.store.models import Event, Suppression
+from adapters.store.erased import PSEUDONYM_PREFIX, erased_among
+from adapters.store.models import DeliveryBlock, Event, Suppression
+from adapters.store.record import StorePolicy
 
 CHECK_CHUNK = 100_000  # addresses per statement (one JSON or array parameter each)
+NO_POLICY = StorePolicy()  # no erasure key, hard bounces allow transactional mail
 
 
 def _event_json(e: Event) -> dict[str, Any]:
@@ -43,28 +46,62 @@ def _admin_name(e: Event) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def address_state(session: Session, email: str) -> dict[str, Any]:
-    """The status JSON of ``optout-hub status`` and the API: ``{"email", "suppressed", "scopes", "events"}``.
+def address_state(
+    session: Session,
+    email: str,
+    *,
+    category: MailCategory = MailCategory.MARKETING,
+    policy: StorePolicy = NO_POLICY,
+) -> dict[str, Any]:
+    """The status JSON of ``optout-hub status`` and the API: ``{"email", "suppressed", "scopes",
+    "events"}``, with ``"category"`` when not marketing and ``"erased": true`` for an erased address.
 
-    ``scopes`` lists the scopes at which the address is suppressed; ``suppressed`` is true
-    when there is any. Raises :class:`AddressError` for an invalid address.
+    ``scopes`` lists the scopes at which the address is suppressed for ``category``;
+    ``suppressed`` is true when there is any. An erased address (README "Erasure") is
+    suppressed for marketing at every scope (``"global"``), and its events stored before the
+    erasure are listed without anything personal. Raises :class:`AddressError` for an invalid
+    address.
     """
     address = normalize_address(email)
-    sups = session.scalars(
-        select(Suppression)
-        .where(Suppression.email_key == address.key, Suppression.suppressed.is_(True))
-        .order_by(Suppression.scope)
-    ).all()
-    events = session.scalars(
-        select(Event).where(Event.email_key == address.key).order_by(Event.occurred_at, Event.id)
-    ).all()
-    display = sups[0].email if sups else (events[-1].email if events else address.email)
-    scopes = [s.scope for s in sups]
-    return {"email": display, "suppressed": bool(scopes), "scopes": scopes, "events": [_event_json(e) for e in events]}
+    erased = erased_among(session, policy.erasure_key, [address.key])
+    keys = [address.key, *erased.values()]
+    if category is MailCategory.TRANSACTIONAL:
+        kinds = _blocking_kinds(policy)
+        blocked = session.scalars(
+            select(DeliveryBlock.kind).where(DeliveryBlock.email_key.in_(keys), DeliveryBlock.kind.in_(kinds))
+        ).first()
+        scopes = [GLOBAL_SCOPE] if blocked else []
+    else:
+        scopes = sorted(
+            set(
+                session.scalars(
+                    select(Suppression.scope).where(Suppression.email_key.in_(keys), Suppression.suppressed.is_(True))
+                )
+            )
+            | ({GLOBAL_SCOPE} if erased else set())
+        )
+    events = session.scalars(select(Event).where(Event.email_key.in_(keys)).order_by(Event.occurred_at, Event.id)).all()
+    mine = [e for e in events if e.email_key == address.key]
+    state: dict[str, Any] = {
+        "email": mine[-1].email if mine else address.email,
+        "suppressed": bool(scopes),
+        "scopes": scopes,
+        "events": [_event_json(e) for e in events],
+    }
+    if category is not MailCategory.MARKETING:
+        state["category"] = category.value
+    if erased:
+        state["erased"] = True
+    return state
 
 
-def is_suppressed(session: Session, email: str, topic: str | None = None) -> bool:
-    return bool(check_addresses(session, [email], topic=topic).suppressed)
+def is_suppressed(session: Session, email: str, topic: str | None = None, *, policy: StorePolicy = NO_POLICY) -> bool:
+    return bool(check_addresses(session, [email], topic=topic, policy=policy).suppressed)
+
+
+def _blocking_kinds(policy: StorePolicy) -> list[str]:
+    """The kinds that stop transactional mail: complaints, and hard bounces if configured."""
+    return [Kind.COMPLAINT.value, Kind.BOUNCE.value] if policy.transactional_bounces else [Kind.COMPLAINT.value]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,9 +110,21 @@ class CheckResult:
     invalid: list[str]  # inputs that are not addresses
 
 
-def check_addresses(session: Session, emails: Iterable[str], *, topic: str | None = None) -> CheckResult:
-    """Which of many addresses are suppressed, globally or (with ``topic``) for that topic;
-    both lists keep the inputs as given, in input order."""
+def check_addresses(
+    session: Session,
+    emails: Iterable[str],
+    *,
+    topic: str | None = None,
+    category: MailCategory = MailCategory.MARKETING,
+    policy: StorePolicy = NO_POLICY,
+) -> CheckResult:
+    """Which of many addresses must not be mailed; both lists keep the inputs as given, in
+    input order.
+
+    Marketing: suppressed globally or (with ``topic``) for that topic, or erased.
+    Transactional: a complaint, or a hard bounce when ``policy.transactional_bounces`` (also
+    of an erased address, under its pseudonym); never an unsubscribe.
+    """
     pairs: list[tuple[str, str]] = []
     invalid: list[str] = []
     for raw in emails:
@@ -83,24 +132,42 @@ def check_addresses(session: Session, emails: Iterable[str], *, topic: str | Non
             pairs.append((raw, address_key(raw)))
         except AddressError:
             invalid.append(raw)
-    scopes = [GLOBAL_SCOPE] if topic is None else [GLOBAL_SCOPE, topic_scope(topic)]
-    hits: set[str] = set()
     keys = list({key for _, key in pairs})
-    for chunk in chunks(keys, CHECK_CHUNK):
-        wanted = values_table(session, chunk)
-        stmt = (
-            select(Suppression.email_key)
-            .join_from(wanted, Suppression, Suppression.email_key == wanted.c.value)
-            .where(Suppression.scope.in_(scopes), Suppression.suppressed.is_(True))
-        )
-        hits.update(session.connection().execute(stmt).scalars().all())  # Core rows, fetched at once
+    if category is MailCategory.TRANSACTIONAL:
+        hits = _transactional_hits(session, keys, policy)
+    else:
+        scopes = [GLOBAL_SCOPE] if topic is None else [GLOBAL_SCOPE, topic_scope(topic)]
+        hits = _hits(session, Suppression, keys, Suppression.scope.in_(scopes), Suppression.suppressed.is_(True))
+        hits.update(erased_among(session, policy.erasure_key, [k for k in keys if k not in hits]))
     suppressed = [raw for raw, key in pairs if key in hits]
     return CheckResult(suppressed, invalid)
 
 
+def _transactional_hits(session: Session, keys: list[str], policy: StorePolicy) -> set[str]:
+    kind = DeliveryBlock.kind.in_(_blocking_kinds(policy))
+    hits = _hits(session, DeliveryBlock, keys, kind)
+    erased = erased_among(session, policy.erasure_key, [k for k in keys if k not in hits])
+    by_pseudonym = {p: k for k, p in erased.items()}
+    hits.update(by_pseudonym[p] for p in _hits(session, DeliveryBlock, list(by_pseudonym), kind))
+    return hits
+
+
+def _hits(session: Session, model: type[Suppression] | type[DeliveryBlock], keys: list[str], *where: Any) -> set[str]:
+    """The ``keys`` that have a row of ``model`` (keyed by ``email_key``) matching ``where``."""
+    hits: set[str] = set()
+    for chunk in chunks(keys, CHECK_CHUNK):
+        wanted = values_table(session, chunk)
+        stmt = select(model.email_key).join_from(wanted, model, model.email_key == wanted.c.value).where(*where)
+        hits.update(session.connection().execute(stmt).scalars().all())  # Core rows, fetched at once
+    return hits
+
+
 def export_suppressions(session: Session, *, since: datetime | None = None) -> Iterator[dict[str, Any]]:
-    """Every suppressed (address, scope) with kind, source and first/last time, oldest first."""
-    stmt = select(Suppression).where(Suppression.suppressed.is_(True))
+    """Every suppressed (address, scope) with kind, source and first/last time, oldest first
+    (erased addresses are not addresses any more: they are left out)."""
+    stmt = select(Suppression).where(
+        Suppression.suppressed.is_(True), Suppression.email_key.not_like(f"{PSEUDONYM_PREFIX}%")
+    )
     if since is not None:
         stmt = stmt.where(Suppression.last_at >= since)
     result = session.scalars(

@@ -15,7 +15,12 @@ State rules:
   carries one;
 - a global opt-out wins over any topic state, but the states are kept apart: a topic opt-out
   made while a global one holds is pushed to the topic's providers, and lifting the global
-  opt-out leaves it in force (and queues each topic's own state again).
+  opt-out leaves it in force (and queues each topic's own state again);
+- an erased address (README "Erasure") is never re-added: no resubscribe lifts anything of
+  it (each is a conflict, pushed back to a provider that sent it), while its new opt-outs
+  are recorded as the person contacting the hub again;
+- complaints and hard bounces are kept per address in ``delivery_blocks`` (transactional
+  checks); a resubscribe that lifts the global opt-out clears them.
 
 Pushes: an outbox row asks a provider to converge (address, scope) to the current state.
 """
@@ -30,7 +35,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import insert, select
+from sqlalchemy import case, delete, insert, select
 from sqlalchemy.orm import Session
 
 from adapters.config import Config
@@ -39,7 +44,17 @@ from adapters.errors import PayloadError
 from adapters.events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, topic_scope
 from adapters.store.address_locks import lock_addresses
 from adapters.store.bulk import driver_rows, execute_many, insert_new, insert_statement, parse_time, values_table
-from adapters.store.models import REASON_KEY_CHARS, ConsentConflict, Event, EventCount, Evidence, OutboxRow, Suppression
+from adapters.store.erased import erased_among
+from adapters.store.models import (
+    REASON_KEY_CHARS,
+    ConsentConflict,
+    DeliveryBlock,
+    Event,
+    EventCount,
+    Evidence,
+    OutboxRow,
+    Suppression,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +67,15 @@ class StorePolicy:
     enabled provider for the global scope; those with a mapping for a topic).
     ``person_providers``: the providers whose reports of the person's own resubscribe may lift
     that provider's opt-outs (:func:`adapters.consent.may_lift`).
+    ``erasure_key``: keys the hashes of erased addresses (``None``: erasure not configured).
+    ``transactional_bounces``: whether a hard bounce stops transactional mail.
     """
 
     suppress_bounces: bool = False
     push_targets: Callable[[str], Sequence[str]] = lambda scope: ()
     person_providers: frozenset[str] = PROVIDER_SOURCES
+    erasure_key: bytes | None = dataclasses.field(default=None, repr=False)
+    transactional_bounces: bool = False
 
     @classmethod
     def from_config(cls, config: Config) -> StorePolicy:
@@ -68,6 +87,8 @@ class StorePolicy:
             suppress_bounces=config.inbound.suppress_hard_bounces,
             push_targets=lambda scope: targets.get(scope, ()),
             person_providers=frozenset(config.consent.provider_resubscribes),
+            erasure_key=config.security.erasure_key.reveal().encode() if config.security.erasure_key else None,
+            transactional_bounces=config.compliance.transactional_suppress_hard_bounces,
         )
 
 
@@ -268,12 +289,21 @@ def _apply(session: Session, stored: Sequence[_Stored], policy: StorePolicy, now
             outbox.append((r.id, r.source, "unsubscribe", r.email, r.scope, "pending", 0, now, r.received_at, now))
 
     conflicts: list[dict[str, Any]] = []
+    erased = erased_among(session, policy.erasure_key, keys)
+    blocks = _Blocks()
     for r in stored:
         key = (r.email_key, r.scope)
         state = current.get(
             key
         )  # [email_key, scope, email, suppressed, kind, source, reason, first_at, last_at, event_id]
         lifted_event_id = None
+        if r.kind in _BLOCKING:
+            blocks.add(r)
+        if r.kind == resubscribe and r.email_key in erased:
+            conflicts.append({"event_id": r.id, "opt_out_source": ERASURE, "created_at": now})
+            if r.source in PROVIDER_SOURCES:
+                queue_back(r)
+            continue
         if r.kind == resubscribe:
             holding = _holding(state, current.get((r.email_key, GLOBAL_SCOPE)))
             if holding is None:
@@ -294,6 +324,8 @@ def _apply(session: Session, stored: Sequence[_Stored], policy: StorePolicy, now
                     queue_back(r)  # the provider re-added someone whose opt-out holds
                 continue
             lifted_event_id = state[9]
+            if r.scope == GLOBAL_SCOPE:
+                blocks.clear(r.email_key)
             state[3:7] = [False, r.kind, r.source, r.reason]
             state[8:10] = [r.effective_at, r.id]
         else:
@@ -334,7 +366,54 @@ def _apply(session: Session, stored: Sequence[_Stored], policy: StorePolicy, now
     execute_many(session, OutboxRow.__table__, _OUTBOX_COLUMNS, outbox)
     if conflicts:
         session.execute(insert(ConsentConflict), conflicts)
+    blocks.write(session)
     return transitions, len(outbox)
+
+
+ERASURE = "erasure"  # the opt_out_source of a conflict with an erased address
+_BLOCKING = frozenset({Kind.COMPLAINT.value, Kind.BOUNCE.value})
+
+
+class _Blocks:
+    """The ``delivery_blocks`` changes of a batch, in event order: complaints and bounces
+    add, a lifted global opt-out clears the address's."""
+
+    def __init__(self) -> None:
+        self.spans: dict[tuple[str, str], list[datetime]] = {}  # (email_key, kind) -> [first, last]
+        self.cleared: set[str] = set()
+
+    def add(self, r: _Stored) -> None:
+        span = self.spans.setdefault((r.email_key, r.kind), [r.effective_at, r.effective_at])
+        span[0], span[1] = min(span[0], r.effective_at), max(span[1], r.effective_at)
+
+    def clear(self, email_key: str) -> None:
+        self.cleared.add(email_key)
+        for key in [k for k in self.spans if k[0] == email_key]:
+            del self.spans[key]
+
+    def write(self, session: Session) -> None:
+        table = DeliveryBlock.__table__
+        if self.cleared:
+            session.execute(delete(table).where(table.c.email_key.in_(sorted(self.cleared))))
+        if not self.spans:
+            return
+        stmt = insert_statement(session, DeliveryBlock)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["email_key", "kind"],
+            set_={
+                "first_at": case(
+                    (stmt.excluded.first_at < table.c.first_at, stmt.excluded.first_at), else_=table.c.first_at
+                ),
+                "last_at": case(
+                    (stmt.excluded.last_at > table.c.last_at, stmt.excluded.last_at), else_=table.c.last_at
+                ),
+            },
+        )
+        rows = [
+            {"email_key": k, "kind": kind, "first_at": f, "last_at": la}
+            for (k, kind), (f, la) in sorted(self.spans.items())
+        ]
+        session.execute(stmt, rows)
 
 
 def _holding(state: list[Any] | None, global_state: list[Any] | None) -> list[Any] | None:

@@ -38,6 +38,8 @@ from adapters.store.outbox import Key, covered_rows, desired_states, held_topics
 from adapters.worker.confirmations import send_due_confirmations
 from adapters.worker.constant_contact import poll_due
 from adapters.worker.lookups import resolve_pending_lookups
+from adapters.worker.retention import INTERVAL as RETENTION_INTERVAL
+from adapters.worker.retention import purge_expired_evidence
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +118,7 @@ class Worker:
         self.http = http
         self.owner = owner or worker_id()
         self.rng = rng
+        self.purged_at: datetime | None = None  # the last retention purge
 
     # The loop ---------------------------------------------------------------------------
 
@@ -174,14 +177,18 @@ class Worker:
     def upkeep(self) -> None:
         """The worker's other queues: HubSpot contact ids from its webhooks become recorded
         events (and so pushes), Constant Contact is polled when due (it sends no webhooks;
-        the puller shares the client's tokens, pace and budget), and queued confirmation mail
-        goes to the relay."""
+        the puller shares the client's tokens, pace and budget), queued confirmation mail goes
+        to the relay, and about hourly expired evidence is purged (``[retention] evidence_days``)."""
         if self.hub.config.providers.hubspot.enabled:
             resolve_pending_lookups(self.hub, self.http)
         cc = self.clients.get(constant_contact.SLUG)
         if isinstance(cc, constant_contact.ConstantContactClient):
             poll_due(self.hub, constant_contact.ConstantContactPuller(cc.api))
         send_due_confirmations(self.hub)
+        now = self.hub.clock()
+        if self.purged_at is None or now - self.purged_at >= RETENTION_INTERVAL:
+            self.purged_at = now
+            purge_expired_evidence(self.hub)
 
     def has_due(self) -> bool:
         now = self.hub.clock()
@@ -250,8 +257,11 @@ class Worker:
                 groups.setdefault((key[1], want.action if want else claimed[-1].action), []).append(key)
             lifted = groups.get((GLOBAL_SCOPE, "resubscribe"), [])
             still_out = held_topics(session, [email_key for email_key, _ in lifted]) if lifted else {}
+        # Global pushes first: a lifted global opt-out undone at a provider must not undo a
+        # topic opt-out pushed in the same round (SendGrid's "groups" mode shares their groups).
+        ordered = sorted(groups.items(), key=lambda item: item[0][0] != GLOBAL_SCOPE)
         with LeaseKeeper(self, [r.id for r in rows]) as lease:
-            for (scope, action), keys in groups.items():
+            for (scope, action), keys in ordered:
                 for chunk in _chunks(keys, client.batch_size):
                     held = lease.renew([r.id for key in chunk for r in by_key[key]])
                     chunk = [key for key in chunk if any(r.id in held for r in by_key[key])]

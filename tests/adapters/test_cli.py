@@ -352,3 +352,27 @@ def test_a_part_run_alone_serves_its_metrics_on_its_port(cli_env: dict[str, str]
         finally:
             if proc.poll() is None:
                 proc.kill()
+
+
+def test_erase_and_status_by_category(cli_env: dict[str, str], tmp_path: Path) -> None:
+    assert "--expired-evidence" in run(cli_env, "erase", "--help").stdout
+    data = tmp_path / "list.csv"
+    data.write_text("email,note\nZq7Cli@Example.com,zq7cli at the fair\n")
+    assert run(cli_env, "import", str(data)).returncode == 0
+    assert run(cli_env, "import", str(data), "--kind", "complaint").returncode == 0
+    refused = run(cli_env, "erase", "zq7cli@example.com")
+    assert refused.returncode == 1 and "erasure_key_env" in refused.stderr  # no key configured
+    keyed = {**cli_env, "OPTOUT_HUB_ERASURE_KEY": "cli-erasure-key-0123456789"}
+    erased = run(keyed, "erase", "zq7cli@example.com")
+    assert erased.returncode == 0, erased.stderr
+    result = json.loads(erased.stdout)
+    assert result["already_erased"] is False and result["removed"]["events"] == 2
+    assert run(cli_env, "status", "zq7cli@example.com").returncode == 2  # the erased need their key to start
+    marketing = json.loads(run(keyed, "status", "ZQ7CLI@example.com").stdout)
+    assert (marketing["suppressed"], marketing["erased"], marketing["scopes"]) == (True, True, ["global"])
+    assert "zq7cli" not in json.dumps(marketing["events"]).lower()
+    transactional = json.loads(run(keyed, "status", "zq7cli@example.com", "--category", "transactional").stdout)
+    assert (transactional["suppressed"], transactional["category"]) == (True, "transactional")  # it complained
+    purged = run(keyed, "erase", "--expired-evidence")
+    assert purged.returncode == 0 and purged.stdout.strip() == "purged 0 evidence rows (retention.evidence_days = 0)"
+    assert run(keyed, "erase").returncode == 1  # an address, or --expired-evidence

@@ -32,7 +32,7 @@ def test_defaults_match_the_contract() -> None:
 
 
 def test_example_file_documents_every_key_and_loads() -> None:
-    env = {"OPTOUT_HUB_SECRET": "s" * 32, "OPTOUT_HUB_ADMIN_TOKEN": "admin"}
+    env = {"OPTOUT_HUB_SECRET": "s" * 32, "OPTOUT_HUB_ADMIN_TOKEN": "admin", "OPTOUT_HUB_ERASURE_KEY": "e" * 32}
     config = load_config(ROOT / "config.example.toml", env)
     assert config.security.token_secret == Secret("s" * 32)
     text = (ROOT / "config.example.toml").read_text()
@@ -45,6 +45,7 @@ def test_example_file_documents_every_key_and_loads() -> None:
         "worker": Config().worker,
         "confirmations": Config().confirmations,
         "logging": Config().logging,
+        "retention": Config().retention,
         "compliance": Config().compliance,
         "providers.mailchimp": Config().providers.mailchimp,
         "providers.sendgrid": Config().providers.sendgrid,

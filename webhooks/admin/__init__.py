@@ -271,7 +271,7 @@ def search() -> Response:
     if email:
         with hub.sessions() as s:
             try:
-                state = address_state(s, email)
+                state = address_state(s, email, policy=hub.policy)
             except AddressError as exc:
                 error = str(exc)
             else:

@@ -1,17 +1,24 @@
-"""SendGrid push-back client against the fake v3 API (real HTTP)."""
+"""SendGrid push-back client against the fake v3 API (real HTTP), and its ``groups`` mode
+through the real worker."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import requests
+from sqlalchemy import func, select
 
 from adapters.config import Config
-from adapters.errors import ProviderAPIError
-from adapters.providers import sendgrid
+from adapters.errors import ConfigError, ProviderAPIError
+from adapters.events import Kind, Source, Verification
+from adapters.hub import Hub
+from adapters.providers import make_clients, sendgrid
 from adapters.providers.client import Outcome, PushResult
-from tests.support.fake_providers import SENDGRID_KEY, FakeProviders
+from adapters.store.models import OutboxRow
+from adapters.worker.outbox import Worker
+from tests.support.fake_providers import SENDGRID_KEY, FakeProviders, FakeSendGrid
+from tests.support.store import ev
 
 
 @pytest.fixture
@@ -89,3 +96,79 @@ def test_check_needs_both_create_scopes_and_existing_groups(
     fake_providers.sendgrid.scopes = ["asm.suppressions.global.create"]
     with pytest.raises(ProviderAPIError, match=r"lacks the scopes asm\.groups\.suppressions\.create"):
         client.check()
+
+
+@pytest.fixture
+def groups_fake() -> Iterator[FakeSendGrid]:
+    fake = FakeSendGrid(groups=(1234, 77, 88))
+    yield fake
+    fake.close()
+    assert fake.unexpected == []
+
+
+def _groups_hub(make_config: Callable[..., Config], make_hub: Callable[[Config], Hub], fake: FakeSendGrid) -> Hub:
+    sendgrid_table = {
+        "enabled": True,
+        "base_url": fake.url,
+        "webhook_public_key_env": "",
+        "global_opt_out": "groups",
+        "marketing_groups": [77, 88, 1234],
+    }
+    config = make_config(
+        {
+            "providers": {"sendgrid": sendgrid_table},
+            "topics": [{"name": "newsletter", "sendgrid_group": 1234}],
+            "worker": {"collect_window_seconds": 0.0},
+        },
+        env={"SENDGRID_API_KEY": SENDGRID_KEY},
+    )
+    return make_hub(config)
+
+
+def _drain(hub: Hub) -> None:
+    with requests.Session() as http:
+        Worker(hub, make_clients(hub.config, http, now=hub.clock), http=http).drain()
+
+
+def test_groups_mode_puts_a_global_opt_out_in_every_marketing_group_through_the_worker(
+    make_config: Callable[..., Config], make_hub: Callable[[Config], Hub], groups_fake: FakeSendGrid, clock
+) -> None:
+    hub = _groups_hub(make_config, make_hub, groups_fake)
+    hub.record([ev("ann@example.com", source=Source.SMTP), ev("bo@example.com", source=Source.ONECLICK)])
+    _drain(hub)
+    posts = groups_fake.calls_to("POST")
+    assert [c.path for c in posts] == [f"/v3/asm/groups/{g}/suppressions" for g in (1234, 77, 88)]  # topics' first
+    assert all(c.body == {"recipient_emails": ["ann@example.com", "bo@example.com"]} for c in posts)
+    assert groups_fake.global_suppressions == set()  # receipts and password resets still reach them
+    assert all(groups_fake.group_suppressions[g] == {"ann@example.com", "bo@example.com"} for g in (1234, 77, 88))
+    with hub.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(OutboxRow).where(OutboxRow.state != "done")) == 0
+
+    # bo also leaves the newsletter, then lifts the global opt-out: the topic's group keeps bo
+    clock.advance(60)
+    hub.record([ev("bo@example.com", source=Source.ONECLICK, scope="topic:newsletter")])
+    clock.advance(60)
+    hub.record([ev("bo@example.com", Kind.RESUBSCRIBE, Source.PREFERENCES, verification=Verification.TOKEN)])
+    _drain(hub)
+    assert groups_fake.group_suppressions[77] == groups_fake.group_suppressions[88] == {"ann@example.com"}
+    assert groups_fake.group_suppressions[1234] == {"ann@example.com", "bo@example.com"}
+    assert {c.path for c in groups_fake.calls_to("DELETE")} == {
+        f"/v3/asm/groups/{g}/suppressions/bo@example.com" for g in (1234, 77, 88)
+    }
+    assert groups_fake.global_suppressions == set()
+
+
+def test_groups_mode_checks_its_groups_and_needs_some(
+    make_config: Callable[..., Config], make_hub: Callable[[Config], Hub], groups_fake: FakeSendGrid, clock
+) -> None:
+    hub = _groups_hub(make_config, make_hub, groups_fake)
+    groups_fake.groups.discard(88)  # deleted at SendGrid: its opt-outs would land on the global list
+    with requests.Session() as http, pytest.raises(ProviderAPIError, match="unsubscribe group 88 does not exist"):
+        sendgrid.make_client(hub.config, http, now=clock).check()
+    with pytest.raises(ConfigError, match="needs unsubscribe groups"):
+        make_config(
+            {"providers": {"sendgrid": {"enabled": True, "webhook_public_key_env": "", "global_opt_out": "groups"}}},
+            env={"SENDGRID_API_KEY": SENDGRID_KEY},
+        )
+    with pytest.raises(ConfigError, match=r"providers\.sendgrid\.global_opt_out"):
+        make_config({"providers": {"sendgrid": {"global_opt_out": "everything"}}})
