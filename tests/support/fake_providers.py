@@ -391,8 +391,8 @@ class FakeMailchimp(_MailchimpMembers, FakeAPI):
         self.last_changed: dict[tuple[str, str], float] = {}  # (list, lower(email)) -> time of the last change
         self.reasons: dict[tuple[str, str], str] = {}  # (list, lower(email)) -> unsubscribe_reason
         self.version = 0  # bumped by every change, so member pages are sorted once per state
-        self.max_in_flight = 10  # Mailchimp's simultaneous connections per user; past it, a 429
-        self._in_flight = 0
+        self.connection_limit = 10  # Mailchimp's simultaneous connections per user; past it, a 429
+        self._connections = 0
         self._sorted: dict[tuple[str, str | None], tuple[Any, list[tuple[float, str, str]]]] = {}
         super().__init__()
 
@@ -415,8 +415,8 @@ class FakeMailchimp(_MailchimpMembers, FakeAPI):
         """Mailchimp allows ten simultaneous connections per user: more get a 429 without
         rate-limit headers."""
         with self._lock:
-            self._in_flight += 1
-            over = self._in_flight > self.max_in_flight
+            self._connections += 1
+            over = self._connections > self.connection_limit
         try:
             if over:
                 return (
@@ -427,7 +427,7 @@ class FakeMailchimp(_MailchimpMembers, FakeAPI):
             return super().serve(method, target, headers, raw)
         finally:
             with self._lock:
-                self._in_flight -= 1
+                self._connections -= 1
 
     def check_auth(self, authorization: str) -> None:
         scheme, _, encoded = authorization.partition(" ")
