@@ -13,7 +13,7 @@ from adapters.config import Config, load_config
 from adapters.errors import ConfigError
 from adapters.hub import Hub
 from adapters.runtime import tune_gc
-from webhooks import admin, api, errors, ops, pages, providers, security
+from webhooks import admin, api, errors, openapi, ops, pages, providers, security
 from webhooks.startup import fail_start
 
 
@@ -31,6 +31,7 @@ def create_app(config: Config | None = None, *, hub: Hub | None = None) -> Flask
     errors.init_app(app)
     app.register_blueprint(ops.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(openapi.bp)
     security.init_app(app)
     pages.init_app(app)
     admin.init_app(app)
