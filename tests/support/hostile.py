@@ -94,3 +94,75 @@ def storable_event(event: OptOutEvent) -> bool:
     texts = [event.email, event.reason or "", event.campaign or "", event.provider_event_id or ""]
     texts.append(json.dumps(event.metadata or {}, ensure_ascii=False))
     return not any(REFUSED.search(t) for t in texts)
+
+
+HEADER_NAMES = st.sampled_from(
+    [
+        "From",
+        "To",
+        "Subject",
+        "Reply-To",
+        "Sender",
+        "Content-Type",
+        "Content-Transfer-Encoding",
+        "Auto-Submitted",
+        "Precedence",
+        "List-Id",
+        "List-Unsubscribe",
+        "X-HmXmrOriginalRecipient",
+        "DKIM-Signature",
+        "Return-Path",
+        "In-Reply-To",
+    ]
+)
+CONTENT_TYPES = st.sampled_from(
+    [
+        "text/plain; charset=utf-8",
+        "text/plain; charset=unknown-8bit",
+        'text/plain; charset="',
+        "text/html; charset=gb2312",
+        "multipart/alternative; boundary=b1",
+        "multipart/mixed; boundary=",
+        "multipart/report; report-type=feedback-report; boundary=b1",
+        "multipart/report; report-type=delivery-status; boundary=b1",
+        "message/rfc822",
+        "message/feedback-report",
+        "message/delivery-status",
+        "application/octet-stream",
+    ]
+)
+ENCODINGS = st.sampled_from(["", "base64", "quoted-printable", "8bit", "x-uuencode", "7bit\x00"])
+WORDS = st.sampled_from(
+    ["STOP", "unsubscribe", "退订", "please remove me", "Feedback-Type: abuse", "Action: failed", "> unsubscribe"]
+)
+
+
+def _line(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _part(draw: st.DrawFn, depth: int) -> bytes:
+    headers = draw(st.lists(st.tuples(HEADER_NAMES, TEXT | st.builds(str, WORDS)), max_size=6))
+    content_type = draw(CONTENT_TYPES)
+    lines = [_line(f"{name}: {value}") for name, value in headers]
+    lines += [_line(f"Content-Type: {content_type}"), _line(f"Content-Transfer-Encoding: {draw(ENCODINGS)}"), b""]
+    text = st.lists(WORDS | TEXT, max_size=6).map(lambda words: _line("\r\n".join(words)))
+    body = draw(text | st.binary(max_size=80))
+    if content_type.startswith("multipart/") and depth < 3:
+        parts = [_part(draw, depth + 1) for _ in range(draw(st.integers(0, 3)))]
+        body = b"".join(b"--b1\r\n" + p + b"\r\n" for p in parts) + draw(st.sampled_from([b"--b1--\r\n", b""]))
+    elif content_type == "message/rfc822" and depth < 3:
+        body = _part(draw, depth + 1)
+    return b"\r\n".join(lines) + b"\r\n" + body
+
+
+@st.composite
+def messages(draw: st.DrawFn) -> bytes:
+    """Raw mail as a hostile or broken sender writes it: any headers with any text (NUL, lone
+    surrogates as ill-formed UTF-8), wrong or unknown content types, charsets and transfer
+    encodings, unterminated multiparts, reports nested in reports, request words anywhere;
+    with CR-only, LF-only or CRLF line ends; or arbitrary bytes."""
+    if draw(st.booleans()):
+        return draw(st.binary(max_size=300))
+    raw = _part(draw, 0)
+    return raw.replace(b"\r\n", draw(st.sampled_from([b"\r\n", b"\n", b"\r"])))
