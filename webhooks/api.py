@@ -13,6 +13,7 @@ from adapters.addresses import normalize_address
 from adapters.errors import PayloadError
 from adapters.events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, Verification, topic_scope
 from adapters.providers import payloads
+from adapters.storable import storable_text
 from adapters.store.models import Evidence
 from adapters.store.queries import address_state, check_addresses
 from adapters.store.recipients import RecipientRequest, issue_tokens
@@ -44,10 +45,11 @@ def read_json_object() -> dict[str, Any]:
 
 
 def _optional_str(body: dict[str, Any], key: str) -> str | None:
+    """A string field, made storable (README "Provider webhooks": text databases refuse)."""
     value = body.get(key)
     if value is not None and not isinstance(value, str):
         raise PayloadError(f"{key} must be a string")
-    return value or None
+    return storable_text(value) if value else None
 
 
 @bp.get("/suppressions/<path:email>")
