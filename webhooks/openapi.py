@@ -115,6 +115,7 @@ OPERATIONS: dict[tuple[str, str], Schema] = {
         "responses": {
             "200": _json(_ref("State"), "the address's state"),
             "400": _error("not an address"),
+            "404": _error("no such route: the path's address holds a line break, which no route matches"),
         },
     },
     ("/api/v1/suppressions", "POST"): {

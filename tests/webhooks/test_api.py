@@ -69,6 +69,17 @@ def test_text_databases_refuse_in_a_campaign_or_topic_is_never_a_5xx(
     assert r.status_code == 400 and "unknown topic" in r.json()["error"]
 
 
+def test_an_address_with_a_line_break_in_the_path_is_a_documented_404(
+    live_app: LiveServer, admin_headers: dict[str, str]
+) -> None:
+    """Found by schemathesis (tests/webhooks/test_fuzz.py): no route matches a path with a line
+    break, so the answer is Flask's 404, which the OpenAPI document did not list."""
+    r = requests.get(f"{live_app.url}/api/v1/suppressions/ann%0A@example.com", headers=admin_headers, timeout=5)
+    assert r.status_code == 404 and "error" in r.json()
+    document = requests.get(f"{live_app.url}/api/v1/openapi.json", timeout=5).json()
+    assert "404" in document["paths"]["/api/v1/suppressions/{email}"]["get"]["responses"]
+
+
 def test_json_nested_too_deeply_is_400_naming_the_problem(live_app: LiveServer, admin_headers: dict[str, str]) -> None:
     for body in (b"[" * 100_000 + b"]" * 100_000, b'{"email": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"):
         headers = {**admin_headers, "Content-Type": "application/json"}
