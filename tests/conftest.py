@@ -11,6 +11,8 @@
 - ``sink``: a real SMTP server that keeps the mail it is sent.
 - ``swaks``: the path of swaks (skips where it is missing, fails under CI).
 
+Hypothesis runs its default budget; ``OPTOUT_HUB_LONG_FUZZ=1`` loads the profile ``long``.
+
 What is not a fixture (the clock, servers, fakes, message builders...) is in ``tests/support``.
 """
 
@@ -25,15 +27,20 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+from hypothesis import settings
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from adapters.config import Config, parse_config
 from adapters.hub import Hub
 from tests.support.clock import Clock
-from tests.support.environment import ADMIN_TOKEN, PG_ENV, TEST_SECRET
+from tests.support.environment import ADMIN_TOKEN, LONG_FUZZ, PG_ENV, TEST_SECRET
 from tests.support.prerequisites import require_tool, unavailable
 from tests.support.servers import LiveServer, Sink, free_port
+
+settings.register_profile("long", max_examples=20_000, deadline=None)
+if LONG_FUZZ:
+    settings.load_profile("long")
 
 
 def _backends() -> list[str]:

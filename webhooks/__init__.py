@@ -15,7 +15,7 @@ from adapters.errors import ConfigError
 from adapters.hub import Hub
 from adapters.logs import configure_logging
 from adapters.runtime import tune_gc
-from webhooks import admin, api, errors, ops, pages, providers, request_ids, security
+from webhooks import admin, api, errors, openapi, ops, pages, providers, request_ids, security
 from webhooks.startup import fail_start
 
 
@@ -37,6 +37,7 @@ def create_app(config: Config | None = None, *, hub: Hub | None = None) -> Flask
     errors.init_app(app)
     app.register_blueprint(ops.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(openapi.bp)
     security.init_app(app)
     pages.init_app(app)
     admin.init_app(app)

@@ -15,6 +15,7 @@ from adapters.config import MAX_ADMIN_NAME
 from adapters.errors import PayloadError
 from adapters.events import GLOBAL_SCOPE, Kind, MailCategory, OptOutEvent, Source, Verification, topic_scope
 from adapters.providers import payloads
+from adapters.storable import storable_text
 from adapters.store.audit import address_history
 from adapters.store.erasure import erase_address
 from adapters.store.models import Evidence
@@ -47,10 +48,11 @@ def read_json_object() -> dict[str, Any]:
 
 
 def _optional_str(body: dict[str, Any], key: str) -> str | None:
+    """A string field, made storable (README "Provider webhooks": text databases refuse)."""
     value = body.get(key)
     if value is not None and not isinstance(value, str):
         raise PayloadError(f"{key} must be a string")
-    return value or None
+    return storable_text(value) if value else None
 
 
 def _category(value: Any) -> MailCategory:

@@ -191,6 +191,7 @@ WEBHOOK = WebhookSpec(
     refusal_status=401,
     refusal_message="invalid signature",
     evidence_headers=("User-Agent", TIMESTAMP_HEADER),
+    signature_headers=(SIGNATURE_HEADER, TIMESTAMP_HEADER),
 )
 
 

@@ -181,6 +181,7 @@ WEBHOOK = WebhookSpec(
     refusal_status=404,
     refusal_message="not found",
     url=UrlRule("/<secret>", check=check_url, get_check=True),
+    media_type="application/x-www-form-urlencoded",
 )
 
 # --- push-back: API client ------------------------------------------------------------------

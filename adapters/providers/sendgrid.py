@@ -209,6 +209,7 @@ WEBHOOK = WebhookSpec(
     refusal_message="invalid signature",
     evidence_headers=("User-Agent", TIMESTAMP_HEADER),
     check_config=check_config,
+    signature_headers=(SIGNATURE_HEADER, TIMESTAMP_HEADER),
 )
 
 # --- push-back: API client ------------------------------------------------------------------

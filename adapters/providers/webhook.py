@@ -109,7 +109,8 @@ class WebhookSpec:
     Mailchimp 404, SendGrid 403, HubSpot 401). ``evidence_headers`` are kept with the raw
     body: never a signature or a secret. ``check_config(config)``, run at start-up when the
     provider is enabled, raises :class:`~adapters.errors.ConfigError` for a setting that
-    would fail every delivery.
+    would fail every delivery. ``media_type`` and ``signature_headers`` (the headers that
+    authenticate a delivery) describe the webhook in the OpenAPI document (README "HTTP API").
     """
 
     read: Callable[[WebhookRequest, Config, datetime], Delivery]
@@ -118,3 +119,5 @@ class WebhookSpec:
     evidence_headers: tuple[str, ...] = ("User-Agent",)
     url: UrlRule = UrlRule()
     check_config: Callable[[Config], None] | None = None
+    media_type: str = "application/json"
+    signature_headers: tuple[str, ...] = ()

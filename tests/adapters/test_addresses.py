@@ -6,8 +6,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from adapters import storable
 from adapters.addresses import address_key, normalize_address
 from adapters.errors import AddressError
+from tests.support import hostile
 
 
 @pytest.mark.parametrize(
@@ -100,3 +102,23 @@ def test_address_key_agrees_with_normalize(raw: str) -> None:
             address_key(raw)
     else:
         assert address_key(raw) == expected
+
+
+@given(hostile.TEXT | st.builds(lambda a, b, c: f"{a}{b}@{c}", hostile.TEXT, local, domain))
+def test_arbitrary_text_is_an_address_or_an_address_error(raw: str) -> None:
+    """Any text (NUL, lone surrogates, control characters, huge) normalizes, idempotently and
+    to a key both databases take, or raises AddressError, never another exception."""
+    try:
+        address = normalize_address(raw)
+    except AddressError:
+        return
+    assert normalize_address(address.email) == address
+    assert address.key == address_key(address.email) == address_key(raw)
+    assert not storable.REFUSED.search(address.email)
+
+
+@given(local, domain, st.lists(st.booleans(), min_size=80, max_size=80))
+def test_the_key_ignores_case(loc: str, dom: str, upper: list[bool]) -> None:
+    raw = f"{loc}@{dom}"
+    mixed = "".join(c.upper() if up else c for c, up in zip(raw, upper, strict=False))
+    assert address_key(mixed) == address_key(raw) == raw.lower()

@@ -17,6 +17,7 @@ from adapters.hub import Hub
 from adapters.store.models import Recipient, RecipientCount
 from adapters.store.recipients import RecipientRequest, issue_tokens, resolve_token
 from adapters.tokens import MAILTO_PREFIX, TOKEN_LENGTH, TokenSigner, token_from_local_part, unsubscribe_headers
+from tests.support import hostile
 
 OLD = b"old-secret-0123456789abcdef"
 NEW = b"new-secret-0123456789abcdef"
@@ -163,3 +164,24 @@ def test_unknown_recipient_and_bad_requests(hub: Hub, config: Config) -> None:
             issue_tokens(session, hub.signer, config, [RecipientRequest("a@example.com", "nope")], now=hub.clock())
         with pytest.raises(PayloadError):
             issue_tokens(session, hub.signer, config, [RecipientRequest("not an address")], now=hub.clock())
+
+
+@given(hostile.TEXT | st.text("abcdefghijklmnopqrstuvwxyz234567ABC=", min_size=TOKEN_LENGTH, max_size=TOKEN_LENGTH))
+def test_arbitrary_strings_raise_only_token_error(text: str) -> None:
+    """Any string, of the token's alphabet and length or not, is refused with TokenError (a
+    forgery has a 2**-80 chance), and its mailto local part yields a token or nothing."""
+    with pytest.raises(TokenError):
+        TokenSigner([NEW]).verify(text)
+    token = token_from_local_part(MAILTO_PREFIX + text)
+    assert token is None or token == text.lower()
+
+
+@given(st.integers(min_value=1, max_value=2**48 - 1), st.data())
+def test_any_bit_flipped_is_detected(recipient_id: int, data: st.DataObject) -> None:
+    signer = TokenSigner([OLD, NEW])
+    raw = bytearray(base64.b32decode(signer.issue(recipient_id).upper() + "===="))
+    bit = data.draw(st.integers(min_value=0, max_value=len(raw) * 8 - 1))
+    raw[bit // 8] ^= 1 << (bit % 8)
+    forged = base64.b32encode(bytes(raw)).decode().rstrip("=").lower()
+    with pytest.raises(TokenError):
+        signer.verify(forged)

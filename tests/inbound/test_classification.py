@@ -1,25 +1,30 @@
 """The classification thread: stored messages classified after the answer and recorded with
 their events, bounce policy, complaints, recovery of pending rows at start (and only once),
 confirmation mail for a person's reply but not for a mail client's request; a row the store
-refuses holds back no other."""
+refuses holds back no other; a batch stores all its events or none."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from adapters.config import Config, parse_config
+from adapters.errors import StoreError
 from adapters.events import utcnow
 from adapters.hub import Hub
 from adapters.store.models import Event, Evidence
 from adapters.store.queries import address_state
 from adapters.worker.confirmations import send_due_confirmations
-from inbound.classification import process_evidence
+from inbound.classification import events_for, process_batch, process_evidence
 from inbound.evidence import EvidenceWriter, Received
 from inbound.listener import SMTPComponent
-from tests.support.environment import TEST_SECRET
+from tests.support import hostile
+from tests.support.environment import LONG_FUZZ, TEST_SECRET
 from tests.support.mail import DOMAIN, REPLIES, corpus_message, message
 from tests.support.outage import events_refused
 from tests.support.pg_cluster import private_cluster
@@ -185,3 +190,42 @@ def test_mail_stored_before_the_database_went_down_is_classified_as_soon_as_it_i
             if component is not None:
                 component.stop()
             hub.close()
+
+
+SENDERS = st.from_regex(r"[a-z]{1,8}\.[a-z0-9]{1,6}@example\.org", fullmatch=True)
+
+
+@settings(
+    max_examples=300 if LONG_FUZZ else 8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(SENDERS, min_size=1, max_size=4, unique=True),
+    st.lists(hostile.messages(), max_size=3),
+    st.booleans(),
+)
+def test_a_batch_stores_all_its_events_or_none(
+    hub: Hub, senders: list[str], others: list[bytes], refused: bool
+) -> None:
+    """A batch of stop replies and hostile mail is classified in one transaction: when the store
+    refuses one of its events (the first sender's), no event of the batch is stored and every
+    row stays pending, to be retried; otherwise every row is classified and every opt-out stored."""
+    writer = EvidenceWriter(hub)
+    received = [(message("STOP", subject="Re: news", sender=s), s) for s in senders]
+    received += [(raw, "x@example.net") for raw in others]
+    ids = [writer.store(Received(raw, sender, (REPLIES,), "127.0.0.1:1", None, utcnow())) for raw, sender in received]
+    writer.close()
+    if refused:
+        with events_refused(hub.engine, email=senders[0]), pytest.raises(StoreError):
+            process_batch(hub, ids)
+    else:
+        verdicts = process_batch(hub, ids)
+        assert set(verdicts) == set(ids)
+    with hub.sessions() as session:
+        rows = session.scalars(select(Evidence).where(Evidence.id.in_(ids))).all()
+        stored = session.scalar(select(func.count()).select_from(Event).where(Event.evidence_id.in_(ids)))
+        if refused:
+            assert stored == 0 and {row.state for row in rows} == {"pending"}
+        else:
+            assert "pending" not in {row.state for row in rows}
+            assert stored == sum(len(events_for(hub, verdicts[row.id], row)) for row in rows) >= len(senders)
+            assert all(address_state(session, s)["suppressed"] for s in senders)

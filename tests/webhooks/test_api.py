@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import requests
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from adapters.hub import Hub
+from adapters.store.models import Recipient
 from tests.support.servers import LiveServer
 
 
@@ -47,6 +48,36 @@ def test_text_databases_refuse_is_stored_cleaned(live_app: LiveServer, admin_hea
     assert r.status_code == 201, r.text
     r = requests.get(f"{live_app.url}/api/v1/suppressions/ann@example.com", headers=admin_headers, timeout=5)
     assert r.json()["events"][0]["reason"] == "by phone\ufffd \ufffd"
+
+
+def test_text_databases_refuse_in_a_campaign_or_topic_is_never_a_5xx(
+    live_app: LiveServer, admin_headers: dict[str, str], hub: Hub
+) -> None:
+    """A NUL or a lone surrogate in a campaign name or a topic reached the database and failed
+    the request with a 500; it is cleaned at the edge like every other free text."""
+    headers = {**admin_headers, "Content-Type": "application/json"}
+    body = b'{"recipients": [{"email": "ann@example.com", "campaign": "spring\\u0000 \\udc80"}]}'
+    r = requests.post(f"{live_app.url}/api/v1/headers", data=body, headers=headers, timeout=5)
+    assert r.status_code == 200, r.text
+    with hub.sessions() as session:
+        assert session.scalars(select(Recipient.campaign)).all() == ["spring\ufffd \ufffd"]
+    body = b'{"emails": ["ann@example.com"], "topic": "news\\u0000\\udc80"}'
+    r = requests.post(f"{live_app.url}/api/v1/suppressions/check", data=body, headers=headers, timeout=5)
+    assert (r.status_code, r.json()) == (200, {"suppressed": [], "invalid": []})
+    body = b'{"recipients": [{"email": "ann@example.com", "topic": "\\udc80"}]}'
+    r = requests.post(f"{live_app.url}/api/v1/headers", data=body, headers=headers, timeout=5)
+    assert r.status_code == 400 and "unknown topic" in r.json()["error"]
+
+
+def test_an_address_with_a_line_break_in_the_path_is_a_documented_404(
+    live_app: LiveServer, admin_headers: dict[str, str]
+) -> None:
+    """Found by schemathesis (tests/webhooks/test_fuzz.py): no route matches a path with a line
+    break, so the answer is Flask's 404, which the OpenAPI document did not list."""
+    r = requests.get(f"{live_app.url}/api/v1/suppressions/ann%0A@example.com", headers=admin_headers, timeout=5)
+    assert r.status_code == 404 and "error" in r.json()
+    document = requests.get(f"{live_app.url}/api/v1/openapi.json", timeout=5).json()
+    assert "404" in document["paths"]["/api/v1/suppressions/{email}"]["get"]["responses"]
 
 
 def test_json_nested_too_deeply_is_400_naming_the_problem(live_app: LiveServer, admin_headers: dict[str, str]) -> None:

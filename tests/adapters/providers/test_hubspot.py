@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
+from adapters import storable
 from adapters.config import Config, Secret
 from adapters.errors import PayloadError, SignatureError
 from adapters.events import Actor, Kind
@@ -21,6 +22,7 @@ from adapters.providers import hubspot
 from adapters.store.models import Event, PendingLookup
 from adapters.store.queries import address_state
 from adapters.worker.lookups import resolve_pending_lookups
+from tests.support import hostile
 from tests.support.clock import Clock
 from tests.support.fake_providers import FakeContactsAPI
 from tests.support.hubspot import NOW, SECRET, TOKEN, URI, queue, sign
@@ -270,3 +272,15 @@ def test_any_body_is_events_or_a_payload_error(data: object) -> None:
 )
 def test_change_source_tells_who_changed_the_opt_out(source: str | None, actor: Actor) -> None:
     assert hubspot.change_actor(source) is actor
+
+
+@given(hostile.json_bodies(hostile.json_values(FIELDS | VALUES.filter(lambda v: isinstance(v, str)))))
+def test_hostile_bodies_are_storable_contact_events_or_a_payload_error(body: bytes) -> None:
+    """NUL, lone surrogates, numbers past the int-parsing limit, deep nesting, stray bytes:
+    contact events whose stored form a database takes, or a PayloadError (a 400)."""
+    try:
+        events = hubspot.parse_events(body, "application/json", received_at=NOW)
+    except PayloadError:
+        return
+    for e in events:
+        assert not storable.REFUSED.search(json.dumps(e.to_json(), ensure_ascii=False) + e.object_id)

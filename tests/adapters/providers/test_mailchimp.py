@@ -14,6 +14,7 @@ from adapters.config import Secret, Topic
 from adapters.errors import PayloadError, SignatureError
 from adapters.events import Actor, Kind, Source
 from adapters.providers import mailchimp
+from tests.support import hostile
 
 PAYLOADS = Path(__file__).with_name("payloads")
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -163,3 +164,15 @@ def test_any_body_is_at_most_one_event_or_a_payload_error(body: bytes) -> None:
 def test_a_subscribe_is_the_persons_only_with_their_confirmation_ip(ip_opt: str, actor: Actor) -> None:
     [event] = parse(form("subscribe", list_id="abc123", email="a@example.com", ip_opt=ip_opt))
     assert event.metadata["actor"] == actor.value
+
+
+@given(hostile.form_bodies(st.tuples(KEYS | hostile.TEXT, VALUES | hostile.TEXT)))
+def test_hostile_bodies_are_a_storable_event_or_a_payload_error(body: bytes) -> None:
+    """NUL, lone surrogates (as ill-formed UTF-8), 5,000-digit numbers, stray bytes: an event
+    whose text a database takes, or a PayloadError (a 400), never another exception."""
+    try:
+        events = parse(body)
+    except PayloadError:
+        return
+    for e in events:
+        assert hostile.storable_event(e)

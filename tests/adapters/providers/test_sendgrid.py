@@ -17,6 +17,7 @@ from adapters.config import Topic
 from adapters.errors import ConfigError, PayloadError, SignatureError
 from adapters.events import Kind, Source, Verification
 from adapters.providers import sendgrid
+from tests.support import hostile
 from tests.support.sendgrid import VECTOR, make_key, sign
 
 PAYLOADS = Path(__file__).with_name("payloads")
@@ -210,3 +211,14 @@ def test_any_body_is_events_or_a_payload_error(data: object) -> None:
     except PayloadError:
         return
     assert all(e.source is Source.SENDGRID and e.provider_event_id for e in events)
+
+
+@given(hostile.json_bodies(hostile.json_values(FIELDS | EVENT_VALUES.filter(lambda v: isinstance(v, str)))))
+def test_hostile_bodies_are_storable_events_or_a_payload_error(body: bytes) -> None:
+    """NUL, lone surrogates, numbers past the int-parsing limit, deep nesting, stray bytes:
+    events whose text a database takes, or a PayloadError (a 400), never another exception."""
+    try:
+        events = sendgrid.parse_events(body, "application/json", topics=TOPICS, received_at=NOW)
+    except PayloadError:
+        return
+    assert all(hostile.storable_event(e) for e in events)

@@ -4,11 +4,18 @@ plain envelope type."""
 
 from __future__ import annotations
 
-import pytest
+import json
 
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from adapters import storable
 from adapters.config import Config
-from inbound.classify import Category, Envelope, classify_message
-from tests.support.mail import REPLIES, classify, message
+from inbound.classify import Category, Classification, Envelope, classify_message
+from tests.support import hostile
+from tests.support.classify_samples import UNKNOWN_TOKEN, resolve, token_address
+from tests.support.mail import DOMAIN, REPLIES, classify, message, no_dns
 
 
 @pytest.mark.parametrize(
@@ -52,3 +59,21 @@ def test_classification_result_json_has_the_agreed_keys() -> None:
 def test_envelope_type_is_a_plain_value() -> None:
     verdict = classify_message(message("STOP"), Envelope("jane@example.org", [REPLIES]), config=Config())
     assert verdict.category is Category.UNSUBSCRIBE
+
+
+ENVELOPE_SENDERS = st.none() | st.just("") | hostile.TEXT | st.just("jane@example.org")
+RECIPIENTS = st.sampled_from([REPLIES, token_address(7), token_address(8), f"unsub-{UNKNOWN_TOKEN}@{DOMAIN}"]) | (
+    hostile.TEXT
+)
+
+
+@given(hostile.messages(), ENVELOPE_SENDERS, st.lists(RECIPIENTS, max_size=3))
+def test_any_bytes_or_mime_get_a_classification(raw: bytes, mail_from: str | None, rcpt_tos: list[str]) -> None:
+    """Arbitrary bytes, broken MIME, hostile headers and envelopes: a Classification whose
+    result the store takes, never an exception (the classification thread would send the
+    message to review instead of reading it)."""
+    verdict = classify_message(
+        raw, Envelope(mail_from, tuple(rcpt_tos)), config=Config(), resolve_token=resolve, dkim_dns=no_dns
+    )
+    assert isinstance(verdict, Classification)
+    assert not storable.REFUSED.search(json.dumps(verdict.as_result(), ensure_ascii=False))
