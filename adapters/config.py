@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from adapters.addresses import normalize_domain
 from adapters.errors import AddressError, ConfigError
+from adapters.events import Kind
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -111,10 +112,25 @@ class SecurityConfig:
     previous_token_secrets_env: tuple[str, ...] = ()
     admin_token_env: str = "OPTOUT_HUB_ADMIN_TOKEN"
     audit_signing_key_env: str = "OPTOUT_HUB_AUDIT_SIGNING_KEY"  # base64 raw Ed25519 private key
+    feed_token_env: str = "OPTOUT_HUB_FEED_TOKEN"  # reads GET /api/v1/changes and nothing else
     token_secret: Secret | None = dataclasses.field(default=None, repr=False, compare=False)
     previous_token_secrets: tuple[Secret, ...] = dataclasses.field(default=(), repr=False, compare=False)
     admin_token: Secret | None = dataclasses.field(default=None, repr=False, compare=False)
     audit_signing_key: Secret | None = dataclasses.field(default=None, repr=False, compare=False)
+    feed_token: Secret | None = dataclasses.field(default=None, repr=False, compare=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class Subscriber:
+    """``[[subscribers]]``: a URL that receives every consent change of the ``events`` kinds
+    (empty: all), signed with the Standard Webhooks secret (``whsec_<base64>``) in ``secret_env``
+    (README "Change feed and outbound webhooks")."""
+
+    url: str
+    secret_env: str = ""
+    events: tuple[str, ...] = ()
+    timeout_seconds: float = 10.0
+    secret: Secret | None = dataclasses.field(default=None, repr=False, compare=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -283,6 +299,7 @@ class Config:
     http: HTTPConfig = HTTPConfig()
     security: SecurityConfig = SecurityConfig()
     topics: tuple[Topic, ...] = ()
+    subscribers: tuple[Subscriber, ...] = ()
     providers: ProvidersConfig = ProvidersConfig()
     inbound: InboundConfig = InboundConfig()
     worker: WorkerConfig = WorkerConfig()
@@ -368,6 +385,9 @@ def _resolve(var: str, key: str, env: Mapping[str, str], must: bool) -> Secret |
     return None
 
 
+_ARRAYS = ("topics", "subscribers", "providers")  # parsed apart from the plain tables
+
+
 def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Config:
     """Build a :class:`Config` from a parsed TOML document."""
     env = os.environ if env is None else env
@@ -377,16 +397,19 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
     topics_raw = data.pop("topics", [])
     if not isinstance(topics_raw, list):
         raise ConfigError("topics", "must be an array of tables ([[topics]])")
+    subscribers_raw = data.pop("subscribers", [])
+    if not isinstance(subscribers_raw, list):
+        raise ConfigError("subscribers", "must be an array of tables ([[subscribers]])")
     providers_raw = data.pop("providers", {})
     if not isinstance(providers_raw, dict):
         raise ConfigError("providers", "must be a table")
     values: dict[str, Any] = {}
     hints = typing.get_type_hints(Config)
     for key in data:
-        if key not in hints or key in ("topics", "providers"):
+        if key not in hints or key in _ARRAYS:
             raise ConfigError(key, "unknown key")
     for key, hint in hints.items():  # absent tables too: their default *_env names still resolve
-        if key not in ("topics", "providers"):
+        if key not in _ARRAYS:
             values[key] = _build(hint, data.get(key, {}), key, env)
     providers: dict[str, Any] = {}
     for slug, table in providers_raw.items():
@@ -400,6 +423,12 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
             raise ConfigError(f"topics[{i}].name", "missing")
         topics.append(_build(Topic, table, f"topics[{i}]", env))
     values["topics"] = tuple(topics)
+    subscribers = []
+    for i, table in enumerate(subscribers_raw):
+        if not isinstance(table, dict) or "url" not in table or "secret_env" not in table:
+            raise ConfigError(f"subscribers[{i}]", "needs url and secret_env")
+        subscribers.append(_build(Subscriber, table, f"subscribers[{i}]", env))
+    values["subscribers"] = tuple(subscribers)
     config = Config(**values)
     _validate(config)
     return config
@@ -473,6 +502,7 @@ def _validate(config: Config) -> None:
         except ValueError:
             raise ConfigError(f"compliance.holidays[{i}]", f"not a date (YYYY-MM-DD): {day!r}") from None
     _check_signing_key(config.security.audit_signing_key)
+    _check_subscribers(config.subscribers)
     cc = config.providers.constant_contact
     if cc.enabled and not cc.client_id:
         raise ConfigError("providers.constant_contact.client_id", "missing (the application's API key)")
@@ -496,6 +526,25 @@ def _check_signing_key(key: Secret | None) -> None:
         raw = b""
     if len(raw) != 32:
         raise ConfigError("security.audit_signing_key_env", "must be a base64 raw Ed25519 private key (32 bytes)")
+
+
+def _check_subscribers(subscribers: tuple[Subscriber, ...]) -> None:
+    kinds = tuple(kind.value for kind in Kind)
+    for i, sub in enumerate(subscribers):
+        if not sub.url.startswith(("https://", "http://")):
+            raise ConfigError(f"subscribers[{i}].url", "must be an http(s) URL")
+        for j, kind in enumerate(sub.events):
+            if kind not in kinds:
+                raise ConfigError(f"subscribers[{i}].events[{j}]", f"must be one of {', '.join(kinds)}")
+        if sub.timeout_seconds <= 0:
+            raise ConfigError(f"subscribers[{i}].timeout_seconds", "must be positive")
+        secret = sub.secret.reveal() if sub.secret else ""
+        try:
+            key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+        except binascii.Error:
+            key = b""
+        if not secret.startswith("whsec_") or not 24 <= len(key) <= 64:
+            raise ConfigError(f"subscribers[{i}].secret_env", "must be whsec_ + base64 of 24 to 64 bytes")
 
 
 def _loopback(host: str) -> bool:

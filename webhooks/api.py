@@ -13,6 +13,7 @@ from adapters.addresses import normalize_address
 from adapters.errors import PayloadError
 from adapters.events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, Verification, topic_scope
 from adapters.providers import payloads
+from adapters.store import changes
 from adapters.store.audit import address_history
 from adapters.store.models import Evidence
 from adapters.store.queries import address_state, check_addresses
@@ -27,11 +28,19 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 MAX_CHECK = 100_000
 
 
+FEED_ENDPOINT = "api.get_changes"
+
+
 @bp.before_request
 def _authenticate() -> Response | None:
-    if not is_admin_token(bearer_token(request.headers), current_hub().config.security.admin_token):
-        return bearer_refused()
-    return None
+    """The admin token opens every route; ``[security] feed_token_env``'s only the change feed."""
+    security = current_hub().config.security
+    given = bearer_token(request.headers)
+    if is_admin_token(given, security.admin_token):
+        return None
+    if request.endpoint == FEED_ENDPOINT and is_admin_token(given, security.feed_token):
+        return None
+    return bearer_refused()
 
 
 def read_json_object() -> dict[str, Any]:
@@ -55,6 +64,23 @@ def _optional_str(body: dict[str, Any], key: str) -> str | None:
 def get_suppression(email: str) -> Response:
     with current_hub().sessions() as session:
         return jsonify(address_state(session, email))
+
+
+@bp.get("/changes")
+def get_changes() -> Response:
+    """Consent changes after the ``after`` cursor, oldest first (README "Change feed and
+    outbound webhooks"); ``next`` is the cursor to pass to read on."""
+    after_text = request.args.get("after", "")
+    after = changes.decode_cursor(after_text) if after_text else 0
+    limit = payloads.digits(request.args.get("limit", str(changes.DEFAULT_LIMIT)))
+    if limit is None or not 1 <= limit <= changes.MAX_LIMIT:
+        raise PayloadError(f"limit: a whole number from 1 to {changes.MAX_LIMIT}")
+    with current_hub().sessions() as session:
+        page = changes.read_changes(session, after, limit)
+    return jsonify(
+        changes=[changes.change_document(c) for c in page.changes],
+        next=changes.encode_cursor(page.next),
+    )
 
 
 @bp.get("/audit/<path:email>")

@@ -39,6 +39,7 @@ from adapters.errors import PayloadError
 from adapters.events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, topic_scope
 from adapters.store.address_locks import lock_addresses
 from adapters.store.bulk import driver_rows, execute_many, insert_new, insert_statement, parse_time, values_table
+from adapters.store.changes import SubscriberFilter, record_changes
 from adapters.store.models import REASON_KEY_CHARS, ConsentConflict, Event, EventCount, Evidence, OutboxRow, Suppression
 
 log = logging.getLogger(__name__)
@@ -51,12 +52,14 @@ class StorePolicy:
     ``push_targets(scope)`` lists the enabled providers that can represent ``scope`` (every
     enabled provider for the global scope; those with a mapping for a topic).
     ``person_providers``: the providers whose reports of the person's own resubscribe may lift
-    that provider's opt-outs (:func:`adapters.consent.may_lift`).
+    that provider's opt-outs (:func:`adapters.consent.may_lift`). ``subscribers``: who gets
+    each change (:mod:`adapters.store.changes`).
     """
 
     suppress_bounces: bool = False
     push_targets: Callable[[str], Sequence[str]] = lambda scope: ()
     person_providers: frozenset[str] = PROVIDER_SOURCES
+    subscribers: tuple[SubscriberFilter, ...] = ()
 
     @classmethod
     def from_config(cls, config: Config) -> StorePolicy:
@@ -68,6 +71,7 @@ class StorePolicy:
             suppress_bounces=config.inbound.suppress_hard_bounces,
             push_targets=lambda scope: targets.get(scope, ()),
             person_providers=frozenset(config.consent.provider_resubscribes),
+            subscribers=tuple(SubscriberFilter(s.url, frozenset(s.events)) for s in config.subscribers),
         )
 
 
@@ -268,6 +272,7 @@ def _apply(session: Session, stored: Sequence[_Stored], policy: StorePolicy, now
             outbox.append((r.id, r.source, "unsubscribe", r.email, r.scope, "pending", 0, now, r.received_at, now))
 
     conflicts: list[dict[str, Any]] = []
+    changes: list[tuple[Any, ...]] = []  # adapters.store.changes: one per transition
     for r in stored:
         key = (r.email_key, r.scope)
         state = current.get(
@@ -321,6 +326,7 @@ def _apply(session: Session, stored: Sequence[_Stored], policy: StorePolicy, now
             ]
         dirty[key] = state
         transitions += 1
+        changes.append((r.id, r.email, r.scope, state[3], r.kind, r.source, r.actor, r.effective_at, now))
         if r.scope == GLOBAL_SCOPE:
             queue(r, GLOBAL_SCOPE, "resubscribe" if lifted_event_id is not None else "unsubscribe")
             if lifted_event_id is not None:
@@ -334,6 +340,7 @@ def _apply(session: Session, stored: Sequence[_Stored], policy: StorePolicy, now
     execute_many(session, OutboxRow.__table__, _OUTBOX_COLUMNS, outbox)
     if conflicts:
         session.execute(insert(ConsentConflict), conflicts)
+    record_changes(session, changes, policy.subscribers, now=now)
     return transitions, len(outbox)
 
 

@@ -37,6 +37,7 @@ from adapters.store.outbox import Key, covered_rows, desired_states, renew_lease
 from adapters.worker.confirmations import send_due_confirmations
 from adapters.worker.constant_contact import poll_due
 from adapters.worker.lookups import resolve_pending_lookups
+from adapters.worker.subscribers import deliver_due
 
 log = logging.getLogger(__name__)
 
@@ -159,14 +160,16 @@ class Worker:
     def upkeep(self) -> None:
         """The worker's other queues: HubSpot contact ids from its webhooks become recorded
         events (and so pushes), Constant Contact is polled when due (it sends no webhooks;
-        the puller shares the client's tokens, pace and budget), and queued confirmation mail
-        goes to the relay."""
+        the puller shares the client's tokens, pace and budget), queued confirmation mail
+        goes to the relay, and consent changes to the ``[[subscribers]]``."""
         if self.hub.config.providers.hubspot.enabled:
             resolve_pending_lookups(self.hub, self.http)
         cc = self.clients.get(constant_contact.SLUG)
         if isinstance(cc, constant_contact.ConstantContactClient):
             poll_due(self.hub, constant_contact.ConstantContactPuller(cc.api))
         send_due_confirmations(self.hub)
+        if self.hub.config.subscribers:
+            deliver_due(self.hub, self.http, backoff=self.backoff)
 
     def has_due(self) -> bool:
         now = self.hub.clock()
