@@ -132,10 +132,10 @@ def change_document(change: Change) -> dict[str, Any]:
 # --- deliveries to subscribers, for the worker and /admin -----------------------------------
 
 
-def dead_deliveries(session: Session, *, limit: int = 100) -> Sequence[WebhookDelivery]:
-    """The most recent dead deliveries, newest first, with the subscriber's answer."""
-    stmt = select(WebhookDelivery).where(WebhookDelivery.state == "dead")
-    return session.scalars(stmt.order_by(WebhookDelivery.id.desc()).limit(limit)).all()
+def dead_deliveries(session: Session, *, limit: int = 100) -> list[tuple[WebhookDelivery, Change]]:
+    """The most recent dead deliveries with their change, newest first, with the subscriber's answer."""
+    stmt = select(WebhookDelivery, Change).join(Change).where(WebhookDelivery.state == "dead")
+    return [(d, c) for d, c in session.execute(stmt.order_by(WebhookDelivery.id.desc()).limit(limit)).tuples()]
 
 
 def retry_delivery(session: Session, delivery_id: int, *, now: datetime) -> bool:

@@ -12,6 +12,7 @@ import hmac
 import json
 import os
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -54,11 +55,13 @@ class Received:
 
 
 class Subscriber:
-    """``url`` receives; ``answers`` lists the statuses to give next; ``received`` every request."""
+    """``url`` receives; ``answers`` lists the statuses to give next (a 429 with ``Retry-After:
+    120``); ``delay`` seconds pass before each answer; ``received`` keeps every request."""
 
     def __init__(self, secret: str, now: Callable[[], datetime]) -> None:
         self.secret = secret
         self.answers: list[int] = []
+        self.delay = 0.0
         self.received: list[Received] = []
         owner = self
 
@@ -69,7 +72,10 @@ class Subscriber:
                 ok = verify(owner.secret, headers, body, now=now())
                 status = (owner.answers.pop(0) if owner.answers else 204) if ok else 401
                 owner.received.append(Received(headers, body, ok, status))
+                time.sleep(owner.delay)
                 self.send_response(status)
+                if status == 429:
+                    self.send_header("Retry-After", "120")
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
