@@ -19,6 +19,7 @@ import json
 import logging
 from collections.abc import Callable
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import requests
 from sqlalchemy import select
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 CLAIM = 100  # deliveries per claim
 ERROR_CHARS = 500  # of a subscriber's answer kept for /admin
+_RESULTS = {"done": "done", "pending": "retry", "dead": "dead"}  # as optout_push counts
 
 
 @dataclasses.dataclass
@@ -101,8 +103,13 @@ def deliver_due(hub: Hub, http: requests.Session, *, backoff: Callable[[int, flo
                 settle_delivery(
                     session, delivery_id, attempt.state, due=due, now=now, status=attempt.status, error=attempt.detail
                 )
-            log.info(
-                "subscriber delivery %d to %s: %s (status %s)", delivery_id, url, attempt.state, attempt.status or "-"
+            hub.metrics.deliveries.labels(_RESULTS[attempt.state]).inc()
+            log.info(  # the host only: a receiver's URL may carry a secret
+                "subscriber delivery %d to %s: %s (status %s)",
+                delivery_id,
+                urlsplit(url).hostname,
+                attempt.state,
+                attempt.status or "-",
             )
 
 

@@ -83,6 +83,9 @@ def test_a_change_is_delivered_signed_retried_after_500_then_accepted(make_confi
     assert data["event_id"] == change.event_id and data["cursor"]
     worker.upkeep()
     assert len(subscriber.received) == 2  # delivered once
+    counted = hub.metrics.registry.get_sample_value
+    assert counted("optout_subscriber_deliveries_total", {"result": "retry"}) == 1
+    assert counted("optout_subscriber_deliveries_total", {"result": "done"}) == 1
 
 
 def test_429_waits_for_retry_after_and_a_timeout_is_retried(make_config, make_hub, subscriber, clock) -> None:
