@@ -63,8 +63,14 @@ def message(change: Change) -> bytes:
 
 def deliver_due(hub: Hub, http: requests.Session, *, backoff: Callable[[int, float | None], float]) -> Deliveries:
     """Claim and deliver every due delivery, ``CLAIM`` at a time; ``backoff(attempts,
-    retry_after)`` gives the seconds before a failed one is tried again."""
+    retry_after)`` gives the seconds before a failed one is tried again.
+
+    A subscriber that failed transiently (down, slow, 5xx, 429) is not called again in this
+    run: its other due deliveries are put back with the same answer and wait, so one receiver
+    that times out costs the worker one time-out per run, not one per change, and never holds
+    up the provider pushes for long."""
     subscribers = {s.url: s for s in hub.config.subscribers}
+    failing: dict[str, Attempt] = {}  # subscriber URL -> its transient failure in this run
     tally = Deliveries()
     while True:
         now = hub.clock()
@@ -88,8 +94,12 @@ def deliver_due(hub: Hub, http: requests.Session, *, backoff: Callable[[int, flo
             sub = subscribers.get(url)
             if sub is None:
                 attempt = Attempt("dead", None, "this subscriber is no longer configured")
+            elif url in failing:
+                attempt = failing[url]
             else:
                 attempt = _post(http, sub, f"msg_{delivery_id}", message(changes[change_id]), hub)
+                if attempt.state == "pending":
+                    failing[url] = attempt
             now = hub.clock()
             due = now
             if attempt.state == "pending":

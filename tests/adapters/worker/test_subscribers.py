@@ -4,7 +4,9 @@ dead on an answer no retry can fix, visible and retried from /admin over real HT
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -152,3 +154,23 @@ def test_a_400_goes_dead_shown_on_admin_and_retried_from_there(
     assert (row.state, row.attempts) == ("done", 1)
     assert [r.status for r in subscriber.received] == [400, 204]
     assert f'id="delivery-{row.id}"' not in requests.get(f"{url}/admin", headers=admin_headers, timeout=10).text
+
+
+def test_a_receiver_that_times_out_costs_one_time_out_per_run(make_config, make_hub, subscriber, clock) -> None:
+    hub = _hub(make_config, make_hub, subscriber, timeout_seconds=0.5)
+    worker = Worker(hub, {}, http=requests.Session(), rng=lambda: 1.0)
+    hub.record([OptOutEvent(f"p{i}@example.com", Kind.UNSUBSCRIBE, Source.API) for i in range(150)])
+    subscriber.delay = 2.0
+    started = time.monotonic()
+    worker.upkeep()
+    assert time.monotonic() - started < 5
+    assert len(subscriber.received) == 1
+    rows = _deliveries(hub)
+    assert {(r.state, r.last_error, r.next_attempt_at) for r in rows} == {
+        ("pending", "timed out", clock() + timedelta(seconds=30))
+    }
+    subscriber.delay = 0.0
+    clock.advance(31)
+    worker.upkeep()
+    assert {r.state for r in _deliveries(hub)} == {"done"}
+    assert len({r.headers["webhook-id"] for r in subscriber.received}) == 150
