@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from adapters.addresses import normalize_domain
 from adapters.errors import AddressError, ConfigError
+from adapters.events import Kind
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -112,11 +113,13 @@ class SecurityConfig:
     admin_token_env: str = "OPTOUT_HUB_ADMIN_TOKEN"
     audit_signing_key_env: str = "OPTOUT_HUB_AUDIT_SIGNING_KEY"  # base64 raw Ed25519 private key
     erasure_key_env: str = "OPTOUT_HUB_ERASURE_KEY"  # keys the hashes of erased addresses (README "Erasure")
+    feed_token_env: str = "OPTOUT_HUB_FEED_TOKEN"  # reads GET /api/v1/changes and nothing else
     token_secret: Secret | None = dataclasses.field(default=None, repr=False, compare=False)
     previous_token_secrets: tuple[Secret, ...] = dataclasses.field(default=(), repr=False, compare=False)
     admin_token: Secret | None = dataclasses.field(default=None, repr=False, compare=False)
     audit_signing_key: Secret | None = dataclasses.field(default=None, repr=False, compare=False)
     erasure_key: Secret | None = dataclasses.field(default=None, repr=False, compare=False)
+    feed_token: Secret | None = dataclasses.field(default=None, repr=False, compare=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,6 +134,19 @@ class Admin:
 LEGACY_ADMIN_NAME = "admin"
 """The name recorded for the single ``[security] admin_token_env`` token."""
 MAX_ADMIN_NAME = 200
+
+
+@dataclasses.dataclass(frozen=True)
+class Subscriber:
+    """``[[subscribers]]``: a URL that receives every consent change of the ``events`` kinds
+    (empty: all), signed with the Standard Webhooks secret (``whsec_<base64>``) in ``secret_env``
+    (README "Change feed and outbound webhooks")."""
+
+    url: str
+    secret_env: str = ""
+    events: tuple[str, ...] = ()
+    timeout_seconds: float = 10.0
+    secret: Secret | None = dataclasses.field(default=None, repr=False, compare=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -331,6 +347,7 @@ class Config:
     http: HTTPConfig = HTTPConfig()
     security: SecurityConfig = SecurityConfig()
     topics: tuple[Topic, ...] = ()
+    subscribers: tuple[Subscriber, ...] = ()
     providers: ProvidersConfig = ProvidersConfig()
     inbound: InboundConfig = InboundConfig()
     worker: WorkerConfig = WorkerConfig()
@@ -355,7 +372,7 @@ class Config:
 
 # --- loading -----------------------------------------------------------------------------
 
-ARRAYS = ("topics", "providers", "admins")  # parsed apart from the plain tables
+ARRAYS = ("topics", "providers", "admins", "subscribers")  # parsed apart from the plain tables
 
 _Section = TypeVar("_Section", bound="DataclassInstance")
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean"}
@@ -439,6 +456,9 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
     admins_raw = data.pop("admins", [])
     if not isinstance(admins_raw, list):
         raise ConfigError("admins", "must be an array of tables ([[admins]])")
+    subscribers_raw = data.pop("subscribers", [])
+    if not isinstance(subscribers_raw, list):
+        raise ConfigError("subscribers", "must be an array of tables ([[subscribers]])")
     providers_raw = data.pop("providers", {})
     if not isinstance(providers_raw, dict):
         raise ConfigError("providers", "must be a table")
@@ -463,6 +483,12 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
         topics.append(_build(Topic, table, f"topics[{i}]", env))
     values["topics"] = tuple(topics)
     values["admins"] = tuple(_admin(i, table, env) for i, table in enumerate(admins_raw))
+    subscribers = []
+    for i, table in enumerate(subscribers_raw):
+        if not isinstance(table, dict) or "url" not in table or "secret_env" not in table:
+            raise ConfigError(f"subscribers[{i}]", "needs url and secret_env")
+        subscribers.append(_build(Subscriber, table, f"subscribers[{i}]", env))
+    values["subscribers"] = tuple(subscribers)
     config = Config(**values)
     _validate(config)
     return config
@@ -577,6 +603,7 @@ def _validate(config: Config) -> None:
         except ValueError:
             raise ConfigError(f"compliance.holidays[{i}]", f"not a date (YYYY-MM-DD): {day!r}") from None
     _check_signing_key(config.security.audit_signing_key)
+    _check_subscribers(config.subscribers)
     cc = config.providers.constant_contact
     if cc.enabled and not cc.client_id:
         raise ConfigError("providers.constant_contact.client_id", "missing (the application's API key)")
@@ -607,6 +634,25 @@ def sendgrid_marketing_groups(config: Config) -> tuple[int, ...]:
     topic's ``sendgrid_group``, then ``marketing_groups``, each once."""
     topics = (t.sendgrid_group for t in config.topics if t.sendgrid_group is not None)
     return tuple(dict.fromkeys((*topics, *config.providers.sendgrid.marketing_groups)))
+
+
+def _check_subscribers(subscribers: tuple[Subscriber, ...]) -> None:
+    kinds = tuple(kind.value for kind in Kind)
+    for i, sub in enumerate(subscribers):
+        if not sub.url.startswith(("https://", "http://")):
+            raise ConfigError(f"subscribers[{i}].url", "must be an http(s) URL")
+        for j, kind in enumerate(sub.events):
+            if kind not in kinds:
+                raise ConfigError(f"subscribers[{i}].events[{j}]", f"must be one of {', '.join(kinds)}")
+        if sub.timeout_seconds <= 0:
+            raise ConfigError(f"subscribers[{i}].timeout_seconds", "must be positive")
+        secret = sub.secret.reveal() if sub.secret else ""
+        try:
+            key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+        except binascii.Error:
+            key = b""
+        if not secret.startswith("whsec_") or not 24 <= len(key) <= 64:
+            raise ConfigError(f"subscribers[{i}].secret_env", "must be whsec_ + base64 of 24 to 64 bytes")
 
 
 def _loopback(host: str) -> bool:

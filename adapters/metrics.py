@@ -83,6 +83,9 @@ class Metrics:
             "optout_webhook_requests", "Webhook requests by provider and status", ["provider", "status"], registry=r
         )
         self.push = Counter("optout_push", "Outbox pushes by provider and result", ["provider", "result"], registry=r)
+        self.deliveries = Counter(
+            "optout_subscriber_deliveries", "Outbound webhook attempts by result", ["result"], registry=r
+        )
         self.push_latency = Histogram(
             "optout_push_latency_seconds",
             "From receipt of a request to the provider's 2xx",

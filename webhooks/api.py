@@ -16,6 +16,7 @@ from adapters.errors import PayloadError
 from adapters.events import GLOBAL_SCOPE, Kind, MailCategory, OptOutEvent, Source, Verification, topic_scope
 from adapters.providers import payloads
 from adapters.storable import storable_text
+from adapters.store import changes
 from adapters.store.audit import address_history
 from adapters.store.erasure import erase_address
 from adapters.store.models import Evidence
@@ -24,17 +25,28 @@ from adapters.store.recipients import RecipientRequest, issue_tokens
 from adapters.store.record import RecordResult, record_events
 from webhooks.context import current_hub
 from webhooks.errors import bearer_refused
-from webhooks.security import admin_for_token, bearer_token
+from webhooks.security import admin_for_token, bearer_token, token_matches
 
 log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 MAX_CHECK = 100_000
 
 
+FEED_ENDPOINT = "api.get_changes"
+
+
 @bp.before_request
 def _authenticate() -> Response | None:
-    g.admin = admin_for_token(bearer_token(request.headers), current_hub().config.admin_accounts())
-    return bearer_refused() if g.admin is None else None
+    """Every admin's token opens every route (README "Named admins"); ``[security]
+    feed_token_env``'s only the change feed."""
+    given = bearer_token(request.headers)
+    hub = current_hub()
+    g.admin = admin_for_token(given, hub.config.admin_accounts())
+    if g.admin is not None:
+        return None
+    if request.endpoint == FEED_ENDPOINT and token_matches(given, hub.config.security.feed_token):
+        return None
+    return bearer_refused()
 
 
 def read_json_object() -> dict[str, Any]:
@@ -79,6 +91,23 @@ def erase_subject(email: str) -> Response:
         result = erase_address(session, email, erasure_key=hub.policy.erasure_key, now=hub.clock())
     log.info("api: address erased (%s)", "again" if result.already_erased else "first time")
     return jsonify(result.as_json())
+
+
+@bp.get("/changes")
+def get_changes() -> Response:
+    """Consent changes after the ``after`` cursor, oldest first (README "Change feed and
+    outbound webhooks"); ``next`` is the cursor to pass to read on."""
+    after_text = request.args.get("after", "")
+    after = changes.decode_cursor(after_text) if after_text else 0
+    limit = payloads.digits(request.args.get("limit", str(changes.DEFAULT_LIMIT)))
+    if limit is None or not 1 <= limit <= changes.MAX_LIMIT:
+        raise PayloadError(f"limit: a whole number from 1 to {changes.MAX_LIMIT}")
+    with current_hub().sessions() as session:
+        page = changes.read_changes(session, after, limit)
+    return jsonify(
+        changes=[changes.change_document(c) for c in page.changes],
+        next=changes.encode_cursor(page.next),
+    )
 
 
 @bp.get("/audit/<path:email>")

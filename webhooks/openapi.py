@@ -21,6 +21,8 @@ from werkzeug.routing import Rule
 from adapters.events import Kind, Source, Verification
 from adapters.providers import PROVIDER_MODULES
 from adapters.providers.webhook import WebhookSpec
+from adapters.store.changes import DEFAULT_LIMIT as DEFAULT_CHANGES
+from adapters.store.changes import MAX_LIMIT as MAX_CHANGES
 from adapters.store.recipients import MAX_HEADERS_BATCH
 from webhooks import api
 from webhooks.errors import RETRY_AFTER_SECONDS
@@ -184,6 +186,39 @@ OPERATIONS: dict[tuple[str, str], Schema] = {
                 "the inputs, as given, that are suppressed and that are not addresses",
             ),
             "400": BAD_INPUT,
+        },
+    },
+    ("/api/v1/changes", "GET"): {
+        "summary": 'Every consent change after a cursor, in commit order (README "Change feed and outbound webhooks")',
+        "description": "The admin token, or `[security] feed_token_env`'s token, which reads this route only.",
+        "parameters": [
+            {
+                "name": "after",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "string"},
+                "description": "the `next` of the previous page (opaque); none: from the start",
+            },
+            {
+                "name": "limit",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "integer", "minimum": 1, "maximum": MAX_CHANGES, "default": DEFAULT_CHANGES},
+            },
+        ],
+        "responses": {
+            "200": _json(
+                {
+                    "type": "object",
+                    "required": ["changes", "next"],
+                    "properties": {
+                        "changes": {"type": "array", "items": {"type": "object"}},
+                        "next": {"type": "string"},
+                    },
+                },
+                "the changes, oldest first, and the cursor to read on from",
+            ),
+            "400": _error("a cursor this hub did not issue, or a limit out of range"),
         },
     },
     ("/api/v1/audit/<path:email>", "GET"): {

@@ -18,7 +18,7 @@ from datetime import datetime
 from flask import Flask, Response
 from werkzeug.datastructures import Headers
 
-from adapters.config import Admin
+from adapters.config import Admin, Secret
 from adapters.errors import PayloadError
 from adapters.providers import payloads
 
@@ -58,14 +58,22 @@ def bearer_token(headers: Headers) -> str | None:
     return given.strip() if scheme.lower() == "bearer" else None
 
 
+def token_matches(given: str | None, secret: Secret | None) -> bool:
+    """Whether ``given`` is the configured ``secret``, compared in constant time; never for
+    no token or no secret."""
+    if secret is None:
+        return False
+    return hmac.compare_digest((given or "").encode(), secret.reveal().encode()) and bool(given)
+
+
 def admin_for_token(given: str | None, accounts: Sequence[Admin]) -> Admin | None:
     """The admin whose token ``given`` is (``None`` when it is no one's, or no admin is
-    configured). Every token is compared, in constant time, whichever matches."""
+    configured). Every token is compared, whichever matches."""
     found = None
     for admin in accounts:
-        if admin.token is not None and hmac.compare_digest((given or "").encode(), admin.token.reveal().encode()):
+        if token_matches(given, admin.token):
             found = found or admin
-    return found if given else None
+    return found
 
 
 def _csrf_mac(key: bytes, binding: str, issued: int) -> str:

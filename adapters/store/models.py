@@ -398,3 +398,57 @@ class ErasedSubject(Base):
 
     def __repr__(self) -> str:
         return f"<ErasedSubject {self.address_hash[:8]}>"
+
+
+class ChangeSequence(Base):
+    """The one row that numbers consent changes: ``last`` is the newest change's ``seq``.
+    Updated by the transaction that writes changes, it is held until that transaction ends, so
+    changes are numbered in the order their transactions commit (:mod:`adapters.store.changes`)."""
+
+    __tablename__ = "change_sequence"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last: Mapped[int] = mapped_column(BigInteger)
+
+
+class Change(Base):
+    """One consent change: an address's state at a scope turned (opted out, or lifted), written
+    by :func:`adapters.store.record.record_events` in the transaction of the event that caused
+    it; ``seq`` is its place in the change feed."""
+
+    __tablename__ = "changes"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, unique=True)
+    event_id: Mapped[int] = mapped_column(BigId, ForeignKey("events.id"))
+    email: Mapped[str] = mapped_column(String(254))
+    scope: Mapped[str] = mapped_column(String(100))
+    suppressed: Mapped[bool]  # the new state
+    kind: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str | None] = mapped_column(String(16))
+    occurred_at: Mapped[datetime]  # the event's effective time (README "Consent")
+    recorded_at: Mapped[datetime]
+
+    def __repr__(self) -> str:
+        return f"<Change {self.seq} {self.scope} {'on' if self.suppressed else 'off'}>"
+
+
+class WebhookDelivery(Base):
+    """A change to deliver to one ``[[subscribers]]`` URL, queued with the change; claimed
+    under a lease (:func:`adapters.store.leases.claim_due`), ``pending`` → ``done`` or ``dead``."""
+
+    __tablename__ = "webhook_deliveries"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    change_id: Mapped[int] = mapped_column(BigId, ForeignKey("changes.id"))
+    subscriber: Mapped[str] = mapped_column(Text)  # its URL
+    state: Mapped[str] = mapped_column(String(12), default="pending")  # pending | done | dead
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime]
+    created_at: Mapped[datetime]
+    done_at: Mapped[datetime | None]
+    last_status: Mapped[int | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_webhook_deliveries_state_next_attempt_at", "state", "next_attempt_at"),)
+
+    def __repr__(self) -> str:
+        return f"<WebhookDelivery {self.id} {self.state}>"

@@ -44,6 +44,7 @@ from adapters.errors import PayloadError
 from adapters.events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, topic_scope
 from adapters.store.address_locks import lock_addresses
 from adapters.store.bulk import driver_rows, execute_many, insert_new, insert_statement, parse_time, values_table
+from adapters.store.changes import SubscriberFilter, record_changes
 from adapters.store.erased import erased_among
 from adapters.store.models import (
     REASON_KEY_CHARS,
@@ -68,7 +69,8 @@ class StorePolicy:
     ``person_providers``: the providers whose reports of the person's own resubscribe may lift
     that provider's opt-outs (:func:`adapters.consent.may_lift`).
     ``erasure_key``: keys the hashes of erased addresses (``None``: erasure not configured).
-    ``transactional_bounces``: whether a hard bounce stops transactional mail.
+    ``transactional_bounces``: whether a hard bounce stops transactional mail. ``subscribers``: who gets
+    each change (:mod:`adapters.store.changes`).
     """
 
     suppress_bounces: bool = False
@@ -76,6 +78,7 @@ class StorePolicy:
     person_providers: frozenset[str] = PROVIDER_SOURCES
     erasure_key: bytes | None = dataclasses.field(default=None, repr=False)
     transactional_bounces: bool = False
+    subscribers: tuple[SubscriberFilter, ...] = ()
 
     @classmethod
     def from_config(cls, config: Config) -> StorePolicy:
@@ -89,6 +92,7 @@ class StorePolicy:
             person_providers=frozenset(config.consent.provider_resubscribes),
             erasure_key=config.security.erasure_key.reveal().encode() if config.security.erasure_key else None,
             transactional_bounces=config.compliance.transactional_suppress_hard_bounces,
+            subscribers=tuple(SubscriberFilter(s.url, frozenset(s.events)) for s in config.subscribers),
         )
 
 
@@ -291,6 +295,7 @@ def _apply(session: Session, stored: Sequence[_Stored], policy: StorePolicy, now
     conflicts: list[dict[str, Any]] = []
     erased = erased_among(session, policy.erasure_key, keys)
     blocks = _Blocks()
+    changes: list[tuple[Any, ...]] = []  # adapters.store.changes: one per transition
     for r in stored:
         key = (r.email_key, r.scope)
         state = current.get(
@@ -353,6 +358,7 @@ def _apply(session: Session, stored: Sequence[_Stored], policy: StorePolicy, now
             ]
         dirty[key] = state
         transitions += 1
+        changes.append((r.id, r.email, r.scope, state[3], r.kind, r.source, r.actor, r.effective_at, now))
         if r.scope == GLOBAL_SCOPE:
             queue(r, GLOBAL_SCOPE, "resubscribe" if lifted_event_id is not None else "unsubscribe")
             if lifted_event_id is not None:
@@ -367,6 +373,7 @@ def _apply(session: Session, stored: Sequence[_Stored], policy: StorePolicy, now
     if conflicts:
         session.execute(insert(ConsentConflict), conflicts)
     blocks.write(session)
+    record_changes(session, changes, policy.subscribers, now=now)
     return transitions, len(outbox)
 
 

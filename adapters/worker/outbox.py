@@ -40,6 +40,7 @@ from adapters.worker.constant_contact import poll_due
 from adapters.worker.lookups import resolve_pending_lookups
 from adapters.worker.retention import INTERVAL as RETENTION_INTERVAL
 from adapters.worker.retention import purge_expired_evidence
+from adapters.worker.subscribers import deliver_due
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +179,8 @@ class Worker:
         """The worker's other queues: HubSpot contact ids from its webhooks become recorded
         events (and so pushes), Constant Contact is polled when due (it sends no webhooks;
         the puller shares the client's tokens, pace and budget), queued confirmation mail goes
-        to the relay, and about hourly expired evidence is purged (``[retention] evidence_days``)."""
+        to the relay, consent changes to the ``[[subscribers]]``, and about hourly expired
+        evidence is purged (``[retention] evidence_days``)."""
         if self.hub.config.providers.hubspot.enabled:
             resolve_pending_lookups(self.hub, self.http)
         cc = self.clients.get(constant_contact.SLUG)
@@ -189,6 +191,8 @@ class Worker:
         if self.purged_at is None or now - self.purged_at >= RETENTION_INTERVAL:
             self.purged_at = now
             purge_expired_evidence(self.hub)
+        if self.hub.config.subscribers:
+            deliver_due(self.hub, self.http, backoff=self.backoff)
 
     def has_due(self) -> bool:
         now = self.hub.clock()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import subprocess
 import sys
@@ -288,3 +289,34 @@ def test_compliance_holidays_are_dates() -> None:
     assert config.compliance.holiday_dates() == {date(2026, 12, 25), date(2027, 1, 1)}
     with pytest.raises(ConfigError, match=r"compliance\.holidays\[1\]: not a date"):
         parse_config({"compliance": {"holidays": ["2026-12-25", "25/12/2026"]}}, {})
+
+
+def test_subscribers_need_a_url_a_standard_webhooks_secret_and_known_kinds() -> None:
+    secret = "whsec_" + base64.b64encode(b"k" * 32).decode()
+    env = {"S": "s" * 32, "HOOK": secret}
+    base = {"security": {"token_secret_env": "S"}}
+    config = parse_config(
+        {**base, "subscribers": [{"url": "https://crm.example.com/h", "secret_env": "HOOK", "events": ["complaint"]}]},
+        env,
+    )
+    (sub,) = config.subscribers
+    assert (sub.url, sub.events, sub.secret) == ("https://crm.example.com/h", ("complaint",), Secret(secret))
+    assert secret not in repr(config)
+    cases = [
+        ({"url": "https://x.example"}, "subscribers[0]: needs url and secret_env"),
+        ({"url": "ftp://x", "secret_env": "HOOK"}, "subscribers[0].url: must be an http(s) URL"),
+        ({"url": "https://x", "secret_env": "NONE"}, "subscribers[0].secret_env: environment variable NONE is not set"),
+        (
+            {"url": "https://x", "secret_env": "S"},
+            "subscribers[0].secret_env: must be whsec_ + base64 of 24 to 64 bytes",
+        ),
+        (
+            {"url": "https://x", "secret_env": "HOOK", "events": ["opened"]},
+            "subscribers[0].events[0]: must be one of unsubscribe, complaint, bounce, resubscribe",
+        ),
+        ({"url": "https://x", "secret_env": "HOOK", "colour": 1}, "subscribers[0].colour: unknown key"),
+    ]
+    for table, message in cases:
+        with pytest.raises(ConfigError) as err:
+            parse_config({**base, "subscribers": [table]}, env)
+        assert str(err.value) == message

@@ -38,7 +38,7 @@ from adapters.store.models import Evidence
 from adapters.store.outbox import dead_rows, outbox_summary, retry_row, unsettled_received_before
 from adapters.store.queries import address_state
 from adapters.store.rates import DIMENSIONS, RateTable, rate_table
-from webhooks.admin import actions, conflicts, constant_contact, dashboard
+from webhooks.admin import actions, conflicts, constant_contact, dashboard, subscribers
 from webhooks.admin.unsettled import unsettled_section
 from webhooks.context import current_hub
 from webhooks.errors import bearer_refused
@@ -207,6 +207,7 @@ def home() -> Response:
             "admin_actions": actions.recent_actions(s),
             "inbound_waiting_seconds": oldest_pending_age(s, now),
             "constant_contact": constant_contact.section(s, hub, now),
+            "subscribers": subscribers.section(s, configured=bool(hub.config.subscribers)),
         }
     return _page(
         "admin/dashboard.html",
@@ -256,6 +257,9 @@ bp.add_url_rule(
     endpoint="constant_contact_authorize",
     view_func=constant_contact.authorize,
     methods=["POST"],
+)
+bp.add_url_rule(
+    "/subscribers/<row_id:delivery>/retry", endpoint="subscriber_retry", view_func=subscribers.retry, methods=["POST"]
 )
 
 
