@@ -43,6 +43,7 @@ from adapters.store.bulk import chunks, insert_statement
 from adapters.store.erased import PSEUDONYM_PREFIX, address_hash
 from adapters.store.models import (
     REASON_KEY_CHARS,
+    Change,
     ConfirmationSend,
     DeliveryBlock,
     ErasedSubject,
@@ -105,6 +106,9 @@ def erase_address(session: Session, email: str, *, erasure_key: bytes | None, no
     removed: Counter[str] = Counter()
     removed["outbox_settled"], removed["outbox_dead"] = _outbox(session, event_ids, alias)
     linked = {e.evidence_id for e in events if e.evidence_id is not None}
+    # The change feed keeps the changes (subscribers ordered on them) under the pseudonym.
+    for chunk in chunks(event_ids, 10_000):
+        removed["changes"] += _changed(session, update(Change).where(Change.event_id.in_(chunk)).values(email=alias))
     _move_reason_counts(session, events)
     removed["events"] = _changed(
         session,
