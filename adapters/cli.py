@@ -260,6 +260,7 @@ class ProgressBar:
 
 
 def cmd_import(args: argparse.Namespace, config: Config) -> int:
+    """Exit status 1 when any line was bad (the good ones are imported all the same)."""
     scope = GLOBAL_SCOPE
     if args.topic:
         if config.topic(args.topic) is None:
@@ -268,16 +269,27 @@ def cmd_import(args: argparse.Namespace, config: Config) -> int:
     hub = Hub.open(config)
     tune_gc()
     try:
-        with open_csv(args.file) as stream:
+        with open_csv(args.file, args.encoding) as stream:
+            if args.encoding is None and stream.encoding != "utf-8-sig":
+                print(f"note: not UTF-8; read as {stream.encoding} (choose with --encoding)", file=sys.stderr)
             bar = ProgressBar(sys.stderr, stream)
-            summary = import_csv(hub, stream, kind=Kind(args.kind), scope=scope, origin=args.source, progress=bar)
+            summary = import_csv(
+                hub,
+                stream,
+                kind=Kind(args.kind),
+                scope=scope,
+                origin=args.source,
+                column=args.column,
+                push=not args.no_push,
+                progress=bar,
+            )
             bar.close()
     except OSError as exc:
         raise OptOutHubError(f"cannot read {args.file}: {exc.strerror}") from None
     finally:
         hub.close()
     print(summary.line())
-    return 0
+    return 1 if summary.invalid else 0
 
 
 def cmd_sync(args: argparse.Namespace, config: Config) -> int:
@@ -380,9 +392,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("email")
     p.add_argument("--topic", help="a topic from the configuration")
     p.add_argument("--campaign", help="a campaign id to record with the token")
-    p = add("import", cmd_import, "bulk-load an existing suppression list (CSV with an 'email' column)")
+    p = add("import", cmd_import, "bulk-load a suppression list or a provider's export (CSV)")
     p.add_argument("file", help="CSV file, or - for standard input")
-    p.add_argument("--source", metavar="NAME", help="where the list came from (kept with each event)")
+    p.add_argument(
+        "--source", metavar="NAME", help="where the list came from: a provider (never pushed back to), or a name"
+    )
+    p.add_argument("--column", metavar="NAME", help="the address column (default: email, Email Address)")
+    p.add_argument("--encoding", help="the file's encoding (default: UTF-8 if it is, else cp1252)")
+    p.add_argument("--no-push", action="store_true", help="record only: queue no push to any provider")
     p.add_argument("--kind", choices=[k.value for k in Kind if k is not Kind.RESUBSCRIBE], default="unsubscribe")
     p.add_argument("--topic", help="import as opt-outs of this topic instead of global ones")
     p = add("export", cmd_export, "print every suppressed address with scope, kind, source, first and last time")

@@ -97,7 +97,7 @@ def test_headers_status_import_export(cli_env: dict[str, str], tmp_path: Path) -
         "email,list\nPat@Example.com,old\nnot-an-address,old\nlee@example.org,old\nlee@example.org,dup\n,empty\n"
     )
     imported = run(cli_env, "import", str(data), "--source", "legacy-esp")
-    assert imported.returncode == 0, imported.stderr
+    assert imported.returncode == 1, imported.stderr  # bad lines: reported, the rest imported
     assert (
         imported.stdout.strip()
         == "imported 2, duplicates 1, invalid 2 (line 3: address must contain exactly one @, line 6: empty address)"
@@ -130,8 +130,23 @@ def test_import_from_stdin_and_errors(cli_env: dict[str, str], tmp_path: Path) -
     nocol = tmp_path / "nocol.csv"
     nocol.write_text("address\nx@example.com\n")
     result = run(cli_env, "import", str(nocol))
-    assert result.returncode == 1 and "no 'email' column" in result.stderr
+    assert result.returncode == 1 and "no 'email' or 'Email Address' column" in result.stderr
     assert run(cli_env, "status", "not-an-address").returncode == 1
+
+
+def test_import_a_providers_export_in_latin1_by_column_without_pushing(cli_env: dict[str, str], tmp_path: Path) -> None:
+    data = tmp_path / "legacy.csv"
+    data.write_bytes("Name;x,Kontakt\nZoë,zoe@example.de\n".encode("cp1252"))
+    result = run(cli_env, "import", str(data), "--column", "kontakt", "--no-push", "--source", "sendgrid")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "imported 1, duplicates 0, invalid 0\n"
+    assert result.stderr == "note: not UTF-8; read as cp1252 (choose with --encoding)\n"
+    event = json.loads(run(cli_env, "status", "zoe@example.de").stdout)["events"][0]
+    assert event["source"] == "sendgrid"
+    told = run(cli_env, "import", str(data), "--column", "Kontakt", "--encoding", "latin-1")
+    assert (told.returncode, told.stderr) == (0, "")
+    unknown = run(cli_env, "import", str(data), "--encoding", "klingon")
+    assert unknown.returncode == 1 and unknown.stderr == "error: unknown encoding 'klingon'\n"
 
 
 def wait_for_line(proc: subprocess.Popen[str], needle: str, timeout: float = 60) -> list[str]:
