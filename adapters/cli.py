@@ -34,6 +34,7 @@ from adapters.providers import make_clients
 from adapters.runtime import tune_gc
 from adapters.store import database
 from adapters.store.importer import import_csv, open_csv
+from adapters.store.outbox import retry_dead
 from adapters.store.queries import address_state, export_suppressions
 from adapters.store.recipients import RecipientRequest, issue_tokens
 from adapters.worker.outbox import Worker
@@ -308,6 +309,19 @@ def cmd_sync(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def cmd_outbox_retry(args: argparse.Namespace, config: Config) -> int:
+    """Put a provider's dead rows back in the queue in one statement; print how many."""
+    since = parse_since(args.since)
+    hub = Hub.open(config)
+    try:
+        with hub.sessions.begin() as session:
+            count = retry_dead(session, args.provider, now=hub.clock(), since=since)
+    finally:
+        hub.close()
+    print(f"{args.provider}: {count} dead rows queued again")
+    return 0
+
+
 def cmd_providers_check(args: argparse.Namespace, config: Config) -> int:
     """One read-only round per enabled provider; exit 1 if any failed."""
     failed = 0
@@ -324,15 +338,19 @@ def cmd_providers_check(args: argparse.Namespace, config: Config) -> int:
     return 1 if failed else 0
 
 
+def parse_since(text: str | None) -> datetime | None:
+    """A ``--since`` value: ISO 8601, UTC when it names no zone."""
+    if not text:
+        return None
+    try:
+        since = datetime.fromisoformat(text)
+    except ValueError:
+        raise OptOutHubError(f"--since: not an ISO 8601 time: {text!r}") from None
+    return since if since.tzinfo is not None else since.replace(tzinfo=UTC)
+
+
 def cmd_export(args: argparse.Namespace, config: Config) -> int:
-    since = None
-    if args.since:
-        try:
-            since = datetime.fromisoformat(args.since)
-        except ValueError:
-            raise OptOutHubError(f"--since: not an ISO 8601 time: {args.since!r}") from None
-        if since.tzinfo is None:
-            since = since.replace(tzinfo=UTC)
+    since = parse_since(args.since)
     hub = Hub.open(config)
     try:
         with hub.sessions() as session:
@@ -382,6 +400,12 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("revision", nargs="?", default="head")
     up.set_defaults(func=cmd_db_upgrade)
     add("sync", cmd_sync, "drain the push outbox once and print per provider: pushed, retried, dead")
+    p = add("outbox", lambda a, c: 2, "push outbox commands")
+    osub = p.add_subparsers(dest="outbox_command", required=True, metavar="SUBCOMMAND")
+    retry = osub.add_parser("retry", parents=[common], help="put a provider's dead rows back in the queue")
+    retry.add_argument("--provider", required=True, metavar="SLUG")
+    retry.add_argument("--since", metavar="ISO", help="only rows that went dead at or after this time")
+    retry.set_defaults(func=cmd_outbox_retry)
     p = add("providers", lambda a, c: 2, "provider commands")
     psub = p.add_subparsers(dest="providers_command", required=True, metavar="SUBCOMMAND")
     check = psub.add_parser("check", parents=[common], help="one read-only call per enabled provider: ok, or its error")

@@ -13,14 +13,17 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import requests
+from sqlalchemy import update
 
 from adapters.cli import CALLER_PARTS, load_part
-from adapters.config import Config
+from adapters.config import Config, load_config
 from adapters.hub import Hub
+from adapters.store.models import OutboxRow
 from tests.support.environment import ADMIN_TOKEN, TEST_SECRET
 from tests.support.servers import free_port
 
@@ -60,7 +63,20 @@ def run(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess
 
 
 def test_help_for_every_command(cli_env: dict[str, str]) -> None:
-    commands = ["serve", "smtp", "web", "worker", "db", "status", "headers", "import", "export", "sync", "providers"]
+    commands = [
+        "serve",
+        "smtp",
+        "web",
+        "worker",
+        "db",
+        "status",
+        "headers",
+        "import",
+        "export",
+        "sync",
+        "providers",
+        "outbox",
+    ]
     top = run(cli_env, "--help")
     assert top.returncode == 0
     for command in commands:
@@ -329,3 +345,25 @@ def test_an_unreachable_database_is_one_line_without_the_password(tmp_path: Path
         proc = run(env, *args)
         assert (proc.returncode, proc.stderr) == (1, f"error: database unreachable: {place}\n"), args
         assert "pa55-w0rd" not in proc.stdout
+
+
+def test_outbox_retry_puts_a_providers_dead_rows_back(cli_env: dict[str, str], tmp_path: Path) -> None:
+    config = Path(cli_env["OPTOUT_HUB_CONFIG"])
+    config.write_text(config.read_text() + '[providers.sendgrid]\nenabled = true\nwebhook_public_key_env = ""\n')
+    env = {**cli_env, "SENDGRID_API_KEY": "SG.test-key"}
+    data = tmp_path / "list.csv"
+    data.write_text("email\na@example.com\nb@example.com\n")
+    assert run(env, "import", str(data)).returncode == 0
+    hub = Hub.open(load_config(str(config), env))
+    try:
+        with hub.sessions.begin() as session:
+            session.execute(update(OutboxRow).values(state="dead", due_at=datetime(2026, 1, 1, tzinfo=UTC)))
+    finally:
+        hub.close()
+    later = run(env, "outbox", "retry", "--provider", "sendgrid", "--since", "2026-06-01")
+    assert (later.returncode, later.stdout) == (0, "sendgrid: 0 dead rows queued again\n")
+    done = run(env, "outbox", "retry", "--provider", "sendgrid", "--since", "2025-12-31T00:00:00+00:00")
+    assert (done.returncode, done.stdout) == (0, "sendgrid: 2 dead rows queued again\n")
+    bad = run(env, "outbox", "retry", "--provider", "sendgrid", "--since", "soon")
+    assert bad.returncode == 1 and "not an ISO 8601 time" in bad.stderr
+    assert run(env, "outbox", "retry").returncode == 2  # --provider is required
