@@ -31,6 +31,7 @@ from adapters.addresses import address_key
 from adapters.errors import ProviderAPIError, StoreError
 from adapters.hub import Hub
 from adapters.providers.client import Outcome, PushClient, PushResult, result_for_error
+from adapters.store.compaction import compact_settled
 from adapters.store.models import OutboxRow
 from adapters.store.outbox import Key, covered_rows, desired_states, renew_leases
 from adapters.worker.confirmations import send_due_confirmations
@@ -38,6 +39,7 @@ from adapters.worker.lookups import resolve_pending_lookups
 
 log = logging.getLogger(__name__)
 
+COMPACT_EVERY = timedelta(minutes=1)
 CLAIM_MAX = 1000  # rows one worker takes per provider and round (its lease is renewed meanwhile)
 
 
@@ -113,6 +115,7 @@ class Worker:
         self.http = http
         self.owner = owner or worker_id()
         self.rng = rng
+        self.next_compaction: datetime | None = None  # None: at the first upkeep
 
     # The loop ---------------------------------------------------------------------------
 
@@ -160,6 +163,19 @@ class Worker:
         if self.hub.config.providers.hubspot.enabled:
             resolve_pending_lookups(self.hub, self.http)
         send_due_confirmations(self.hub)
+        self.compact()
+
+    def compact(self) -> int:
+        """One bounded step of outbox compaction (:mod:`adapters.store.compaction`), once a
+        minute, or at once again while settled rows are left over; returns the rows moved."""
+        cfg, now = self.hub.config.worker, self.hub.clock()
+        if self.next_compaction is not None and now < self.next_compaction:
+            return 0
+        before = now - timedelta(seconds=cfg.compact_after_seconds)
+        with self.hub.sessions.begin() as session:
+            moved = compact_settled(session, before=before, limit=cfg.compact_batch)
+        self.next_compaction = now if moved >= cfg.compact_batch else now + COMPACT_EVERY
+        return moved
 
     def has_due(self) -> bool:
         now = self.hub.clock()
