@@ -42,6 +42,7 @@ from adapters.runtime import tune_gc
 from adapters.store import database
 from adapters.store.erasure import erase_address
 from adapters.store.importer import import_csv, open_csv
+from adapters.store.outbox import retry_dead
 from adapters.store.queries import address_state, export_suppressions
 from adapters.store.rates import DIMENSIONS, rate_table
 from adapters.store.recipients import RecipientRequest, issue_tokens
@@ -309,6 +310,7 @@ class ProgressBar:
 
 
 def cmd_import(args: argparse.Namespace, config: Config) -> int:
+    """Exit status 1 when any line was bad (the good ones are imported all the same)."""
     scope = GLOBAL_SCOPE
     if args.topic:
         if config.topic(args.topic) is None:
@@ -317,16 +319,27 @@ def cmd_import(args: argparse.Namespace, config: Config) -> int:
     hub = Hub.open(config)
     tune_gc()
     try:
-        with open_csv(args.file) as stream:
+        with open_csv(args.file, args.encoding) as stream:
+            if args.encoding is None and stream.encoding != "utf-8-sig":
+                print(f"note: not UTF-8; read as {stream.encoding} (choose with --encoding)", file=sys.stderr)
             bar = ProgressBar(sys.stderr, stream)
-            summary = import_csv(hub, stream, kind=Kind(args.kind), scope=scope, origin=args.source, progress=bar)
+            summary = import_csv(
+                hub,
+                stream,
+                kind=Kind(args.kind),
+                scope=scope,
+                origin=args.source,
+                column=args.column,
+                push=not args.no_push,
+                progress=bar,
+            )
             bar.close()
     except OSError as exc:
         raise OptOutHubError(f"cannot read {args.file}: {exc.strerror}") from None
     finally:
         hub.close()
     print(summary.line())
-    return 0
+    return 1 if summary.invalid else 0
 
 
 def cmd_sync(args: argparse.Namespace, config: Config) -> int:
@@ -368,6 +381,19 @@ def cmd_reconcile(args: argparse.Namespace, config: Config) -> int:
     return 1 if any("; error: " in line for line in lines) else 0
 
 
+def cmd_outbox_retry(args: argparse.Namespace, config: Config) -> int:
+    """Put a provider's dead rows back in the queue in one statement; print how many."""
+    since = _iso_option("--since", args.since)
+    hub = Hub.open(config)
+    try:
+        with hub.sessions.begin() as session:
+            count = retry_dead(session, args.provider, now=hub.clock(), since=since)
+    finally:
+        hub.close()
+    print(f"{args.provider}: {count} dead rows queued again")
+    return 0
+
+
 def cmd_providers_check(args: argparse.Namespace, config: Config) -> int:
     """One read-only round per enabled provider; exit 1 if any failed."""
     failed = 0
@@ -404,14 +430,7 @@ def _sending_domain(value: str) -> tuple[str, str]:
 
 
 def cmd_export(args: argparse.Namespace, config: Config) -> int:
-    since = None
-    if args.since:
-        try:
-            since = datetime.fromisoformat(args.since)
-        except ValueError:
-            raise OptOutHubError(f"--since: not an ISO 8601 time: {args.since!r}") from None
-        if since.tzinfo is None:
-            since = since.replace(tzinfo=UTC)
+    since = _iso_option("--since", args.since)
     hub = Hub.open(config)
     try:
         with hub.sessions() as session:
@@ -526,6 +545,12 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("revision", nargs="?", default="head")
     up.set_defaults(func=cmd_db_upgrade)
     add("sync", cmd_sync, "drain the push outbox once and print per provider: pushed, retried, dead")
+    p = add("outbox", lambda a, c: 2, "push outbox commands")
+    osub = p.add_subparsers(dest="outbox_command", required=True, metavar="SUBCOMMAND")
+    retry = osub.add_parser("retry", parents=[common], help="put a provider's dead rows back in the queue")
+    retry.add_argument("--provider", required=True, metavar="SLUG")
+    retry.add_argument("--since", metavar="ISO", help="only rows that went dead at or after this time")
+    retry.set_defaults(func=cmd_outbox_retry)
     p = add("providers", lambda a, c: 2, "provider commands")
     psub = p.add_subparsers(dest="providers_command", required=True, metavar="SUBCOMMAND")
     check = psub.add_parser("check", parents=[common], help="one read-only call per enabled provider: ok, or its error")
@@ -544,9 +569,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("email")
     p.add_argument("--topic", help="a topic from the configuration")
     p.add_argument("--campaign", help="a campaign id to record with the token")
-    p = add("import", cmd_import, "bulk-load an existing suppression list (CSV with an 'email' column)")
+    p = add("import", cmd_import, "bulk-load a suppression list or a provider's export (CSV)")
     p.add_argument("file", help="CSV file, or - for standard input")
-    p.add_argument("--source", metavar="NAME", help="where the list came from (kept with each event)")
+    p.add_argument(
+        "--source", metavar="NAME", help="where the list came from: a provider (never pushed back to), or a name"
+    )
+    p.add_argument("--column", metavar="NAME", help="the address column (default: email, Email Address)")
+    p.add_argument("--encoding", help="the file's encoding (default: UTF-8 if it is, else cp1252)")
+    p.add_argument("--no-push", action="store_true", help="record only: queue no push to any provider")
     p.add_argument("--kind", choices=[k.value for k in Kind if k is not Kind.RESUBSCRIBE], default="unsubscribe")
     p.add_argument("--topic", help="import as opt-outs of this topic instead of global ones")
     p = add("doctor", cmd_doctor, "check the configuration against what mailbox providers and the hub need")

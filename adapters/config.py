@@ -267,6 +267,11 @@ class WorkerConfig:
     max_attempts: int = 25
     backoff_base_seconds: float = 2.0
     backoff_max_seconds: float = 3600.0
+    # Off by default: the audit, `report honour` and reconciliation read settled pushes from the
+    # outbox only (README "Push-back to providers", Compaction).
+    compact: bool = False
+    compact_after_seconds: float = 3600.0  # settled rows leave the outbox this long after settling
+    compact_batch: int = 5000  # rows moved per compaction step
 
     def retry_delay(self, failures: int) -> float:
         """Seconds to wait after ``failures`` failed attempts: doubling from the base, capped."""

@@ -27,7 +27,8 @@ MAX_CLOCK_SKEW = timedelta(minutes=5)
 PROVIDER_SOURCES = frozenset(
     {Source.MAILCHIMP.value, Source.SENDGRID.value, Source.HUBSPOT.value, Source.CONSTANT_CONTACT.value}
 )
-_PROVIDER_ACTORS = frozenset({Actor.PERSON.value, Actor.STAFF.value, Actor.AUTOMATION.value})
+# IMPORT: a provider's own export loaded with ``import --source <provider>``
+_PROVIDER_ACTORS = frozenset({Actor.PERSON.value, Actor.STAFF.value, Actor.AUTOMATION.value, Actor.IMPORT.value})
 
 
 def effective_time(occurred_at: datetime, received_at: datetime) -> datetime:

@@ -1,12 +1,16 @@
 """Store throughput on this machine, each figure beside a bare baseline measured in the same run.
 
     python bench/store.py [--database-url URL] [--events 100000] [--check 100000] [--import-rows 1000000]
+                          [--outbox 100000]
 
 - record: events/s stored through ``record_events`` in 1,000-event batches (one transaction
   each: events + suppressions), against a plain ``executemany`` into a one-column table;
 - check: addresses/s answered by ``check_addresses`` for one 100,000-address call (half of
   them suppressed), against a plain ``SELECT ... IN`` of the same keys;
-- import: rows/s of ``import_csv`` over a generated CSV (target: 1 million rows < 60 s).
+- import: rows/s of ``import_csv`` over a generated CSV (target: 1 million rows < 60 s);
+- outbox: the outbox's size (table and indexes: SQLite's ``dbstat``, PostgreSQL's
+  ``pg_total_relation_size`` after a plain ``VACUUM``) per 100,000 opt-outs settled at three
+  providers, before and after compaction moves them to ``push_confirmations``.
 
 Addresses and event ids are scattered as real ones are (``bench/keys.py``). The default
 database is a fresh SQLite file in a temporary directory (WAL, synchronous=FULL).
@@ -31,9 +35,11 @@ from adapters.config import parse_config
 from adapters.events import Kind, OptOutEvent, Source
 from adapters.hub import Hub
 from adapters.runtime import tune_gc
+from adapters.store.compaction import compact_settled
 from adapters.store.importer import import_csv
 from adapters.store.queries import check_addresses
 from adapters.store.record import record_events
+from adapters.worker.outbox import worker_id
 
 BATCH = 1000
 BARE_IN_CHUNK = 20_000  # bound parameters per plain IN list (SQLite's variable limit is 32,766)
@@ -45,7 +51,8 @@ def open_hub(url: str) -> Hub:
     hub = Hub.open(config, upgrade=True)
     if hub.engine.dialect.name == "postgresql":
         with hub.engine.begin() as conn:
-            conn.execute(text("TRUNCATE events, suppressions, outbox, evidence, recipients CASCADE"))
+            tables = "events, suppressions, outbox, push_confirmations, evidence, recipients"
+            conn.execute(text(f"TRUNCATE {tables} CASCADE"))
     return hub
 
 
@@ -117,12 +124,52 @@ def bench_import(hub: Hub, n: int) -> tuple[float, float, str]:
     return n / seconds, seconds, summary.line()
 
 
+PROVIDERS = ("mailchimp", "sendgrid", "hubspot")
+
+
+def table_bytes(hub: Hub, table: str) -> int:
+    """A table's size with its indexes."""
+    with hub.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        if hub.engine.dialect.name == "postgresql":
+            conn.execute(text(f"VACUUM {table}"))  # as autovacuum would: freed space is reused, not returned
+            return int(conn.execute(text(f"SELECT pg_total_relation_size('{table}')")).scalar_one())
+        pages = "SELECT sum(pgsize) FROM dbstat WHERE name IN (SELECT name FROM sqlite_master WHERE tbl_name = :t)"
+        return int(conn.execute(text(pages), {"t": table}).scalar_one() or 0)
+
+
+def bench_outbox(hub: Hub, n: int) -> tuple[int, int, int, int]:
+    """Outbox bytes for ``n`` opt-outs settled at three providers, then after compaction
+    (outbox, push_confirmations), and the rows moved."""
+    policy = dataclasses.replace(hub.policy, push_targets=lambda scope: PROVIDERS)
+    now = hub.clock()
+    for b in range(n // BATCH):
+        events = [
+            OptOutEvent(email=keys.address(b * BATCH + i, "example.org"), kind=Kind.UNSUBSCRIBE, source=Source.API)
+            for i in range(BATCH)
+        ]
+        with hub.sessions.begin() as session:
+            record_events(session, events, policy, now=now)
+    with hub.engine.begin() as conn:  # settled as the worker leaves a 2xx entry
+        conn.execute(
+            text("UPDATE outbox SET state = 'done', done_at = due_at, last_status = 200, lease_owner = :owner"),
+            {"owner": worker_id()},  # the worker that settled a row stays its lease owner
+        )
+    before = table_bytes(hub, "outbox")
+    moved, step = 0, -1
+    while step:
+        with hub.sessions.begin() as session:
+            step = compact_settled(session, before=hub.clock(), limit=hub.config.worker.compact_batch)
+        moved += step
+    return before, table_bytes(hub, "outbox"), table_bytes(hub, "push_confirmations"), moved
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--database-url")
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--check", type=int, default=100_000)
     parser.add_argument("--import-rows", type=int, default=1_000_000)
+    parser.add_argument("--outbox", type=int, default=100_000, help="opt-outs settled before compaction (0: skip)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         url = args.database_url or f"sqlite:///{tmp}/bench.db"
@@ -147,6 +194,14 @@ def main() -> None:
             print(
                 f"import  {args.import_rows:>9,} CSV rows:                 {rate:>10,.0f} rows/s     {seconds:.1f} s  "
                 f" ({line}; target < 60 s for 1,000,000)"
+            )
+        if args.outbox:
+            before, after, kept, moved = bench_outbox(hub, args.outbox)
+            per = 100_000 / args.outbox / 1e6
+            print(
+                f"outbox  {args.outbox:>9,} opt-outs settled at 3 providers, per 100,000: outbox {before * per:.1f} MB "
+                f"before compaction; after: outbox {after * per:.1f} MB + push_confirmations {kept * per:.1f} MB "
+                f"({moved:,} rows moved)"
             )
         hub.close()
 

@@ -215,6 +215,28 @@ class OutboxRow(Base):
         return f"<OutboxRow {self.id} {self.provider} {self.action} {self.state}>"
 
 
+class PushConfirmation(Base):
+    """A settled push, moved out of the outbox by compaction (:mod:`adapters.store.compaction`):
+    what the audit and the dashboard need of it, per event and provider, and nothing bulky (the
+    address and scope are the event's). Its id is the outbox row's; it always settled ``done``."""
+
+    __tablename__ = "push_confirmations"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
+    event_id: Mapped[int] = mapped_column(BigId, index=True)
+    provider: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int]
+    received_at: Mapped[datetime]  # when the request reached us (push latency)
+    created_at: Mapped[datetime]  # queued
+    done_at: Mapped[datetime]  # confirmed
+    last_status: Mapped[int | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    state = "done"  # read like an outbox row's
+
+    def __repr__(self) -> str:
+        return f"<PushConfirmation {self.id} {self.provider} event {self.event_id}>"
+
+
 class InstanceSetting(Base):
     __tablename__ = "instance_settings"
     name: Mapped[str] = mapped_column(String(64), primary_key=True)

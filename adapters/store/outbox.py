@@ -56,6 +56,18 @@ def retry_row(session: Session, row_id: int, *, now: datetime, admin: str) -> bo
     return cast(CursorResult[Any], session.execute(stmt)).rowcount == 1
 
 
+def retry_dead(session: Session, provider: str, *, now: datetime, since: datetime | None = None) -> int:
+    """Put every dead row of ``provider`` back in the queue (due now, attempts reset) in one
+    UPDATE; ``since``: only rows that went dead at or after it (a dead row's ``due_at`` is when
+    it died). Returns how many rows were put back."""
+    table = OutboxRow.__table__
+    stmt = update(table).where(table.c.state == "dead", table.c.provider == provider)
+    if since is not None:
+        stmt = stmt.where(table.c.due_at >= since)
+    values = {"state": "pending", "due_at": now, "attempts": 0, "lease_until": None, "lease_owner": None}
+    return cast(CursorResult[Any], session.execute(stmt.values(**values))).rowcount
+
+
 Key = tuple[str, str]  # (email_key, scope)
 
 

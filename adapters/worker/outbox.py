@@ -33,6 +33,7 @@ from adapters.events import GLOBAL_SCOPE
 from adapters.hub import Hub
 from adapters.providers import constant_contact
 from adapters.providers.client import Outcome, PushClient, PushResult, result_for_error
+from adapters.store.compaction import compact_settled
 from adapters.store.models import OutboxRow
 from adapters.store.outbox import Key, covered_rows, desired_states, held_topics, release_leases, renew_leases
 from adapters.worker.confirmations import send_due_confirmations
@@ -44,6 +45,7 @@ from adapters.worker.subscribers import deliver_due
 
 log = logging.getLogger(__name__)
 
+COMPACT_EVERY = timedelta(minutes=1)
 CLAIM_MAX = 1000  # rows one worker takes per provider and round (its lease is renewed meanwhile)
 
 
@@ -120,6 +122,7 @@ class Worker:
         self.owner = owner or worker_id()
         self.rng = rng
         self.purged_at: datetime | None = None  # the last retention purge
+        self.next_compaction: datetime | None = None  # None: at the first upkeep
 
     # The loop ---------------------------------------------------------------------------
 
@@ -193,6 +196,19 @@ class Worker:
             purge_expired_evidence(self.hub)
         if self.hub.config.subscribers:
             deliver_due(self.hub, self.http, backoff=self.backoff)
+        self.compact()
+
+    def compact(self) -> int:
+        """One bounded step of outbox compaction (:mod:`adapters.store.compaction`), once a
+        minute, or at once again while settled rows are left over; returns the rows moved."""
+        cfg, now = self.hub.config.worker, self.hub.clock()
+        if not cfg.compact or (self.next_compaction is not None and now < self.next_compaction):
+            return 0
+        before = now - timedelta(seconds=cfg.compact_after_seconds)
+        with self.hub.sessions.begin() as session:
+            moved = compact_settled(session, before=before, limit=cfg.compact_batch)
+        self.next_compaction = now if moved >= cfg.compact_batch else now + COMPACT_EVERY
+        return moved
 
     def has_due(self) -> bool:
         now = self.hub.clock()

@@ -15,14 +15,17 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import requests
+from sqlalchemy import update
 
 from adapters.cli import CALLER_PARTS, load_part
-from adapters.config import Config
+from adapters.config import Config, load_config
 from adapters.hub import Hub
+from adapters.store.models import OutboxRow
 from tests.support.environment import ADMIN_TOKEN, TEST_SECRET
 from tests.support.servers import free_port
 
@@ -62,7 +65,20 @@ def run(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess
 
 
 def test_help_for_every_command(cli_env: dict[str, str]) -> None:
-    commands = ["serve", "smtp", "web", "worker", "db", "status", "headers", "import", "export", "sync", "providers"]
+    commands = [
+        "serve",
+        "smtp",
+        "web",
+        "worker",
+        "db",
+        "status",
+        "headers",
+        "import",
+        "export",
+        "sync",
+        "providers",
+        "outbox",
+    ]
     top = run(cli_env, "--help")
     assert top.returncode == 0
     for command in commands:
@@ -99,7 +115,7 @@ def test_headers_status_import_export(cli_env: dict[str, str], tmp_path: Path) -
         "email,list\nPat@Example.com,old\nnot-an-address,old\nlee@example.org,old\nlee@example.org,dup\n,empty\n"
     )
     imported = run(cli_env, "import", str(data), "--source", "legacy-esp")
-    assert imported.returncode == 0, imported.stderr
+    assert imported.returncode == 1, imported.stderr  # bad lines: reported, the rest imported
     assert (
         imported.stdout.strip()
         == "imported 2, duplicates 1, invalid 2 (line 3: address must contain exactly one @, line 6: empty address)"
@@ -132,8 +148,23 @@ def test_import_from_stdin_and_errors(cli_env: dict[str, str], tmp_path: Path) -
     nocol = tmp_path / "nocol.csv"
     nocol.write_text("address\nx@example.com\n")
     result = run(cli_env, "import", str(nocol))
-    assert result.returncode == 1 and "no 'email' column" in result.stderr
+    assert result.returncode == 1 and "no 'email' or 'Email Address' column" in result.stderr
     assert run(cli_env, "status", "not-an-address").returncode == 1
+
+
+def test_import_a_providers_export_in_latin1_by_column_without_pushing(cli_env: dict[str, str], tmp_path: Path) -> None:
+    data = tmp_path / "legacy.csv"
+    data.write_bytes("Name;x,Kontakt\nZoë,zoe@example.de\n".encode("cp1252"))
+    result = run(cli_env, "import", str(data), "--column", "kontakt", "--no-push", "--source", "sendgrid")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "imported 1, duplicates 0, invalid 0\n"
+    assert result.stderr == "note: not UTF-8; read as cp1252 (choose with --encoding)\n"
+    event = json.loads(run(cli_env, "status", "zoe@example.de").stdout)["events"][0]
+    assert event["source"] == "sendgrid"
+    told = run(cli_env, "import", str(data), "--column", "Kontakt", "--encoding", "latin-1")
+    assert (told.returncode, told.stderr) == (0, "")
+    unknown = run(cli_env, "import", str(data), "--encoding", "klingon")
+    assert unknown.returncode == 1 and unknown.stderr == "error: unknown encoding 'klingon'\n"
 
 
 def wait_for_line(proc: subprocess.Popen[str], needle: str, timeout: float = 60) -> list[str]:
@@ -376,3 +407,25 @@ def test_erase_and_status_by_category(cli_env: dict[str, str], tmp_path: Path) -
     purged = run(keyed, "erase", "--expired-evidence")
     assert purged.returncode == 0 and purged.stdout.strip() == "purged 0 evidence rows (retention.evidence_days = 0)"
     assert run(keyed, "erase").returncode == 1  # an address, or --expired-evidence
+
+
+def test_outbox_retry_puts_a_providers_dead_rows_back(cli_env: dict[str, str], tmp_path: Path) -> None:
+    config = Path(cli_env["OPTOUT_HUB_CONFIG"])
+    config.write_text(config.read_text() + '[providers.sendgrid]\nenabled = true\nwebhook_public_key_env = ""\n')
+    env = {**cli_env, "SENDGRID_API_KEY": "SG.test-key"}
+    data = tmp_path / "list.csv"
+    data.write_text("email\na@example.com\nb@example.com\n")
+    assert run(env, "import", str(data)).returncode == 0
+    hub = Hub.open(load_config(str(config), env))
+    try:
+        with hub.sessions.begin() as session:
+            session.execute(update(OutboxRow).values(state="dead", due_at=datetime(2026, 1, 1, tzinfo=UTC)))
+    finally:
+        hub.close()
+    later = run(env, "outbox", "retry", "--provider", "sendgrid", "--since", "2026-06-01")
+    assert (later.returncode, later.stdout) == (0, "sendgrid: 0 dead rows queued again\n")
+    done = run(env, "outbox", "retry", "--provider", "sendgrid", "--since", "2025-12-31T00:00:00+00:00")
+    assert (done.returncode, done.stdout) == (0, "sendgrid: 2 dead rows queued again\n")
+    bad = run(env, "outbox", "retry", "--provider", "sendgrid", "--since", "soon")
+    assert bad.returncode == 1 and "not an ISO 8601 time" in bad.stderr
+    assert run(env, "outbox", "retry").returncode == 2  # --provider is required

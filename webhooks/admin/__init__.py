@@ -35,7 +35,7 @@ from adapters.labels import label
 from adapters.store import review
 from adapters.store.inbound_backlog import oldest_pending_age
 from adapters.store.models import Evidence
-from adapters.store.outbox import dead_rows, outbox_summary, retry_row, unsettled_received_before
+from adapters.store.outbox import dead_rows, outbox_summary, retry_dead, retry_row, unsettled_received_before
 from adapters.store.queries import address_state
 from adapters.store.rates import DIMENSIONS, RateTable, rate_table
 from webhooks.admin import actions, conflicts, constant_contact, dashboard, subscribers
@@ -342,4 +342,15 @@ def retry(row: int) -> BaseResponse:
             raise PayloadError(f"outbox row {row} is not a dead letter")
     log.info("admin: outbox row %d queued again by %s", row, acting_admin())
     flash(gettext("Queued again: the worker will push it shortly."))
+    return redirect(url_for("admin.home", _anchor="outbox"), code=303)
+
+
+@bp.post("/outbox/<provider>/retry-dead")
+def retry_all_dead(provider: str) -> BaseResponse:
+    """Every dead row of one provider back in the queue, in one statement."""
+    hub = current_hub()
+    with hub.sessions.begin() as s:
+        count = retry_dead(s, provider, now=hub.clock())
+    log.info("admin: %d dead outbox rows of %s queued again", count, provider)
+    flash(gettext("%(n)s dead rows queued again: the worker will push them shortly.", n=count))
     return redirect(url_for("admin.home", _anchor="outbox"), code=303)

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from adapters.events import Source
-from adapters.store.models import Event, EventCount, OutboxRow, PendingLookup
+from adapters.store.models import Event, EventCount, OutboxRow, PendingLookup, PushConfirmation
 from adapters.store.rates import OPT_OUT_KINDS
 
 # Bar colours in the order of :class:`Source` (smtp, oneclick, preferences, mailchimp, sendgrid,
@@ -113,15 +113,18 @@ class Latency:
 
 
 def push_latencies(session: Session, *, since: datetime, sample: int = 10_000) -> list[Latency]:
-    """Time from receipt of a request to the provider's confirmation, per provider."""
-    stmt = (
-        select(OutboxRow.provider, OutboxRow.received_at, OutboxRow.done_at)
-        .where(OutboxRow.state == "done", OutboxRow.done_at >= since)
-        .order_by(OutboxRow.done_at.desc())
-        .limit(sample)
-    )
+    """Time from receipt of a request to the provider's confirmation, per provider: the last
+    ``sample`` confirmations, still in the outbox or already compacted (newest ids first)."""
+    o, c = OutboxRow, PushConfirmation
+    queued = select(o.provider, o.received_at, o.done_at).where(o.state == "done", o.done_at >= since)
+    kept = select(c.provider, c.received_at, c.done_at).where(c.done_at >= since)
+    rows = [
+        *session.execute(queued.order_by(o.id.desc()).limit(sample)),
+        *session.execute(kept.order_by(c.id.desc()).limit(sample)),
+    ]
+    rows.sort(key=lambda r: r[2], reverse=True)
     seconds: dict[str, list[float]] = {}
-    for provider, received, done in session.execute(stmt):
+    for provider, received, done in rows[:sample]:
         seconds.setdefault(provider, []).append(max((done - received).total_seconds(), 0.0))
     return [
         Latency(p, len(v), statistics.median(v), _percentile(sorted(v), 0.95), max(v))

@@ -26,6 +26,7 @@ from adapters.store.models import (
     Event,
     EventCount,
     OutboxRow,
+    PushConfirmation,
     Recipient,
     RecipientCount,
     Suppression,
@@ -326,3 +327,30 @@ def test_clamp_migration_unfreezes_a_state_dated_in_the_future(
             assert address_state(session, "fay@example.com")["suppressed"] is False  # today's request counts
     finally:
         hub.close()
+
+
+def test_compaction_migration_puts_the_moved_pushes_back_when_it_goes_back(database_url: str) -> None:
+    with engine_at(database_url, "head") as engine:
+        at = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+        event = {
+            "email": "Ivy@Example.com",
+            "email_key": "ivy@example.com",
+            "kind": "unsubscribe",
+            "scope": "global",
+            "source": "smtp",
+            "verification": "dkim",
+            "occurred_at": at,
+            "received_at": at,
+        }
+        with engine.begin() as conn:
+            event_id = conn.execute(insert(Event).values(event).returning(Event.id)).scalar_one()
+            push = {"event_id": event_id, "provider": "sendgrid", "attempts": 2, "received_at": at}
+            push |= {"created_at": at, "done_at": at, "last_status": 202, "last_error": None}
+            conn.execute(insert(PushConfirmation).values(id=41, **push))
+        command.downgrade(database.alembic_config(engine), "0008_consent_provenance")
+        with engine.connect() as conn:
+            back = conn.execute(
+                text("SELECT id, provider, action, email, scope, state, attempts, last_status FROM outbox")
+            ).all()
+        assert back == [(41, "sendgrid", "unsubscribe", "Ivy@Example.com", "global", "done", 2, 202)]
+        database.upgrade(engine)

@@ -397,7 +397,8 @@ def test_a_retried_resubscribe_never_undoes_a_newer_opt_out(
     fake_providers: FakeProviders,
     clock: Clock,
 ) -> None:
-    hub = make_hub(make_push_config(fake_providers, providers=("sendgrid",)))
+    keep = {"compact_after_seconds": 86400.0}  # settled rows stay in the outbox to be looked at
+    hub = make_hub(make_push_config(fake_providers, providers=("sendgrid",), worker=keep))
     worker = make_worker(hub)
     sendgrid = fake_providers.sendgrid
     hub.record([optout("c@example.com")])

@@ -266,6 +266,26 @@ def test_retry_a_dead_letter(admin_hub: Hub, app_url: str, clock: Clock) -> None
     assert admin_post(browser, app_url, f"/admin/outbox/{row_id}/retry").status_code == 400  # no longer dead
 
 
+def test_retry_every_dead_letter_of_a_provider(admin_hub: Hub, app_url: str, clock: Clock) -> None:
+    admin_hub.record(
+        [OptOutEvent(email=f"d{i}@example.com", kind=Kind.UNSUBSCRIBE, source=Source.API) for i in range(3)]
+    )
+    with admin_hub.sessions.begin() as session:
+        session.execute(update(OutboxRow).values(state="dead", attempts=4, last_status=401, last_error="bad key"))
+    browser, _ = login(app_url)
+    page = browser.get(f"{app_url}/admin", timeout=10).text
+    assert 'id="retry-dead-sendgrid"' in page
+    assert browser.post(f"{app_url}/admin/outbox/sendgrid/retry-dead", timeout=10).status_code == 400  # no CSRF
+    clock.advance(30)
+    done = admin_post(browser, app_url, "/admin/outbox/sendgrid/retry-dead")
+    assert done.status_code == 303 and done.headers["Location"].endswith("/admin#outbox")
+    assert "3 dead rows queued again" in browser.get(f"{app_url}/admin", timeout=10).text
+    with admin_hub.sessions() as session:
+        rows = session.scalars(select(OutboxRow)).all()
+    assert {(r.state, r.attempts, r.due_at) for r in rows} == {("pending", 0, clock.now)}
+    assert 'id="retry-dead-sendgrid"' not in browser.get(f"{app_url}/admin", timeout=10).text
+
+
 def test_admin_forms_need_csrf(admin_hub: Hub, app_url: str) -> None:
     item = add_review_item(admin_hub, "vic@example.com")
     browser, _ = login(app_url)
