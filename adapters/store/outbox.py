@@ -132,6 +132,13 @@ def release_leases(session: Session, *, owner: str) -> int:
     return cast(CursorResult[Any], session.execute(update(table).where(*held).values(lease_until=None))).rowcount
 
 
+def lease_owners(session: Session) -> list[str]:
+    """The owners of live leases on pending rows."""
+    table = OutboxRow.__table__
+    held = table.c.state == "pending", table.c.lease_owner.is_not(None), table.c.lease_until.is_not(None)
+    return list(session.scalars(select(table.c.lease_owner).where(*held).distinct()))
+
+
 def covered_rows(session: Session, provider: str, versions: dict[Key, int], *, owner: str, now: datetime) -> list[int]:
     """Pending rows of ``provider`` that a push of the given versions settles too: same address
     and scope, written for that version or an older one, and not under another worker's live

@@ -35,7 +35,15 @@ from adapters.providers import constant_contact
 from adapters.providers.client import Outcome, PushClient, PushResult, result_for_error
 from adapters.store.compaction import compact_settled
 from adapters.store.models import OutboxRow
-from adapters.store.outbox import Key, covered_rows, desired_states, held_topics, release_leases, renew_leases
+from adapters.store.outbox import (
+    Key,
+    covered_rows,
+    desired_states,
+    held_topics,
+    lease_owners,
+    release_leases,
+    renew_leases,
+)
 from adapters.worker.confirmations import send_due_confirmations
 from adapters.worker.constant_contact import poll_due
 from adapters.worker.lookups import resolve_pending_lookups
@@ -94,7 +102,30 @@ class Tally:
 
 def worker_id() -> str:
     """A lease owner unique to this process and worker: ``host:pid:random``."""
-    return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    return f"{_host()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _host() -> str:
+    return socket.gethostname()[:40]
+
+
+def gone_local_owners(owners: Iterable[str]) -> list[str]:
+    """The lease owners of this host whose process no longer runs (a worker killed mid-push):
+    their rows need not wait out ``lease_seconds``. An owner whose process id is in use again,
+    by anything, is left alone."""
+    gone = []
+    for owner in owners:
+        host, _, rest = owner.partition(":")
+        pid = rest.partition(":")[0]
+        if host != _host() or not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            gone.append(owner)
+        except PermissionError:
+            continue
+    return gone
 
 
 class Worker:
@@ -126,6 +157,16 @@ class Worker:
 
     # The loop ---------------------------------------------------------------------------
 
+    def release_orphaned_leases(self) -> int:
+        """At start: end the leases of workers of this host that were killed (their process is
+        gone), so a restarted ``serve`` pushes what its predecessor had claimed at once."""
+        try:
+            with self.hub.sessions.begin() as session:
+                return sum(release_leases(session, owner=o) for o in gone_local_owners(lease_owners(session)))
+        except SQLAlchemyError:
+            log.warning("worker: could not look for orphaned leases (database unavailable)")
+            return 0
+
     def run(self, stop: threading.Event) -> None:
         """Work until ``stop`` is set. An idle worker polls; when rows turn up it waits the
         collection window, so that a burst leaves in few calls; a backlog (a round that took
@@ -135,6 +176,7 @@ class Worker:
         cfg = self.hub.config.worker
         busy = False
         failed = False
+        self.release_orphaned_leases()
         while not stop.is_set():
             try:
                 if failed:

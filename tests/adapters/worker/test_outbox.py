@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -28,7 +29,7 @@ from adapters.hub import Hub
 from adapters.providers import make_clients
 from adapters.store.models import OutboxRow, Suppression
 from adapters.store.outbox import dead_rows, outbox_summary, retry_row
-from adapters.worker.outbox import Worker
+from adapters.worker.outbox import Worker, worker_id
 from tests.support.clock import Clock
 from tests.support.environment import TEST_SECRET
 from tests.support.fake_providers import SENDGRID_KEY, FakeProviders
@@ -865,3 +866,28 @@ def test_webhook_opt_outs_reach_the_other_providers_and_never_echo(
     assert fake_providers.hubspot.unsubscribed_all == {"sg-person@example.com"}  # nor to HubSpot
     assert fake_providers.hubspot.unsubscribed == {"5678": {"grp@example.com"}}
     assert {r.state for r in rows(hub)} == {"done"}
+
+
+def test_a_restarted_worker_takes_back_at_once_what_a_killed_one_had_claimed(
+    push_hub: Hub, make_worker: Callable[..., Worker], fake_providers: FakeProviders, clock: Clock
+) -> None:
+    """A worker killed mid-push leaves its rows leased for ``lease_seconds``; the next worker
+    started on the same host sees that the owner's process is gone and pushes them at once."""
+    push_hub.record([optout("k@example.com")])
+    killed = subprocess.Popen([sys.executable, "-c", "pass"])
+    killed.wait()  # a process id that no longer runs
+    gone_owner = f"{worker_id().split(':')[0]}:{killed.pid}:deadbeef"
+    live_owner = f"{worker_id().split(':')[0]}:{os.getpid()}:cafecafe"  # this very process: alive
+    with push_hub.sessions.begin() as session:
+        lease = {"lease_until": clock() + timedelta(seconds=120)}
+        session.execute(
+            update(OutboxRow).where(OutboxRow.provider == "sendgrid").values(lease_owner=gone_owner, **lease)
+        )
+        session.execute(
+            update(OutboxRow).where(OutboxRow.provider == "mailchimp").values(lease_owner=live_owner, **lease)
+        )
+    worker = make_worker(push_hub)
+    assert worker.release_orphaned_leases() == 1
+    tallies = worker.drain()
+    assert tallies["sendgrid"].pushed == 1 and fake_providers.sendgrid.global_suppressions == {"k@example.com"}
+    assert "mailchimp" not in tallies or tallies["mailchimp"].pushed == 0  # a live owner's lease is kept
