@@ -1271,7 +1271,7 @@ def _cc_errors(status: int, key: str, message: str, *, unexpected: bool = True) 
     return Reject(status, [{"error_key": key, "error_message": message}], unexpected=unexpected)
 
 
-def _iso(when: datetime) -> str:
+def _cc_iso(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
@@ -1336,7 +1336,7 @@ class FakeConstantContact(FakeAPI):
     def add_contact(self, address: str, **fields: Any) -> str:
         """A contact as someone created it in the UI (mailable, ``explicit``)."""
         contact_id = str(uuid.uuid4())
-        stamp = _iso(self.now())
+        stamp = _cc_iso(self.now())
         permission = fields.pop("permission_to_send", "explicit")
         self.contacts[contact_id] = {
             "contact_id": contact_id,
@@ -1387,7 +1387,7 @@ class FakeConstantContact(FakeAPI):
         return code
 
     def _set_unsubscribed(self, contact: dict[str, Any], source: str, reason: str | None) -> None:
-        stamp = _iso(self.now())
+        stamp = _cc_iso(self.now())
         email = contact["email_address"]
         email.update(
             permission_to_send="unsubscribed",
@@ -1721,7 +1721,7 @@ class FakeConstantContact(FakeAPI):
         other = self.find(email_in["address"])
         if other is not None and other is not contact:
             raise _cc_errors(409, "contacts.api.conflict", "Email already exists", unexpected=False)
-        stamp = _iso(self.now())
+        stamp = _cc_iso(self.now())
         before = {f: contact.get(f) for f in (*CC_CORE, "list_memberships")}
         for field in CC_CORE:  # a PUT replaces the record: core fields left out become null
             contact[field] = body.get(field)
@@ -1827,7 +1827,7 @@ class FakeConstantContact(FakeAPI):
             if contact is not None:
                 contact["list_memberships"] = [x for x in contact["list_memberships"] if x not in targets]
         activity_id = str(uuid.uuid4())
-        stamp = _iso(self.now())
+        stamp = _cc_iso(self.now())
         self.activities[activity_id] = {
             "activity_id": activity_id,
             "state": "initialized",
