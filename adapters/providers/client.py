@@ -71,11 +71,11 @@ class PushClient(Protocol):
     ) -> dict[str, PushResult]:
         """Push ``action`` (``unsubscribe``/``resubscribe``) at ``scope`` for ``emails``.
 
-        ``held``, for a global resubscribe: per address key, the topic scopes it is still opted
-        out of, which the push must leave opted out where the provider's global scope spans
-        them (README "Push-back"). Answers one result per address, keyed by its
-        :func:`~adapters.addresses.address_key`. Raises :class:`ProviderAPIError` when the
-        whole call failed.
+        ``held``, for a resubscribe: per address key, the scopes it is still opted out of, which
+        the push must leave opted out where the provider shares lists or groups between scopes
+        (a topic's list that is also one of the global opt-out's; README "Push-back"). Answers
+        one result per address, keyed by its :func:`~adapters.addresses.address_key`. Raises
+        :class:`ProviderAPIError` when the whole call failed.
         """
         ...
 

@@ -237,8 +237,11 @@ class MailchimpClient:
             results = part if i == 0 else {k: results[k].worse(r) for k, r in part.items()}
         return results
 
-    def _held_lists(self, topic_scopes: Collection[str]) -> set[str]:
-        return {self.topic_lists[t] for s in topic_scopes if (t := scope_topic(s)) in self.topic_lists}
+    def _held_lists(self, scopes: Collection[str]) -> set[str]:
+        """The lists that must stay unsubscribed while ``scopes`` are opted out: each topic's
+        list, and every list of the global opt-out while it holds."""
+        held = {self.topic_lists[t] for s in scopes if (t := scope_topic(s)) in self.topic_lists}
+        return held | set(self.lists) if GLOBAL_SCOPE in scopes else held
 
     def _push_list(
         self, list_id: str, action: str, emails: Sequence[str], held: Mapping[str, Collection[str]]

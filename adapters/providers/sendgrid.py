@@ -279,12 +279,13 @@ class SendGridClient:
             status, _ = self.api.request("POST", path, json_body={"recipient_emails": list(emails)})
         return {address_key(e): PushResult(Outcome.DONE, status) for e in emails}
 
-    def _unheld(self, paths: Sequence[str], topic_scopes: Collection[str]) -> list[str]:
-        held = {
-            f"/v3/asm/groups/{self.topic_groups[t]}/suppressions"
-            for s in topic_scopes
-            if (t := scope_topic(s)) in self.topic_groups
-        }
+    def _unheld(self, paths: Sequence[str], scopes: Collection[str]) -> list[str]:
+        """``paths`` without the groups that must keep the address while ``scopes`` are opted
+        out: each topic's group, and in ``groups`` mode every group of the global opt-out."""
+        groups = {self.topic_groups[t] for s in scopes if (t := scope_topic(s)) in self.topic_groups}
+        if GLOBAL_SCOPE in scopes and self.global_groups is not None:
+            groups.update(self.global_groups)
+        held = {f"/v3/asm/groups/{group}/suppressions" for group in groups}
         return [path for path in paths if path not in held]
 
     def _delete_from(self, paths: Sequence[str], address: str) -> PushResult:

@@ -18,7 +18,6 @@ from sqlalchemy import CursorResult, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from adapters.addresses import address_key
-from adapters.events import GLOBAL_SCOPE
 from adapters.store.models import OutboxRow, Suppression
 
 STATES = ("pending", "done", "dead")
@@ -99,15 +98,16 @@ def desired_states(session: Session, keys: Collection[Key], *, lock: bool = Fals
     return found
 
 
-def held_topics(session: Session, email_keys: Collection[str]) -> dict[str, set[str]]:
-    """The topic scopes each address is opted out of now (a global resubscribe leaves them
-    opted out at the provider)."""
+def held_scopes(session: Session, email_keys: Collection[str]) -> dict[str, set[str]]:
+    """The scopes each address is opted out of now: a resubscribe at one scope must leave the
+    lists and groups of the others opted out at the provider (a global opt-out covers a
+    topic's list at a provider whose global opt-out is those same lists)."""
     held: dict[str, set[str]] = {}
     keys = sorted(set(email_keys))
     table = Suppression.__table__
     for start in range(0, len(keys), 500):
         stmt = select(table.c.email_key, table.c.scope).where(
-            table.c.email_key.in_(keys[start : start + 500]), table.c.suppressed, table.c.scope != GLOBAL_SCOPE
+            table.c.email_key.in_(keys[start : start + 500]), table.c.suppressed
         )
         for row in session.execute(stmt):
             held.setdefault(row.email_key, set()).add(row.scope)

@@ -39,7 +39,7 @@ from adapters.store.outbox import (
     Key,
     covered_rows,
     desired_states,
-    held_topics,
+    held_scopes,
     lease_owners,
     release_leases,
     renew_leases,
@@ -317,8 +317,10 @@ class Worker:
             for key, claimed in by_key.items():
                 want = desired.get(key)
                 groups.setdefault((key[1], want.action if want else claimed[-1].action), []).append(key)
-            lifted = groups.get((GLOBAL_SCOPE, "resubscribe"), [])
-            still_out = held_topics(session, [email_key for email_key, _ in lifted]) if lifted else {}
+            lifted = [
+                email_key for (_, action), keys in groups.items() if action == "resubscribe" for email_key, _ in keys
+            ]
+            still_out = held_scopes(session, lifted) if lifted else {}
         # Global pushes first: a lifted global opt-out undone at a provider must not undo a
         # topic opt-out pushed in the same round (SendGrid's "groups" mode shares their groups).
         ordered = sorted(groups.items(), key=lambda item: item[0][0] != GLOBAL_SCOPE)
@@ -355,9 +357,9 @@ class Worker:
         client: PushClient, scope: str, action: str, emails: Sequence[str], held: Mapping[str, set[str]]
     ) -> Mapping[str, PushResult]:
         """The provider's answer per address; a failed call answers the same for each.
-        ``held``: the topics each address is still opted out of (see :meth:`PushClient.push`)."""
+        ``held``: the scopes each address is still opted out of (see :meth:`PushClient.push`)."""
         try:
-            return client.push(scope, action, emails, held=held if scope == GLOBAL_SCOPE else None)
+            return client.push(scope, action, emails, held=held)
         except ProviderAPIError as exc:
             failed = result_for_error(exc)
         except Exception:  # an answer we cannot read: retry with back-off
