@@ -28,21 +28,9 @@ from adapters.events import Actor, Kind, OptOutEvent, Source, Verification
 from adapters.providers.pull import PullPage, pull_event_id
 from adapters.store.bulk import chunks, execute_many, values_table
 from adapters.store.models import OutboxRow, ReconcileCheckpoint, ReconcileSnapshot, Suppression
-from adapters.store.record import RecordResult, StorePolicy, record_events
+from adapters.store.record import OUTBOX_COLUMNS, RecordResult, StorePolicy, record_events
 
 FULL, CHANGES = "full", "changes"  # the pull kinds: a backfill, or changes since the last pull
-_OUTBOX_COLUMNS = (
-    "event_id",
-    "provider",
-    "action",
-    "email",
-    "scope",
-    "state",
-    "attempts",
-    "due_at",
-    "received_at",
-    "created_at",
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -257,21 +245,5 @@ def _removals_and_drift(
             )
             .values(state="pending", due_at=now, attempts=0, lease_until=None, lease_owner=None)
         )
-    execute_many(
-        session,
-        OutboxRow.__table__,
-        (
-            "event_id",
-            "provider",
-            "action",
-            "email",
-            "scope",
-            "state",
-            "attempts",
-            "due_at",
-            "received_at",
-            "created_at",
-        ),
-        fresh,
-    )
+    execute_many(session, OutboxRow.__table__, OUTBOX_COLUMNS, fresh)
     return removals, len(requeue) + len(fresh)

@@ -147,7 +147,7 @@ _SUPPRESSION_COLUMNS = (
     "last_at",
     "event_id",
 )
-_OUTBOX_COLUMNS = (
+OUTBOX_COLUMNS = (  # the values of an outbox row a fold writes; reconciliation queues the same
     "event_id",
     "provider",
     "action",
@@ -369,7 +369,7 @@ def _apply(session: Session, stored: Sequence[_Stored], policy: StorePolicy, now
             continue  # the global opt-out still holds: pushed when it is lifted
         queue(r, r.scope, "resubscribe" if lifted_event_id is not None else "unsubscribe")
     execute_many(session, table, _SUPPRESSION_COLUMNS, list(dirty.values()), upsert_on=("email_key", "scope"))
-    execute_many(session, OutboxRow.__table__, _OUTBOX_COLUMNS, outbox)
+    execute_many(session, OutboxRow.__table__, OUTBOX_COLUMNS, outbox)
     if conflicts:
         session.execute(insert(ConsentConflict), conflicts)
     blocks.write(session)
