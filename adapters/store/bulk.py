@@ -136,14 +136,24 @@ def execute_many(
     rows: Sequence[Sequence[Any]],
     *,
     upsert_on: Sequence[str] = (),
+    widen: Sequence[str] = (),
 ) -> None:
     """``INSERT`` many rows through the driver's own executemany (no per-value processing in
-    SQLAlchemy); with ``upsert_on``, conflicting rows update every other column."""
+    SQLAlchemy); with ``upsert_on``, conflicting rows update every other column, except that
+    ``widen`` names a ``(first, last)`` pair of columns that keep the earlier first and the
+    later last of the stored and the new row (a span of times)."""
     if not rows:
         return
-    sql = _insert_sql(table, names, "%s" if _dialect(session) == "postgresql" else "?")
+    postgres = _dialect(session) == "postgresql"
+    sql = _insert_sql(table, names, "%s" if postgres else "?")
     if upsert_on:
-        updates = ", ".join(f"{n} = excluded.{n}" for n in names if n not in upsert_on)
+        least, greatest = ("LEAST", "GREATEST") if postgres else ("min", "max")
+        merged = dict(zip(widen, (least, greatest), strict=True)) if widen else {}
+        updates = ", ".join(
+            f"{n} = {merged[n]}({table.name}.{n}, excluded.{n})" if n in merged else f"{n} = excluded.{n}"
+            for n in names
+            if n not in upsert_on
+        )
         sql += f" ON CONFLICT ({', '.join(upsert_on)}) DO UPDATE SET {updates}"
     session.connection().exec_driver_sql(sql, [tuple(r) for r in _prepare(session, table, names, rows, as_json=False)])
 

@@ -60,9 +60,9 @@ def record_changes(
     last = session.execute(
         update(table).where(table.c.id == 1).values(last=table.c.last + len(rows)).returning(table.c.last)
     ).scalar_one()
-    numbered = [(seq, *row) for seq, row in enumerate(rows, start=last - len(rows) + 1)]
+    first = last - len(rows) + 1
+    numbered = [(seq, *row) for seq, row in enumerate(rows, start=first)]
     execute_many(session, Change.__table__, ("seq", *_COLUMNS), numbered)
-    event_ids = [row[0] for row in rows]
     deliveries = WebhookDelivery.__table__
     for sub in subscribers:
         picked = select(
@@ -72,7 +72,7 @@ def record_changes(
             literal(0, Integer),
             literal(now, Change.recorded_at.type),
             literal(now, Change.recorded_at.type),
-        ).where(Change.event_id.in_(event_ids))
+        ).where(Change.seq.between(first, last))  # this transaction's changes, by the feed's index
         if sub.kinds:
             picked = picked.where(Change.kind.in_(sorted(sub.kinds)))
         session.execute(

@@ -35,7 +35,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import case, delete, insert, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from adapters.config import Config
@@ -402,25 +402,15 @@ class _Blocks:
         table = DeliveryBlock.__table__
         if self.cleared:
             session.execute(delete(table).where(table.c.email_key.in_(sorted(self.cleared))))
-        if not self.spans:
-            return
-        stmt = insert_statement(session, DeliveryBlock)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["email_key", "kind"],
-            set_={
-                "first_at": case(
-                    (stmt.excluded.first_at < table.c.first_at, stmt.excluded.first_at), else_=table.c.first_at
-                ),
-                "last_at": case(
-                    (stmt.excluded.last_at > table.c.last_at, stmt.excluded.last_at), else_=table.c.last_at
-                ),
-            },
+        rows = [(key, kind, first, last) for (key, kind), (first, last) in sorted(self.spans.items())]
+        execute_many(
+            session,
+            table,
+            ("email_key", "kind", "first_at", "last_at"),
+            rows,
+            upsert_on=("email_key", "kind"),
+            widen=("first_at", "last_at"),
         )
-        rows = [
-            {"email_key": k, "kind": kind, "first_at": f, "last_at": la}
-            for (k, kind), (f, la) in sorted(self.spans.items())
-        ]
-        session.execute(stmt, rows)
 
 
 def _holding(state: list[Any] | None, global_state: list[Any] | None) -> list[Any] | None:

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from adapters.events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, Verification, topic_scope
 from adapters.hub import Hub
-from adapters.store.models import Event, OutboxRow, Suppression
+from adapters.store.models import DeliveryBlock, Event, OutboxRow, Suppression
 from adapters.store.queries import check_addresses
 from tests.support.store import ev, state
 
@@ -200,3 +200,25 @@ def test_event_counts_follow_every_new_event_and_only_new_ones(hub: Hub, clock) 
         counts = Counter({(c.day, c.source, c.kind, c.reason): c.n for c in session.scalars(select(EventCount))})
         assert counts == expected_counts(session)
     assert sum(counts.values()) == 11
+
+
+def test_delivery_blocks_span_the_earliest_and_latest_complaint_or_bounce(hub: Hub, clock) -> None:
+    t0 = clock()
+    hub.record(
+        [ev("kim@example.com", Kind.COMPLAINT, occurred_at=t0), ev("kim@example.com", Kind.BOUNCE, occurred_at=t0)]
+    )
+    # a later batch whose events reach both sides of the stored span, out of order
+    hub.record(
+        [
+            ev("kim@example.com", Kind.COMPLAINT, occurred_at=t0 + timedelta(seconds=30), provider_event_id="c2"),
+            ev("kim@example.com", Kind.COMPLAINT, occurred_at=t0 - timedelta(seconds=20), provider_event_id="c3"),
+            ev("kim@example.com", Kind.BOUNCE, occurred_at=t0 + timedelta(seconds=5), provider_event_id="b2"),
+        ]
+    )
+    hub.record([ev("kim@example.com", Kind.BOUNCE, occurred_at=t0 - timedelta(seconds=1), provider_event_id="b3")])
+    with hub.sessions() as session:
+        spans = {b.kind: (b.first_at, b.last_at) for b in session.scalars(select(DeliveryBlock))}
+    assert spans == {
+        "complaint": (t0 - timedelta(seconds=20), t0 + timedelta(seconds=30)),
+        "bounce": (t0 - timedelta(seconds=1), t0 + timedelta(seconds=5)),
+    }
