@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import (
     ColumnElement,
@@ -129,6 +129,16 @@ def _insert_sql(table: Table, names: Sequence[str], mark: str) -> str:
     return f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join([mark] * len(names))})"
 
 
+Merge = Literal["least", "greatest", "sum"]
+
+
+def _merged(how: Merge, stored: str, new: str, postgres: bool) -> str:
+    if how == "sum":
+        return f"{stored} + {new}"
+    function = {"least": ("LEAST", "min"), "greatest": ("GREATEST", "max")}[how][0 if postgres else 1]
+    return f"{function}({stored}, {new})"
+
+
 def execute_many(
     session: Session,
     table: Table,
@@ -136,21 +146,21 @@ def execute_many(
     rows: Sequence[Sequence[Any]],
     *,
     upsert_on: Sequence[str] = (),
-    widen: Sequence[str] = (),
+    merge: Mapping[str, Merge] = {},
 ) -> None:
     """``INSERT`` many rows through the driver's own executemany (no per-value processing in
-    SQLAlchemy); with ``upsert_on``, conflicting rows update every other column, except that
-    ``widen`` names a ``(first, last)`` pair of columns that keep the earlier first and the
-    later last of the stored and the new row (a span of times)."""
+    SQLAlchemy); with ``upsert_on``, conflicting rows update every other column to the new
+    row's value, or, for a column in ``merge``, to the least, greatest or sum of the stored
+    and the new value."""
     if not rows:
         return
     postgres = _dialect(session) == "postgresql"
     sql = _insert_sql(table, names, "%s" if postgres else "?")
     if upsert_on:
-        least, greatest = ("LEAST", "GREATEST") if postgres else ("min", "max")
-        merged = dict(zip(widen, (least, greatest), strict=True)) if widen else {}
         updates = ", ".join(
-            f"{n} = {merged[n]}({table.name}.{n}, excluded.{n})" if n in merged else f"{n} = excluded.{n}"
+            f"{n} = {_merged(merge[n], f'{table.name}.{n}', f'excluded.{n}', postgres)}"
+            if n in merge
+            else f"{n} = excluded.{n}"
             for n in names
             if n not in upsert_on
         )

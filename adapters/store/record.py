@@ -43,7 +43,7 @@ from adapters.consent import PROVIDER_SOURCES, actor_of, effective_time, may_lif
 from adapters.errors import PayloadError
 from adapters.events import GLOBAL_SCOPE, Kind, OptOutEvent, Source, topic_scope
 from adapters.store.address_locks import lock_addresses
-from adapters.store.bulk import driver_rows, execute_many, insert_new, insert_statement, parse_time, values_table
+from adapters.store.bulk import driver_rows, execute_many, insert_new, parse_time, values_table
 from adapters.store.changes import SubscriberFilter, record_changes
 from adapters.store.erased import erased_among
 from adapters.store.models import (
@@ -409,7 +409,7 @@ class _Blocks:
             ("email_key", "kind", "first_at", "last_at"),
             rows,
             upsert_on=("email_key", "kind"),
-            widen=("first_at", "last_at"),
+            merge={"first_at": "least", "last_at": "greatest"},
         )
 
 
@@ -455,11 +455,11 @@ def _count(session: Session, stored: Sequence[_Stored]) -> None:
         if day is None:
             day = days[r.received_at] = r.received_at.astimezone(UTC).date().isoformat()
         counts[(day, r.source, r.kind, (r.reason or "")[:REASON_KEY_CHARS])] += 1
-    stmt = insert_statement(session, EventCount)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["day", "source", "kind", "reason"], set_={"n": EventCount.__table__.c.n + stmt.excluded.n}
-    )
-    session.execute(
-        stmt,
-        [{"day": d, "source": s, "kind": k, "reason": why, "n": n} for (d, s, k, why), n in sorted(counts.items())],
+    execute_many(
+        session,
+        EventCount.__table__,
+        ("day", "source", "kind", "reason", "n"),
+        [(*key, n) for key, n in sorted(counts.items())],
+        upsert_on=("day", "source", "kind", "reason"),
+        merge={"n": "sum"},
     )
