@@ -209,7 +209,12 @@ class OutboxRow(Base):
     retried_by: Mapped[str | None] = mapped_column(String(200))  # the admin who last retried it when dead
     retried_at: Mapped[datetime | None]
 
-    __table_args__ = (Index("ix_outbox_state_provider_due_at", "state", "provider", "due_at"),)
+    # AUTOINCREMENT on SQLite: an id is never handed out again once compaction moved its row
+    # to push_confirmations, which keeps it (migration 0018_outbox_ids_not_reused).
+    __table_args__ = (
+        Index("ix_outbox_state_provider_due_at", "state", "provider", "due_at"),
+        {"sqlite_autoincrement": True},
+    )
 
     def __repr__(self) -> str:
         return f"<OutboxRow {self.id} {self.provider} {self.action} {self.state}>"

@@ -131,3 +131,25 @@ def test_a_push_an_admin_retried_stays_in_the_outbox_with_who_retried_it(
         assert [(x.admin, x.action, x.detail) for x in recent_actions(session)] == [
             ("alice", "retried", f"outbox #{a} sendgrid")
         ]
+
+
+def test_pushes_queued_after_the_outbox_was_emptied_take_new_ids(
+    make_push_config: Callable[..., Config],
+    make_hub: Callable[[Config], Hub],
+    fake_providers: FakeProviders,
+    http: requests.Session,
+) -> None:
+    config = make_push_config(fake_providers, providers=("sendgrid",), worker={"compact_after_seconds": 0.0})
+    hub = make_hub(config)
+    worker = Worker(hub, make_clients(config, http, now=hub.clock), http=http)
+    ids = []
+    for name in ("first", "second"):
+        ids += hub.record(
+            [OptOutEvent(email=f"{name}@example.com", kind=Kind.UNSUBSCRIBE, source=Source.API)]
+        ).event_ids
+        worker.drain()
+        worker.next_compaction = None  # at once, not a minute later
+        assert worker.compact() == 1 and count(hub, OutboxRow) == 0
+    with hub.sessions() as session:
+        moved = pushes_of(session, ids)
+    assert moved[ids[0]][0].id < moved[ids[1]][0].id  # queued later, a larger id, on SQLite too

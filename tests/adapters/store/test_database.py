@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, insert, inspect, select, text
+from sqlalchemy import Engine, delete, insert, inspect, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -19,6 +19,7 @@ from adapters.consent import MAX_CLOCK_SKEW
 from adapters.events import Kind, OptOutEvent, Source, Verification
 from adapters.hub import Hub
 from adapters.store import database
+from adapters.store.compaction import KEPT
 from adapters.store.models import (
     Base,
     ConfirmationSend,
@@ -395,4 +396,30 @@ def test_push_action_and_scope_migration_fills_the_compacted_pushes_and_goes_bac
                 (i, e, p, 1) for i, e, p in moved
             ]
             assert "action" not in {c["name"] for c in inspect(conn).get_columns("push_confirmations")}
+        database.upgrade(engine)
+
+
+def test_outbox_ids_migration_never_hands_out_a_compacted_pushs_id_again(database_url: str) -> None:
+    at = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    outbox = OutboxRow.__table__
+    with engine_at(database_url, "0017_push_confirmation_action_scope") as engine:
+        with engine.begin() as conn:
+            row = {"email": "ivy@example.com", "email_key": "ivy@example.com", "kind": "unsubscribe"}
+            row |= {"scope": "global", "source": "smtp", "verification": "none", "occurred_at": at, "received_at": at}
+            event_id = conn.execute(insert(Event).values(row).returning(Event.id)).scalar_one()
+            push = {"event_id": event_id, "provider": "sendgrid", "action": "unsubscribe", "scope": "global"}
+            push |= {"email": "ivy@example.com", "attempts": 1, "received_at": at, "created_at": at, "due_at": at}
+            conn.execute(insert(outbox), [{**push, "state": "done", "done_at": at}] * 5)
+            newest = outbox.c.id > 1  # compacted: 2 to 5 leave the outbox
+            conn.execute(
+                insert(PushConfirmation.__table__).from_select(KEPT, select(*(outbox.c[c] for c in KEPT)).where(newest))
+            )
+            conn.execute(delete(outbox).where(newest))
+        database.upgrade(engine)
+        with engine.begin() as conn:
+            conn.execute(delete(outbox))  # an empty outbox still remembers
+            assert conn.execute(insert(outbox).values(**push, state="pending").returning(outbox.c.id)).scalar_one() == 6
+        command.downgrade(database.alembic_config(engine), "0017_push_confirmation_action_scope")
+        with engine.connect() as conn:
+            assert conn.execute(select(outbox.c.id)).scalars().all() == [6]
         database.upgrade(engine)
