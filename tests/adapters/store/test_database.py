@@ -402,7 +402,7 @@ def test_push_action_and_scope_migration_fills_the_compacted_pushes_and_goes_bac
 def test_outbox_ids_migration_never_hands_out_a_compacted_pushs_id_again(database_url: str) -> None:
     at = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
     outbox = OutboxRow.__table__
-    with engine_at(database_url, "0017_push_confirmation_action_scope") as engine:
+    with engine_at(database_url, "0017_push_action_scope") as engine:
         with engine.begin() as conn:
             row = {"email": "ivy@example.com", "email_key": "ivy@example.com", "kind": "unsubscribe"}
             row |= {"scope": "global", "source": "smtp", "verification": "none", "occurred_at": at, "received_at": at}
@@ -419,7 +419,7 @@ def test_outbox_ids_migration_never_hands_out_a_compacted_pushs_id_again(databas
         with engine.begin() as conn:
             conn.execute(delete(outbox))  # an empty outbox still remembers
             assert conn.execute(insert(outbox).values(**push, state="pending").returning(outbox.c.id)).scalar_one() == 6
-        command.downgrade(database.alembic_config(engine), "0017_push_confirmation_action_scope")
+        command.downgrade(database.alembic_config(engine), "0017_push_action_scope")
         with engine.connect() as conn:
             assert conn.execute(select(outbox.c.id)).scalars().all() == [6]
         database.upgrade(engine)

@@ -1,7 +1,7 @@
 """outbox ids never reused on SQLite (AUTOINCREMENT): a compacted push keeps its id
 
 Revision ID: 0018_outbox_ids_not_reused
-Revises: 0017_push_confirmation_action_scope
+Revises: 0017_push_action_scope
 
 A compacted push keeps its outbox id in push_confirmations, and the readers order pushes by
 it. SQLite gives a new row the largest id in the table plus one, so once compaction had
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0018_outbox_ids_not_reused"
-down_revision: str | Sequence[str] | None = "0017_push_confirmation_action_scope"
+down_revision: str | Sequence[str] | None = "0017_push_action_scope"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,6 +1,6 @@
 """push_confirmations.action and .scope: compacted pushes readable by every reader
 
-Revision ID: 0017_push_confirmation_action_scope
+Revision ID: 0017_push_action_scope
 Revises: 0015_outbox_compaction
 
 The audit shows each push's action and scope, ``report honour`` counts opt-out pushes only,
@@ -18,10 +18,7 @@ is exactly what the fold wrote, except for the rows a lifted global opt-out queu
 topic (the topic's scope and its own state): those read as the global resubscribe. Adding
 the columns rewrites the table on SQLite (batch mode); on PostgreSQL the UPDATE does.
 
-This revision's id is longer than the 32 characters of Alembic's ``alembic_version.version_num``:
-on PostgreSQL (SQLite does not enforce the length) the column is widened to 64 first, in the
-same transaction that then records the id. Downgrade leaves it wide, and drops both columns
-(0015's downgrade derives them from the event again).
+Downgrade drops both columns (0015's downgrade derives them from the event again).
 """
 
 from collections.abc import Sequence
@@ -29,7 +26,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0017_push_confirmation_action_scope"
+revision: str = "0017_push_action_scope"
 down_revision: str | Sequence[str] | None = "0015_outbox_compaction"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -47,8 +44,6 @@ UPDATE push_confirmations SET
 
 
 def upgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        op.alter_column("alembic_version", "version_num", existing_type=sa.String(length=32), type_=sa.String(64))
     op.add_column("push_confirmations", sa.Column("action", sa.String(length=16), nullable=True))
     op.add_column("push_confirmations", sa.Column("scope", sa.String(length=100), nullable=True))
     op.execute(BACKFILL)
