@@ -267,9 +267,9 @@ class WorkerConfig:
     max_attempts: int = 25
     backoff_base_seconds: float = 2.0
     backoff_max_seconds: float = 3600.0
-    # Off by default: the audit, `report honour` and reconciliation read settled pushes from the
-    # outbox only (README "Push-back to providers", Compaction).
-    compact: bool = False
+    # Settled pushes leave the outbox for push_confirmations, which every reader of pushes also
+    # reads (README "Push-back to providers", Compaction).
+    compact: bool = True
     compact_after_seconds: float = 3600.0  # settled rows leave the outbox this long after settling
     compact_batch: int = 5000  # rows moved per compaction step
 

@@ -1,5 +1,6 @@
 """Reading the audit trail (README "Compliance"): one address's every event with its evidence
-and the pushes it caused, and a period's events streamed for the signed export.
+and the pushes it caused, and a period's events streamed for the signed export. Pushes are
+read wherever they are, in the outbox or compacted (:func:`~adapters.store.compaction.pushes`).
 
 Evidence is given inline up to :data:`EVIDENCE_INLINE_BYTES` (text when it is UTF-8, else
 base64), always with its size and SHA-256 and the admin route that returns it whole.
@@ -17,14 +18,15 @@ from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
 from adapters.addresses import normalize_address
-from adapters.store.models import Event, Evidence, OutboxRow
+from adapters.store.compaction import pushes, pushes_of
+from adapters.store.models import Event, Evidence
 
 EVIDENCE_INLINE_BYTES = 64 * 1024
 STREAM_ROWS = 500  # rows fetched at once by the period export (an evidence row may be 1 MiB)
 EVIDENCE_ROUTE = "/admin/evidence/{id}"
 
 
-def _pushes(rows: Sequence[OutboxRow]) -> list[dict[str, Any]]:
+def _pushes(rows: Sequence[Row[Any]]) -> list[dict[str, Any]]:
     return [
         {
             "provider": r.provider,
@@ -86,11 +88,9 @@ def address_history(session: Session, email: str) -> dict[str, Any]:
     address = normalize_address(email)
     events = session.scalars(select(Event).where(Event.email_key == address.key).order_by(Event.id)).all()
     ids = [e.id for e in events]
-    pushes: dict[int, list[OutboxRow]] = {}
+    caused = pushes_of(session, ids)
     evidence: dict[int, Evidence] = {}
     if ids:
-        for row in session.scalars(select(OutboxRow).where(OutboxRow.event_id.in_(ids)).order_by(OutboxRow.id)):
-            pushes.setdefault(row.event_id, []).append(row)
         wanted = {e.evidence_id for e in events if e.evidence_id is not None}
         evidence = {ev.id: ev for ev in session.scalars(select(Evidence).where(Evidence.id.in_(wanted)))}
     return {
@@ -99,7 +99,7 @@ def address_history(session: Session, email: str) -> dict[str, Any]:
             {
                 **_event(e),
                 "evidence": _evidence(evidence[e.evidence_id]) if e.evidence_id in evidence else None,
-                "pushes": _pushes(pushes.get(e.id, [])),
+                "pushes": _pushes(caused.get(e.id, [])),
             }
             for e in events
         ],
@@ -130,32 +130,35 @@ as ``provider:state:attempts:confirmed_at`` joined by ``;``."""
 
 def period_rows(session: Session, since: datetime, until: datetime) -> Iterator[dict[str, Any]]:
     """The events received in [since, until), in storage order, one flat row each. One query
-    joins each event to its pushes and evidence, streamed (a server-side cursor on
-    PostgreSQL), so a year of events is never held at once."""
-    e, o, ev = Event.__table__.c, OutboxRow.__table__.c, Evidence.__table__.c
+    joins each event to its pushes (queued or compacted) and evidence, streamed (a server-side
+    cursor on PostgreSQL), so a year of events is never held at once."""
+    e, ev = Event.__table__.c, Evidence.__table__.c
+    in_period = (e.received_at >= since, e.received_at < until)
+    caused = pushes(select(e.id).where(*in_period))
+    p = caused.c
     stmt = (
-        select(Event.__table__, ev.content, o.provider, o.state, o.attempts, o.done_at)
+        select(Event.__table__, ev.content, p.provider, p.state, p.attempts, p.done_at)
         .select_from(Event.__table__)
         .outerjoin(Evidence.__table__, ev.id == e.evidence_id)
-        .outerjoin(OutboxRow.__table__, o.event_id == e.id)
-        .where(e.received_at >= since, e.received_at < until)
-        .order_by(e.id, o.id)
+        .outerjoin(caused, p.event_id == e.id)
+        .where(*in_period)
+        .order_by(e.id, p.id)
         .execution_options(stream_results=True, yield_per=STREAM_ROWS)
     )
     result = session.execute(stmt)
     try:
         event: dict[str, Any] | None = None
-        pushes: list[str] = []
+        cells: list[str] = []
         for row in result:
             if event is None or event["id"] != row.id:
                 if event is not None:
-                    yield {**event, "pushes": ";".join(pushes)}
-                event, pushes = _period_event(row), []
+                    yield {**event, "pushes": ";".join(cells)}
+                event, cells = _period_event(row), []
             if row.provider is not None:
                 confirmed = row.done_at.isoformat() if row.done_at else ""
-                pushes.append(f"{row.provider}:{row.state}:{row.attempts}:{confirmed}")
+                cells.append(f"{row.provider}:{row.state}:{row.attempts}:{confirmed}")
         if event is not None:
-            yield {**event, "pushes": ";".join(pushes)}
+            yield {**event, "pushes": ";".join(cells)}
     finally:
         result.close()
 

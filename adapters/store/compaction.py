@@ -1,11 +1,15 @@
-"""Outbox compaction: settled rows leave the outbox, what the audit needs of them stays.
+"""Outbox compaction: settled rows leave the outbox, what the readers need of them stays.
 
 A ``done`` outbox row never changes again. Once it has been settled for a while
 (``[worker] compact_after_seconds``) the worker moves it to ``push_confirmations``
-(:class:`~adapters.store.models.PushConfirmation`: event, provider, attempts, receipt, queued
-and confirmed times, last status and answer) in bounded batches, so the outbox, its index and
-every worker query over it stay proportional to the work still pending or dead.
-:func:`pushes_of` reads an event's pushes from both tables.
+(:class:`~adapters.store.models.PushConfirmation`: event, provider, action, scope, attempts,
+receipt, queued and confirmed times, last status and answer; the address is the event's) in
+bounded batches, so the outbox, its index and every worker query over it stay proportional to
+the work still pending or dead. A row an admin retried stays: the dashboard's admin actions
+read who retried it from the outbox.
+
+Whatever reads pushes rather than work to do (the audit, ``report honour``, reconciliation)
+reads both tables through :func:`pushes`.
 """
 
 from __future__ import annotations
@@ -14,12 +18,27 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import Row, String, Subquery, delete, insert, literal, select, union_all
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import Select
 
+from adapters.store.bulk import chunks
 from adapters.store.models import OutboxRow, PushConfirmation
 
-KEPT = ("id", "event_id", "provider", "attempts", "received_at", "created_at", "done_at", "last_status", "last_error")
+KEPT = (
+    "id",
+    "event_id",
+    "provider",
+    "action",
+    "scope",
+    "attempts",
+    "received_at",
+    "created_at",
+    "done_at",
+    "last_status",
+    "last_error",
+)
+"""The columns an outbox row keeps in ``push_confirmations``: what :func:`pushes` reads."""
 
 
 def compact_settled(session: Session, *, before: datetime, limit: int) -> int:
@@ -27,7 +46,11 @@ def compact_settled(session: Session, *, before: datetime, limit: int) -> int:
     ``push_confirmations`` (one INSERT ... SELECT and one DELETE); returns how many. On
     PostgreSQL concurrent workers skip each other's rows (``SKIP LOCKED``)."""
     outbox = OutboxRow.__table__
-    pick = select(outbox.c.id).where(outbox.c.state == "done", outbox.c.done_at <= before).limit(limit)
+    pick = (
+        select(outbox.c.id)
+        .where(outbox.c.state == "done", outbox.c.done_at <= before, outbox.c.retried_by.is_(None))
+        .limit(limit)
+    )
     if session.get_bind().dialect.name == "postgresql":
         pick = pick.with_for_update(skip_locked=True)
     ids = list(session.scalars(pick))
@@ -38,19 +61,25 @@ def compact_settled(session: Session, *, before: datetime, limit: int) -> int:
     return len(ids)
 
 
-def pushes_of(session: Session, event_ids: Collection[int]) -> dict[int, list[Any]]:
-    """Each event's pushes, in the order they were queued: outbox rows (pending, dead, or done
-    and not yet compacted) and :class:`PushConfirmation` rows, which read alike (``provider``,
-    ``state``, ``attempts``, ``created_at``, ``done_at``, ``last_status``, ``last_error``)."""
-    found: dict[int, list[Any]] = {}
-    ids = list(event_ids)
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        queued = session.scalars(select(OutboxRow).where(OutboxRow.event_id.in_(chunk))).all()
-        kept = session.scalars(select(PushConfirmation).where(PushConfirmation.event_id.in_(chunk))).all()
-        both: list[OutboxRow | PushConfirmation] = [*queued, *kept]
-        for row in both:
+def pushes(events: Select[Any] | Collection[int]) -> Subquery:
+    """Every push of the given events (ids, or a SELECT of them), wherever it is: outbox rows
+    in any state and compacted ones (state ``done``), with the columns of :data:`KEPT` and
+    ``state``. A compacted row keeps its outbox id, so ordering by ``id`` is the order queued.
+
+    Each table is filtered by ``events`` itself, not by a join outside: SQLite materializes a
+    UNION ALL it joins, and would otherwise copy every push ever made."""
+    o, c = OutboxRow.__table__.c, PushConfirmation.__table__.c
+    ids = events if isinstance(events, Select) else list(events)
+    queued = select(*(o[name] for name in KEPT), o.state).where(o.event_id.in_(ids))
+    kept = select(*(c[name] for name in KEPT), literal("done", String(12)).label("state")).where(c.event_id.in_(ids))
+    return union_all(queued, kept).subquery("pushes")
+
+
+def pushes_of(session: Session, event_ids: Collection[int]) -> dict[int, list[Row[Any]]]:
+    """Each event's pushes (rows of :func:`pushes`), in the order they were queued."""
+    found: dict[int, list[Row[Any]]] = {}
+    for chunk in chunks(list(event_ids), 500):
+        both = pushes(chunk)
+        for row in session.execute(select(both).order_by(both.c.id)):
             found.setdefault(row.event_id, []).append(row)
-    for rows in found.values():
-        rows.sort(key=lambda row: row.id)
     return found

@@ -16,7 +16,9 @@ table; a keyed hash and the non-personal facts stay, so it stays suppressed.
   message naming the address waits for classification, the erasure is refused.
 - ``recipients`` (tokens) and ``confirmation_sends``: deleted. ``outbox``: settled rows move
   to the pseudonym, dead rows (pushes no provider accepted) are deleted, and while a push is
-  still pending the erasure is refused: the providers must hold the opt-out first.
+  still pending the erasure is refused: the providers must hold the opt-out first. Compacted
+  pushes (``push_confirmations``) name no one but through their event; their provider's
+  answer is cleared like a settled row's.
 - ``erased_subjects`` gains the hash. Nothing is pushed: the providers keep the last opt-out.
 """
 
@@ -54,6 +56,7 @@ from adapters.store.models import (
     OutboxRow,
     PendingLookup,
     ProviderContact,
+    PushConfirmation,
     Recipient,
     ReconcileSnapshot,
     Suppression,
@@ -151,7 +154,8 @@ def _remember_key(session: Session, erasure_key: bytes) -> None:
 
 
 def _outbox(session: Session, event_ids: Sequence[int], alias: str) -> tuple[int, int]:
-    """Settled pushes move to the pseudonym, dead ones go; refused while one is pending."""
+    """Settled pushes move to the pseudonym (compacted ones lose the provider's answer), dead
+    ones go; refused while one is pending."""
     settled = dead = 0
     for chunk in chunks(list(event_ids), 10_000):
         of_person = OutboxRow.event_id.in_(chunk)
@@ -163,6 +167,8 @@ def _outbox(session: Session, event_ids: Sequence[int], alias: str) -> tuple[int
             )
         dead += _changed(session, delete(OutboxRow).where(of_person, OutboxRow.state == "dead"))
         settled += _changed(session, update(OutboxRow).where(of_person).values(email=alias, last_error=None))
+        compacted = update(PushConfirmation).where(PushConfirmation.event_id.in_(chunk)).values(last_error=None)
+        settled += _changed(session, compacted)
     return settled, dead
 
 

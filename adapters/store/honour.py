@@ -5,7 +5,9 @@ Stored is when the transaction that recorded the event wrote its outbox rows (th
 ``created_at``); for an event that queued none, when its mail was classified, else when it was
 received (webhooks, one-click and the API store in the request's own transaction). Settled at a
 provider is the latest ``done_at`` of the event's opt-out rows there, once none is pending or
-dead. One query, streamed in event order, so a year of events is never held at once.
+dead. Pushes are read wherever they are, in the outbox or compacted
+(:func:`~adapters.store.compaction.pushes`). One query, streamed in event order, so a year of
+events is never held at once.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from typing import Any
 from sqlalchemy import Row, and_, select
 from sqlalchemy.orm import Session
 
-from adapters.store.models import Event, Evidence, OutboxRow
+from adapters.store.compaction import pushes
+from adapters.store.models import Event, Evidence
 
 STREAM_ROWS = 5000
 
@@ -44,7 +47,10 @@ class Request:
 
 def requests_since(session: Session, since: datetime, kinds: Collection[str]) -> Iterator[Request]:
     """Every opt-out event of ``kinds`` received at or after ``since``, in storage order."""
-    e, o, ev = Event.__table__.c, OutboxRow.__table__.c, Evidence.__table__.c
+    e, ev = Event.__table__.c, Evidence.__table__.c
+    asked = (e.received_at >= since, e.kind.in_(list(kinds)))
+    caused = pushes(select(e.id).where(*asked))
+    o = caused.c
     stmt = (
         select(
             e.id,
@@ -60,9 +66,9 @@ def requests_since(session: Session, since: datetime, kinds: Collection[str]) ->
             o.done_at,
         )
         .select_from(Event.__table__)
-        .outerjoin(OutboxRow.__table__, and_(o.event_id == e.id, o.action == "unsubscribe"))
+        .outerjoin(caused, and_(o.event_id == e.id, o.action == "unsubscribe"))
         .outerjoin(Evidence.__table__, ev.id == e.evidence_id)
-        .where(e.received_at >= since, e.kind.in_(list(kinds)))
+        .where(*asked)
         .order_by(e.id)
         .execution_options(stream_results=True, yield_per=STREAM_ROWS)
     )

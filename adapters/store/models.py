@@ -209,7 +209,12 @@ class OutboxRow(Base):
     retried_by: Mapped[str | None] = mapped_column(String(200))  # the admin who last retried it when dead
     retried_at: Mapped[datetime | None]
 
-    __table_args__ = (Index("ix_outbox_state_provider_due_at", "state", "provider", "due_at"),)
+    # AUTOINCREMENT on SQLite: an id is never handed out again once compaction moved its row
+    # to push_confirmations, which keeps it (migration 0018_outbox_ids_not_reused).
+    __table_args__ = (
+        Index("ix_outbox_state_provider_due_at", "state", "provider", "due_at"),
+        {"sqlite_autoincrement": True},
+    )
 
     def __repr__(self) -> str:
         return f"<OutboxRow {self.id} {self.provider} {self.action} {self.state}>"
@@ -217,21 +222,24 @@ class OutboxRow(Base):
 
 class PushConfirmation(Base):
     """A settled push, moved out of the outbox by compaction (:mod:`adapters.store.compaction`):
-    what the audit and the dashboard need of it, per event and provider, and nothing bulky (the
-    address and scope are the event's). Its id is the outbox row's; it always settled ``done``."""
+    what the audit, ``report honour``, reconciliation and the dashboard need of it, and nothing
+    bulky. The address is its event's (``events.email_key``, which erasure renames); the action
+    and scope are its own (a resubscribe or a lifted global opt-out queues rows at other
+    scopes, and a refused resubscribe queues an opt-out). Its id is the outbox row's; it always
+    settled ``done``."""
 
     __tablename__ = "push_confirmations"
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
     event_id: Mapped[int] = mapped_column(BigId, index=True)
     provider: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(16))  # unsubscribe | resubscribe
+    scope: Mapped[str] = mapped_column(String(100))
     attempts: Mapped[int]
     received_at: Mapped[datetime]  # when the request reached us (push latency)
     created_at: Mapped[datetime]  # queued
     done_at: Mapped[datetime]  # confirmed
     last_status: Mapped[int | None]
     last_error: Mapped[str | None] = mapped_column(Text)
-
-    state = "done"  # read like an outbox row's
 
     def __repr__(self) -> str:
         return f"<PushConfirmation {self.id} {self.provider} event {self.event_id}>"

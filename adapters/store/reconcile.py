@@ -10,24 +10,27 @@ provider reports mailable while the hub holds its opt-out at that scope is eithe
   provider's event, which :mod:`adapters.consent` turns into a conflict and a push back; or
 - **drift**, when the hub's push never got there (none, or a dead one): pushed again.
 
-Either way nothing is done while a push of it to that provider is pending.
+Either way nothing is done while a push of it to that provider is pending. Pushes are read
+wherever they are, in the outbox or compacted (:func:`~adapters.store.compaction.pushes`), by
+their event's address.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Row, delete, select, update
 from sqlalchemy.orm import Session
 
 from adapters.addresses import address_key
 from adapters.events import Actor, Kind, OptOutEvent, Source, Verification
 from adapters.providers.pull import PullPage, pull_event_id
 from adapters.store.bulk import chunks, execute_many, values_table
-from adapters.store.models import OutboxRow, ReconcileCheckpoint, ReconcileSnapshot, Suppression
+from adapters.store.compaction import pushes
+from adapters.store.models import Event, OutboxRow, ReconcileCheckpoint, ReconcileSnapshot, Suppression
 from adapters.store.record import OUTBOX_COLUMNS, RecordResult, StorePolicy, record_events
 
 FULL, CHANGES = "full", "changes"  # the pull kinds: a backfill, or changes since the last pull
@@ -161,31 +164,24 @@ def _replace_snapshot(session: Session, provider: str, name: str, emails: Sequen
 
 def _without_echoes(session: Session, provider: str, events: list[OptOutEvent]) -> list[OptOutEvent]:
     """``events`` without the hub's own pushes read back: opt-outs the hub holds at that scope
-    and has pushed to ``provider`` (a settled outbox row). Anything else is kept."""
+    and has pushed to ``provider`` (a settled push). Anything else is kept."""
     keys = list({address_key(e.email) for e in events if e.kind is not Kind.RESUBSCRIBE})
     if not keys:
         return events
     wanted = values_table(session, keys)
-    held = {
-        (row.email_key, row.scope): row.email
-        for row in session.execute(
-            select(Suppression.email_key, Suppression.scope, Suppression.email)
+    held = set(
+        session.scalars(
+            select(Suppression.email_key)
             .join_from(wanted, Suppression, Suppression.email_key == wanted.c.value)
             .where(Suppression.suppressed, Suppression.source != provider)
         )
-    }
+    )
     if not held:
         return events
     pushed = {
-        (address_key(email), scope)
-        for email, scope in session.execute(
-            select(OutboxRow.email, OutboxRow.scope).where(
-                OutboxRow.provider == provider,
-                OutboxRow.state == "done",
-                OutboxRow.action == "unsubscribe",
-                OutboxRow.email.in_(sorted(set(held.values()))),
-            )
-        )
+        (p.email_key, p.scope)
+        for p in _pushes_to(session, provider, held)
+        if p.state == "done" and p.action == "unsubscribe"
     }
     return [e for e in events if (address_key(e.email), e.scope) not in pushed]
 
@@ -215,14 +211,9 @@ def _removals_and_drift(
     if not held:
         return [], 0
     rows: dict[str, set[str]] = {}
-    for email, state in session.execute(
-        select(OutboxRow.email, OutboxRow.state).where(
-            OutboxRow.provider == provider,
-            OutboxRow.scope == scope,
-            OutboxRow.email.in_([s.email for s in held.values()]),
-        )
-    ):
-        rows.setdefault(address_key(email), set()).add(state)
+    for p in _pushes_to(session, provider, held.keys()):
+        if p.scope == scope:
+            rows.setdefault(p.email_key, set()).add(p.state)
     removals, requeue, fresh = [], [], []
     for key, s in held.items():
         states = rows.get(key, set())
@@ -247,3 +238,16 @@ def _removals_and_drift(
         )
     execute_many(session, OutboxRow.__table__, OUTBOX_COLUMNS, fresh)
     return removals, len(requeue) + len(fresh)
+
+
+def _pushes_to(session: Session, provider: str, email_keys: Collection[str]) -> Sequence[Row[Any]]:
+    """Every push to ``provider`` of the addresses ``email_keys``, queued or compacted, found
+    through their events' address (``email_key``, ``scope``, ``action``, ``state``)."""
+    wanted = values_table(session, list(email_keys))
+    theirs = select(Event.id).join_from(wanted, Event, Event.email_key == wanted.c.value)
+    found = pushes(theirs)
+    return session.execute(
+        select(Event.email_key, found.c.scope, found.c.action, found.c.state)
+        .join_from(found, Event, Event.id == found.c.event_id)
+        .where(found.c.provider == provider)
+    ).all()

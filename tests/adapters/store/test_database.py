@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, insert, select, text
+from sqlalchemy import Engine, delete, insert, inspect, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -19,6 +19,7 @@ from adapters.consent import MAX_CLOCK_SKEW
 from adapters.events import Kind, OptOutEvent, Source, Verification
 from adapters.hub import Hub
 from adapters.store import database
+from adapters.store.compaction import KEPT
 from adapters.store.models import (
     Base,
     ConfirmationSend,
@@ -344,8 +345,8 @@ def test_compaction_migration_puts_the_moved_pushes_back_when_it_goes_back(datab
         }
         with engine.begin() as conn:
             event_id = conn.execute(insert(Event).values(event).returning(Event.id)).scalar_one()
-            push = {"event_id": event_id, "provider": "sendgrid", "attempts": 2, "received_at": at}
-            push |= {"created_at": at, "done_at": at, "last_status": 202, "last_error": None}
+            push = {"event_id": event_id, "provider": "sendgrid", "action": "unsubscribe", "scope": "global"}
+            push |= {"attempts": 2, "received_at": at, "created_at": at, "done_at": at, "last_status": 202}
             conn.execute(insert(PushConfirmation).values(id=41, **push))
         command.downgrade(database.alembic_config(engine), "0008_consent_provenance")
         with engine.connect() as conn:
@@ -353,4 +354,72 @@ def test_compaction_migration_puts_the_moved_pushes_back_when_it_goes_back(datab
                 text("SELECT id, provider, action, email, scope, state, attempts, last_status FROM outbox")
             ).all()
         assert back == [(41, "sendgrid", "unsubscribe", "Ivy@Example.com", "global", "done", 2, 202)]
+        database.upgrade(engine)
+
+
+def test_push_action_and_scope_migration_fills_the_compacted_pushes_and_goes_back(database_url: str) -> None:
+    at = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    news = "topic:newsletter"
+    with engine_at(database_url, "0015_outbox_compaction") as engine:
+        with engine.begin() as conn:
+
+            def event(kind: str, scope: str, source: str) -> int:
+                row = {"email": "Ivy@Example.com", "email_key": "ivy@example.com", "kind": kind, "scope": scope}
+                row |= {"source": source, "verification": "none", "occurred_at": at, "received_at": at}
+                return conn.execute(insert(Event).values(row).returning(Event.id)).scalar_one()
+
+            optout, lifted = event("unsubscribe", "global", "smtp"), event("resubscribe", news, "mailchimp")
+            settled = {"attempts": 1, "received_at": at, "created_at": at, "done_at": at, "last_status": 200}
+            moved = [(1, optout, "sendgrid"), (2, optout, "mailchimp")]
+            moved += [(3, lifted, "sendgrid"), (4, lifted, "mailchimp")]
+            conn.execute(
+                insert(PushConfirmation.__table__),  # the columns of 0015 only
+                [{"id": i, "event_id": e, "provider": p, **settled} for i, e, p in moved],
+            )
+        database.upgrade(engine)
+        with engine.connect() as conn:
+            filled = conn.execute(
+                select(PushConfirmation.id, PushConfirmation.action, PushConfirmation.scope).order_by(
+                    PushConfirmation.id
+                )
+            ).all()
+            assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+        assert filled == [
+            (1, "unsubscribe", "global"),
+            (2, "unsubscribe", "global"),
+            (3, "resubscribe", news),  # the lifted opt-out, pushed to the other provider
+            (4, "unsubscribe", news),  # a resubscribe pushed to its own provider: the opt-out pushed back
+        ]
+        command.downgrade(database.alembic_config(engine), "0015_outbox_compaction")
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT id, event_id, provider, attempts FROM push_confirmations")).all() == [
+                (i, e, p, 1) for i, e, p in moved
+            ]
+            assert "action" not in {c["name"] for c in inspect(conn).get_columns("push_confirmations")}
+        database.upgrade(engine)
+
+
+def test_outbox_ids_migration_never_hands_out_a_compacted_pushs_id_again(database_url: str) -> None:
+    at = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    outbox = OutboxRow.__table__
+    with engine_at(database_url, "0017_push_action_scope") as engine:
+        with engine.begin() as conn:
+            row = {"email": "ivy@example.com", "email_key": "ivy@example.com", "kind": "unsubscribe"}
+            row |= {"scope": "global", "source": "smtp", "verification": "none", "occurred_at": at, "received_at": at}
+            event_id = conn.execute(insert(Event).values(row).returning(Event.id)).scalar_one()
+            push = {"event_id": event_id, "provider": "sendgrid", "action": "unsubscribe", "scope": "global"}
+            push |= {"email": "ivy@example.com", "attempts": 1, "received_at": at, "created_at": at, "due_at": at}
+            conn.execute(insert(outbox), [{**push, "state": "done", "done_at": at}] * 5)
+            newest = outbox.c.id > 1  # compacted: 2 to 5 leave the outbox
+            conn.execute(
+                insert(PushConfirmation.__table__).from_select(KEPT, select(*(outbox.c[c] for c in KEPT)).where(newest))
+            )
+            conn.execute(delete(outbox).where(newest))
+        database.upgrade(engine)
+        with engine.begin() as conn:
+            conn.execute(delete(outbox))  # an empty outbox still remembers
+            assert conn.execute(insert(outbox).values(**push, state="pending").returning(outbox.c.id)).scalar_one() == 6
+        command.downgrade(database.alembic_config(engine), "0017_push_action_scope")
+        with engine.connect() as conn:
+            assert conn.execute(select(outbox.c.id)).scalars().all() == [6]
         database.upgrade(engine)

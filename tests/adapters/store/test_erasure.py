@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import requests
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from adapters.config import Config
 from adapters.errors import ConfigError, ErasureError
@@ -20,14 +20,14 @@ from adapters.providers import make_clients
 from adapters.store.confirmations import queue_confirmation
 from adapters.store.erased import PSEUDONYM_PREFIX
 from adapters.store.erasure import erase_address
-from adapters.store.models import ConsentConflict, Event, EventCount, Evidence, OutboxRow
+from adapters.store.models import ConsentConflict, Event, EventCount, Evidence, OutboxRow, PushConfirmation
 from adapters.store.queries import address_state, check_addresses, export_suppressions
 from adapters.store.recipients import RecipientRequest, issue_tokens
 from adapters.worker.outbox import Worker
 from tests.support.clock import Clock
 from tests.support.fake_providers import FakeProviders
 from tests.support.personal_data import scanned_columns, traces
-from tests.support.store import ev
+from tests.support.store import compact_everything, ev
 
 ERASURE_KEY = "erasure-key-for-tests-0123456789"
 PERSON = "Zq7Erasee@Example.ORG"
@@ -170,6 +170,24 @@ def test_erasure_leaves_no_trace_in_any_table_and_keeps_the_facts(
     with hub.sessions.begin() as session:  # idempotent
         again = erase_address(session, PERSON.lower(), erasure_key=hub.policy.erasure_key, now=hub.clock())
     assert again.already_erased and again.address_hash == result.address_hash and not any(again.removed.values())
+
+
+def test_erasure_clears_the_providers_answer_kept_with_a_compacted_push(erasing_hub: Hub) -> None:
+    hub = erasing_hub
+    hub.record([ev(PERSON)])
+    _drain(hub)
+    with hub.sessions.begin() as session:  # a provider's answer may name the address
+        session.execute(update(OutboxRow).values(last_error=f"{PERSON.lower()} is already unsubscribed"))
+    assert compact_everything(hub) == 1
+    assert ("push_confirmations", "last_error") in {t[:2] for t in traces(hub.engine, PERSON)}
+
+    with hub.sessions.begin() as session:
+        result = erase_address(session, PERSON, erasure_key=hub.policy.erasure_key, now=hub.clock())
+    assert result.removed["outbox_settled"] == 1
+    assert traces(hub.engine, PERSON) == []
+    with hub.sessions() as session:
+        kept = session.scalars(select(PushConfirmation)).one()
+        assert (kept.provider, kept.action, kept.scope, kept.last_error) == ("sendgrid", "unsubscribe", "global", None)
 
 
 def test_an_erased_address_is_never_re_added(erasing_hub: Hub, fake_providers: FakeProviders, clock: Clock) -> None:
