@@ -46,7 +46,7 @@ class _QueuedWriter(sqlite3.Connection):
     def __init__(self, *args: Any, lock_path: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        weakref.finalize(self, os.close, self._lock_fd)
+        self._close_lock_file = weakref.finalize(self, os.close, self._lock_fd)  # once: close() or GC
         self._held = False
 
     def take_writer_lock(self) -> None:
@@ -85,7 +85,8 @@ class _QueuedWriter(sqlite3.Connection):
         try:
             super().close()
         finally:
-            self._release_writer_lock()
+            self._held = False
+            self._close_lock_file()  # closing the file frees its lock
 
 
 def make_engine(url: str) -> Engine:

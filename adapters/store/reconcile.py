@@ -211,9 +211,8 @@ def _removals_and_drift(
     if not held:
         return [], 0
     rows: dict[str, set[str]] = {}
-    for p in _pushes_to(session, provider, held.keys()):
-        if p.scope == scope:
-            rows.setdefault(p.email_key, set()).add(p.state)
+    for p in _pushes_to(session, provider, held.keys(), scope=scope):
+        rows.setdefault(p.email_key, set()).add(p.state)
     removals, requeue, fresh = [], [], []
     for key, s in held.items():
         states = rows.get(key, set())
@@ -240,14 +239,20 @@ def _removals_and_drift(
     return removals, len(requeue) + len(fresh)
 
 
-def _pushes_to(session: Session, provider: str, email_keys: Collection[str]) -> Sequence[Row[Any]]:
-    """Every push to ``provider`` of the addresses ``email_keys``, queued or compacted, found
-    through their events' address (``email_key``, ``scope``, ``action``, ``state``)."""
+def _pushes_to(
+    session: Session, provider: str, email_keys: Collection[str], *, scope: str | None = None
+) -> Sequence[Row[Any]]:
+    """Every push to ``provider`` (at ``scope``, when given) of the addresses ``email_keys``,
+    queued or compacted, found through their events' address (``email_key``, ``scope``,
+    ``action``, ``state``)."""
     wanted = values_table(session, list(email_keys))
     theirs = select(Event.id).join_from(wanted, Event, Event.email_key == wanted.c.value)
     found = pushes(theirs)
-    return session.execute(
+    stmt = (
         select(Event.email_key, found.c.scope, found.c.action, found.c.state)
         .join_from(found, Event, Event.id == found.c.event_id)
         .where(found.c.provider == provider)
-    ).all()
+    )
+    if scope is not None:
+        stmt = stmt.where(found.c.scope == scope)
+    return session.execute(stmt).all()
