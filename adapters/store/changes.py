@@ -33,12 +33,12 @@ from sqlalchemy.orm import Session
 from adapters.errors import PayloadError
 from adapters.providers import payloads
 from adapters.store.bulk import execute_many
-from adapters.store.models import Change, ChangeSequence, WebhookDelivery
+from adapters.store.models import Change, ChangeSequence, Event, WebhookDelivery
 
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
 
-_COLUMNS = ("event_id", "email", "scope", "suppressed", "kind", "source", "actor", "occurred_at", "recorded_at")
+_COLUMNS = ("event_id", "suppressed", "recorded_at")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,15 +66,15 @@ def record_changes(
     deliveries = WebhookDelivery.__table__
     for sub in subscribers:
         picked = select(
-            Change.id,
+            Change.seq,
             literal(sub.url),
             literal("pending"),
             literal(0, Integer),
             literal(now, Change.recorded_at.type),
             literal(now, Change.recorded_at.type),
-        ).where(Change.seq.between(first, last))  # this transaction's changes, by the feed's index
+        ).where(Change.seq.between(first, last))  # this transaction's changes, by the feed's key
         if sub.kinds:
-            picked = picked.where(Change.kind.in_(sorted(sub.kinds)))
+            picked = picked.join(Event, Event.id == Change.event_id).where(Event.kind.in_(sorted(sub.kinds)))
         session.execute(
             deliveries.insert().from_select(
                 ["change_id", "subscriber", "state", "attempts", "next_attempt_at", "created_at"], picked

@@ -4,7 +4,8 @@ table; a keyed hash and the non-personal facts stay, so it stays suppressed.
 - ``events``: kept as facts (kind, scope, source, verification, actor, campaign, times) under
   the pseudonym ``erased:<hash>``; the reason, metadata, provider event id (an import's is an
   unkeyed hash of the address) and the link to evidence are cleared. ``event_counts`` moves
-  their count from the reason to "no reason" (a reason is free text).
+  their count from the reason to "no reason" (a reason is free text). The change feed's
+  changes read address and scope through their event, so they show the pseudonym too.
 - ``suppressions`` and ``delivery_blocks``: moved to the pseudonym (merged with the rows an
   earlier erasure of the same address left), reason cleared.
 - ``evidence``: every row the address's events point at, and every row whose raw content,
@@ -45,7 +46,6 @@ from adapters.store.bulk import chunks, insert_statement
 from adapters.store.erased import PSEUDONYM_PREFIX, address_hash
 from adapters.store.models import (
     REASON_KEY_CHARS,
-    Change,
     ConfirmationSend,
     DeliveryBlock,
     ErasedSubject,
@@ -109,9 +109,6 @@ def erase_address(session: Session, email: str, *, erasure_key: bytes | None, no
     removed: Counter[str] = Counter()
     removed["outbox_settled"], removed["outbox_dead"] = _outbox(session, event_ids, alias)
     linked = {e.evidence_id for e in events if e.evidence_id is not None}
-    # The change feed keeps the changes (subscribers ordered on them) under the pseudonym.
-    for chunk in chunks(event_ids, 10_000):
-        removed["changes"] += _changed(session, update(Change).where(Change.event_id.in_(chunk)).values(email=alias))
     _move_reason_counts(session, events)
     removed["events"] = _changed(
         session,

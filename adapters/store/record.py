@@ -358,7 +358,7 @@ def _apply(session: Session, stored: Sequence[_Stored], policy: StorePolicy, now
             ]
         dirty[key] = state
         transitions += 1
-        changes.append((r.id, r.email, r.scope, state[3], r.kind, r.source, r.actor, r.effective_at, now))
+        changes.append((r.id, state[3], now))
         if r.scope == GLOBAL_SCOPE:
             queue(r, GLOBAL_SCOPE, "resubscribe" if lifted_event_id is not None else "unsubscribe")
             if lifted_event_id is not None:

@@ -86,8 +86,8 @@ def deliver_due(hub: Hub, http: requests.Session, *, backoff: Callable[[int, flo
             for row in claimed:
                 row.attempts += 1
             jobs = [(row.id, row.subscriber, row.attempts, row.change_id) for row in claimed]
-            found = session.scalars(select(Change).where(Change.id.in_([j[3] for j in jobs])))
-            changes = {c.id: c for c in found}
+            found = session.scalars(select(Change).where(Change.seq.in_([j[3] for j in jobs])))
+            changes = {c.seq: c for c in found}
         if not jobs:
             return tally
         for delivery_id, url, attempts, change_id in jobs:

@@ -55,7 +55,10 @@ def test_a_change_and_its_deliveries_commit_or_roll_back_with_the_event(hub: Hub
             (2, "bob@example.com", "complaint"),
         ]
         deliveries = session.execute(
-            select(WebhookDelivery.subscriber, Change.email).join(Change).order_by(WebhookDelivery.id)
+            select(WebhookDelivery.subscriber, Event.email)
+            .join_from(WebhookDelivery, Change)
+            .join(Event, Event.id == Change.event_id)
+            .order_by(WebhookDelivery.id)
         ).all()
         assert sorted(deliveries) == [
             ("https://a.example/h", "ann@example.com"),

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, delete, insert, inspect, select, text
+from sqlalchemy import DateTime, Engine, column, delete, insert, inspect, select, table, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -19,6 +19,7 @@ from adapters.consent import MAX_CLOCK_SKEW
 from adapters.events import Kind, OptOutEvent, Source, Verification
 from adapters.hub import Hub
 from adapters.store import database
+from adapters.store.changes import read_changes
 from adapters.store.compaction import KEPT
 from adapters.store.models import (
     Base,
@@ -31,6 +32,7 @@ from adapters.store.models import (
     Recipient,
     RecipientCount,
     Suppression,
+    WebhookDelivery,
 )
 from adapters.store.queries import address_state
 from tests.support.clock import Clock
@@ -422,4 +424,83 @@ def test_outbox_ids_migration_never_hands_out_a_compacted_pushs_id_again(databas
         command.downgrade(database.alembic_config(engine), "0017_push_action_scope")
         with engine.connect() as conn:
             assert conn.execute(select(outbox.c.id)).scalars().all() == [6]
+        database.upgrade(engine)
+
+
+def test_slim_changes_migration_keeps_the_feed_and_its_deliveries_and_goes_back(database_url: str) -> None:
+    at = datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
+    wide = table(  # changes as 0016 made them
+        "changes",
+        *(column(n) for n in ("id", "seq", "event_id", "email", "scope", "suppressed", "kind", "source", "actor")),
+        column("occurred_at", DateTime(timezone=True)),
+        column("recorded_at", DateTime(timezone=True)),
+    )
+    with engine_at(database_url, "0018_outbox_ids_not_reused") as engine:
+        with engine.begin() as conn:
+            ids = []
+            for email, kind, occurred_at in (
+                ("Ann@example.com", "unsubscribe", at),
+                ("bob@example.com", "complaint", at + timedelta(hours=2)),
+            ):  # dated ahead: the feed shows it clamped
+                row = {
+                    "email": email,
+                    "email_key": email.lower(),
+                    "kind": kind,
+                    "scope": "global",
+                    "source": "sendgrid",
+                }
+                row |= {"verification": "signature", "actor": "person", "occurred_at": occurred_at, "received_at": at}
+                ids.append(conn.execute(insert(Event).values(row).returning(Event.id)).scalar_one())
+            conn.execute(text("UPDATE change_sequence SET last = 12"))
+            change = {"scope": "global", "suppressed": True, "source": "sendgrid", "actor": "person", "recorded_at": at}
+            conn.execute(
+                insert(wide),
+                [
+                    {
+                        **change,
+                        "id": 1,
+                        "seq": 11,
+                        "event_id": ids[0],
+                        "email": "x",
+                        "kind": "unsubscribe",
+                        "occurred_at": at,
+                    },
+                    {
+                        **change,
+                        "id": 2,
+                        "seq": 12,
+                        "event_id": ids[1],
+                        "email": "x",
+                        "kind": "complaint",
+                        "occurred_at": at,
+                    },
+                ],
+            )
+            delivery = {"subscriber": "https://hooks.example/h", "state": "pending", "attempts": 0}
+            delivery |= {"next_attempt_at": at, "created_at": at}
+            conn.execute(
+                insert(WebhookDelivery.__table__), [{**delivery, "change_id": 2}, {**delivery, "change_id": 1}]
+            )
+        database.upgrade(engine)
+        with Session(engine) as session:
+            assert compare_metadata(MigrationContext.configure(session.connection()), Base.metadata) == []
+            feed = [(c.seq, c.email, c.kind, c.occurred_at) for c in read_changes(session, 0, 10).changes]
+            assert feed == [
+                (11, "Ann@example.com", "unsubscribe", at),
+                (12, "bob@example.com", "complaint", at + MAX_CLOCK_SKEW),  # read through the event
+            ]
+            pointed = session.execute(select(WebhookDelivery.change_id).order_by(WebhookDelivery.id)).scalars().all()
+            assert pointed == [12, 11]  # each delivery now holds its change's seq
+        command.downgrade(database.alembic_config(engine), "0018_outbox_ids_not_reused")
+        with engine.connect() as conn:
+            back = conn.execute(
+                select(wide.c.seq, wide.c.email, wide.c.kind, wide.c.actor, wide.c.occurred_at)
+                .join_from(WebhookDelivery.__table__, wide, wide.c.id == WebhookDelivery.__table__.c.change_id)
+                .order_by(WebhookDelivery.__table__.c.id)
+            ).all()
+            assert [tuple(r[:4]) for r in back] == [
+                (12, "bob@example.com", "complaint", "person"),
+                (11, "Ann@example.com", "unsubscribe", "person"),
+            ]
+            assert [r[4].replace(tzinfo=UTC) for r in back] == [at + MAX_CLOCK_SKEW, at]
         database.upgrade(engine)
