@@ -228,10 +228,13 @@ def record_events(
         prepared=prepared,
     )
     stored = []
+    times: dict[tuple[Any, Any], tuple[datetime, datetime]] = {}  # a batch shares few distinct times
     for r in new_rows:
-        received = parse_time(r[7])
-        when = effective_time(parse_time(r[6]), received)
-        stored.append(_Stored(r[0], r[1], r[2], r[3], r[4], r[5], when, received, r[8], r[9], r[10]))
+        pair = times.get((r[6], r[7]))
+        if pair is None:
+            received = parse_time(r[7])
+            pair = times[(r[6], r[7])] = (effective_time(parse_time(r[6]), received), received)
+        stored.append(_Stored(r[0], r[1], r[2], r[3], r[4], r[5], *pair, r[8], r[9], r[10]))
     if not stored:
         return RecordResult(0, (), 0, 0)
     stored.sort(key=lambda r: (r.effective_at, r.id))
