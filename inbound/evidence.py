@@ -25,6 +25,7 @@ from sqlalchemy.pool import PoolProxiedConnection
 from adapters.errors import StoreError
 from adapters.events import Source
 from adapters.hub import Hub
+from adapters.store import database
 from adapters.store.bulk import driver_rows
 from adapters.store.inbound_backlog import PENDING, SMTP_CHANNEL
 from adapters.store.models import Evidence
@@ -183,10 +184,10 @@ class EvidenceWriter:
         try:
             with contextlib.closing(dbapi.cursor()) as cursor:
                 if self._sqlite:  # autocommit driver mode (see adapters.store.database): the transaction is ours
-                    cursor.execute("BEGIN IMMEDIATE")
+                    database.begin_write(dbapi)
                     before = cursor.execute(f"SELECT coalesce(max(id), 0) FROM {Evidence.__tablename__}").fetchone()[0]
                     cursor.executemany(self._insert_sql, rows)
-                    cursor.execute("COMMIT")
+                    dbapi.commit()  # durable when it returns
                     # the write lock was held: SQLite numbered the rows after the largest id, in order
                     return list(range(before + 1, before + 1 + len(rows)))
                 cursor.executemany(self._insert_sql + " RETURNING id", rows, returning=True)

@@ -31,8 +31,9 @@ WRITER_POLL_SECONDS = 0.001
 
 
 class _QueuedWriter(sqlite3.Connection):
-    """A SQLite connection whose transactions first take ``<database>-writer``, a lock file
-    released the moment the transaction commits or rolls back.
+    """A SQLite connection in WAL mode whose transactions first take ``<database>-writer``, a
+    lock file released the moment the transaction commits or rolls back, and whose commits
+    are made durable after that lock is released (group commit).
 
     Every transaction here takes SQLite's write lock (``BEGIN IMMEDIATE``), and SQLite's own
     busy handler sleeps 1, 2, 5 ... 100 ms between tries, so a waiting writer mostly wakes long
@@ -41,13 +42,29 @@ class _QueuedWriter(sqlite3.Connection):
     millisecond instead, up to the same busy timeout, then fails as SQLite would ("database is
     locked"). Processes that do not take the file (the ``sqlite3`` shell, a backup) still meet
     SQLite's own lock.
+
+    **Durability.** With ``synchronous=FULL`` SQLite fsyncs the WAL inside COMMIT, while it
+    still holds the write lock: every other writer waits for the disk too. Here the
+    connection runs ``synchronous=NORMAL`` (COMMIT writes the WAL frames, checkpoints still
+    sync) and :meth:`commit` fsyncs the WAL itself, after releasing both locks and before
+    returning: the caller still acknowledges nothing that is not on disk, and the next writer
+    runs while this one's fsync is under way. The WAL is appended in commit order, so the
+    fsync also covers every transaction committed before; one a checkpoint has already
+    copied into the database file was synced there by the checkpoint. A transaction another
+    connection reads in the fsync's few milliseconds is not yet on disk, but nothing built on
+    it can be: that reader's own commit fsyncs the same WAL, in which it comes first. The
+    first commit of each connection also fsyncs the directory, so that a WAL file created
+    since is found after a power loss (SQLite's own first sync of a new WAL would).
     """
 
-    def __init__(self, *args: Any, lock_path: str, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, lock_path: str, wal_path: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         self._close_lock_file = weakref.finalize(self, os.close, self._lock_fd)  # once: close() or GC
         self._held = False
+        self._wal_path = wal_path
+        self._directory_synced = False
+        self.syncs_wal = False  # set by make_engine once the connection is in WAL mode, synchronous=NORMAL
 
     def take_writer_lock(self) -> None:
         deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
@@ -70,10 +87,27 @@ class _QueuedWriter(sqlite3.Connection):
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def commit(self) -> None:
+        wrote = self._held
         try:
             super().commit()
         finally:
             self._release_writer_lock()
+        if wrote and self.syncs_wal:
+            self._sync_wal()
+
+    def _sync_wal(self) -> None:
+        """fsync the WAL (and once, its directory); a failure is the commit's failure, so the
+        caller answers 503 / 451 and the sender retries (the retry is deduplicated)."""
+        try:
+            for path in (self._wal_path, *(() if self._directory_synced else (os.path.dirname(self._wal_path),))):
+                fd = os.open(path or ".", os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        except OSError as exc:
+            raise sqlite3.OperationalError(f"could not sync the write-ahead log: {exc.strerror}") from exc
+        self._directory_synced = True
 
     def rollback(self) -> None:
         try:
@@ -89,11 +123,23 @@ class _QueuedWriter(sqlite3.Connection):
             self._close_lock_file()  # closing the file frees its lock
 
 
+def begin_write(dbapi_conn: DBAPIConnection) -> None:
+    """Begin a write transaction directly on the driver connection of one of
+    :func:`make_engine`'s SQLite engines (autocommit mode), as its own transactions begin:
+    the writer queue's lock file first when it has one, then SQLite's write lock. End it with
+    the connection's ``commit()`` or ``rollback()``, never a bare ``COMMIT`` statement, so
+    that the lock file is released and the commit made durable."""
+    if isinstance(dbapi_conn, _QueuedWriter):
+        dbapi_conn.take_writer_lock()
+    dbapi_conn.cursor().execute("BEGIN IMMEDIATE")
+
+
 def make_engine(url: str) -> Engine:
-    """An engine for ``url``. SQLite gets WAL, a busy timeout, full fsync and write-locking
-    transactions (``BEGIN IMMEDIATE``), so that several threads and processes queue instead of
-    failing with "database is locked" half-way through a transaction; on a database file they
-    queue on :class:`_QueuedWriter`'s lock file first."""
+    """An engine for ``url``. SQLite gets WAL, a busy timeout, an fsync per commit and
+    write-locking transactions (``BEGIN IMMEDIATE``), so that several threads and processes
+    queue instead of failing with "database is locked" half-way through a transaction; on a
+    database file they queue on :class:`_QueuedWriter`'s lock file first, and each commit's
+    fsync runs after the lock is released."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         connect_args: dict[str, Any] = {
@@ -102,14 +148,21 @@ def make_engine(url: str) -> Engine:
             "check_same_thread": False,
         }
         if parsed.database and parsed.database != ":memory:" and not parsed.query.get("uri"):
-            connect_args["factory"] = functools.partial(_QueuedWriter, lock_path=f"{parsed.database}-writer")
+            connect_args["factory"] = functools.partial(
+                _QueuedWriter, lock_path=f"{parsed.database}-writer", wal_path=f"{parsed.database}-wal"
+            )
         engine = create_engine(url, connect_args=connect_args)
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=FULL")
+            wal = cur.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal"
+            # a queued writer syncs the WAL itself after each commit (see _QueuedWriter)
+            if wal and isinstance(dbapi_conn, _QueuedWriter):
+                cur.execute("PRAGMA synchronous=NORMAL")
+                dbapi_conn.syncs_wal = True
+            else:
+                cur.execute("PRAGMA synchronous=FULL")
             cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_SECONDS * 1000}")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA cache_size=-65536")  # 64 MiB: index inserts at random keys stay in memory
@@ -123,7 +176,7 @@ def make_engine(url: str) -> Engine:
             dbapi_conn = conn.connection.dbapi_connection
             if isinstance(dbapi_conn, _QueuedWriter):
                 dbapi_conn.take_writer_lock()
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            conn.exec_driver_sql("BEGIN IMMEDIATE")  # a failure here is wrapped as SQLAlchemy's
 
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":

@@ -1,17 +1,23 @@
 """The durable evidence writer behind the listener: the row committed before ``250``, ``451``
 when it cannot be, a fresh connection after a database error, group commit under
-concurrency."""
+concurrency, and on SQLite the WAL synced before ``250``."""
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import re
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
+from adapters.config import Config
 from adapters.errors import StoreError
+from adapters.hub import Hub
+from adapters.store import database
 from adapters.store.models import Evidence
 from inbound.evidence import Received
 from inbound.listener import SMTPComponent
@@ -83,3 +89,29 @@ def test_group_commit_under_concurrency(start_smtp: Callable[..., SMTPComponent]
     assert len(set(ids)) == 20
     with component.hub.sessions() as session:
         assert session.scalar(select(func.count()).select_from(Evidence)) == 20
+
+
+def test_on_sqlite_the_message_is_synced_to_disk_before_250(
+    start_smtp: Callable[..., SMTPComponent],
+    make_config: Callable[..., Config],
+    make_hub: Callable[[Config], Hub],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The writer's own transaction ends through the connection's commit, which fsyncs the WAL
+    (adapters.store.database), not with a bare ``COMMIT`` that would leave it to the next
+    checkpoint."""
+    config = make_config({"smtp": {"port": 0}})
+    db = tmp_path / "smtp.db"
+    hub = make_hub(dataclasses.replace(config, database=dataclasses.replace(config.database, url=f"sqlite:///{db}")))
+    component = start_smtp(hub=hub)
+    component.classifier.delay = 30  # no other transaction writes meanwhile
+    real_fsync, synced = os.fsync, []
+
+    def fsync(fd: int) -> None:
+        real_fsync(fd)
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+
+    monkeypatch.setattr(database.os, "fsync", fsync)
+    send(component, message("STOP"))
+    assert f"{db}-wal" in synced  # before the 250 came back

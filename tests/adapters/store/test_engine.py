@@ -1,7 +1,9 @@
-"""SQLite engines: transactions queue on the writer lock file, and nothing can leave it held."""
+"""SQLite engines: transactions queue on the writer lock file, nothing can leave it held, and a
+commit returns once its WAL is synced, the lock already released for the next writer."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -116,4 +118,72 @@ def test_in_memory_and_uri_databases_need_no_lock_file(tmp_path: Path) -> None:
         engine = database.make_engine(url)
         with engine.begin() as conn:
             assert conn.execute(text("SELECT 1")).scalar_one() == 1
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL: SQLite syncs in COMMIT
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith("-writer")] == []
+
+
+class _SlowWalSync:
+    """``os.fsync`` as the engine calls it, recording the files synced; a WAL sync waits for
+    ``release`` while ``hold`` is set (a slow disk), with ``syncing`` set meanwhile."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.synced: list[str] = []
+        self.hold = False
+        self.syncing, self.release = threading.Event(), threading.Event()
+        self._fsync = os.fsync
+        monkeypatch.setattr(database.os, "fsync", self)
+
+    def __call__(self, fd: int) -> None:
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        if path.endswith("-wal") and self.hold:
+            self.syncing.set()
+            assert self.release.wait(10)
+        self._fsync(fd)
+        self.synced.append(path)
+
+
+def test_a_commit_returns_once_the_wal_is_synced_and_the_next_writer_commits_meanwhile(
+    db_file: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    disk = _SlowWalSync(monkeypatch)
+    first, second = _engine(db_file), _engine(db_file)  # each connection's first commit syncs the directory
+    disk.hold = True
+    returned: list[str] = []
+
+    def write_first() -> None:
+        with first.begin() as conn:
+            conn.execute(text("INSERT INTO log VALUES ('first')"))
+        returned.append("first")
+
+    thread = threading.Thread(target=write_first)
+    thread.start()
+    assert disk.syncing.wait(10)  # the first commit is in its fsync ...
+    disk.hold = False
+    with second.begin() as conn:  # ... and holds neither lock: the next writer commits now
+        conn.execute(text("INSERT INTO log VALUES ('second')"))
+    assert returned == []  # the first has not returned: nothing is acknowledged before its sync
+    disk.release.set()
+    thread.join(10)
+    assert returned == ["first"]
+    assert _rows(first) == ["first", "second"]
+    assert disk.synced.count(f"{db_file}-wal") >= 2 and str(Path(db_file).parent) in disk.synced
+    with first.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL: the commit syncs itself
+
+
+def test_a_wal_that_cannot_be_synced_fails_the_commit_and_frees_the_lock(
+    db_file: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = _engine(db_file)
+
+    def broken(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(database.os, "fsync", broken)
+    unsure = pytest.raises(OperationalError, match="could not sync the write-ahead log: Input/output error")
+    with unsure, engine.begin() as conn:
+        conn.execute(text("INSERT INTO log VALUES ('unsure')"))
+    monkeypatch.undo()
+    with engine.begin() as conn:  # the lock file was released before the sync
+        conn.execute(text("INSERT INTO log VALUES ('next')"))
+    assert _rows(engine) == ["unsure", "next"]  # committed, but its sender was told it failed (and retries)
