@@ -252,7 +252,7 @@ def main() -> int:
             "at the start (other work on the machine slows both servers alike)"
         )
         print(
-            f"hub: optout-hub smtp on SQLite ({database.name}, WAL, synchronous=FULL), "
+            f"hub: optout-hub smtp on SQLite ({database.name}, WAL, fsynced on commit), "
             "every message committed before 250"
         )
         print(

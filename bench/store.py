@@ -13,7 +13,7 @@
   providers, before and after compaction moves them to ``push_confirmations``.
 
 Addresses and event ids are scattered as real ones are (``bench/keys.py``). The default
-database is a fresh SQLite file in a temporary directory (WAL, synchronous=FULL).
+database is a fresh SQLite file in a temporary directory (WAL, each commit fsynced).
 """
 
 from __future__ import annotations
