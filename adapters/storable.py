@@ -9,6 +9,7 @@ U+FFFD, field by field, and the rest of the text and of the delivery is kept.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -32,12 +33,17 @@ def storable(value: Any) -> Any:
     if isinstance(value, str):
         return storable_text(value)
     if isinstance(value, Mapping):
-        items = [(storable(k), storable(v)) for k, v in value.items()]
-        unchanged = all(nk is k and nv is v for (nk, nv), (k, v) in zip(items, value.items(), strict=True))
-        return value if unchanged else dict(items)
+        cleaned: dict[Any, Any] | None = None  # built only once something had to change
+        for n, (k, v) in enumerate(value.items()):
+            nk, nv = storable(k), storable(v)
+            if cleaned is None and (nk is not k or nv is not v):
+                cleaned = dict(itertools.islice(value.items(), n))
+            if cleaned is not None:
+                cleaned[nk] = nv
+        return value if cleaned is None else cleaned
     if isinstance(value, (list, tuple)):
-        cleaned = [storable(v) for v in value]
-        return value if all(c is v for c, v in zip(cleaned, value, strict=True)) else cleaned
+        items = [storable(v) for v in value]
+        return value if all(c is v for c, v in zip(items, value, strict=True)) else items
     return value
 
 
