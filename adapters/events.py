@@ -107,12 +107,13 @@ class OptOutEvent:
     def __post_init__(self) -> None:
         validate_scope(self.scope)
         # every source builds this event: its free text is made storable here, once for all
+        # (set again only where it changed: an import builds a million of these)
         for name in ("provider_event_id", "reason", "campaign"):
             value = getattr(self, name)
-            if value is not None:
-                object.__setattr__(self, name, storable_text(value))
-        if self.metadata is not None:
-            object.__setattr__(self, "metadata", storable_fields(self.metadata))
+            if value is not None and (text := storable_text(value)) is not value:
+                object.__setattr__(self, name, text)
+        if self.metadata is not None and (fields := storable_fields(self.metadata)) is not self.metadata:
+            object.__setattr__(self, "metadata", fields)
         for name in ("occurred_at", "received_at"):
             value = getattr(self, name)
             if value is not None and value.tzinfo is None:
