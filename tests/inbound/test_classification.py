@@ -29,7 +29,7 @@ from tests.support.mail import DOMAIN, REPLIES, corpus_message, message
 from tests.support.outage import events_refused
 from tests.support.pg_cluster import private_cluster
 from tests.support.servers import Sink, delivered
-from tests.support.smtp_client import send, wait_classified
+from tests.support.smtp_client import send, wait_classified, wait_counted
 
 
 def test_stop_reply_is_classified_after_the_answer(start_smtp: Callable[..., SMTPComponent]) -> None:
@@ -50,9 +50,11 @@ def test_stop_reply_is_classified_after_the_answer(start_smtp: Callable[..., SMT
             f"smtp:{evidence_id}",
             evidence_id,
         )
-    metrics = component.hub.metrics.render().decode()
-    assert 'optout_smtp_messages_total{classification="unsubscribe"} 1.0' in metrics
-    assert 'optout_events_total{kind="unsubscribe",source="smtp"} 1.0' in metrics
+    wait_counted(
+        component.hub,
+        'optout_smtp_messages_total{classification="unsubscribe"} 1.0',
+        'optout_events_total{kind="unsubscribe",source="smtp"} 1.0',
+    )
 
 
 def test_hard_bounces_suppress_only_when_the_policy_says_so(start_smtp: Callable[..., SMTPComponent]) -> None:

@@ -59,3 +59,17 @@ def wait_classified(hub: Hub, evidence_id: int, timeout: float = 10.0) -> Eviden
         if time.monotonic() > deadline:
             raise AssertionError(f"evidence {evidence_id} still pending")
         time.sleep(0.02)
+
+
+def wait_counted(hub: Hub, *samples: str, timeout: float = 10.0) -> str:
+    """The metrics once they show every sample line. The classifier counts a message once its
+    commit has returned, which on SQLite is after the fsync that follows the commit's
+    visibility (adapters.store.database), so a test that saw the row must wait for the count."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = hub.metrics.render().decode()
+        if all(sample in text for sample in samples):
+            return text
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not counted: {[s for s in samples if s not in text]}\n{text}")
+        time.sleep(0.02)
