@@ -50,11 +50,13 @@ class _QueuedWriter(sqlite3.Connection):
     returning: the caller still acknowledges nothing that is not on disk, and the next writer
     runs while this one's fsync is under way. The WAL is appended in commit order, so the
     fsync also covers every transaction committed before; one a checkpoint has already
-    copied into the database file was synced there by the checkpoint. A transaction another
-    connection reads in the fsync's few milliseconds is not yet on disk, but nothing built on
-    it can be: that reader's own commit fsyncs the same WAL, in which it comes first. The
-    first commit of each connection also fsyncs the directory, so that a WAL file created
-    since is found after a power loss (SQLite's own first sync of a new WAL would).
+    copied into the database file was synced there by the checkpoint. Another connection can
+    read a commit during its fsync's few milliseconds, but every transaction here ends with
+    the same fsync, rolled back or read-only ones included (one of a clean file costs tens of
+    microseconds), so no answer built on what a transaction read leaves before that is on
+    disk too. The first sync of each connection also fsyncs the directory, so that a WAL
+    file created since is found after a power loss (SQLite's own first sync of a new WAL
+    would).
     """
 
     def __init__(self, *args: Any, lock_path: str, wal_path: str, **kwargs: Any) -> None:
@@ -87,17 +89,17 @@ class _QueuedWriter(sqlite3.Connection):
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def commit(self) -> None:
-        wrote = self._held
+        held = self._held
         try:
             super().commit()
         finally:
             self._release_writer_lock()
-        if wrote and self.syncs_wal:
+        if held and self.syncs_wal:
             self._sync_wal()
 
     def _sync_wal(self) -> None:
-        """fsync the WAL (and once, its directory); a failure is the commit's failure, so the
-        caller answers 503 / 451 and the sender retries (the retry is deduplicated)."""
+        """fsync the WAL (and once, its directory); a failure is the transaction's failure, so
+        the caller answers 503 / 451 and the sender retries (the retry is deduplicated)."""
         try:
             for path in (self._wal_path, *(() if self._directory_synced else (os.path.dirname(self._wal_path),))):
                 fd = os.open(path or ".", os.O_RDONLY | os.O_CLOEXEC)
@@ -110,10 +112,13 @@ class _QueuedWriter(sqlite3.Connection):
         self._directory_synced = True
 
     def rollback(self) -> None:
+        held = self._held
         try:
             super().rollback()
         finally:
             self._release_writer_lock()
+        if held and self.syncs_wal:  # what it read may be another's commit still syncing
+            self._sync_wal()
 
     def close(self) -> None:
         try:

@@ -142,7 +142,7 @@ class _SlowWalSync:
         self.synced.append(path)
 
 
-def test_a_commit_returns_once_the_wal_is_synced_and_the_next_writer_commits_meanwhile(
+def test_a_commit_returns_once_the_wal_is_synced_and_the_next_transactions_run_meanwhile(
     db_file: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     disk = _SlowWalSync(monkeypatch)
@@ -162,11 +162,15 @@ def test_a_commit_returns_once_the_wal_is_synced_and_the_next_writer_commits_mea
     with second.begin() as conn:  # ... and holds neither lock: the next writer commits now
         conn.execute(text("INSERT INTO log VALUES ('second')"))
     assert returned == []  # the first has not returned: nothing is acknowledged before its sync
+    wal, synced = f"{db_file}-wal", len(disk.synced)
+    with second.connect() as conn:  # a reader sees the first commit already ...
+        assert list(conn.scalars(text("SELECT who FROM log ORDER BY rowid"))) == ["first", "second"]
+    assert disk.synced[synced:] == [wal]  # ... and its transaction (rolled back) ends with the same sync
     disk.release.set()
     thread.join(10)
     assert returned == ["first"]
     assert _rows(first) == ["first", "second"]
-    assert disk.synced.count(f"{db_file}-wal") >= 2 and str(Path(db_file).parent) in disk.synced
+    assert disk.synced.count(wal) >= 3 and str(Path(db_file).parent) in disk.synced
     with first.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL: the commit syncs itself
 
