@@ -87,6 +87,12 @@ def _time_encoder(postgres: bool) -> Callable[[datetime], Any]:
     return encode
 
 
+def driver_time(session: Session, value: datetime) -> Any:
+    """One time as the driver stores it (for rows built ready for :func:`execute_many`'s
+    ``encoded``)."""
+    return _time_encoder(_dialect(session) == "postgresql")(value)
+
+
 def driver_rows(
     session: Session | Engine, table: Table, names: Sequence[str], rows: Sequence[Sequence[Any]]
 ) -> list[list[Any]]:
@@ -148,11 +154,13 @@ def execute_many(
     *,
     upsert_on: Sequence[str] = (),
     merge: Mapping[str, Merge] = {},
+    encoded: bool = False,
 ) -> None:
     """``INSERT`` many rows through the driver's own executemany (no per-value processing in
     SQLAlchemy); with ``upsert_on``, conflicting rows update every other column to the new
     row's value, or, for a column in ``merge``, to the least, greatest or sum of the stored
-    and the new value."""
+    and the new value. ``encoded``: the rows are tuples whose times and JSON values are
+    already as the driver stores them (:func:`driver_time`), passed on as they are."""
     if not rows:
         return
     postgres = _dialect(session) == "postgresql"
@@ -166,7 +174,8 @@ def execute_many(
             if n not in upsert_on
         )
         sql += f" ON CONFLICT ({', '.join(upsert_on)}) DO UPDATE SET {updates}"
-    session.connection().exec_driver_sql(sql, [tuple(r) for r in _prepare(session, table, names, rows, as_json=False)])
+    params = rows if encoded else [tuple(r) for r in _prepare(session, table, names, rows, as_json=False)]
+    session.connection().exec_driver_sql(sql, params)
 
 
 def insert_new(

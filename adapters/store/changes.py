@@ -32,13 +32,13 @@ from sqlalchemy.orm import Session
 
 from adapters.errors import PayloadError
 from adapters.providers import payloads
-from adapters.store.bulk import execute_many
+from adapters.store.bulk import driver_time, execute_many
 from adapters.store.models import Change, ChangeSequence, Event, WebhookDelivery
 
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
 
-_COLUMNS = ("event_id", "suppressed", "recorded_at")
+_COLUMNS = ("event_id", "suppressed", "recorded_at")  # each recorded now
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,10 +50,11 @@ class SubscriberFilter:
 
 
 def record_changes(
-    session: Session, rows: Sequence[Sequence[Any]], subscribers: Sequence[SubscriberFilter], *, now: datetime
+    session: Session, rows: Sequence[tuple[int, bool]], subscribers: Sequence[SubscriberFilter], *, now: datetime
 ) -> None:
-    """Store ``rows`` (values in the order of ``_COLUMNS``; at most one per event) and queue
-    one delivery per subscriber that wants the change's kind, in the caller's transaction."""
+    """Store ``rows`` (``(event_id, suppressed)``, at most one per event) as changes recorded
+    ``now``, and queue one delivery per subscriber that wants the change's kind, in the
+    caller's transaction."""
     if not rows:
         return
     table = ChangeSequence.__table__
@@ -61,8 +62,9 @@ def record_changes(
         update(table).where(table.c.id == 1).values(last=table.c.last + len(rows)).returning(table.c.last)
     ).scalar_one()
     first = last - len(rows) + 1
-    numbered = [(seq, *row) for seq, row in enumerate(rows, start=first)]
-    execute_many(session, Change.__table__, ("seq", *_COLUMNS), numbered)
+    at = driver_time(session, now)
+    numbered = [(seq, event_id, suppressed, at) for seq, (event_id, suppressed) in enumerate(rows, start=first)]
+    execute_many(session, Change.__table__, ("seq", *_COLUMNS), numbered, encoded=True)
     deliveries = WebhookDelivery.__table__
     for sub in subscribers:
         picked = select(

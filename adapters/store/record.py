@@ -298,7 +298,7 @@ def _apply(session: Session, stored: Sequence[_Stored], policy: StorePolicy, now
     conflicts: list[dict[str, Any]] = []
     erased = erased_among(session, policy.erasure_key, keys)
     blocks = _Blocks()
-    changes: list[tuple[Any, ...]] = []  # adapters.store.changes: one per transition
+    changes: list[tuple[int, bool]] = []  # adapters.store.changes: one per transition
     for r in stored:
         key = (r.email_key, r.scope)
         state = current.get(
@@ -361,7 +361,7 @@ def _apply(session: Session, stored: Sequence[_Stored], policy: StorePolicy, now
             ]
         dirty[key] = state
         transitions += 1
-        changes.append((r.id, state[3], now))
+        changes.append((r.id, state[3]))
         if r.scope == GLOBAL_SCOPE:
             queue(r, GLOBAL_SCOPE, "resubscribe" if lifted_event_id is not None else "unsubscribe")
             if lifted_event_id is not None:
