@@ -53,11 +53,15 @@ from adapters.events import GLOBAL_SCOPE, Actor, Kind, OptOutEvent, Source, Veri
 from adapters.hub import Hub
 from adapters.store.record import record_events
 
-BATCH = 25_000
-"""Rows per transaction. Each batch's inserts at random keys (the address indexes) rewrite the
-index pages they touch once per commit, so larger batches write far less: a 1,000,000-row
-import takes ~61 s at 10,000 and ~53 s at 25,000 (bench/store.py), for ~30 MB more memory and
-the write lock held ~1 s per batch on SQLite (other writers queue meanwhile)."""
+BATCH = {"sqlite": 25_000, "postgresql": 5_000}
+"""Rows per transaction, per database. On SQLite each batch's inserts at random keys (the
+address indexes) rewrite the index pages they touch once per commit, so larger batches write
+far less: a 1,000,000-row import takes ~61 s at 10,000 and ~53 s at 25,000 (bench/store.py),
+for ~30 MB more memory and the write lock held ~1 s per batch (other writers queue
+meanwhile). On PostgreSQL a batch holds one advisory lock per address until it commits
+(:mod:`adapters.store.address_locks`), and the server's lock table has room for
+``max_locks_per_transaction`` x ``max_connections`` locks in all (6,400 by default), shared
+with every other transaction."""
 EMAIL_COLUMNS = ("email", "email address")
 """Address column names, lower-cased, in order of preference (see the module docstring)."""
 SHOWN_INVALID = 20  # bad lines listed in the summary line; the rest are counted
@@ -127,6 +131,7 @@ def import_csv(
     seen: set[str] = set()
     shared: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
     batch: list[OptOutEvent] = []
+    batch_size = BATCH.get(hub.engine.dialect.name, min(BATCH.values()))
     rows = 0
     now = hub.clock()
 
@@ -181,7 +186,7 @@ def import_csv(
                 metadata=extra or None,
             )
         )
-        if len(batch) >= BATCH:
+        if len(batch) >= batch_size:
             flush()
     flush()
     return summary

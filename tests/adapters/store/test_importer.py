@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 import requests
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select
 
 from adapters.config import Config
 from adapters.errors import PayloadError
 from adapters.events import Kind, Source
 from adapters.hub import Hub
 from adapters.providers import make_clients
-from adapters.store.importer import ImportSummary, detect_encoding, import_csv, open_csv
+from adapters.store.importer import BATCH, ImportSummary, detect_encoding, import_csv, open_csv
 from adapters.store.models import Event, OutboxRow
 from adapters.store.queries import export_suppressions
 from adapters.worker.outbox import Worker
@@ -189,3 +189,19 @@ def test_no_push_queues_nothing(make_hub: Callable[[Config], Hub], push_config: 
     assert summary.imported == 3 and state(hub, "li.wei@example.cn")["suppressed"]
     with hub.sessions() as session:
         assert session.scalar(select(func.count()).select_from(OutboxRow)) == 0
+
+
+def test_an_import_batch_and_a_delivery_fit_postgresqls_lock_table(postgresql_url: str) -> None:
+    """Each address of a batch holds an advisory lock until the batch commits: a batch larger
+    than the server's lock table fails with "out of shared memory", every time."""
+    engine = create_engine(postgresql_url)
+    try:
+        with engine.connect() as conn:
+            setting = {n: int(conn.exec_driver_sql(f"SHOW {n}").scalar_one()) for n in _LOCK_TABLE}
+    finally:
+        engine.dispose()
+    room = setting["max_locks_per_transaction"] * (setting["max_connections"] + setting["max_prepared_transactions"])
+    assert BATCH["postgresql"] + 1_000 <= room  # and a 1,000-event webhook delivery at the same time
+
+
+_LOCK_TABLE = ("max_locks_per_transaction", "max_connections", "max_prepared_transactions")
