@@ -100,9 +100,10 @@ class _QueuedWriter(sqlite3.Connection):
     def _sync_wal(self) -> None:
         """fsync the WAL (and once, its directory); a failure is the transaction's failure, so
         the caller answers 503 / 451 and the sender retries (the retry is deduplicated)."""
+        paths = [self._wal_path] if self._directory_synced else [self._wal_path, os.path.dirname(self._wal_path) or "."]
         try:
-            for path in (self._wal_path, *(() if self._directory_synced else (os.path.dirname(self._wal_path),))):
-                fd = os.open(path or ".", os.O_RDONLY | os.O_CLOEXEC)
+            for path in paths:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
                 try:
                     os.fsync(fd)
                 finally:

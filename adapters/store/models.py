@@ -40,6 +40,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
 )
+from sqlalchemy.ext.associationproxy import AssociationProxy, association_proxy
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from adapters.consent import effective_time
@@ -460,25 +461,12 @@ class Change(Base):
     recorded_at: Mapped[datetime]
     event: Mapped[Event] = relationship(lazy="joined", innerjoin=True)
 
-    @property
-    def email(self) -> str:
-        return self.event.email
-
-    @property
-    def scope(self) -> str:
-        return self.event.scope
-
-    @property
-    def kind(self) -> str:
-        return self.event.kind
-
-    @property
-    def source(self) -> str:
-        return self.event.source
-
-    @property
-    def actor(self) -> str | None:
-        return self.event.actor
+    # the event's, as the feed shows them
+    email: AssociationProxy[str] = association_proxy("event", "email")
+    scope: AssociationProxy[str] = association_proxy("event", "scope")
+    kind: AssociationProxy[str] = association_proxy("event", "kind")
+    source: AssociationProxy[str] = association_proxy("event", "source")
+    actor: AssociationProxy[str | None] = association_proxy("event", "actor")
 
     @property
     def occurred_at(self) -> datetime:
